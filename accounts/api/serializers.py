@@ -1,0 +1,37 @@
+from rest_framework import serializers
+
+from accounts.models import ApiKey, User
+
+
+class ApiKeyCreateInputSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    password = serializers.CharField(trim_whitespace=False, max_length=256)
+    name = serializers.CharField(max_length=100)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiKeyIssuedSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The full key. Shown once; store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class MeSerializer(serializers.ModelSerializer):
+    organization = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "role", "is_staff", "organization"]
+
+    def get_organization(self, obj: User) -> dict | None:
+        membership = getattr(obj, "membership", None)
+        if membership is None:
+            return None
+        org = membership.organization
+        return {"id": org.id, "name": org.name, "status": org.status, "role": membership.role}

@@ -1,0 +1,52 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.models import ApiKey
+
+from .serializers import ApiKeyCreateInputSerializer, ApiKeyIssuedSerializer, ApiKeySerializer, MeSerializer
+
+
+class ApiKeyCreateThrottle(AnonRateThrottle):
+    scope = "api_key_create"
+
+
+class ApiKeyCreateView(APIView):
+    """Exchange email + password for an API key, shown once. Send it as `Authorization: Bearer <key>`."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [ApiKeyCreateThrottle]
+
+    @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyIssuedSerializer})
+    def post(self, request):
+        data = ApiKeyCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.api_key_issue_with_password(**data.validated_data)
+        body = ApiKeySerializer(issued.api_key).data | {"key": issued.key}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The caller's own API keys. DELETE revokes a key."""
+
+    serializer_class = ApiKeySerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = ApiKey.objects.none()
+
+    def get_queryset(self):
+        return ApiKey.objects.filter(user=self.request.user)
+
+    def perform_destroy(self, instance):
+        services.api_key_revoke(api_key=instance)
+
+
+class MeView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=MeSerializer)
+    def get(self, request):
+        return Response(MeSerializer(request.user).data)

@@ -1,0 +1,102 @@
+"""Account operations: sign-up and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth import authenticate, password_validation
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.errors import ApplicationError, InvalidInput, validation_fields
+
+from .models import ApiKey, User
+
+API_KEY_PREFIX = "cmk"
+
+
+class InvalidCredentials(ApplicationError):
+    code = "invalid_credentials"
+    status_code = 401
+
+
+def hash_api_secret(secret: str) -> str:
+    """Keys are 256-bit random strings, so a plain SHA-256 is a sufficient one-way hash."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def user_create(*, email: str, password: str, role: str = User.Role.BUYER, full_name: str = "") -> User:
+    """Create a person who logs in by email. Raises InvalidInput on a taken email or weak password."""
+    email = User.objects.normalize_email(email).lower()
+    if role not in User.Role.values:
+        raise InvalidInput("Unknown role.", fields={"role": [f"Choose one of {', '.join(User.Role.values)}."]})
+    if User.objects.filter(email__iexact=email).exists():
+        raise InvalidInput(
+            "An account with this email already exists.",
+            code="email_taken",
+            fields={"email": ["An account with this email already exists."]},
+        )
+    user = User(email=email, role=role, full_name=full_name)
+    try:
+        user.full_clean(exclude=["password"])
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        fields = validation_fields(error)
+        if "non_field_errors" in fields:
+            fields["password"] = fields.pop("non_field_errors")
+        raise InvalidInput("The account details are not valid.", fields=fields) from error
+    user.set_password(password)
+    user.save()
+    return user
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    key: str  # the full secret, returned once and never stored
+
+
+def api_key_issue(*, user: User, name: str) -> IssuedApiKey:
+    """Create a key for `user`. The full key is only in the return value."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A key needs a name.", fields={"name": ["This field is required."]})
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
+    api_key = ApiKey.objects.create(user=user, name=name[:100], prefix=prefix, secret_hash=hash_api_secret(key))
+    return IssuedApiKey(api_key=api_key, key=key)
+
+
+def api_key_issue_with_password(*, email: str, password: str, name: str) -> IssuedApiKey:
+    """Exchange an email and password for a new API key."""
+    user = authenticate(username=(email or "").strip().lower(), password=password or "")
+    if user is None or not user.is_active:
+        raise InvalidCredentials("The email or password is wrong.")
+    return api_key_issue(user=user, name=name)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_authenticate(*, key: str) -> ApiKey | None:
+    """The active key matching `key`, or None. Records when it was last used (at most once a minute)."""
+    if not key.startswith(f"{API_KEY_PREFIX}_"):
+        return None
+    api_key = (
+        ApiKey.objects.active().select_related("user").filter(secret_hash=hash_api_secret(key)).first()
+    )
+    if api_key is None or not api_key.user.is_active:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key

@@ -1,0 +1,1 @@
+"""Ledger, wallets, metering and settlement live here (built in the billing work)."""

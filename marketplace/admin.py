@@ -1,0 +1,68 @@
+from django.contrib import admin
+
+from .models import AcceleratorModel, InstanceType, Offer, Region, Zone
+
+
+@admin.register(AcceleratorModel)
+class AcceleratorModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "vendor", "kind", "memory_gb", "bf16_tflops", "fp32_tflops", "tdp_watts", "is_active"]
+    list_filter = ["kind", "vendor", "is_active"]
+    search_fields = ["name", "slug", "vendor"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(InstanceType)
+class InstanceTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "accelerator_model", "accelerator_count", "family", "vcpus", "ram_gb", "disk_gb", "is_active"]
+    list_filter = ["family", "is_active", "accelerator_model__kind", "accelerator_model"]
+    search_fields = ["name", "accelerator_model__name"]
+    list_editable = ["is_active"]
+    list_select_related = ["accelerator_model"]
+
+
+class ZoneInline(admin.TabularInline):
+    model = Zone
+    extra = 0
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "tier", "country", "latitude", "longitude"]
+    list_filter = ["tier", "country"]
+    search_fields = ["code", "name"]
+    inlines = [ZoneInline]
+
+
+@admin.register(Zone)
+class ZoneAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "region"]
+    list_filter = ["region__tier", "region"]
+    search_fields = ["code", "name", "region__code"]
+    list_select_related = ["region"]
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    """Offers are derived from hosts; staff look, the platform writes."""
+
+    list_display = [
+        "instance_type",
+        "host",
+        "region",
+        "available_count",
+        "price_per_hour",
+        "price_per_tflop_hour",
+        "energy_kwh_per_hour",
+        "verified",
+        "reliability",
+        "updated_at",
+    ]
+    list_filter = ["tier", "verified", "accelerator_model__kind", "region", "accelerator_model"]
+    search_fields = ["instance_type__name", "host__name", "host__organization__name"]
+    list_select_related = ["instance_type", "host", "host__organization", "region"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,129 @@
+"""Strict filtering: an unknown query parameter or a malformed value is a 400 naming it."""
+
+from __future__ import annotations
+
+from django import forms
+from django.db.models import F
+from django_filters import rest_framework as filters
+from rest_framework import exceptions
+
+from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region
+
+ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "format"})
+
+
+class InvalidFilter(exceptions.ValidationError):
+    error_code = "invalid_filter"
+
+
+class UnknownParameter(exceptions.ValidationError):
+    error_code = "unknown_parameter"
+
+
+class StrictFilterBackend(filters.DjangoFilterBackend):
+    """DjangoFilterBackend that refuses query parameters the view does not understand."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        allowed = set(ALWAYS_ALLOWED_PARAMETERS) | set(getattr(view, "extra_query_parameters", ()))
+        if filterset_class is not None:
+            allowed |= set(filterset_class.base_filters)
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise UnknownParameter({name: ["Unknown query parameter."] for name in unknown})
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid():
+            raise InvalidFilter({name: [str(e) for e in errs] for name, errs in filterset.errors.items()})
+        return filterset.qs
+
+
+class IntegerFilter(filters.NumberFilter):
+    field_class = forms.IntegerField
+
+
+class StrictBooleanFilter(filters.Filter):
+    """true/false (or 1/0); anything else is an error, never silently ignored."""
+
+    field_class = forms.TypedChoiceField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("choices", [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")])
+        kwargs.setdefault("coerce", lambda value: value in ("true", "1"))
+        kwargs.setdefault("empty_value", None)
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        return qs.filter(**{self.field_name: value})
+
+
+class NullsLastOrderingFilter(filters.OrderingFilter):
+    """Ordering where missing values (e.g. no reliability yet) sort last both ways; id breaks ties."""
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        ordering = []
+        for param in value:
+            descending = param.startswith("-")
+            field = self.param_map[param.lstrip("-")]
+            ordering.append(F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True))
+        return qs.order_by(*ordering, "id")
+
+
+class InstanceTypeFilterSet(filters.FilterSet):
+    accelerator_model = filters.ModelChoiceFilter(
+        field_name="accelerator_model", to_field_name="slug", queryset=AcceleratorModel.objects.all()
+    )
+    accelerator_kind = filters.ChoiceFilter(method="filter_kind", choices=AcceleratorKind.choices)
+    family = filters.ChoiceFilter(choices=InstanceType.Family.choices)
+    min_accelerators = IntegerFilter(field_name="accelerator_count", lookup_expr="gte", min_value=0)
+    min_vcpus = IntegerFilter(field_name="vcpus", lookup_expr="gte", min_value=0)
+    min_ram_gb = IntegerFilter(field_name="ram_gb", lookup_expr="gte", min_value=0)
+
+    class Meta:
+        model = InstanceType
+        fields: list[str] = []
+
+    def filter_kind(self, queryset, name, value):
+        if value == AcceleratorKind.CPU:
+            return queryset.filter(accelerator_model__isnull=True)
+        return queryset.filter(accelerator_model__kind=value)
+
+
+class OfferFilterSet(filters.FilterSet):
+    instance_type = filters.ModelChoiceFilter(
+        field_name="instance_type", to_field_name="name", queryset=InstanceType.objects.all()
+    )
+    accelerator_model = filters.ModelChoiceFilter(
+        field_name="accelerator_model", to_field_name="slug", queryset=AcceleratorModel.objects.all()
+    )
+    accelerator_kind = filters.ChoiceFilter(field_name="accelerator_model__kind", choices=AcceleratorKind.choices)
+    min_accelerators = IntegerFilter(field_name="instance_type__accelerator_count", lookup_expr="gte", min_value=0)
+    min_accelerator_memory_gb = IntegerFilter(field_name="accelerator_model__memory_gb", lookup_expr="gte", min_value=0)
+    min_vcpus = IntegerFilter(field_name="instance_type__vcpus", lookup_expr="gte", min_value=0)
+    min_ram_gb = IntegerFilter(field_name="instance_type__ram_gb", lookup_expr="gte", min_value=0)
+    region = filters.ModelChoiceFilter(field_name="region", to_field_name="code", queryset=Region.objects.all())
+    tier = filters.ChoiceFilter(choices=Region.Tier.choices)
+    max_price_per_hour = filters.NumberFilter(
+        field_name="price_per_hour", lookup_expr="lte", min_value=0, max_digits=14, decimal_places=6
+    )
+    verified = StrictBooleanFilter(field_name="verified")
+    min_reliability = filters.NumberFilter(
+        field_name="reliability", lookup_expr="gte", min_value=0, max_value=1, max_digits=5, decimal_places=4
+    )
+    ordering = NullsLastOrderingFilter(
+        fields=(
+            ("price_per_hour", "price_per_hour"),
+            ("price_per_tflop_hour", "price_per_tflop_hour"),
+            ("energy_kwh_per_hour", "energy_kwh_per_hour"),
+            ("reliability", "reliability"),
+        )
+    )
+
+    class Meta:
+        model = Offer
+        fields: list[str] = []

@@ -1,0 +1,42 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+
+from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
+
+from .filters import InstanceTypeFilterSet, OfferFilterSet
+from .serializers import AcceleratorModelSerializer, InstanceTypeSerializer, OfferSerializer, RegionSerializer
+
+
+class AcceleratorModelViewSet(viewsets.ReadOnlyModelViewSet):
+    """Reference data: accelerator and CPU models with their public figures."""
+
+    queryset = AcceleratorModel.objects.filter(is_active=True)
+    serializer_class = AcceleratorModelSerializer
+    lookup_field = "slug"
+
+
+class InstanceTypeViewSet(viewsets.ReadOnlyModelViewSet):
+    """Standard instance types buyers order."""
+
+    queryset = InstanceType.objects.active().select_related("accelerator_model")
+    serializer_class = InstanceTypeSerializer
+    filterset_class = InstanceTypeFilterSet
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"  # names contain dots (h100-80g.8x)
+
+
+class RegionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Region.objects.prefetch_related("zones")
+    serializer_class = RegionSerializer
+    lookup_field = "code"
+
+
+@extend_schema(description="Offers that can be ordered now, one per host x instance type.")
+class OfferViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Offer.objects.all()
+    serializer_class = OfferSerializer
+    filterset_class = OfferFilterSet
+
+    def get_queryset(self):
+        # `listed()` reads the clock, so it must run per request.
+        return Offer.objects.listed().with_related()

@@ -1,0 +1,203 @@
+"""Slicing and capacity maths: which instance shapes a host can still carry. Pure Python, no ORM.
+
+A host has a physical capacity over named dimensions (accelerators, vCPUs, RAM, disk, ... or, in
+the field example, cores and NIC Gbps). Its slicing policy decides what one instance *claims*:
+
+- ``whole``: bare metal. One instance claims the whole host; only shapes whose primary dimension
+  (accelerators, or vCPUs on CPU hosts) equals the host's are sold.
+- ``equal``: the host is cut into ``slices`` equal parts; an instance claims one part, and only
+  shapes whose primary dimension is one part's are sold.
+- ``fine``: any mix of shapes; an instance claims exactly its shape.
+
+CPU and RAM may be oversubscribed by a ratio (1.0-2.0); other dimensions never are. A set of
+instances fits when the sum of their claims is within the host's effective capacity in every
+dimension at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+OVERSUBSCRIBABLE_DIMENSIONS = frozenset({"vcpus", "ram_gb"})
+MIN_OVERSUBSCRIPTION = Decimal("1.0")
+MAX_OVERSUBSCRIPTION = Decimal("2.0")
+
+
+class SlicingPolicy(enum.StrEnum):
+    WHOLE = "whole"
+    EQUAL = "equal"
+    FINE = "fine"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """A non-negative integer amount per named dimension; absent dimensions are zero."""
+
+    amounts: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clean = {}
+        for dim, amount in self.amounts.items():
+            if not isinstance(amount, int) or isinstance(amount, bool):
+                raise TypeError(f"{dim} must be an integer amount, got {amount!r}")
+            if amount < 0:
+                raise ValueError(f"{dim} must not be negative, got {amount}")
+            if amount:
+                clean[dim] = amount
+        object.__setattr__(self, "amounts", dict(sorted(clean.items())))
+
+    @classmethod
+    def of(cls, **amounts: int) -> Resources:
+        return cls(amounts)
+
+    def __getitem__(self, dim: str) -> int:
+        return self.amounts.get(dim, 0)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.amounts.items()))
+
+    @property
+    def dimensions(self) -> frozenset[str]:
+        return frozenset(self.amounts)
+
+    def __add__(self, other: Resources) -> Resources:
+        dims = self.dimensions | other.dimensions
+        return Resources({d: self[d] + other[d] for d in dims})
+
+    def minus(self, other: Resources) -> dict[str, int]:
+        """Signed difference per dimension (may be negative, so not a Resources)."""
+        dims = self.dimensions | other.dimensions
+        return {d: self[d] - other[d] for d in dims}
+
+    def fits_in(self, other: Resources) -> bool:
+        """True when every dimension of self is at most other's."""
+        return all(amount <= other[dim] for dim, amount in self.amounts.items())
+
+    def is_empty(self) -> bool:
+        return not self.amounts
+
+
+def total(claims: Iterable[Resources]) -> Resources:
+    result = Resources()
+    for claim in claims:
+        result = result + claim
+    return result
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A sellable instance shape (an instance type), e.g. h100-80g.2x = 2 GPUs, 48 vCPU, ..."""
+
+    name: str
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """What the capacity maths needs to know about a host.
+
+    ``primary`` is the dimension a host is sold by: "accelerators" on accelerator hosts, "vcpus"
+    on CPU-only hosts. ``slices`` is used by the ``equal`` policy only.
+    """
+
+    capacity: Resources
+    policy: SlicingPolicy
+    primary: str
+    slices: int = 1
+    oversubscription: Decimal = Decimal("1.0")
+
+    def __post_init__(self) -> None:
+        if not MIN_OVERSUBSCRIPTION <= self.oversubscription <= MAX_OVERSUBSCRIPTION:
+            raise ValueError("oversubscription must be between 1.0 and 2.0")
+        if self.slices < 1:
+            raise ValueError("slices must be at least 1")
+        if self.policy == SlicingPolicy.EQUAL and self.capacity[self.primary] % self.slices:
+            raise ValueError(f"{self.slices} equal slices do not divide {self.capacity[self.primary]} {self.primary}")
+
+
+def effective_capacity(host: HostSpec) -> Resources:
+    """Capacity with CPU/RAM oversubscription applied (rounded down); accelerators never are."""
+    amounts = {}
+    for dim, amount in host.capacity.amounts.items():
+        if dim in OVERSUBSCRIBABLE_DIMENSIONS and host.policy != SlicingPolicy.WHOLE:
+            amounts[dim] = int(amount * host.oversubscription)
+        else:
+            amounts[dim] = amount
+    return Resources(amounts)
+
+
+def slice_share(host: HostSpec) -> Resources:
+    """One of the equal slices of the host's effective capacity (rounded down)."""
+    capacity = effective_capacity(host)
+    return Resources({d: a // host.slices for d, a in capacity.amounts.items()})
+
+
+def claim_for(host: HostSpec, shape: Shape) -> Resources:
+    """What one instance of ``shape`` takes from ``host`` under its policy."""
+    if host.policy == SlicingPolicy.WHOLE:
+        return effective_capacity(host)
+    if host.policy == SlicingPolicy.EQUAL:
+        return slice_share(host)
+    return shape.resources
+
+
+def is_eligible(host: HostSpec, shape: Shape) -> bool:
+    """Whether the policy sells this shape on this host at all (ignoring what is allocated)."""
+    if shape.resources.is_empty() or shape.resources[host.primary] <= 0:
+        return False
+    if host.policy == SlicingPolicy.WHOLE:
+        wanted_primary = host.capacity[host.primary]
+    elif host.policy == SlicingPolicy.EQUAL:
+        wanted_primary = host.capacity[host.primary] // host.slices
+    else:
+        wanted_primary = None
+    if wanted_primary is not None and shape.resources[host.primary] != wanted_primary:
+        return False
+    return shape.resources.fits_in(claim_for(host, shape))
+
+
+def remaining(host: HostSpec, allocated: Sequence[Resources]) -> dict[str, int]:
+    """Effective capacity minus what is allocated, per dimension (negative means overcommitted)."""
+    return effective_capacity(host).minus(total(allocated))
+
+
+def available_count(host: HostSpec, allocated: Sequence[Resources], shape: Shape) -> int:
+    """How many more instances of ``shape`` the host can carry, given what is allocated."""
+    if not is_eligible(host, shape):
+        return 0
+    claim = claim_for(host, shape)
+    free = remaining(host, allocated)
+    counts = [max(free.get(dim, 0), 0) // amount for dim, amount in claim.amounts.items()]
+    return min(counts) if counts else 0
+
+
+def carriable(host: HostSpec, allocated: Sequence[Resources], shapes: Iterable[Shape]) -> dict[str, int]:
+    """For each shape, how many more the host can carry (each counted on its own)."""
+    return {shape.name: available_count(host, allocated, shape) for shape in shapes}
+
+
+def fits(host: HostSpec, allocated: Sequence[Resources], new_shapes: Sequence[Shape]) -> bool:
+    """Whether all of ``new_shapes`` can be added to the host at once."""
+    if not all(is_eligible(host, shape) for shape in new_shapes):
+        return False
+    claims = list(allocated) + [claim_for(host, shape) for shape in new_shapes]
+    return total(claims).fits_in(effective_capacity(host))
+
+
+def place_in_order(host: HostSpec, shapes: Sequence[Shape]) -> list[Shape]:
+    """Greedily accept each requested shape that still fits; returns the accepted ones."""
+    accepted: list[Shape] = []
+    claims: list[Resources] = []
+    for shape in shapes:
+        if fits(host, claims, [shape]):
+            accepted.append(shape)
+            claims.append(claim_for(host, shape))
+    return accepted
+
+
+def max_instances(host: HostSpec, shapes: Iterable[Shape]) -> int:
+    """The most instances of a single shape an empty host can carry."""
+    return max((available_count(host, [], shape) for shape in shapes), default=0)

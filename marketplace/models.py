@@ -1,0 +1,196 @@
+"""The platform's catalog (accelerator models, instance types, regions) and derived offers."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .money import PRICE_DIGITS, PRICE_PLACES
+
+
+class AcceleratorKind(models.TextChoices):
+    GPU = "gpu", "GPU"
+    DSA = "dsa", "Dedicated accelerator (DSA/NPU)"
+    CPU = "cpu", "CPU"
+
+
+class AcceleratorModel(models.Model):
+    """A part with its public figures. For CPUs one unit is a socket."""
+
+    vendor = models.CharField(max_length=50)
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True, help_text="Used in instance type names, e.g. h100-80g.")
+    kind = models.CharField(max_length=8, choices=AcceleratorKind.choices)
+    memory_gb = models.PositiveIntegerField(help_text="On-device memory; 0 for CPUs.")
+    bf16_tflops = models.DecimalField(max_digits=8, decimal_places=1, help_text="Dense BF16/FP16 tensor TFLOPS.")
+    fp32_tflops = models.DecimalField(max_digits=8, decimal_places=1)
+    tdp_watts = models.PositiveIntegerField()
+    cores = models.PositiveIntegerField(null=True, blank=True, help_text="CPUs only: physical cores per socket.")
+    vcpus_per_unit = models.PositiveIntegerField(help_text="Standard family share of host vCPUs per unit.")
+    ram_gb_per_unit = models.PositiveIntegerField(help_text="Standard family share of host RAM per unit.")
+    disk_gb_per_unit = models.PositiveIntegerField(help_text="Standard family share of host disk per unit.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "vendor", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} {self.name}"
+
+
+class InstanceTypeQuerySet(models.QuerySet):
+    def active(self) -> InstanceTypeQuerySet:
+        """Types that may be offered and ordered."""
+        return self.filter(is_active=True)
+
+    def compatible_with(self, accelerator_model: AcceleratorModel) -> InstanceTypeQuerySet:
+        """Types a host with this part could carry: its own model, or CPU types on CPU hosts."""
+        if accelerator_model.kind == AcceleratorKind.CPU:
+            return self.filter(accelerator_model__isnull=True)
+        return self.filter(accelerator_model=accelerator_model)
+
+
+class InstanceType(models.Model):
+    """A standard SKU buyers order, comparable across suppliers (e.g. h100-80g.8x, cpu.16x)."""
+
+    class Family(models.TextChoices):
+        STANDARD = "standard", "Standard"
+        HIGHCPU = "highcpu", "High CPU"
+        HIGHMEM = "highmem", "High memory"
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z0-9][a-z0-9.-]*$", "Lowercase letters, digits, dots and dashes.")],
+    )
+    accelerator_model = models.ForeignKey(
+        AcceleratorModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="instance_types",
+        help_text="Empty for CPU-only types.",
+    )
+    accelerator_count = models.PositiveSmallIntegerField(default=0)
+    family = models.CharField(max_length=16, choices=Family.choices, default=Family.STANDARD)
+    vcpus = models.PositiveIntegerField()
+    ram_gb = models.PositiveIntegerField()
+    disk_gb = models.PositiveIntegerField()
+    is_active = models.BooleanField(default=True)
+
+    objects = InstanceTypeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["accelerator_model__kind", "accelerator_model__name", "accelerator_count", "vcpus", "name"]
+        constraints = [
+            models.CheckConstraint(
+                name="instance_type_accelerators_match_model",
+                condition=(Q(accelerator_model__isnull=True, accelerator_count=0))
+                | (Q(accelerator_model__isnull=False, accelerator_count__gt=0)),
+            ),
+            models.CheckConstraint(name="instance_type_has_vcpus", condition=Q(vcpus__gt=0)),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def accelerator_kind(self) -> str:
+        return self.accelerator_model.kind if self.accelerator_model_id else AcceleratorKind.CPU
+
+
+class Region(models.Model):
+    class Tier(models.TextChoices):
+        CLOUD = "cloud", "Cloud"
+        EDGE = "edge", "Edge"
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    tier = models.CharField(max_length=8, choices=Tier.choices)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2.")
+    latitude = models.DecimalField(max_digits=9, decimal_places=6)
+    longitude = models.DecimalField(max_digits=9, decimal_places=6)
+
+    class Meta:
+        ordering = ["tier", "code"]
+        constraints = [
+            models.CheckConstraint(name="region_latitude_range", condition=Q(latitude__gte=-90, latitude__lte=90)),
+            models.CheckConstraint(
+                name="region_longitude_range", condition=Q(longitude__gte=-180, longitude__lte=180)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Zone(models.Model):
+    region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="zones")
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["region__code", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class OfferQuerySet(models.QuerySet):
+    def listed(self) -> OfferQuerySet:
+        """Offers a buyer can order now: capacity left and not past the supplier's end date."""
+        now = timezone.now()
+        return self.filter(available_count__gt=0).filter(Q(listed_until__isnull=True) | Q(listed_until__gt=now))
+
+    def with_related(self) -> OfferQuerySet:
+        """Everything a list row shows, in one query."""
+        return self.select_related(
+            "instance_type", "accelerator_model", "region", "zone", "host", "host__organization"
+        )
+
+
+class Offer(models.Model):
+    """A host x instance type the host can still carry. Derived: rewritten whenever capacity changes.
+
+    Figures are denormalized from the host so that search is one indexed query.
+    """
+
+    host = models.ForeignKey("suppliers.Host", on_delete=models.CASCADE, related_name="offers")
+    instance_type = models.ForeignKey(InstanceType, on_delete=models.CASCADE, related_name="offers")
+    accelerator_model = models.ForeignKey(AcceleratorModel, on_delete=models.PROTECT, related_name="offers")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="offers")
+    zone = models.ForeignKey(Zone, on_delete=models.PROTECT, null=True, blank=True, related_name="offers")
+    tier = models.CharField(max_length=8, choices=Region.Tier.choices)
+    available_count = models.PositiveIntegerField()
+    price_per_hour = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES)
+    price_per_tflop_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, null=True, blank=True
+    )
+    tflops = models.DecimalField(max_digits=10, decimal_places=2, help_text="Dense BF16 TFLOPS of one instance.")
+    energy_kwh_per_hour = models.DecimalField(
+        max_digits=10, decimal_places=4, help_text="Power draw x data-centre PUE, for one instance."
+    )
+    verified = models.BooleanField()
+    reliability = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    listed_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OfferQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["price_per_hour", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "instance_type"], name="offer_unique_host_instance_type"),
+            models.CheckConstraint(name="offer_price_positive", condition=Q(price_per_hour__gt=0)),
+        ]
+        indexes = [
+            models.Index(fields=["price_per_hour"]),
+            models.Index(fields=["price_per_tflop_hour"]),
+            models.Index(fields=["energy_kwh_per_hour"]),
+            models.Index(fields=["instance_type", "price_per_hour"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_type} on {self.host_id} ({self.available_count} left)"

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="offers", permanent=False), name="index"),
+    path("offers/", views.offer_search, name="offers"),
+    path("offers/<int:offer_id>/", views.offer_detail, name="offer_detail"),
+    path("instance-types/", views.instance_type_list, name="instance_types"),
+    path("instance-types/<str:name>/", views.instance_type_detail, name="instance_type_detail"),
+    path("accounts/", include("accounts.urls")),
+    path("supplier/", include("suppliers.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("marketplace.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

@@ -1,0 +1,94 @@
+from rest_framework import serializers
+
+from marketplace.models import AcceleratorModel, Offer, Region, Zone
+from suppliers.models import Host, Organization
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = [
+            "id",
+            "name",
+            "legal_name",
+            "website",
+            "description",
+            "contact_name",
+            "contact_email",
+            "contact_phone",
+            "country",
+            "payout_country",
+            "status",
+            "status_reason",
+            "created_at",
+        ]
+        read_only_fields = ["id", "status", "status_reason", "created_at"]
+
+
+class HostOfferSerializer(serializers.ModelSerializer):
+    instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Offer
+        fields = ["id", "instance_type", "available_count", "price_per_hour", "energy_kwh_per_hour"]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    """Input and output of /api/v1/hosts/. Relations are by code/slug, never by internal id."""
+
+    region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
+    zone = serializers.SlugRelatedField(slug_field="code", queryset=Zone.objects.all(), required=False, allow_null=True)
+    accelerator_model = serializers.SlugRelatedField(
+        slug_field="slug", queryset=AcceleratorModel.objects.filter(is_active=True)
+    )
+    power_per_accelerator_watts = serializers.IntegerField(
+        required=False, min_value=1, max_value=5000, help_text="Defaults to the model's TDP."
+    )
+    organization = serializers.CharField(source="organization.name", read_only=True)
+    offers = HostOfferSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "region",
+            "zone",
+            "pue",
+            "accelerator_model",
+            "accelerator_count",
+            "vcpus",
+            "ram_gb",
+            "disk_gb",
+            "network_up_mbps",
+            "network_down_mbps",
+            "power_per_accelerator_watts",
+            "price_per_unit_hour",
+            "storage_price_per_gb_month",
+            "min_rental_hours",
+            "offer_ends_at",
+            "slicing_policy",
+            "equal_slices",
+            "oversubscription_ratio",
+            "status",
+            "status_reason",
+            "verified",
+            "reliability",
+            "offers",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "organization",
+            "status",
+            "status_reason",
+            "verified",
+            "reliability",
+            "offers",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness of the name per organization is checked by the service (it knows the org).
+        validators: list = []

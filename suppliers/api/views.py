@@ -1,0 +1,96 @@
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.errors import NotFound
+from marketplace.models import Offer
+from suppliers import selectors, services
+
+from .serializers import HostSerializer, OrganizationSerializer
+
+
+class OrganizationView(APIView):
+    """The caller's supplier organization: GET it, POST to start onboarding, PATCH to edit."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    def _own(self, request):
+        organization = selectors.organization_for_user(user=request.user)
+        if organization is None:
+            raise NotFound("You have no supplier organization yet; POST to create one.", code="not_a_supplier")
+        return organization
+
+    @extend_schema(responses=OrganizationSerializer)
+    def get(self, request):
+        return Response(OrganizationSerializer(self._own(request)).data)
+
+    @extend_schema(request=OrganizationSerializer, responses={201: OrganizationSerializer})
+    def post(self, request):
+        data = OrganizationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = services.organization_create(owner=request.user, **data.validated_data)
+        return Response(OrganizationSerializer(organization).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=OrganizationSerializer, responses=OrganizationSerializer)
+    def patch(self, request):
+        organization = self._own(request)
+        data = OrganizationSerializer(organization, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        organization = services.organization_update(organization=organization, **data.validated_data)
+        return Response(OrganizationSerializer(organization).data)
+
+
+class HostViewSet(viewsets.ModelViewSet):
+    """The caller's organization's hosts (staff see all). Another supplier's host is a 404."""
+
+    serializer_class = HostSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        offers = Offer.objects.select_related("instance_type").order_by("price_per_hour")
+        return selectors.host_list_for_user(user=self.request.user).prefetch_related(
+            Prefetch("offers", queryset=offers)
+        ).order_by("name", "id")
+
+    def get_object(self):
+        host = selectors.host_get_for_user(user=self.request.user, host_id=self.kwargs["pk"])
+        self.check_object_permissions(self.request, host)
+        return host
+
+    def _respond(self, host, status_code=status.HTTP_200_OK):
+        host = self.get_queryset().get(pk=host.pk)
+        return Response(self.get_serializer(host).data, status=status_code)
+
+    def create(self, request, *args, **kwargs):
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        host = services.host_create(user=request.user, **data.validated_data)
+        return self._respond(host, status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        partial = kwargs.pop("partial", False)
+        host = self.get_object()
+        data = self.get_serializer(host, data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        host = services.host_update(host=host, **data.validated_data)
+        return self._respond(host)
+
+    def destroy(self, request, *args, **kwargs):
+        services.host_delete(host=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=HostSerializer)
+    @action(detail=True, methods=["post"])
+    def delist(self, request, pk=None):
+        """Pause the host's offers."""
+        return self._respond(services.host_set_listed(host=self.get_object(), listed=False))
+
+    @extend_schema(request=None, responses=HostSerializer)
+    @action(detail=True, methods=["post"])
+    def relist(self, request, pk=None):
+        """Resume the host's offers."""
+        return self._respond(services.host_set_listed(host=self.get_object(), listed=True))

@@ -1,0 +1,57 @@
+from django import forms
+
+from marketplace.models import AcceleratorModel, Region, Zone
+
+from .models import Host, Organization
+from .services import HOST_FIELDS, ORGANIZATION_FIELDS
+
+
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ORGANIZATION_FIELDS
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+        help_texts = {"payout_country": "Two letters, e.g. US, DE, SG: where your payout bank account is."}
+
+
+class HostForm(forms.ModelForm):
+    """Field-level validation here; the business rules (capacity, policy) come from the service."""
+
+    accelerator_model = forms.ModelChoiceField(
+        queryset=AcceleratorModel.objects.filter(is_active=True),
+        help_text="For CPU-only servers choose the CPU model and give the socket count below.",
+    )
+    region = forms.ModelChoiceField(queryset=Region.objects.all())
+    zone = forms.ModelChoiceField(queryset=Zone.objects.select_related("region"), required=False)
+    power_per_accelerator_watts = forms.IntegerField(
+        required=False, min_value=1, max_value=5000, help_text="Leave empty to use the model's TDP."
+    )
+    offer_ends_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Optional. No new rentals after this time (UTC).",
+    )
+
+    class Meta:
+        model = Host
+        fields = HOST_FIELDS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["zone"].label_from_instance = lambda zone: f"{zone.code} ({zone.region.code})"
+        self.fields["region"].label_from_instance = lambda region: f"{region.name} — {region.tier}"
+
+    def _post_clean(self):
+        # Model validation is the service's job (it also knows the organization); skip the
+        # ModelForm's own instance construction and validation.
+        pass
+
+    def service_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        if data.get("power_per_accelerator_watts") is None:
+            data.pop("power_per_accelerator_watts", None)
+        return data
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))

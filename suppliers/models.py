@@ -1,0 +1,179 @@
+"""Suppliers (organizations with members) and the hosts they declare."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from marketplace.capacity import SlicingPolicy
+from marketplace.money import PRICE_DIGITS, PRICE_PLACES
+
+
+class Organization(models.Model):
+    """A supplier. New organizations are `pending` until staff approve them."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        SUSPENDED = "suspended", "Suspended"
+
+    name = models.CharField(max_length=150, unique=True)
+    legal_name = models.CharField(max_length=200, blank=True)
+    website = models.URLField(blank=True)
+    description = models.TextField(blank=True, max_length=2000)
+    contact_name = models.CharField(max_length=150)
+    contact_email = models.EmailField()
+    contact_phone = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[RegexValidator(r"^\+?[0-9 ()-]{6,32}$", "Enter a phone number such as +1 555 0100.")],
+    )
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 country of the business.")
+    payout_country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 country of the payout account.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+    created_at = models.DateTimeField(default=timezone.now)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == self.Status.APPROVED
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization} ({self.role})"
+
+
+class HostQuerySet(models.QuerySet):
+    def sellable(self) -> HostQuerySet:
+        """Hosts whose capacity may be offered: approved, of an approved organization."""
+        return self.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
+
+
+class Host(models.Model):
+    """A physical server a supplier declares. Offers are derived from it under its slicing policy."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending verification"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        DELISTED = "delisted", "Delisted"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hosts")
+    name = models.CharField(max_length=100)
+    region = models.ForeignKey("marketplace.Region", on_delete=models.PROTECT, related_name="hosts")
+    zone = models.ForeignKey("marketplace.Zone", on_delete=models.PROTECT, null=True, blank=True, related_name="hosts")
+    pue = models.DecimalField(
+        "data-centre PUE",
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("1.40"),
+        validators=[MinValueValidator(Decimal("1.00")), MaxValueValidator(Decimal("3.00"))],
+    )
+    accelerator_model = models.ForeignKey(
+        "marketplace.AcceleratorModel",
+        on_delete=models.PROTECT,
+        related_name="hosts",
+        help_text="The accelerator, or the CPU model for CPU-only hosts.",
+    )
+    accelerator_count = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Accelerators in the server, or CPU sockets for CPU-only hosts.",
+    )
+    vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(4096)])
+    ram_gb = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65536)])
+    disk_gb = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(10_000_000)])
+    network_up_mbps = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1_600_000)])
+    network_down_mbps = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1_600_000)])
+    power_per_accelerator_watts = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
+        help_text="Draw per accelerator (per socket on CPU hosts); defaults to the model's TDP.",
+    )
+    price_per_unit_hour = models.DecimalField(
+        "price per accelerator-hour (per vCPU-hour for CPU hosts)",
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        validators=[MinValueValidator(Decimal("0.000001")), MaxValueValidator(Decimal("1000"))],
+    )
+    storage_price_per_gb_month = models.DecimalField(
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        default=Decimal("0.10"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("10"))],
+    )
+    min_rental_hours = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(24 * 366)])
+    offer_ends_at = models.DateTimeField(null=True, blank=True, help_text="No new rentals after this time.")
+    slicing_policy = models.CharField(
+        max_length=8,
+        choices=[(p.value, p.value.capitalize()) for p in SlicingPolicy],
+        default=SlicingPolicy.FINE.value,
+    )
+    equal_slices = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(256)],
+        help_text="For the equal policy: how many equal instances the host is cut into.",
+    )
+    oversubscription_ratio = models.DecimalField(
+        "CPU/RAM oversubscription",
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("1.00"),
+        validators=[MinValueValidator(Decimal("1.00")), MaxValueValidator(Decimal("2.00"))],
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    verified = models.BooleanField(default=False, help_text="Staff (later: the agent) confirmed the declaration.")
+    reliability = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="0-1 uptime score; empty until measured."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="host_unique_name_per_organization"),
+            models.CheckConstraint(name="host_pue_range", condition=Q(pue__gte=1, pue__lte=3)),
+            models.CheckConstraint(
+                name="host_oversubscription_range",
+                condition=Q(oversubscription_ratio__gte=1, oversubscription_ratio__lte=2),
+            ),
+            models.CheckConstraint(name="host_price_positive", condition=Q(price_per_unit_hour__gt=0)),
+            models.CheckConstraint(name="host_storage_price_not_negative", condition=Q(storage_price_per_gb_month__gte=0)),
+            models.CheckConstraint(name="host_has_accelerators", condition=Q(accelerator_count__gte=1)),
+            models.CheckConstraint(
+                name="host_reliability_range",
+                condition=Q(reliability__isnull=True) | Q(reliability__gte=0, reliability__lte=1),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"

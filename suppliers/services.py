@@ -1,0 +1,309 @@
+"""Supplier operations: onboarding, review, and declaring hosts. Every capacity change recomputes
+the host's offers in the same transaction, under the host row lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from marketplace import capacity
+from marketplace.errors import Conflict, Forbidden, InvalidInput, validation_fields
+from marketplace.models import AcceleratorModel
+from marketplace.services import (
+    host_allocated_claims,
+    host_capacity_spec,
+    host_carriable_types,
+    offers_refresh_for_host,
+)
+
+from .models import Host, Membership, Organization
+
+ORGANIZATION_FIELDS = (
+    "name",
+    "legal_name",
+    "website",
+    "description",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "country",
+    "payout_country",
+)
+HOST_FIELDS = (
+    "name",
+    "region",
+    "zone",
+    "pue",
+    "accelerator_model",
+    "accelerator_count",
+    "vcpus",
+    "ram_gb",
+    "disk_gb",
+    "network_up_mbps",
+    "network_down_mbps",
+    "power_per_accelerator_watts",
+    "price_per_unit_hour",
+    "storage_price_per_gb_month",
+    "min_rental_hours",
+    "offer_ends_at",
+    "slicing_policy",
+    "equal_slices",
+    "oversubscription_ratio",
+)
+# Changing these changes what the host can carry or what it costs: offers must be recomputed.
+CAPACITY_FIELDS = frozenset(HOST_FIELDS) - {"name"}
+
+
+def _full_clean(instance, *, exclude: list[str] | None = None) -> None:
+    try:
+        instance.full_clean(exclude=exclude)
+    except ValidationError as error:
+        raise InvalidInput("Some fields are not valid.", fields=validation_fields(error)) from error
+
+
+def _unknown_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown field(s): {', '.join(unknown)}.",
+            code="unknown_field",
+            fields={name: ["Unknown field."] for name in unknown},
+        )
+
+
+# --- Organizations --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(*, owner: User, **data: Any) -> Organization:
+    """Start supplier onboarding: the organization is `pending` until staff approve it."""
+    _unknown_fields(data, ORGANIZATION_FIELDS)
+    if Membership.objects.filter(user=owner).exists():
+        raise Conflict("You already belong to a supplier organization.", code="already_member")
+    for code_field in ("country", "payout_country"):
+        if data.get(code_field):
+            data[code_field] = str(data[code_field]).upper()
+    organization = Organization(**data)
+    _full_clean(organization)
+    organization.save()
+    Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
+    if owner.role != User.Role.SUPPLIER:
+        owner.role = User.Role.SUPPLIER
+        owner.save(update_fields=["role"])
+    return organization
+
+
+@transaction.atomic
+def organization_update(*, organization: Organization, **data: Any) -> Organization:
+    _unknown_fields(data, ORGANIZATION_FIELDS)
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    for key, value in data.items():
+        setattr(organization, key, value.upper() if key.endswith("country") and isinstance(value, str) else value)
+    _full_clean(organization)
+    organization.save()
+    return organization
+
+
+def _organization_set_status(*, organization: Organization, status: str, reason: str = "") -> Organization:
+    """Change the review status; locks the organization then each of its hosts (id order)."""
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    organization.status = status
+    organization.status_reason = reason
+    organization.reviewed_at = timezone.now()
+    organization.save(update_fields=["status", "status_reason", "reviewed_at"])
+    for host in _locked_hosts(Host.objects.filter(organization=organization)):
+        host.organization = organization
+        offers_refresh_for_host(host=host)
+    return organization
+
+
+@transaction.atomic
+def organization_approve(*, organization: Organization) -> Organization:
+    """Staff approve a supplier: its approved hosts are offered from now on."""
+    return _organization_set_status(organization=organization, status=Organization.Status.APPROVED)
+
+
+@transaction.atomic
+def organization_reject(*, organization: Organization, reason: str) -> Organization:
+    if not reason.strip():
+        raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+    return _organization_set_status(organization=organization, status=Organization.Status.REJECTED, reason=reason)
+
+
+@transaction.atomic
+def organization_suspend(*, organization: Organization, reason: str) -> Organization:
+    if not reason.strip():
+        raise InvalidInput("A suspension needs a reason.", fields={"reason": ["Required."]})
+    return _organization_set_status(organization=organization, status=Organization.Status.SUSPENDED, reason=reason)
+
+
+# --- Hosts ----------------------------------------------------------------------------------
+
+
+def _locked_hosts(queryset) -> list[Host]:
+    """Lock host rows in id order (the one lock order used everywhere, so no deadlocks)."""
+    return list(
+        queryset.select_for_update(of=("self",))
+        .select_related("organization", "accelerator_model", "region", "zone")
+        .order_by("pk")
+    )
+
+
+def host_lock(*, host_id: int) -> Host:
+    """Lock one host row for a capacity change and return it fresh."""
+    return _locked_hosts(Host.objects.filter(pk=host_id))[0]
+
+
+def _require_member(user: User) -> Organization:
+    membership = Membership.objects.select_related("organization").filter(user=user).first()
+    if membership is None:
+        raise Forbidden("Set up your supplier organization first.", code="not_a_supplier")
+    return membership.organization
+
+
+def _validate_host(host: Host, *, allocated: list[capacity.Resources], original_policy: str | None = None) -> None:
+    """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
+    _full_clean(host, exclude=["organization"])
+    errors: dict[str, list[str]] = {}
+    if host.zone_id and host.zone.region_id != host.region_id:
+        errors["zone"] = [f"Zone {host.zone.code} is not in region {host.region.code}."]
+    if not host.accelerator_model.is_active:
+        errors["accelerator_model"] = ["This model is no longer accepted."]
+    if host.offer_ends_at and host.offer_ends_at <= timezone.now():
+        errors["offer_ends_at"] = ["The offer end date must be in the future."]
+    if host.slicing_policy == capacity.SlicingPolicy.EQUAL:
+        units = host.vcpus if host.accelerator_model.kind == "cpu" else host.accelerator_count
+        if units % host.equal_slices:
+            unit_name = "vCPUs" if host.accelerator_model.kind == "cpu" else "accelerators"
+            errors["equal_slices"] = [f"{host.equal_slices} equal slices do not divide {units} {unit_name}."]
+    if errors:
+        raise InvalidInput("Some fields are not valid.", fields=errors)
+
+    spec = host_capacity_spec(host)
+    if not total_fits(spec, allocated):
+        raise Conflict(
+            "The host would have less capacity than its running instances already hold.",
+            code="capacity_in_use",
+            extra={"allocated": capacity.total(allocated).amounts},
+        )
+    if allocated and original_policy and host.slicing_policy != original_policy:
+        raise Conflict("The slicing policy cannot change while instances are allocated.", code="capacity_in_use")
+    carriable = host_carriable_types(host, allocated=[])
+    if not any(carriable.values()):
+        raise InvalidInput(
+            "No standard instance type fits this host under its slicing policy: "
+            "give it more vCPU/RAM/disk per accelerator, or choose another policy.",
+            code="no_sellable_instance_type",
+            fields={"slicing_policy": ["No standard instance type fits this host under this policy."]},
+        )
+
+
+def total_fits(spec: capacity.HostSpec, allocated: list[capacity.Resources]) -> bool:
+    return capacity.total(allocated).fits_in(capacity.effective_capacity(spec))
+
+
+def _resolve_model(data: dict[str, Any]) -> None:
+    model = data.get("accelerator_model")
+    if model is not None and not isinstance(model, AcceleratorModel):
+        raise InvalidInput("Unknown accelerator model.", fields={"accelerator_model": ["Unknown model."]})
+
+
+@transaction.atomic
+def host_create(*, user: User, **data: Any) -> Host:
+    """Declare a host for the user's organization. It is `pending` until staff approve it.
+
+    `power_per_accelerator_watts` defaults to the model's TDP.
+    """
+    _unknown_fields(data, HOST_FIELDS)
+    _resolve_model(data)
+    organization = _require_member(user)
+    if organization.status in (Organization.Status.REJECTED, Organization.Status.SUSPENDED):
+        raise Forbidden(f"Your organization is {organization.status}; it cannot add hosts.", code="organization_inactive")
+    if data.get("accelerator_model") is not None and not data.get("power_per_accelerator_watts"):
+        data["power_per_accelerator_watts"] = data["accelerator_model"].tdp_watts
+    if Host.objects.filter(organization=organization, name=data.get("name")).exists():
+        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+    host = Host(organization=organization, **data)
+    required_missing = [f for f in ("region", "accelerator_model") if getattr(host, f"{f}_id") is None]
+    if required_missing:
+        raise InvalidInput(
+            "Some fields are not valid.", fields={f: ["This field is required."] for f in required_missing}
+        )
+    _validate_host(host, allocated=[])
+    host.save()
+    return host
+
+
+@transaction.atomic
+def host_update(*, host: Host, **data: Any) -> Host:
+    """Change a host's declaration. Locks the host row; capacity may not drop below what is
+    allocated; offers are recomputed in the same transaction."""
+    _unknown_fields(data, HOST_FIELDS)
+    _resolve_model(data)
+    host = host_lock(host_id=host.pk)
+    allocated = host_allocated_claims(host)
+    original_policy = host.slicing_policy
+    if "accelerator_model" in data and allocated and data["accelerator_model"].pk != host.accelerator_model_id:
+        raise Conflict("The accelerator model cannot change while instances are allocated.", code="capacity_in_use")
+    if "name" in data and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists():
+        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+    for key, value in data.items():
+        setattr(host, key, value)
+    _validate_host(host, allocated=allocated, original_policy=original_policy)
+    host.save()
+    if CAPACITY_FIELDS & set(data):
+        offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_delete(*, host: Host) -> None:
+    """Remove a host that holds no allocations."""
+    host = host_lock(host_id=host.pk)
+    if host_allocated_claims(host):
+        raise Conflict("The host still holds instances; stop them first.", code="capacity_in_use")
+    host.offers.all().delete()
+    host.delete()
+
+
+@transaction.atomic
+def host_approve(*, host: Host, verified: bool = True) -> Host:
+    """Staff approve a host (and, by default, mark the declaration verified): offers appear."""
+    host = host_lock(host_id=host.pk)
+    host.status = Host.Status.APPROVED
+    host.verified = verified
+    host.status_reason = ""
+    host.save(update_fields=["status", "verified", "status_reason", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_reject(*, host: Host, reason: str) -> Host:
+    if not reason.strip():
+        raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+    host = host_lock(host_id=host.pk)
+    host.status = Host.Status.REJECTED
+    host.status_reason = reason
+    host.save(update_fields=["status", "status_reason", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_set_listed(*, host: Host, listed: bool) -> Host:
+    """The supplier pauses (delists) or resumes an approved host's offers."""
+    host = host_lock(host_id=host.pk)
+    if listed and host.status == Host.Status.DELISTED:
+        host.status = Host.Status.APPROVED
+    elif not listed and host.status == Host.Status.APPROVED:
+        host.status = Host.Status.DELISTED
+    else:
+        raise Conflict(f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.", code="invalid_transition")
+    host.save(update_fields=["status", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host

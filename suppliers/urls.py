@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "suppliers"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("onboarding/", views.onboarding, name="onboarding"),
+    path("hosts/new/", views.host_create, name="host_create"),
+    path("hosts/<int:host_id>/", views.host_detail, name="host_detail"),
+    path("hosts/<int:host_id>/edit/", views.host_edit, name="host_edit"),
+    path("hosts/<int:host_id>/listing/", views.host_listing, name="host_listing"),
+    path("hosts/<int:host_id>/delete/", views.host_delete, name="host_delete"),
+]

@@ -1,0 +1,125 @@
+"""Supplier pages: onboarding, dashboard, host declaration and detail. Thin: services decide."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from marketplace.errors import ApplicationError
+from marketplace.forms import add_service_errors
+from marketplace.services import host_allocated_claims, host_carriable_types
+
+from . import selectors, services
+from .forms import HostForm, OrganizationForm
+
+
+def _organization_or_redirect(request):
+    organization = selectors.organization_for_user(user=request.user)
+    if organization is None:
+        messages.info(request, "Tell us about your organization first.")
+    return organization
+
+
+@login_required
+def onboarding(request):
+    organization = selectors.organization_for_user(user=request.user)
+    form = OrganizationForm(request.POST or None, instance=organization)
+    if request.method == "POST" and form.is_valid():
+        data = {name: form.cleaned_data[name] for name in form.Meta.fields}
+        try:
+            if organization is None:
+                services.organization_create(owner=request.user, **data)
+                messages.success(request, "Thanks! Your organization is pending review; you can add hosts now.")
+            else:
+                services.organization_update(organization=organization, **data)
+                messages.success(request, "Organization updated.")
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            return redirect("suppliers:dashboard")
+    return render(request, "suppliers/onboarding.html", {"form": form, "organization": organization})
+
+
+@login_required
+def dashboard(request):
+    organization = _organization_or_redirect(request)
+    if organization is None:
+        return redirect("suppliers:onboarding")
+    hosts = selectors.host_list_for_user(user=request.user).filter(organization=organization).order_by("name")
+    return render(request, "suppliers/dashboard.html", {"organization": organization, "hosts": hosts})
+
+
+@login_required
+def host_create(request):
+    organization = _organization_or_redirect(request)
+    if organization is None:
+        return redirect("suppliers:onboarding")
+    form = HostForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            host = services.host_create(user=request.user, **form.service_data())
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Host {host.name} declared; it is pending verification by our staff.")
+            return redirect("suppliers:host_detail", host_id=host.pk)
+    return render(request, "suppliers/host_form.html", {"form": form, "host": None})
+
+
+@login_required
+def host_edit(request, host_id: int):
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    form = HostForm(request.POST or None, instance=host)
+    if request.method == "POST" and form.is_valid():
+        changed = {name: form.service_data()[name] for name in form.changed_data if name in form.service_data()}
+        try:
+            services.host_update(host=host, **changed)
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, "Host updated; its offers were recomputed.")
+            return redirect("suppliers:host_detail", host_id=host.pk)
+    return render(request, "suppliers/host_form.html", {"form": form, "host": host})
+
+
+@login_required
+def host_detail(request, host_id: int):
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    offers = host.offers.select_related("instance_type").order_by("instance_type__accelerator_count", "price_per_hour")
+    allocated = host_allocated_claims(host)
+    carriable = sorted(
+        ((t, n) for t, n in host_carriable_types(host, allocated=allocated).items() if n > 0),
+        key=lambda pair: (pair[0].accelerator_count, pair[0].vcpus, pair[0].name),
+    )
+    return render(
+        request,
+        "suppliers/host_detail.html",
+        {"host": host, "offers": offers, "carriable": carriable, "allocated_count": len(allocated)},
+    )
+
+
+@login_required
+@require_POST
+def host_listing(request, host_id: int):
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    listed = request.POST.get("listed") == "1"
+    try:
+        services.host_set_listed(host=host, listed=listed)
+    except ApplicationError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Host listed again." if listed else "Host delisted; its offers are hidden.")
+    return redirect("suppliers:host_detail", host_id=host.pk)
+
+
+@login_required
+@require_POST
+def host_delete(request, host_id: int):
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    try:
+        services.host_delete(host=host)
+    except ApplicationError as error:
+        messages.error(request, error.detail)
+        return redirect("suppliers:host_detail", host_id=host.pk)
+    messages.success(request, f"Host {host.name} removed.")
+    return redirect("suppliers:dashboard")
