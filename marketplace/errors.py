@@ -114,7 +114,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(detail, dict):
             fields = _flatten(detail)
             non_field = fields.get("non_field_errors")
-            message = non_field[0] if non_field else "The request is not valid; see fields."
+            prefix = getattr(exc, "detail_prefix", "Invalid value for")
+            message = non_field[0] if non_field else f"{prefix}: {', '.join(sorted(fields))}."
         else:
             fields = {"non_field_errors": _flatten(detail if isinstance(detail, list) else [detail])}
             message = fields["non_field_errors"][0]

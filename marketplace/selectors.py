@@ -24,4 +24,5 @@ def instance_type_list_with_market() -> QuerySet[InstanceType]:
             offer_count=Count("offers", filter=listed),
             lowest_price_per_hour=Min("offers__price_per_hour", filter=listed),
         )
+        .order_by("accelerator_model__kind", "accelerator_model__name", "accelerator_count", "vcpus", "name")
     )

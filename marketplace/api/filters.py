@@ -14,10 +14,12 @@ ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "format"})
 
 class InvalidFilter(exceptions.ValidationError):
     error_code = "invalid_filter"
+    detail_prefix = "Invalid filter value for"
 
 
 class UnknownParameter(exceptions.ValidationError):
     error_code = "unknown_parameter"
+    detail_prefix = "Unknown query parameter"
 
 
 class StrictFilterBackend(filters.DjangoFilterBackend):

@@ -1,0 +1,43 @@
+# One command runs the marketplace, one runs the tests. Both create the virtualenv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv lint format check seed bench clean
+
+$(STAMP): requirements.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv ## migrate, load demo data, start web + Celery worker + beat
+	bash scripts/run.sh
+
+test: venv ## the whole suite (SQLite by default; Postgres/Redis when DATABASE_URL/REDIS_URL are set)
+	$(BIN)/pytest $(ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check: venv
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py check
+
+seed: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+
+bench: venv
+	$(BIN)/python bench/offer_search.py
+
+clean:
+	rm -rf $(VENV) var db.sqlite3 staticfiles

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the marketplace: migrate, demo data, then web + Celery worker with embedded beat.
+# Zero-setup by default (SQLite + Celery's filesystem broker); DATABASE_URL / REDIS_URL switch
+# to PostgreSQL and Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+mkdir -p var/log
+
+$BIN/python manage.py migrate --noinput
+$BIN/python manage.py seed_demo
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+$BIN/celery -A marketplace worker -B --loglevel=INFO --concurrency=2 \
+  --schedule=var/celerybeat-schedule >var/log/celery.log 2>&1 &
+pids+=($!)
+
+if [[ -n "${DATABASE_URL:-}" ]]; then
+  $BIN/python manage.py collectstatic --noinput >/dev/null
+  $BIN/gunicorn marketplace.wsgi:application --bind "$HOST:$PORT" --workers 3 \
+    --access-logfile var/log/web.log &
+else
+  $BIN/python manage.py runserver "$HOST:$PORT" --noreload >var/log/web.log 2>&1 &
+fi
+pids+=($!)
+
+cat <<MSG
+
+  Compute marketplace is running: http://$HOST:$PORT/
+    offers:     http://$HOST:$PORT/offers/
+    API docs:   http://$HOST:$PORT/api/docs/
+    admin:      http://$HOST:$PORT/admin/
+  Demo logins (password demo12345):
+    admin@example.com (staff) · supplier@example.com · buyer@example.com
+  Logs: var/log/web.log, var/log/celery.log. Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"

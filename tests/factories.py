@@ -1,0 +1,76 @@
+"""Factories. Hosts are created and approved through the services, as in real use."""
+
+from decimal import Decimal
+
+import factory
+
+from accounts.models import User
+from marketplace.models import AcceleratorModel, Region, Zone
+from suppliers import services as supplier_services
+from suppliers.models import Membership, Organization
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("email",)
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    full_name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", "demo12345")
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Supplier {n}")
+    contact_name = "Sam Supplier"
+    contact_email = factory.Sequence(lambda n: f"contact{n}@supplier.example.com")
+    country = "US"
+    payout_country = "US"
+    status = Organization.Status.APPROVED
+
+    @factory.post_generation
+    def owner(self, create, extracted, **kwargs):
+        if not create:
+            return
+        user = extracted or UserFactory(role=User.Role.SUPPLIER)
+        Membership.objects.create(organization=self, user=user, role=Membership.Role.OWNER)
+
+
+def host_data(**overrides) -> dict:
+    """A valid declaration: 8x H100 SXM, enough CPU/RAM/disk for every standard family."""
+    data = {
+        "name": "host-1",
+        "region": Region.objects.get(code="us-east"),
+        "zone": Zone.objects.get(code="us-east-a"),
+        "pue": Decimal("1.25"),
+        "accelerator_model": AcceleratorModel.objects.get(slug="h100-80g"),
+        "accelerator_count": 8,
+        "vcpus": 192,
+        "ram_gb": 2048,
+        "disk_gb": 16000,
+        "network_up_mbps": 25000,
+        "network_down_mbps": 25000,
+        "price_per_unit_hour": Decimal("2.50"),
+        "storage_price_per_gb_month": Decimal("0.10"),
+        "min_rental_hours": 0,
+        "slicing_policy": "fine",
+        "equal_slices": 1,
+        "oversubscription_ratio": Decimal("1.00"),
+    }
+    data.update(overrides)
+    return data
+
+
+_host_counter = iter(range(1, 10**9))
+
+
+def HostFactory(*, organization: Organization, approved: bool = True, verified: bool = True, **overrides):  # noqa: N802
+    owner = organization.memberships.get(role=Membership.Role.OWNER).user
+    overrides.setdefault("name", f"host-{next(_host_counter)}")
+    host = supplier_services.host_create(user=owner, **host_data(**overrides))
+    if approved:
+        host = supplier_services.host_approve(host=host, verified=verified)
+    return host
