@@ -91,9 +91,7 @@ def api_key_authenticate(*, key: str) -> ApiKey | None:
     """The active key matching `key`, or None. Records when it was last used (at most once a minute)."""
     if not key.startswith(f"{API_KEY_PREFIX}_"):
         return None
-    api_key = (
-        ApiKey.objects.active().select_related("user").filter(secret_hash=hash_api_secret(key)).first()
-    )
+    api_key = ApiKey.objects.active().select_related("user").filter(secret_hash=hash_api_secret(key)).first()
     if api_key is None or not api_key.user.is_active:
         return None
     now = timezone.now()

@@ -13,7 +13,16 @@ class AcceleratorModelAdmin(admin.ModelAdmin):
 
 @admin.register(InstanceType)
 class InstanceTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "accelerator_model", "accelerator_count", "family", "vcpus", "ram_gb", "disk_gb", "is_active"]
+    list_display = [
+        "name",
+        "accelerator_model",
+        "accelerator_count",
+        "family",
+        "vcpus",
+        "ram_gb",
+        "disk_gb",
+        "is_active",
+    ]
     list_filter = ["family", "is_active", "accelerator_model__kind", "accelerator_model"]
     search_fields = ["name", "accelerator_model__name"]
     list_editable = ["is_active"]

@@ -147,7 +147,9 @@ def _region(code, name, tier, country, lat, lon, zones) -> RegionSpec:
 REGIONS: tuple[RegionSpec, ...] = (
     _region("us-east", "US East (Ashburn, VA)", "cloud", "US", "39.0438", "-77.4874", ("us-east-a", "us-east-b")),
     _region("us-west", "US West (Hillsboro, OR)", "cloud", "US", "45.5229", "-122.9898", ("us-west-a", "us-west-b")),
-    _region("eu-central", "EU Central (Frankfurt)", "cloud", "DE", "50.1109", "8.6821", ("eu-central-a", "eu-central-b")),
+    _region(
+        "eu-central", "EU Central (Frankfurt)", "cloud", "DE", "50.1109", "8.6821", ("eu-central-a", "eu-central-b")
+    ),
     _region("eu-north", "EU North (Stockholm)", "cloud", "SE", "59.3293", "18.0686", ("eu-north-a",)),
     _region("ap-northeast", "Asia Pacific (Tokyo)", "cloud", "JP", "35.6762", "139.6503", ("ap-northeast-a",)),
     _region("ap-southeast", "Asia Pacific (Singapore)", "cloud", "SG", "1.3521", "103.8198", ("ap-southeast-a",)),

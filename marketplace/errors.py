@@ -97,9 +97,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body(exc.code, exc.detail, exc.fields, **exc.extra), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         fields = validation_fields(exc)
-        return Response(
-            error_body("invalid", "The request is not valid.", fields), status=status.HTTP_400_BAD_REQUEST
-        )
+        return Response(error_body("invalid", "The request is not valid.", fields), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

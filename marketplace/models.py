@@ -117,9 +117,7 @@ class Region(models.Model):
         ordering = ["tier", "code"]
         constraints = [
             models.CheckConstraint(name="region_latitude_range", condition=Q(latitude__gte=-90, latitude__lte=90)),
-            models.CheckConstraint(
-                name="region_longitude_range", condition=Q(longitude__gte=-180, longitude__lte=180)
-            ),
+            models.CheckConstraint(name="region_longitude_range", condition=Q(longitude__gte=-180, longitude__lte=180)),
         ]
 
     def __str__(self) -> str:
@@ -146,9 +144,7 @@ class OfferQuerySet(models.QuerySet):
 
     def with_related(self) -> OfferQuerySet:
         """Everything a list row shows, in one query."""
-        return self.select_related(
-            "instance_type", "accelerator_model", "region", "zone", "host", "host__organization"
-        )
+        return self.select_related("instance_type", "accelerator_model", "region", "zone", "host", "host__organization")
 
 
 class Offer(models.Model):

@@ -35,12 +35,12 @@ class Allocation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["host"], condition=Q(released_at__isnull=True), name="allocation_active_by_host")]
+        indexes = [
+            models.Index(fields=["host"], condition=Q(released_at__isnull=True), name="allocation_active_by_host")
+        ]
 
     def __str__(self) -> str:
         return f"{self.instance_type} on host {self.host_id}"
 
     def as_resources(self) -> Resources:
-        return Resources.of(
-            accelerators=self.accelerators, vcpus=self.vcpus, ram_gb=self.ram_gb, disk_gb=self.disk_gb
-        )
+        return Resources.of(accelerators=self.accelerators, vcpus=self.vcpus, ram_gb=self.ram_gb, disk_gb=self.disk_gb)

@@ -85,7 +85,15 @@ class HostAdmin(admin.ModelAdmin):
         "reliability",
         "created_at",
     ]
-    list_filter = ["status", "verified", "slicing_policy", "region__tier", "region", "accelerator_model__kind", "accelerator_model"]
+    list_filter = [
+        "status",
+        "verified",
+        "slicing_policy",
+        "region__tier",
+        "region",
+        "accelerator_model__kind",
+        "accelerator_model",
+    ]
     search_fields = ["name", "organization__name"]
     list_select_related = ["organization", "region", "accelerator_model"]
     readonly_fields = ["status", "status_reason", "verified", "created_at", "updated_at"]

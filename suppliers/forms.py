@@ -7,6 +7,8 @@ from .services import HOST_FIELDS, ORGANIZATION_FIELDS
 
 
 class OrganizationForm(forms.ModelForm):
+    website = forms.URLField(required=False, assume_scheme="https")
+
     class Meta:
         model = Organization
         fields = ORGANIZATION_FIELDS

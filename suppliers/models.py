@@ -167,7 +167,9 @@ class Host(models.Model):
                 condition=Q(oversubscription_ratio__gte=1, oversubscription_ratio__lte=2),
             ),
             models.CheckConstraint(name="host_price_positive", condition=Q(price_per_unit_hour__gt=0)),
-            models.CheckConstraint(name="host_storage_price_not_negative", condition=Q(storage_price_per_gb_month__gte=0)),
+            models.CheckConstraint(
+                name="host_storage_price_not_negative", condition=Q(storage_price_per_gb_month__gte=0)
+            ),
             models.CheckConstraint(name="host_has_accelerators", condition=Q(accelerator_count__gte=1)),
             models.CheckConstraint(
                 name="host_reliability_range",

@@ -3,6 +3,7 @@ the host's offers in the same transaction, under the host row lock."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -222,7 +223,9 @@ def host_create(*, user: User, **data: Any) -> Host:
     _resolve_model(data)
     organization = _require_member(user)
     if organization.status in (Organization.Status.REJECTED, Organization.Status.SUSPENDED):
-        raise Forbidden(f"Your organization is {organization.status}; it cannot add hosts.", code="organization_inactive")
+        raise Forbidden(
+            f"Your organization is {organization.status}; it cannot add hosts.", code="organization_inactive"
+        )
     if data.get("accelerator_model") is not None and not data.get("power_per_accelerator_watts"):
         data["power_per_accelerator_watts"] = data["accelerator_model"].tdp_watts
     if Host.objects.filter(organization=organization, name=data.get("name")).exists():
@@ -249,7 +252,10 @@ def host_update(*, host: Host, **data: Any) -> Host:
     original_policy = host.slicing_policy
     if "accelerator_model" in data and allocated and data["accelerator_model"].pk != host.accelerator_model_id:
         raise Conflict("The accelerator model cannot change while instances are allocated.", code="capacity_in_use")
-    if "name" in data and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists():
+    if (
+        "name" in data
+        and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists()
+    ):
         raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
     for key, value in data.items():
         setattr(host, key, value)
@@ -303,7 +309,22 @@ def host_set_listed(*, host: Host, listed: bool) -> Host:
     elif not listed and host.status == Host.Status.APPROVED:
         host.status = Host.Status.DELISTED
     else:
-        raise Conflict(f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.", code="invalid_transition")
+        raise Conflict(
+            f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.",
+            code="invalid_transition",
+        )
     host.save(update_fields=["status", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_set_reliability(*, host: Host, reliability: Decimal | None) -> Host:
+    """Record a host's reliability score (0-1; None = not measured) and refresh its offers."""
+    if reliability is not None and not Decimal(0) <= reliability <= Decimal(1):
+        raise InvalidInput("Reliability is a fraction between 0 and 1.", fields={"reliability": ["Out of range."]})
+    host = host_lock(host_id=host.pk)
+    host.reliability = reliability
+    host.save(update_fields=["reliability", "updated_at"])
     offers_refresh_for_host(host=host)
     return host

@@ -14,15 +14,22 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
         django_get_or_create = ("email",)
+        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     full_name = factory.Faker("name")
-    password = factory.PostGenerationMethodCall("set_password", "demo12345")
+
+    @factory.post_generation
+    def password(self, create, extracted, **kwargs):
+        self.set_password(extracted or "demo12345")
+        if create:
+            self.save(update_fields=["password"])
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Organization
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Supplier {n}")
     contact_name = "Sam Supplier"
@@ -67,7 +74,7 @@ def host_data(**overrides) -> dict:
 _host_counter = iter(range(1, 10**9))
 
 
-def HostFactory(*, organization: Organization, approved: bool = True, verified: bool = True, **overrides):  # noqa: N802
+def HostFactory(*, organization: Organization, approved: bool = True, verified: bool = True, **overrides):
     owner = organization.memberships.get(role=Membership.Role.OWNER).user
     overrides.setdefault("name", f"host-{next(_host_counter)}")
     host = supplier_services.host_create(user=owner, **host_data(**overrides))

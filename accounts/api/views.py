@@ -30,7 +30,9 @@ class ApiKeyCreateView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ApiKeyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """The caller's own API keys. DELETE revokes a key."""
 
     serializer_class = ApiKeySerializer

@@ -52,9 +52,11 @@ class HostViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         offers = Offer.objects.select_related("instance_type").order_by("price_per_hour")
-        return selectors.host_list_for_user(user=self.request.user).prefetch_related(
-            Prefetch("offers", queryset=offers)
-        ).order_by("name", "id")
+        return (
+            selectors.host_list_for_user(user=self.request.user)
+            .prefetch_related(Prefetch("offers", queryset=offers))
+            .order_by("name", "id")
+        )
 
     def get_object(self):
         host = selectors.host_get_for_user(user=self.request.user, host_id=self.kwargs["pk"])

@@ -106,39 +106,51 @@ class TestUnits:
 
     def test_whole_host_is_never_oversubscribed(self):
         host = HostSpec(
-            capacity=Resources.of(accelerators=2, vcpus=10), policy=SlicingPolicy.WHOLE, primary="accelerators",
+            capacity=Resources.of(accelerators=2, vcpus=10),
+            policy=SlicingPolicy.WHOLE,
+            primary="accelerators",
             oversubscription=Decimal("2.0"),
         )
         assert effective_capacity(host)["vcpus"] == 10
 
     def test_available_count_takes_the_tightest_dimension(self):
-        host = HostSpec(capacity=Resources.of(accelerators=8, vcpus=64, ram_gb=512), policy=SlicingPolicy.FINE,
-                        primary="accelerators")
+        host = HostSpec(
+            capacity=Resources.of(accelerators=8, vcpus=64, ram_gb=512),
+            policy=SlicingPolicy.FINE,
+            primary="accelerators",
+        )
         one_gpu = Shape("g1", Resources.of(accelerators=1, vcpus=16, ram_gb=64))
         assert available_count(host, [], one_gpu) == 4  # vCPUs run out before GPUs
         assert available_count(host, [Resources.of(accelerators=1, vcpus=16, ram_gb=64)], one_gpu) == 3
 
     def test_whole_host_with_anything_allocated_carries_nothing(self):
-        host = HostSpec(capacity=Resources.of(accelerators=4, vcpus=32), policy=SlicingPolicy.WHOLE,
-                        primary="accelerators")
+        host = HostSpec(
+            capacity=Resources.of(accelerators=4, vcpus=32), policy=SlicingPolicy.WHOLE, primary="accelerators"
+        )
         full = Shape("g4", Resources.of(accelerators=4, vcpus=32))
         assert available_count(host, [], full) == 1
         assert available_count(host, [effective_capacity(host)], full) == 0
 
     def test_shapes_without_the_primary_dimension_are_not_sold(self):
-        host = HostSpec(capacity=Resources.of(accelerators=4, vcpus=32), policy=SlicingPolicy.FINE,
-                        primary="accelerators")
+        host = HostSpec(
+            capacity=Resources.of(accelerators=4, vcpus=32), policy=SlicingPolicy.FINE, primary="accelerators"
+        )
         assert available_count(host, [], Shape("cpu", Resources.of(vcpus=4))) == 0
 
     def test_equal_slices_must_divide_the_primary_dimension(self):
         with pytest.raises(ValueError, match="do not divide"):
-            HostSpec(capacity=Resources.of(accelerators=8), policy=SlicingPolicy.EQUAL, primary="accelerators",
-                     slices=3)
+            HostSpec(
+                capacity=Resources.of(accelerators=8), policy=SlicingPolicy.EQUAL, primary="accelerators", slices=3
+            )
 
     def test_oversubscription_outside_range_is_refused(self):
         with pytest.raises(ValueError):
-            HostSpec(capacity=Resources.of(vcpus=8), policy=SlicingPolicy.FINE, primary="vcpus",
-                     oversubscription=Decimal("2.5"))
+            HostSpec(
+                capacity=Resources.of(vcpus=8),
+                policy=SlicingPolicy.FINE,
+                primary="vcpus",
+                oversubscription=Decimal("2.5"),
+            )
 
     def test_resources_refuse_floats_and_negatives(self):
         with pytest.raises(TypeError):
@@ -191,8 +203,9 @@ def linear_catalog_and_host(draw):
 @settings(max_examples=300, deadline=None)
 def test_no_dimension_is_ever_exceeded(setup, policy, picks):
     shapes, capacity, slices, oversubscription = setup
-    host = HostSpec(capacity=capacity, policy=policy, primary="accelerators", slices=slices,
-                    oversubscription=oversubscription)
+    host = HostSpec(
+        capacity=capacity, policy=policy, primary="accelerators", slices=slices, oversubscription=oversubscription
+    )
     requested = [shapes[i % len(shapes)] for i in picks]
 
     accepted = place_in_order(host, requested)
@@ -216,8 +229,9 @@ def test_fine_sells_at_least_as_many_as_equal_and_equal_as_whole(setup):
     shapes, capacity, slices, oversubscription = setup
 
     def most(policy):
-        host = HostSpec(capacity=capacity, policy=policy, primary="accelerators", slices=slices,
-                        oversubscription=oversubscription)
+        host = HostSpec(
+            capacity=capacity, policy=policy, primary="accelerators", slices=slices, oversubscription=oversubscription
+        )
         return max_instances(host, shapes)
 
     whole, equal, fine = most(SlicingPolicy.WHOLE), most(SlicingPolicy.EQUAL), most(SlicingPolicy.FINE)
@@ -229,8 +243,9 @@ def test_fine_sells_at_least_as_many_as_equal_and_equal_as_whole(setup):
 @settings(max_examples=200, deadline=None)
 def test_carriable_is_consistent_with_available_count(setup, policy):
     shapes, capacity, slices, oversubscription = setup
-    host = HostSpec(capacity=capacity, policy=policy, primary="accelerators", slices=slices,
-                    oversubscription=oversubscription)
+    host = HostSpec(
+        capacity=capacity, policy=policy, primary="accelerators", slices=slices, oversubscription=oversubscription
+    )
     result = carriable(host, [], shapes)
     assert result == {s.name: available_count(host, [], s) for s in shapes}
     assert all(n >= 0 for n in result.values())

@@ -11,8 +11,18 @@ pytestmark = pytest.mark.django_db
 
 def test_catalog_has_the_required_accelerator_models_with_real_figures():
     names = set(AcceleratorModel.objects.values_list("name", flat=True))
-    for required in ("H200", "H100 SXM", "H100 PCIe", "A100 SXM 80GB", "A100 SXM 40GB", "L40S", "L4",
-                     "RTX 4090", "RTX 3090", "MI300X"):
+    for required in (
+        "H200",
+        "H100 SXM",
+        "H100 PCIe",
+        "A100 SXM 80GB",
+        "A100 SXM 40GB",
+        "L40S",
+        "L4",
+        "RTX 4090",
+        "RTX 3090",
+        "MI300X",
+    ):
         assert any(required in name for name in names), required
     assert AcceleratorModel.objects.count() >= 12
     assert AcceleratorModel.objects.filter(kind="dsa").count() >= 1
@@ -22,11 +32,19 @@ def test_catalog_has_the_required_accelerator_models_with_real_figures():
 
 
 def test_catalog_sync_is_idempotent():
-    before = (AcceleratorModel.objects.count(), InstanceType.objects.count(), Region.objects.count(),
-              Zone.objects.count())
+    before = (
+        AcceleratorModel.objects.count(),
+        InstanceType.objects.count(),
+        Region.objects.count(),
+        Zone.objects.count(),
+    )
     assert catalog_sync() == {"accelerator_models": 0, "regions": 0, "zones": 0, "instance_types": 0}
-    after = (AcceleratorModel.objects.count(), InstanceType.objects.count(), Region.objects.count(),
-             Zone.objects.count())
+    after = (
+        AcceleratorModel.objects.count(),
+        InstanceType.objects.count(),
+        Region.objects.count(),
+        Zone.objects.count(),
+    )
     assert before == after
 
 
@@ -44,8 +62,11 @@ def test_instance_types_have_a_consistent_per_accelerator_share():
         one = specs[f"{accel.slug}.1x"]
         for count in (2, 4, 8):
             many = specs[f"{accel.slug}.{count}x"]
-            assert (many.vcpus, many.ram_gb, many.disk_gb) == (one.vcpus * count, one.ram_gb * count,
-                                                              one.disk_gb * count)
+            assert (many.vcpus, many.ram_gb, many.disk_gb) == (
+                one.vcpus * count,
+                one.ram_gb * count,
+                one.disk_gb * count,
+            )
         # High-CPU plus high-memory take exactly what two standard instances take.
         hc, hm = specs[f"{accel.slug}.2x.highcpu"], specs[f"{accel.slug}.2x.highmem"]
         two = specs[f"{accel.slug}.2x"]

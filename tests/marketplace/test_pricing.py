@@ -41,8 +41,13 @@ def test_money_is_never_a_float():
 @given(st.integers(1, 64), st.decimals(min_value="0.000001", max_value="100", places=6), st.data())
 def test_price_is_linear_in_claimed_units(units, price, data):
     claimed = data.draw(st.integers(1, units))
-    host = HostEconomics(units=units, price_per_unit_hour=price, host_power_watts=Decimal(300 * units),
-                         host_tflops=Decimal(100 * units), pue=Decimal("1.5"))
+    host = HostEconomics(
+        units=units,
+        price_per_unit_hour=price,
+        host_power_watts=Decimal(300 * units),
+        host_tflops=Decimal(100 * units),
+        pue=Decimal("1.5"),
+    )
     figures = offer_figures(host, claimed)
     assert figures.price_per_hour == quantize_price(price * claimed)
     assert isinstance(figures.price_per_hour, Decimal)

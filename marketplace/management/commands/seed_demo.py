@@ -30,6 +30,7 @@ ORGANIZATIONS = [
 
 # organization, host name, region, zone, accelerator slug, count, price per unit-hour, policy,
 # equal slices, oversubscription, PUE, verified, reliability, (vcpus, ram, disk) override
+# fmt: off
 HOSTS = [
     ("Northwind Compute", "nw-iad-h100-01", "us-east", "us-east-a", "h100-80g", 8, "2.49", "fine", 1, "1.5", "1.25", True, "0.9990"),
     ("Northwind Compute", "nw-iad-h100-02", "us-east", "us-east-b", "h100-80g", 8, "2.39", "whole", 1, "1.0", "1.25", True, "0.9970"),
@@ -56,6 +57,7 @@ HOSTS = [
     ("Garage GPU Collective", "gg-nyc-4090-01", "edge-nyc", "edge-nyc-1", "rtx4090-24g", 8, "0.36", "fine", 1, "1.5", "1.65", True, "0.9650"),
     ("Newco Datacenters", "nc-fra-h200-01", "eu-central", "eu-central-b", "h200-141g", 8, "2.99", "fine", 1, "1.0", "1.30", False, None),
 ]
+# fmt: on
 
 
 def _host_hardware(model: AcceleratorModel, count: int, oversubscription: Decimal) -> dict[str, int]:
@@ -76,7 +78,7 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         catalog_sync()
-        admin = self._user("admin@example.com", "Ada Admin", User.Role.BUYER, staff=True)
+        self._user("admin@example.com", "Ada Admin", User.Role.BUYER, staff=True)
         self._user("buyer@example.com", "Bea Buyer", User.Role.BUYER)
         organizations = {}
         for name, owner_email, country, payout_country, status in ORGANIZATIONS:
@@ -92,7 +94,6 @@ class Command(BaseCommand):
                 f"/ {DEMO_PASSWORD}"
             )
         )
-        return None if admin else None
 
     def _user(self, email: str, full_name: str, role: str, staff: bool = False) -> User:
         user = User.objects.filter(email=email).first()
@@ -123,8 +124,23 @@ class Command(BaseCommand):
                 organization = supplier_services.organization_approve(organization=organization)
         return organization
 
-    def _host(self, organizations, org_name, name, region, zone, slug, count, price, policy, slices, oversub, pue,
-              verified, reliability) -> int:
+    def _host(
+        self,
+        organizations,
+        org_name,
+        name,
+        region,
+        zone,
+        slug,
+        count,
+        price,
+        policy,
+        slices,
+        oversub,
+        pue,
+        verified,
+        reliability,
+    ) -> int:
         organization = organizations[org_name]
         if Host.objects.filter(organization=organization, name=name).exists():
             return 0
@@ -149,8 +165,7 @@ class Command(BaseCommand):
             **_host_hardware(model, count, Decimal(oversub)),
         )
         if reliability is not None:
-            Host.objects.filter(pk=host.pk).update(reliability=Decimal(reliability))
-            host.refresh_from_db()
+            host = supplier_services.host_set_reliability(host=host, reliability=Decimal(reliability))
         if organization.status == Organization.Status.APPROVED:
             supplier_services.host_approve(host=host, verified=verified)
         return 1

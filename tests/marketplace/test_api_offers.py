@@ -1,0 +1,161 @@
+"""GET /api/v1/offers/ and /api/v1/instance-types/: every filter, ordering, strictness."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace.models import AcceleratorModel, Region
+from suppliers import services as supplier_services
+from tests.factories import HostFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def market(supplier_org, other_supplier_org):
+    """Three hosts: an H100 box in us-east, a Gaudi 2 box in eu-north, an L4 edge box (unverified)."""
+    h100 = HostFactory(organization=supplier_org, name="h100")
+    gaudi = HostFactory(
+        organization=other_supplier_org,
+        name="gaudi",
+        accelerator_model=AcceleratorModel.objects.get(slug="gaudi2-96g"),
+        region=Region.objects.get(code="eu-north"),
+        zone=None,
+        price_per_unit_hour=Decimal("0.95"),
+        pue=Decimal("1.10"),
+    )
+    l4 = HostFactory(
+        organization=other_supplier_org,
+        name="l4",
+        accelerator_model=AcceleratorModel.objects.get(slug="l4-24g"),
+        accelerator_count=2,
+        vcpus=32,
+        ram_gb=192,
+        disk_gb=1000,
+        region=Region.objects.get(code="edge-lon"),
+        zone=None,
+        price_per_unit_hour=Decimal("0.40"),
+        verified=False,
+    )
+    supplier_services.host_set_reliability(host=h100, reliability=Decimal("0.9990"))
+    supplier_services.host_set_reliability(host=gaudi, reliability=Decimal("0.9500"))
+    return {"h100": h100, "gaudi": gaudi, "l4": l4}
+
+
+def results(client, query=""):
+    response = client.get(f"/api/v1/offers/?page_size=200&{query}")
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_hosts"),
+    [
+        ("accelerator_model=h100-80g", {"h100"}),
+        ("accelerator_kind=dsa", {"gaudi"}),
+        ("accelerator_kind=gpu", {"h100", "l4"}),
+        ("min_accelerators=4", {"h100", "gaudi"}),
+        ("min_accelerator_memory_gb=90", {"gaudi"}),
+        ("min_vcpus=100", {"h100", "gaudi"}),
+        ("min_ram_gb=1024", {"h100", "gaudi"}),
+        ("region=eu-north", {"gaudi"}),
+        ("tier=edge", {"l4"}),
+        ("max_price_per_hour=0.5", {"l4"}),
+        ("verified=false", {"l4"}),
+        ("verified=true", {"h100", "gaudi"}),
+        ("min_reliability=0.99", {"h100"}),
+        ("instance_type=gaudi2-96g.8x", {"gaudi"}),
+    ],
+)
+def test_each_filter(api_client, market, query, expected_hosts):
+    names = {
+        market_name for market_name, host in market.items() for r in results(api_client, query) if r["host"] == host.id
+    }
+    assert names == expected_hosts
+
+
+def test_filters_combine(api_client, market):
+    rows = results(api_client, "accelerator_kind=gpu&min_accelerators=2&max_price_per_hour=10")
+    assert rows and all(
+        r["accelerator_kind"] == "gpu" and r["accelerator_count"] >= 2 and Decimal(r["price_per_hour"]) <= 10
+        for r in rows
+    )
+
+
+@pytest.mark.parametrize("field", ["price_per_hour", "price_per_tflop_hour", "energy_kwh_per_hour", "reliability"])
+def test_ordering_both_ways(api_client, market, field):
+    def key(row):
+        return Decimal(row[field]) if row[field] is not None else None
+
+    ascending = [key(r) for r in results(api_client, f"ordering={field}")]
+    descending = [key(r) for r in results(api_client, f"ordering=-{field}")]
+    present_asc = [v for v in ascending if v is not None]
+    present_desc = [v for v in descending if v is not None]
+    assert present_asc == sorted(present_asc)
+    assert present_desc == sorted(present_desc, reverse=True)
+    # Missing values sort last both ways.
+    if None in ascending:
+        assert ascending[-1] is None and descending[-1] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("gpu=h100", "unknown_parameter", "gpu"),
+        ("accelerator_model=h900", "invalid_filter", "accelerator_model"),
+        ("accelerator_kind=tpu", "invalid_filter", "accelerator_kind"),
+        ("min_accelerators=two", "invalid_filter", "min_accelerators"),
+        ("min_accelerators=1.5", "invalid_filter", "min_accelerators"),
+        ("min_vcpus=-1", "invalid_filter", "min_vcpus"),
+        ("region=atlantis", "invalid_filter", "region"),
+        ("tier=space", "invalid_filter", "tier"),
+        ("max_price_per_hour=cheap", "invalid_filter", "max_price_per_hour"),
+        ("verified=maybe", "invalid_filter", "verified"),
+        ("min_reliability=2", "invalid_filter", "min_reliability"),
+        ("ordering=name", "invalid_filter", "ordering"),
+        ("page=0", "invalid", "page"),
+        ("page_size=100000", "invalid", "page_size"),
+    ],
+)
+def test_bad_parameters_are_400_naming_them(api_client, market, query, code, field):
+    response = api_client.get(f"/api/v1/offers/?{query}")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == code
+    assert field in body["fields"]
+    assert field in body["detail"]
+
+
+def test_offer_rows_carry_the_comparison_figures(api_client, market):
+    row = next(r for r in results(api_client, "instance_type=h100-80g.1x"))
+    assert row["price_per_hour"] == "2.500000"
+    assert row["energy_kwh_per_hour"] == "0.8750"
+    assert row["tflops"] == "989.00"
+    assert row["region"] == "us-east" and row["tier"] == "cloud"
+    assert row["available_count"] == 8
+    assert row["verified"] is True
+
+
+def test_list_query_count_does_not_grow_with_page_size(api_client, market):
+    with CaptureQueriesContext(connection) as small:
+        api_client.get("/api/v1/offers/?page_size=2")
+    with CaptureQueriesContext(connection) as large:
+        api_client.get("/api/v1/offers/?page_size=200")
+    assert len(small) == len(large)
+
+
+def test_instance_types_endpoint(api_client):
+    response = api_client.get("/api/v1/instance-types/h100-80g.8x/")
+    assert response.status_code == 200
+    assert response.json()["accelerator_memory_gb"] == 640
+    cpu = api_client.get("/api/v1/instance-types/?accelerator_kind=cpu&page_size=200").json()["results"]
+    assert cpu and all(t["accelerator_count"] == 0 for t in cpu)
+    assert api_client.get("/api/v1/instance-types/?accelerator_kind=quantum").status_code == 400
+    assert api_client.get("/api/v1/instance-types/nope.1x/").json()["code"] == "not_found"
+
+
+def test_schema_and_docs_are_served(api_client):
+    assert api_client.get("/api/schema/").status_code == 200
+    assert api_client.get("/api/docs/").status_code == 200
