@@ -44,8 +44,21 @@ def celery_worker(queue: str | None = None) -> Iterator[str]:
     else:
         env["CELERY_BROKER_DIR"] = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-Q", queue, "--pool=solo",
-         "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "marketplace",
+            "worker",
+            "-Q",
+            queue,
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
