@@ -66,5 +66,5 @@ def test_instance_type_pages(client, two_hosts):
     assert listing.status_code == 200
     detail = client.get(reverse("instance_type_detail", args=["h100-80g.8x"]))
     assert detail.status_code == 200
-    assert list(detail.context["page"])[0].host == two_hosts[0]
+    assert next(iter(detail.context["page"])).host == two_hosts[0]
     assert client.get(reverse("instance_type_detail", args=["no.such"])).status_code == 404
