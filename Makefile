@@ -4,11 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check seed bench clean
+.PHONY: run test venv lint format check seed clean
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
@@ -35,9 +34,6 @@ check: venv
 seed: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
-
-bench: venv
-	$(BIN)/python bench/offer_search.py
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 staticfiles
