@@ -106,12 +106,17 @@ class Host(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(64)],
         help_text="Accelerators in the server, or CPU sockets for CPU-only hosts.",
     )
-    vcpus = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(4096)])
-    ram_gb = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65536)])
-    disk_gb = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(10_000_000)])
-    network_up_mbps = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1_600_000)])
-    network_down_mbps = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1_600_000)])
+    vcpus = models.PositiveIntegerField("vCPUs", validators=[MinValueValidator(1), MaxValueValidator(4096)])
+    ram_gb = models.PositiveIntegerField("RAM (GB)", validators=[MinValueValidator(1), MaxValueValidator(65536)])
+    disk_gb = models.PositiveIntegerField("disk (GB)", validators=[MinValueValidator(1), MaxValueValidator(10_000_000)])
+    network_up_mbps = models.PositiveIntegerField(
+        "network up (Mbps)", validators=[MinValueValidator(1), MaxValueValidator(1_600_000)]
+    )
+    network_down_mbps = models.PositiveIntegerField(
+        "network down (Mbps)", validators=[MinValueValidator(1), MaxValueValidator(1_600_000)]
+    )
     power_per_accelerator_watts = models.PositiveIntegerField(
+        "power per accelerator (W)",
         validators=[MinValueValidator(1), MaxValueValidator(5000)],
         help_text="Draw per accelerator (per socket on CPU hosts); defaults to the model's TDP.",
     )
@@ -122,12 +127,15 @@ class Host(models.Model):
         validators=[MinValueValidator(Decimal("0.000001")), MaxValueValidator(Decimal("1000"))],
     )
     storage_price_per_gb_month = models.DecimalField(
+        "storage price per GB-month",
         max_digits=PRICE_DIGITS,
         decimal_places=PRICE_PLACES,
         default=Decimal("0.10"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("10"))],
     )
-    min_rental_hours = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(24 * 366)])
+    min_rental_hours = models.PositiveIntegerField(
+        "minimum rental (hours)", default=0, validators=[MaxValueValidator(24 * 366)]
+    )
     offer_ends_at = models.DateTimeField(null=True, blank=True, help_text="No new rentals after this time.")
     slicing_policy = models.CharField(
         max_length=8,

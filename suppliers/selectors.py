@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from accounts.models import User
@@ -20,7 +20,7 @@ def organization_for_user(*, user: User) -> Organization | None:
 def host_list_for_user(*, user: User) -> QuerySet[Host]:
     """Hosts the user may see: their organization's, or all for staff."""
     queryset = Host.objects.select_related("organization", "region", "zone", "accelerator_model").annotate(
-        offer_count=Count("offers", distinct=True), offered_instances=Sum("offers__available_count")
+        offer_count=Count("offers", distinct=True)
     )
     if user.is_staff:
         return queryset

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.errors import ApplicationError
 from marketplace.forms import add_service_errors
+from marketplace.selectors import host_capacity_usage
 from marketplace.services import host_allocated_claims, host_carriable_types
 
 from . import selectors, services
@@ -94,7 +95,13 @@ def host_detail(request, host_id: int):
     return render(
         request,
         "suppliers/host_detail.html",
-        {"host": host, "offers": offers, "carriable": carriable, "allocated_count": len(allocated)},
+        {
+            "host": host,
+            "offers": offers,
+            "carriable": carriable,
+            "allocated_count": len(allocated),
+            "usage": host_capacity_usage(host),
+        },
     )
 
 

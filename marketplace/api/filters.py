@@ -46,13 +46,13 @@ class IntegerFilter(filters.NumberFilter):
 
 
 class StrictBooleanFilter(filters.Filter):
-    """true/false (or 1/0); anything else is an error, never silently ignored."""
+    """true/false; anything else is an error, never silently ignored."""
 
     field_class = forms.TypedChoiceField
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("choices", [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")])
-        kwargs.setdefault("coerce", lambda value: value in ("true", "1"))
+        kwargs.setdefault("choices", [("", "Any"), ("true", "true"), ("false", "false")])
+        kwargs.setdefault("coerce", lambda value: value == "true")
         kwargs.setdefault("empty_value", None)
         super().__init__(*args, **kwargs)
 
@@ -78,13 +78,20 @@ class NullsLastOrderingFilter(filters.OrderingFilter):
 
 class InstanceTypeFilterSet(filters.FilterSet):
     accelerator_model = filters.ModelChoiceFilter(
-        field_name="accelerator_model", to_field_name="slug", queryset=AcceleratorModel.objects.all()
+        label="Accelerator model",
+        field_name="accelerator_model",
+        to_field_name="slug",
+        queryset=AcceleratorModel.objects.all(),
     )
-    accelerator_kind = filters.ChoiceFilter(method="filter_kind", choices=AcceleratorKind.choices)
+    accelerator_kind = filters.ChoiceFilter(
+        label="Accelerator kind", method="filter_kind", choices=AcceleratorKind.choices
+    )
     family = filters.ChoiceFilter(choices=InstanceType.Family.choices)
-    min_accelerators = IntegerFilter(field_name="accelerator_count", lookup_expr="gte", min_value=0)
-    min_vcpus = IntegerFilter(field_name="vcpus", lookup_expr="gte", min_value=0)
-    min_ram_gb = IntegerFilter(field_name="ram_gb", lookup_expr="gte", min_value=0)
+    min_accelerators = IntegerFilter(
+        label="Min. accelerators", field_name="accelerator_count", lookup_expr="gte", min_value=0
+    )
+    min_vcpus = IntegerFilter(label="Min. vCPUs", field_name="vcpus", lookup_expr="gte", min_value=0)
+    min_ram_gb = IntegerFilter(label="Min. RAM (GB)", field_name="ram_gb", lookup_expr="gte", min_value=0)
 
     class Meta:
         model = InstanceType
@@ -98,24 +105,52 @@ class InstanceTypeFilterSet(filters.FilterSet):
 
 class OfferFilterSet(filters.FilterSet):
     instance_type = filters.ModelChoiceFilter(
-        field_name="instance_type", to_field_name="name", queryset=InstanceType.objects.all()
+        label="Instance type", field_name="instance_type", to_field_name="name", queryset=InstanceType.objects.all()
     )
     accelerator_model = filters.ModelChoiceFilter(
-        field_name="accelerator_model", to_field_name="slug", queryset=AcceleratorModel.objects.all()
+        label="Accelerator model",
+        field_name="accelerator_model",
+        to_field_name="slug",
+        queryset=AcceleratorModel.objects.all(),
     )
-    accelerator_kind = filters.ChoiceFilter(field_name="accelerator_model__kind", choices=AcceleratorKind.choices)
-    min_accelerators = IntegerFilter(field_name="instance_type__accelerator_count", lookup_expr="gte", min_value=0)
-    min_accelerator_memory_gb = IntegerFilter(field_name="accelerator_model__memory_gb", lookup_expr="gte", min_value=0)
-    min_vcpus = IntegerFilter(field_name="instance_type__vcpus", lookup_expr="gte", min_value=0)
-    min_ram_gb = IntegerFilter(field_name="instance_type__ram_gb", lookup_expr="gte", min_value=0)
-    region = filters.ModelChoiceFilter(field_name="region", to_field_name="code", queryset=Region.objects.all())
-    tier = filters.ChoiceFilter(choices=Region.Tier.choices)
+    accelerator_kind = filters.ChoiceFilter(
+        label="Accelerator kind", field_name="accelerator_model__kind", choices=AcceleratorKind.choices
+    )
+    min_accelerators = IntegerFilter(
+        label="Min. accelerators", field_name="instance_type__accelerator_count", lookup_expr="gte", min_value=0
+    )
+    min_accelerator_memory_gb = IntegerFilter(
+        label="Min. accelerator memory (GB)", field_name="accelerator_model__memory_gb", lookup_expr="gte", min_value=0
+    )
+    min_vcpus = IntegerFilter(label="Min. vCPUs", field_name="instance_type__vcpus", lookup_expr="gte", min_value=0)
+    min_ram_gb = IntegerFilter(
+        label="Min. RAM (GB)", field_name="instance_type__ram_gb", lookup_expr="gte", min_value=0
+    )
+    region = filters.ModelChoiceFilter(
+        label="Region", field_name="region", to_field_name="code", queryset=Region.objects.all()
+    )
+    tier = filters.ChoiceFilter(label="Tier", choices=Region.Tier.choices)
     max_price_per_hour = filters.NumberFilter(
-        field_name="price_per_hour", lookup_expr="lte", min_value=0, max_digits=14, decimal_places=6
+        label="Max. $ per hour",
+        field_name="price_per_hour",
+        lookup_expr="lte",
+        min_value=0,
+        max_digits=14,
+        decimal_places=6,
     )
-    verified = StrictBooleanFilter(field_name="verified")
+    verified = StrictBooleanFilter(
+        label="Verified hosts",
+        field_name="verified",
+        choices=[("", "Any"), ("true", "Verified only"), ("false", "Unverified only")],
+    )
     min_reliability = filters.NumberFilter(
-        field_name="reliability", lookup_expr="gte", min_value=0, max_value=1, max_digits=5, decimal_places=4
+        label="Min. reliability (0-1)",
+        field_name="reliability",
+        lookup_expr="gte",
+        min_value=0,
+        max_value=1,
+        max_digits=5,
+        decimal_places=4,
     )
     ordering = NullsLastOrderingFilter(
         fields=(

@@ -122,3 +122,17 @@ def test_dashboard_lists_own_hosts_only(client, supplier, approved_host, other_s
 def test_pages_require_login(client):
     response = client.get(reverse("suppliers:dashboard"))
     assert response.status_code == 302 and reverse("accounts:login") in response["Location"]
+
+
+def test_host_detail_charts_capacity_in_use(client, supplier, approved_host):
+    from marketplace.models import InstanceType
+    from orders.models import Allocation
+
+    t = InstanceType.objects.get(name="h100-80g.2x")
+    Allocation.objects.create(host=approved_host, instance_type=t, accelerators=2, vcpus=48, ram_gb=512, disk_gb=4000)
+    client.force_login(supplier)
+    response = client.get(reverse("suppliers:host_detail", args=[approved_host.pk]))
+    usage = {row["label"]: row for row in response.context["usage"]}
+    assert usage["Accelerators"] == {"label": "Accelerators", "allocated": 2, "capacity": 8, "percent": 25}
+    assert usage["vCPUs"]["percent"] == 25
+    assert 'aria-label="25% used"' in response.content.decode()
