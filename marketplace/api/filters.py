@@ -76,22 +76,30 @@ class NullsLastOrderingFilter(filters.OrderingFilter):
         return qs.order_by(*ordering, "id")
 
 
-class InstanceTypeFilterSet(filters.FilterSet):
-    accelerator_model = filters.ModelChoiceFilter(
+def at_least(label: str, field_name: str) -> IntegerFilter:
+    """A whole-number lower bound, e.g. ?min_vcpus=16."""
+    return IntegerFilter(label=label, field_name=field_name, lookup_expr="gte", min_value=0)
+
+
+def accelerator_model_filter() -> filters.ModelChoiceFilter:
+    """By model slug (h100-80g); an unknown slug is an error, not an empty result."""
+    return filters.ModelChoiceFilter(
         label="Accelerator model",
         field_name="accelerator_model",
         to_field_name="slug",
         queryset=AcceleratorModel.objects.all(),
     )
+
+
+class InstanceTypeFilterSet(filters.FilterSet):
+    accelerator_model = accelerator_model_filter()
     accelerator_kind = filters.ChoiceFilter(
         label="Accelerator kind", method="filter_kind", choices=AcceleratorKind.choices
     )
     family = filters.ChoiceFilter(choices=InstanceType.Family.choices)
-    min_accelerators = IntegerFilter(
-        label="Min. accelerators", field_name="accelerator_count", lookup_expr="gte", min_value=0
-    )
-    min_vcpus = IntegerFilter(label="Min. vCPUs", field_name="vcpus", lookup_expr="gte", min_value=0)
-    min_ram_gb = IntegerFilter(label="Min. RAM (GB)", field_name="ram_gb", lookup_expr="gte", min_value=0)
+    min_accelerators = at_least("Min. accelerators", "accelerator_count")
+    min_vcpus = at_least("Min. vCPUs", "vcpus")
+    min_ram_gb = at_least("Min. RAM (GB)", "ram_gb")
 
     class Meta:
         model = InstanceType
@@ -107,25 +115,14 @@ class OfferFilterSet(filters.FilterSet):
     instance_type = filters.ModelChoiceFilter(
         label="Instance type", field_name="instance_type", to_field_name="name", queryset=InstanceType.objects.all()
     )
-    accelerator_model = filters.ModelChoiceFilter(
-        label="Accelerator model",
-        field_name="accelerator_model",
-        to_field_name="slug",
-        queryset=AcceleratorModel.objects.all(),
-    )
+    accelerator_model = accelerator_model_filter()
     accelerator_kind = filters.ChoiceFilter(
         label="Accelerator kind", field_name="accelerator_model__kind", choices=AcceleratorKind.choices
     )
-    min_accelerators = IntegerFilter(
-        label="Min. accelerators", field_name="instance_type__accelerator_count", lookup_expr="gte", min_value=0
-    )
-    min_accelerator_memory_gb = IntegerFilter(
-        label="Min. accelerator memory (GB)", field_name="accelerator_model__memory_gb", lookup_expr="gte", min_value=0
-    )
-    min_vcpus = IntegerFilter(label="Min. vCPUs", field_name="instance_type__vcpus", lookup_expr="gte", min_value=0)
-    min_ram_gb = IntegerFilter(
-        label="Min. RAM (GB)", field_name="instance_type__ram_gb", lookup_expr="gte", min_value=0
-    )
+    min_accelerators = at_least("Min. accelerators", "instance_type__accelerator_count")
+    min_accelerator_memory_gb = at_least("Min. memory per accelerator (GB)", "accelerator_model__memory_gb")
+    min_vcpus = at_least("Min. vCPUs", "instance_type__vcpus")
+    min_ram_gb = at_least("Min. RAM (GB)", "instance_type__ram_gb")
     region = filters.ModelChoiceFilter(
         label="Region", field_name="region", to_field_name="code", queryset=Region.objects.all()
     )

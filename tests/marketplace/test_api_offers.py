@@ -159,3 +159,15 @@ def test_instance_types_endpoint(api_client):
 def test_schema_and_docs_are_served(api_client):
     assert api_client.get("/api/schema/").status_code == 200
     assert api_client.get("/api/docs/").status_code == 200
+
+
+def test_unknown_api_url_is_a_json_404(api_client):
+    response = api_client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_wrong_method_is_a_405_in_the_error_shape(supplier_client):
+    response = supplier_client.post("/api/v1/offers/", {}, format="json")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"

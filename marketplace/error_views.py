@@ -1,0 +1,24 @@
+"""Site-wide 404/500 handlers: JSON in the API's error shape under /api/, pages elsewhere."""
+
+from django.http import JsonResponse
+from django.views import defaults
+
+from .errors import error_body
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", f"No API resource at {request.path}."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return JsonResponse(
+            error_body("server_error", "Something went wrong on our side; it has been logged."), status=500
+        )
+    return defaults.server_error(request)

@@ -1,0 +1,107 @@
+"""Real pages in headless Chromium (Debian's `chromium`), driven by Playwright, against live_server."""
+
+import os
+import shutil
+from decimal import Decimal
+
+import pytest
+
+from marketplace.models import AcceleratorModel, Region
+from suppliers.models import Host
+from tests.factories import HostFactory, OrganizationFactory, UserFactory
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        CHROMIUM is None and os.environ.get("REQUIRE_BROWSER") != "1",
+        reason="Chromium is not installed (CI installs it and requires this test)",
+    ),
+]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright runs an event loop in this thread; the ORM calls in the test body are still
+    # synchronous and sequential.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser.new_page(viewport={"width": 1400, "height": 900})
+        browser.close()
+
+
+def test_buyer_filters_and_sorts_offers(catalog, live_server, page):
+    organization = OrganizationFactory()
+    HostFactory(organization=organization, name="gpu-box")
+    HostFactory(
+        organization=organization,
+        name="dsa-box",
+        accelerator_model=AcceleratorModel.objects.get(slug="gaudi2-96g"),
+        region=Region.objects.get(code="eu-north"),
+        zone=None,
+        price_per_unit_hour=Decimal("0.95"),
+    )
+
+    page.goto(f"{live_server.url}/offers/")
+    page.select_option("#id_accelerator_kind", "dsa")
+    page.click("text=Apply")
+    rows = page.locator("table tbody tr")
+    assert rows.count() > 0
+    assert all("Gaudi 2" in text for text in rows.all_inner_texts())
+
+    page.click("a.sort-link:has-text('$/hour')")
+    page.click("a.sort-link:has-text('$/hour')")  # second click: most expensive first
+    prices = [Decimal(t.strip().lstrip("$")) for t in page.locator("table tbody tr td:nth-child(7)").all_inner_texts()]
+    assert prices == sorted(prices, reverse=True)
+    assert "ordering=-price_per_hour" in page.url and "accelerator_kind=dsa" in page.url
+
+
+def test_supplier_sees_validation_messages_then_declares_a_host(catalog, live_server, page):
+    user = UserFactory(email="s@example.com", role="supplier")
+    OrganizationFactory(owner=user)
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "s@example.com")
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+    page.click("text=+ Declare a host")
+
+    page.fill("#id_name", "browser-box")
+    page.select_option("#id_region", label="US East (Ashburn, VA) — cloud")
+    page.select_option("#id_accelerator_model", label="NVIDIA L4")
+    for field, value in {
+        "accelerator_count": "2",
+        "vcpus": "32",
+        "ram_gb": "192",
+        "disk_gb": "1000",
+        "network_up_mbps": "10000",
+        "network_down_mbps": "10000",
+        "price_per_unit_hour": "0.5",
+        "pue": "0.7",
+    }.items():
+        page.fill(f"#id_{field}", value)
+    page.click("button:has-text('Declare host')")
+    assert page.locator(".errorlist").first.is_visible()
+    assert "greater than or equal to 1" in page.content()
+    assert not Host.objects.exists()
+
+    page.fill("#id_pue", "1.3")
+    page.click("button:has-text('Declare host')")
+    page.wait_for_url("**/supplier/hosts/*/")
+    assert "Pending verification" in page.content()
+    assert "l4-24g.1x" in page.content()  # what it will offer once approved
+    assert Host.objects.get().name == "browser-box"
