@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -36,6 +38,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         choices=Role.choices,
         default=Role.BUYER,
         help_text="What the person signed up to do; staff is the is_staff flag.",
+    )
+    spend_limit_per_hour = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("100.00"),
+        help_text="Ceiling on the total hourly price of this buyer's live instances (USD).",
     )
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)

@@ -9,9 +9,18 @@ the field example, cores and NIC Gbps). Its slicing policy decides what one inst
   shapes whose primary dimension is one part's are sold.
 - ``fine``: any mix of shapes; an instance claims exactly its shape.
 
-CPU and RAM may be oversubscribed by a ratio (1.0-2.0); other dimensions never are. A set of
-instances fits when the sum of their claims is within the host's effective capacity in every
-dimension at once.
+CPU and RAM may be oversubscribed by a ratio (1.0-2.0); other dimensions never are. Storage
+(``disk_gb``) is claimed at the shape's own size under every policy, so a stopped instance can keep
+its disk while its compute goes back to the market. A set of instances fits when the sum of their
+claims is within the host's effective capacity in every dimension at once.
+
+Existing allocations are ``Holding``s. A running spot holding may be preempted; an idle reserved
+holding (the reserving buyer stopped it) keeps its whole claim committed but physically frees its
+compute for spot backfill. Two invariants hold on every host:
+
+- physical: what is running (plus kept disks) fits the host;
+- committed: everything but spot compute fits the host, so on-demand and reserved demand can
+  always be served by preempting spot.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 OVERSUBSCRIBABLE_DIMENSIONS = frozenset({"vcpus", "ram_gb"})
+STORAGE_DIMENSIONS = frozenset({"disk_gb"})
 MIN_OVERSUBSCRIPTION = Decimal("1.0")
 MAX_OVERSUBSCRIPTION = Decimal("2.0")
 
@@ -135,12 +145,21 @@ def slice_share(host: HostSpec) -> Resources:
     return Resources({d: a // host.slices for d, a in capacity.amounts.items()})
 
 
+def storage_part(resources: Resources) -> Resources:
+    """Only the storage dimensions (what a stopped instance keeps)."""
+    return Resources({d: a for d, a in resources.amounts.items() if d in STORAGE_DIMENSIONS})
+
+
+def _compute_part(resources: Resources) -> Resources:
+    return Resources({d: a for d, a in resources.amounts.items() if d not in STORAGE_DIMENSIONS})
+
+
 def claim_for(host: HostSpec, shape: Shape) -> Resources:
     """What one instance of ``shape`` takes from ``host`` under its policy."""
     if host.policy == SlicingPolicy.WHOLE:
-        return effective_capacity(host)
+        return _compute_part(effective_capacity(host)) + storage_part(shape.resources)
     if host.policy == SlicingPolicy.EQUAL:
-        return slice_share(host)
+        return _compute_part(slice_share(host)) + storage_part(shape.resources)
     return shape.resources
 
 
@@ -201,3 +220,104 @@ def place_in_order(host: HostSpec, shapes: Sequence[Shape]) -> list[Shape]:
 def max_instances(host: HostSpec, shapes: Iterable[Shape]) -> int:
     """The most instances of a single shape an empty host can carry."""
     return max((available_count(host, [], shape) for shape in shapes), default=0)
+
+
+# --- Holdings: placement with preemption ----------------------------------------------------
+
+
+class HoldingKind(enum.StrEnum):
+    RUNNING = "running"  # compute and disk in use
+    DISK_ONLY = "disk_only"  # stopped or preempted: only the disk is kept
+    RESERVED_IDLE = "reserved_idle"  # reserved and stopped: committed, compute free for spot backfill
+
+
+@dataclass(frozen=True)
+class Holding:
+    """An existing allocation as the maths sees it. ``spot_bid`` is None for non-spot holdings."""
+
+    key: object
+    claim: Resources
+    kind: HoldingKind = HoldingKind.RUNNING
+    spot_bid: Decimal | None = None
+
+    @property
+    def is_preemptible(self) -> bool:
+        return self.spot_bid is not None and self.kind == HoldingKind.RUNNING
+
+
+def physical_footprint(holding: Holding) -> Resources:
+    """What the holding uses on the machine right now."""
+    return holding.claim if holding.kind == HoldingKind.RUNNING else storage_part(holding.claim)
+
+
+def committed_footprint(holding: Holding) -> Resources:
+    """What the holding is owed: everything but the compute of running spot instances."""
+    return storage_part(holding.claim) if holding.is_preemptible else holding.claim
+
+
+@dataclass(frozen=True)
+class PlacementPlan:
+    claims: list[Resources]
+    preempt: list[Holding]
+
+
+def plan_placement(
+    host: HostSpec,
+    holdings: Sequence[Holding],
+    shapes: Sequence[Shape],
+    *,
+    spot_bid: Decimal | None = None,
+    replacing: object = None,
+) -> PlacementPlan | None:
+    """Place ``shapes`` on the host, preempting the cheapest spot holdings if needed.
+
+    Non-spot demand (``spot_bid`` None) needs committed room and may preempt any running spot;
+    spot demand needs physical room and may preempt only lower bids. ``replacing`` names a holding
+    that the new claim supersedes (an instance starting again). Returns None when it cannot fit.
+    """
+    if not shapes or not all(is_eligible(host, shape) for shape in shapes):
+        return None
+    capacity = effective_capacity(host)
+    holdings = [h for h in holdings if replacing is None or h.key != replacing]
+    claims = [claim_for(host, shape) for shape in shapes]
+    new = total(claims)
+    if spot_bid is None:
+        if not (total(committed_footprint(h) for h in holdings) + new).fits_in(capacity):
+            return None
+        candidates = [h for h in holdings if h.is_preemptible]
+    else:
+        candidates = [h for h in holdings if h.is_preemptible and h.spot_bid < spot_bid]
+    physical = {h.key: physical_footprint(h) for h in holdings}
+    victims: list[Holding] = []
+    # Lowest bids go first; among equal bids, the most recent holding (largest key) goes first.
+    for victim in sorted(candidates, key=lambda h: (h.spot_bid, _negated_key(h.key))):
+        if (total(physical.values()) + new).fits_in(capacity):
+            break
+        physical[victim.key] = storage_part(victim.claim)
+        victims.append(victim)
+    if not (total(physical.values()) + new).fits_in(capacity):
+        return None
+    # Preempt only what was needed: give back victims whose compute is not required after all.
+    for victim in reversed(list(victims)):
+        physical[victim.key] = victim.claim
+        if (total(physical.values()) + new).fits_in(capacity):
+            victims.remove(victim)
+        else:
+            physical[victim.key] = storage_part(victim.claim)
+    return PlacementPlan(claims=claims, preempt=victims)
+
+
+def _negated_key(key: object):
+    return -key if isinstance(key, int) else 0
+
+
+def placeable_count(
+    host: HostSpec, holdings: Sequence[Holding], shape: Shape, *, spot_bid: Decimal | None = None, limit: int
+) -> int:
+    """The most instances of ``shape`` (up to ``limit``) that ``plan_placement`` would accept."""
+    placed = 0
+    for n in range(1, limit + 1):
+        if plan_placement(host, holdings, [shape] * n, spot_bid=spot_bid) is None:
+            break
+        placed = n
+    return placed

@@ -190,3 +190,22 @@ class Offer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_type} on {self.host_id} ({self.available_count} left)"
+
+
+class IdempotencyRecord(models.Model):
+    """The first successful response to a creating POST with an `Idempotency-Key` header."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request body.")
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.method} {self.path})"

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from . import capacity, catalog
 from .models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region, Zone
-from .pricing import HostEconomics, offer_figures
+from .pricing import HostEconomics, OfferFigures, offer_figures
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,16 @@ def host_economics(host) -> HostEconomics:
     )
 
 
-def host_allocated_claims(host) -> list[capacity.Resources]:
+def host_holdings(host) -> list[capacity.Holding]:
+    """The host's active allocations for the capacity maths."""
     from orders.models import Allocation
 
-    return [a.as_resources() for a in Allocation.objects.active().filter(host=host)]
+    return [a.as_holding() for a in Allocation.objects.active().filter(host=host).order_by("pk")]
+
+
+def host_allocated_claims(host) -> list[capacity.Resources]:
+    """What on-demand demand cannot take: every committed footprint (spot compute is preemptible)."""
+    return [capacity.committed_footprint(h) for h in host_holdings(host)]
 
 
 def host_carriable_types(host, *, allocated: list[capacity.Resources] | None = None) -> dict[InstanceType, int]:
@@ -69,6 +75,22 @@ def host_carriable_types(host, *, allocated: list[capacity.Resources] | None = N
     claims = host_allocated_claims(host) if allocated is None else allocated
     types = list(InstanceType.objects.active().compatible_with(host.accelerator_model))
     return {t: capacity.available_count(spec, claims, instance_type_shape(t)) for t in types}
+
+
+def host_is_sellable(host) -> bool:
+    """Approved host of an approved organization, before its offer end date."""
+    return (
+        host.status == host.Status.APPROVED
+        and host.organization.is_approved
+        and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
+    )
+
+
+def host_type_figures(host, instance_type: InstanceType) -> OfferFigures:
+    """Price, TFLOPS and energy of one instance of `instance_type` on `host` under its policy."""
+    spec = host_capacity_spec(host)
+    claimed_units = capacity.claim_for(spec, instance_type_shape(instance_type))[spec.primary]
+    return offer_figures(host_economics(host), claimed_units)
 
 
 # --- Offers ---------------------------------------------------------------------------------
@@ -80,20 +102,12 @@ def offers_refresh_for_host(*, host) -> list[Offer]:
     Precondition: the caller holds the host row lock (`select_for_update`) in the current
     transaction, so what is listed always matches what allocation would accept.
     """
-    host_sellable = (
-        host.status == host.Status.APPROVED
-        and host.organization.is_approved
-        and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
-    )
-    counts = host_carriable_types(host) if host_sellable else {}
-    spec = host_capacity_spec(host)
-    economics = host_economics(host)
+    counts = host_carriable_types(host) if host_is_sellable(host) else {}
     kept: list[Offer] = []
     for instance_type, count in counts.items():
         if count <= 0:
             continue
-        claimed_units = capacity.claim_for(spec, instance_type_shape(instance_type))[spec.primary]
-        figures = offer_figures(economics, claimed_units)
+        figures = host_type_figures(host, instance_type)
         offer, _ = Offer.objects.update_or_create(
             host=host,
             instance_type=instance_type,

@@ -1,12 +1,155 @@
-"""Capacity allocations: what each placed instance claims from a host."""
+"""Orders, instances and their lifecycle, capacity allocations and commands queued for hosts."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from marketplace.capacity import Resources
+from marketplace.capacity import Holding, HoldingKind, Resources
+from marketplace.money import PRICE_DIGITS, PRICE_PLACES
+
+
+class Pricing(models.TextChoices):
+    ON_DEMAND = "on_demand", "On demand"
+    SPOT = "spot", "Spot (interruptible)"
+    RESERVED = "reserved", "Reserved term"
+
+
+RESERVED_TERMS_HOURS = {168: "1 week", 720: "1 month", 2160: "3 months"}
+
+
+class Order(models.Model):
+    """A buyer's request for `count` instances, as placed. Its instances carry the lifecycle."""
+
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    instance_type = models.ForeignKey("marketplace.InstanceType", on_delete=models.PROTECT, related_name="+")
+    offer_pinned = models.ForeignKey(
+        "marketplace.Offer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requirements = models.JSONField(null=True, blank=True, help_text="Capability request, when ordered by one.")
+    count = models.PositiveSmallIntegerField()
+    pricing = models.CharField(max_length=16, choices=Pricing.choices)
+    max_price_per_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        null=True,
+        blank=True,
+        help_text="Per instance: the bid for spot, a ceiling otherwise.",
+    )
+    term_hours = models.PositiveIntegerField(null=True, blank=True)
+    region = models.ForeignKey("marketplace.Region", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    near_latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    near_longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    same_host = models.BooleanField(default=False)
+    image = models.CharField(max_length=255)
+    command = models.TextField(blank=True, max_length=4000)
+    terminate_after_hours = models.PositiveIntegerField(null=True, blank=True)
+    total_price_per_hour = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(name="order_count_positive", condition=Q(count__gte=1)),
+            models.CheckConstraint(
+                name="order_reserved_has_term",
+                condition=~Q(pricing="reserved") | Q(term_hours__in=list(RESERVED_TERMS_HOURS)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk}: {self.count} x {self.instance_type_id} ({self.pricing})"
+
+
+class InstanceStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    STARTING = "starting", "Starting"
+    TERMINATING = "terminating", "Terminating"
+    TERMINATED = "terminated", "Terminated"
+    FAILED = "failed", "Failed"
+    PREEMPTED = "preempted", "Preempted"
+
+
+# Statuses that hold compute (and so count against spend guards).
+LIVE_STATUSES = (
+    InstanceStatus.REQUESTED,
+    InstanceStatus.PROVISIONING,
+    InstanceStatus.RUNNING,
+    InstanceStatus.STARTING,
+)
+
+
+class InstanceQuerySet(models.QuerySet):
+    def live(self) -> InstanceQuerySet:
+        """Instances holding compute now (what spend guards count)."""
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def not_terminated(self) -> InstanceQuerySet:
+        return self.exclude(status=InstanceStatus.TERMINATED)
+
+
+class Instance(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="instances")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="instances")
+    host = models.ForeignKey("suppliers.Host", on_delete=models.PROTECT, related_name="instances")
+    instance_type = models.ForeignKey("marketplace.InstanceType", on_delete=models.PROTECT, related_name="+")
+    pricing = models.CharField(max_length=16, choices=Pricing.choices)
+    price_per_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, help_text="Agreed price (the bid, for spot)."
+    )
+    status = models.CharField(max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.REQUESTED)
+    image = models.CharField(max_length=255)
+    command = models.TextField(blank=True)
+    terminate_at = models.DateTimeField(null=True, blank=True)
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    preemption_deadline = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["buyer", "status"]), models.Index(fields=["host", "status"])]
+
+    def __str__(self) -> str:
+        return f"i-{self.pk} {self.instance_type_id} ({self.status})"
+
+    @property
+    def is_spot(self) -> bool:
+        return self.pricing == Pricing.SPOT
+
+
+class InstanceEvent(models.Model):
+    """One row per status change: the instance's timeline."""
+
+    class Actor(models.TextChoices):
+        BUYER = "buyer", "Buyer"
+        PLATFORM = "platform", "Platform"
+        AGENT = "agent", "Host agent"
+        STAFF = "staff", "Staff"
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, choices=InstanceStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=InstanceStatus.choices)
+    reason = models.CharField(max_length=500)
+    actor = models.CharField(max_length=16, choices=Actor.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: {self.from_status or '-'} -> {self.to_status}"
 
 
 class AllocationQuerySet(models.QuerySet):
@@ -16,14 +159,25 @@ class AllocationQuerySet(models.QuerySet):
 
 
 class Allocation(models.Model):
-    """Capacity one instance holds on a host: the claim under the host's slicing policy at placement.
+    """Capacity an instance holds on a host: its claim under the host's slicing policy.
 
-    Written and released only under a lock on the host row (see `suppliers.services`), in the same
-    transaction that recomputes the host's offers.
+    Written and released only under a lock on the host row, in the same transaction that
+    recomputes the host's offers. `kind` says how much of the claim is in use (see capacity.py).
     """
 
+    Kind = HoldingKind
+
     host = models.ForeignKey("suppliers.Host", on_delete=models.PROTECT, related_name="allocations")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, null=True, blank=True, related_name="allocations")
     instance_type = models.ForeignKey("marketplace.InstanceType", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=[(k.value, k.value) for k in HoldingKind], default="running")
+    spot_bid = models.DecimalField(
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        null=True,
+        blank=True,
+        help_text="Set for spot instances: their bid per hour, which orders preemption.",
+    )
     accelerators = models.PositiveIntegerField()
     vcpus = models.PositiveIntegerField()
     ram_gb = models.PositiveIntegerField()
@@ -38,9 +192,48 @@ class Allocation(models.Model):
         indexes = [
             models.Index(fields=["host"], condition=Q(released_at__isnull=True), name="allocation_active_by_host")
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"],
+                condition=Q(released_at__isnull=True),
+                name="allocation_one_active_per_instance",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.instance_type} on host {self.host_id}"
+        return f"{self.instance_type} on host {self.host_id} ({self.kind})"
 
     def as_resources(self) -> Resources:
         return Resources.of(accelerators=self.accelerators, vcpus=self.vcpus, ram_gb=self.ram_gb, disk_gb=self.disk_gb)
+
+    def as_holding(self) -> Holding:
+        return Holding(key=self.pk, claim=self.as_resources(), kind=HoldingKind(self.kind), spot_bid=self.spot_bid)
+
+
+class HostCommand(models.Model):
+    """Work for the host agent. Carries an id so re-delivery is harmless; acknowledged once."""
+
+    class Kind(models.TextChoices):
+        START = "start", "Start instance"
+        STOP = "stop", "Stop instance"
+        TERMINATE = "terminate", "Terminate instance"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        FAILED = "failed", "Failed"
+
+    host = models.ForeignKey("suppliers.Host", on_delete=models.CASCADE, related_name="commands")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="commands")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["host", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} i-{self.instance_id} on host {self.host_id} ({self.status})"

@@ -38,8 +38,13 @@ class HostForm(forms.ModelForm):
         model = Host
         fields = HOST_FIELDS
 
+    OPTIONAL_WITH_DEFAULTS = ("reserved_discount_week", "reserved_discount_month", "reserved_discount_quarter")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name in self.OPTIONAL_WITH_DEFAULTS:
+            self.fields[name].required = False
+            self.fields[name].help_text = "Fraction off the on-demand price, e.g. 0.20. Empty: the default."
         self.fields["zone"].label_from_instance = lambda zone: f"{zone.code} ({zone.region.code})"
         self.fields["region"].label_from_instance = lambda region: f"{region.name} — {region.tier}"
 
@@ -50,8 +55,9 @@ class HostForm(forms.ModelForm):
 
     def service_data(self) -> dict:
         data = dict(self.cleaned_data)
-        if data.get("power_per_accelerator_watts") is None:
-            data.pop("power_per_accelerator_watts", None)
+        for name in ("power_per_accelerator_watts", *self.OPTIONAL_WITH_DEFAULTS):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

@@ -126,6 +126,36 @@ class Host(models.Model):
         decimal_places=PRICE_PLACES,
         validators=[MinValueValidator(Decimal("0.000001")), MaxValueValidator(Decimal("1000"))],
     )
+    spot_min_price_per_unit_hour = models.DecimalField(
+        "minimum spot bid per unit-hour",
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.000001")), MaxValueValidator(Decimal("1000"))],
+        help_text="Empty: half the on-demand price.",
+    )
+    reserved_discount_week = models.DecimalField(
+        "reserved discount, 1 week",
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.10"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.9"))],
+    )
+    reserved_discount_month = models.DecimalField(
+        "reserved discount, 1 month",
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.20"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.9"))],
+    )
+    reserved_discount_quarter = models.DecimalField(
+        "reserved discount, 3 months",
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.35"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.9"))],
+    )
     storage_price_per_gb_month = models.DecimalField(
         "storage price per GB-month",
         max_digits=PRICE_DIGITS,
@@ -187,3 +217,18 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.organization})"
+
+    @property
+    def spot_floor_per_unit_hour(self) -> Decimal:
+        """The lowest spot bid per unit-hour the supplier accepts."""
+        if self.spot_min_price_per_unit_hour is not None:
+            return self.spot_min_price_per_unit_hour
+        return (self.price_per_unit_hour / 2).quantize(Decimal("0.000001"))
+
+    def reserved_discount(self, term_hours: int) -> Decimal:
+        """The supplier's discount for a reserved term (hours: 168, 720 or 2160)."""
+        return {
+            168: self.reserved_discount_week,
+            720: self.reserved_discount_month,
+            2160: self.reserved_discount_quarter,
+        }[term_hours]

@@ -18,6 +18,7 @@ from marketplace.services import (
     host_allocated_claims,
     host_capacity_spec,
     host_carriable_types,
+    host_holdings,
     offers_refresh_for_host,
 )
 
@@ -48,6 +49,10 @@ HOST_FIELDS = (
     "network_down_mbps",
     "power_per_accelerator_watts",
     "price_per_unit_hour",
+    "spot_min_price_per_unit_hour",
+    "reserved_discount_week",
+    "reserved_discount_month",
+    "reserved_discount_quarter",
     "storage_price_per_gb_month",
     "min_rental_hours",
     "offer_ends_at",
@@ -166,7 +171,7 @@ def _require_member(user: User) -> Organization:
     return membership.organization
 
 
-def _validate_host(host: Host, *, allocated: list[capacity.Resources], original_policy: str | None = None) -> None:
+def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_policy: str | None = None) -> None:
     """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
     _full_clean(host, exclude=["organization"])
     errors: dict[str, list[str]] = {}
@@ -185,13 +190,13 @@ def _validate_host(host: Host, *, allocated: list[capacity.Resources], original_
         raise InvalidInput("Some fields are not valid.", fields=errors)
 
     spec = host_capacity_spec(host)
-    if not total_fits(spec, allocated):
+    if not _holdings_fit(spec, holdings):
         raise Conflict(
-            "The host would have less capacity than its running instances already hold.",
+            "The host would have less capacity than its instances already hold.",
             code="capacity_in_use",
-            extra={"allocated": capacity.total(allocated).amounts},
+            extra={"allocated": capacity.total(capacity.committed_footprint(h) for h in holdings).amounts},
         )
-    if allocated and original_policy and host.slicing_policy != original_policy:
+    if holdings and original_policy and host.slicing_policy != original_policy:
         raise Conflict("The slicing policy cannot change while instances are allocated.", code="capacity_in_use")
     carriable = host_carriable_types(host, allocated=[])
     if not any(carriable.values()):
@@ -203,8 +208,12 @@ def _validate_host(host: Host, *, allocated: list[capacity.Resources], original_
         )
 
 
-def total_fits(spec: capacity.HostSpec, allocated: list[capacity.Resources]) -> bool:
-    return capacity.total(allocated).fits_in(capacity.effective_capacity(spec))
+def _holdings_fit(spec: capacity.HostSpec, holdings: list[capacity.Holding]) -> bool:
+    """Both invariants of capacity.py hold: what runs fits, and what is committed fits."""
+    limit = capacity.effective_capacity(spec)
+    physical = capacity.total(capacity.physical_footprint(h) for h in holdings)
+    committed = capacity.total(capacity.committed_footprint(h) for h in holdings)
+    return physical.fits_in(limit) and committed.fits_in(limit)
 
 
 def _resolve_model(data: dict[str, Any]) -> None:
@@ -236,7 +245,7 @@ def host_create(*, user: User, **data: Any) -> Host:
         raise InvalidInput(
             "Some fields are not valid.", fields={f: ["This field is required."] for f in required_missing}
         )
-    _validate_host(host, allocated=[])
+    _validate_host(host, holdings=[])
     host.save()
     return host
 
@@ -248,9 +257,9 @@ def host_update(*, host: Host, **data: Any) -> Host:
     _unknown_fields(data, HOST_FIELDS)
     _resolve_model(data)
     host = host_lock(host_id=host.pk)
-    allocated = host_allocated_claims(host)
+    holdings = host_holdings(host)
     original_policy = host.slicing_policy
-    if "accelerator_model" in data and allocated and data["accelerator_model"].pk != host.accelerator_model_id:
+    if "accelerator_model" in data and holdings and data["accelerator_model"].pk != host.accelerator_model_id:
         raise Conflict("The accelerator model cannot change while instances are allocated.", code="capacity_in_use")
     if (
         "name" in data
@@ -259,7 +268,7 @@ def host_update(*, host: Host, **data: Any) -> Host:
         raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
     for key, value in data.items():
         setattr(host, key, value)
-    _validate_host(host, allocated=allocated, original_policy=original_policy)
+    _validate_host(host, holdings=holdings, original_policy=original_policy)
     host.save()
     if CAPACITY_FIELDS & set(data):
         offers_refresh_for_host(host=host)
