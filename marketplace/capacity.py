@@ -20,7 +20,7 @@ compute for spot backfill. Two invariants hold on every host:
 
 - physical: what is running (plus kept disks) fits the host;
 - committed: everything but spot compute fits the host, so on-demand and reserved demand can
-  always be served by preempting spot.
+  always be served by preempting spot (a spot instance is owed only its disk).
 """
 
 from __future__ import annotations
@@ -251,8 +251,13 @@ def physical_footprint(holding: Holding) -> Resources:
 
 
 def committed_footprint(holding: Holding) -> Resources:
-    """What the holding is owed: everything but the compute of running spot instances."""
-    return storage_part(holding.claim) if holding.is_preemptible else holding.claim
+    """What the holding is owed: running non-spot and idle reserved instances their whole claim;
+    spot, stopped and preempted instances only their disk."""
+    if holding.kind == HoldingKind.RESERVED_IDLE:
+        return holding.claim
+    if holding.kind == HoldingKind.RUNNING and holding.spot_bid is None:
+        return holding.claim
+    return storage_part(holding.claim)
 
 
 @dataclass(frozen=True)

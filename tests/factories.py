@@ -81,3 +81,17 @@ def HostFactory(*, organization: Organization, approved: bool = True, verified: 
     if approved:
         host = supplier_services.host_approve(host=host, verified=verified)
     return host
+
+
+def l4_host_data(**overrides) -> dict:
+    """A small L4 server: 4 GPUs, each slot exactly one l4-24g.1x (8 vCPU, 48 GB); disk for 8 such
+    instances, so stopped and preempted instances can keep theirs while the GPUs are resold."""
+    defaults = {
+        "accelerator_model": AcceleratorModel.objects.get(slug="l4-24g"),
+        "accelerator_count": 4,
+        "vcpus": 32,
+        "ram_gb": 192,
+        "disk_gb": 4000,
+        "price_per_unit_hour": Decimal("0.40"),
+    }
+    return {**defaults, **overrides}

@@ -27,7 +27,8 @@ class MeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "email", "full_name", "role", "is_staff", "organization"]
+        fields = ["id", "email", "full_name", "role", "is_staff", "spend_limit_per_hour", "organization"]
+        read_only_fields = ["id", "email", "full_name", "role", "is_staff", "organization"]
 
     def get_organization(self, obj: User) -> dict | None:
         membership = getattr(obj, "membership", None)
@@ -35,3 +36,7 @@ class MeSerializer(serializers.ModelSerializer):
             return None
         org = membership.organization
         return {"id": org.id, "name": org.name, "status": org.status, "role": membership.role}
+
+
+class SpendLimitSerializer(serializers.Serializer):
+    spend_limit_per_hour = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)

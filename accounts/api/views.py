@@ -7,7 +7,13 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import ApiKey
 
-from .serializers import ApiKeyCreateInputSerializer, ApiKeyIssuedSerializer, ApiKeySerializer, MeSerializer
+from .serializers import (
+    ApiKeyCreateInputSerializer,
+    ApiKeyIssuedSerializer,
+    ApiKeySerializer,
+    MeSerializer,
+    SpendLimitSerializer,
+)
 
 
 class ApiKeyCreateThrottle(AnonRateThrottle):
@@ -52,3 +58,13 @@ class MeView(APIView):
     @extend_schema(responses=MeSerializer)
     def get(self, request):
         return Response(MeSerializer(request.user).data)
+
+    @extend_schema(request=SpendLimitSerializer, responses=MeSerializer)
+    def patch(self, request):
+        """Set your ceiling on the total hourly price of your live instances."""
+        from orders.services import buyer_set_spend_limit
+
+        data = SpendLimitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = buyer_set_spend_limit(buyer=request.user, limit_per_hour=data.validated_data["spend_limit_per_hour"])
+        return Response(MeSerializer(user).data)

@@ -124,6 +124,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.offers_delist_expired_task",
         "schedule": env.float("OFFER_EXPIRY_INTERVAL_SECONDS", default=300.0),
     },
+    "spot-resume": {"task": "orders.tasks.spot_resume_task", "schedule": 30.0},
+    "instances-expire": {"task": "orders.tasks.instances_expire_task", "schedule": 60.0},
 }
 
 # --- REST API
@@ -157,6 +159,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Marketplace rules
 PLATFORM_CURRENCY = "USD"
+SPOT_PREEMPTION_GRACE_SECONDS = env.int("SPOT_PREEMPTION_GRACE_SECONDS", default=30)
 PLATFORM_TAKE_RATE = Decimal(env.str("PLATFORM_TAKE_RATE", default="0.15"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

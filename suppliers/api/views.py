@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.errors import NotFound
+from marketplace.idempotency import idempotent
 from marketplace.models import Offer
 from suppliers import selectors, services
 
@@ -28,6 +29,7 @@ class OrganizationView(APIView):
         return Response(OrganizationSerializer(self._own(request)).data)
 
     @extend_schema(request=OrganizationSerializer, responses={201: OrganizationSerializer})
+    @idempotent
     def post(self, request):
         data = OrganizationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -67,6 +69,7 @@ class HostViewSet(viewsets.ModelViewSet):
         host = self.get_queryset().get(pk=host.pk)
         return Response(self.get_serializer(host).data, status=status_code)
 
+    @idempotent
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -1,0 +1,81 @@
+"""`Idempotency-Key` for creating POSTs: the same key and body replay the first success; the same
+key with another body is a 409 `idempotency_key_reused`.
+
+The record is written in the same transaction as the effect, so a concurrent duplicate either
+waits on the unique key and then replays, or never sees a half-done effect.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from .errors import Conflict, InvalidInput
+from .models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+
+def request_fingerprint(request) -> str:
+    body = json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
+    if record.request_fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request.",
+            code="idempotency_key_reused",
+        )
+    response = Response(record.response_body, status=record.status_code)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(view_method):
+    """Decorate a DRF view method (POST) that creates something for `request.user`."""
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None or not request.user.is_authenticated:
+            return view_method(self, request, *args, **kwargs)
+        key = key.strip()
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise InvalidInput(
+                f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters.",
+                code="invalid_idempotency_key",
+                fields={HEADER: ["Invalid key."]},
+            )
+        fingerprint = request_fingerprint(request)
+        existing = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+        if existing is not None:
+            return _replay(existing, fingerprint)
+        try:
+            with transaction.atomic():
+                response = view_method(self, request, *args, **kwargs)
+                if 200 <= response.status_code < 300:
+                    IdempotencyRecord.objects.create(
+                        user=request.user,
+                        key=key,
+                        method=request.method,
+                        path=request.path[:255],
+                        request_fingerprint=fingerprint,
+                        status_code=response.status_code,
+                        response_body=json.loads(JSONRenderer().render(response.data)),
+                    )
+                return response
+        except IntegrityError:
+            # A concurrent request with the same key committed first: ours was rolled back whole.
+            existing = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+            if existing is None:
+                raise
+            return _replay(existing, fingerprint)
+
+    return wrapper

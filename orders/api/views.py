@@ -1,0 +1,100 @@
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.idempotency import idempotent
+from orders import selectors, services
+from orders.models import Instance
+
+from .serializers import (
+    InstanceDetailSerializer,
+    InstanceSerializer,
+    OrderInputSerializer,
+    OrderSerializer,
+    QuoteSerializer,
+)
+
+
+class QuoteView(APIView):
+    """What an order would cost and where it would be placed now. Nothing is held."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=OrderInputSerializer, responses=QuoteSerializer)
+    def post(self, request):
+        data = OrderInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = services.quote_create(request=data.to_order_request())
+        return Response(QuoteSerializer(quote).data)
+
+
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's orders. POST places one (send an Idempotency-Key)."""
+
+    serializer_class = OrderSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = selectors.Order.objects.none()
+
+    def get_queryset(self):
+        instances = Instance.objects.select_related("instance_type", "host__region", "host__organization")
+        return selectors.order_list_for_user(user=self.request.user).prefetch_related(
+            Prefetch("instances", queryset=instances)
+        )
+
+    def get_object(self):
+        return self.get_queryset().get(
+            pk=selectors.order_get_for_user(user=self.request.user, order_id=self.kwargs["pk"]).pk
+        )
+
+    @extend_schema(request=OrderInputSerializer, responses={201: OrderSerializer})
+    @idempotent
+    def create(self, request):
+        data = OrderInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.order_place(buyer=request.user, request=data.to_order_request())
+        return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's instances, with start / stop / terminate actions. Others' instances are 404."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = Instance.objects.none()
+
+    def get_serializer_class(self):
+        return InstanceSerializer if self.action == "list" else InstanceDetailSerializer
+
+    def get_queryset(self):
+        queryset = selectors.instance_list_for_user(user=self.request.user)
+        if self.action != "list":
+            queryset = queryset.prefetch_related("events")
+        return queryset
+
+    def get_object(self):
+        instance = selectors.instance_get_for_user(user=self.request.user, instance_id=self.kwargs["pk"])
+        return self.get_queryset().get(pk=instance.pk)
+
+    def _act(self, operation):
+        instance = self.get_object()
+        operation(instance=instance, actor_user=self.request.user)
+        return Response(InstanceDetailSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=InstanceDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop: accelerators go back to the market; the disk stays on the host."""
+        return self._act(services.instance_stop)
+
+    @extend_schema(request=None, responses=InstanceDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Start again on the same host, or 409 `capacity_taken` with where to get it instead."""
+        return self._act(services.instance_start)
+
+    @extend_schema(request=None, responses=InstanceDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def terminate(self, request, pk=None):
+        return self._act(services.instance_terminate)
