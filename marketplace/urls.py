@@ -11,6 +11,7 @@ urlpatterns = [
     path("offers/<int:offer_id>/", views.offer_detail, name="offer_detail"),
     path("instance-types/", views.instance_type_list, name="instance_types"),
     path("instance-types/<str:name>/", views.instance_type_detail, name="instance_type_detail"),
+    path("", include("orders.urls")),
     path("accounts/", include("accounts.urls")),
     path("supplier/", include("suppliers.urls")),
     path("admin/", admin.site.urls),

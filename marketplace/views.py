@@ -62,7 +62,11 @@ def offer_detail(request, offer_id: int):
     similar = (
         offer_list().filter(instance_type=offer.instance_type).exclude(pk=offer.pk).order_by("price_per_hour")[:10]
     )
-    return render(request, "marketplace/offer_detail.html", {"offer": offer, "similar": similar})
+    from orders.forms import RentForm
+
+    return render(
+        request, "marketplace/offer_detail.html", {"offer": offer, "similar": similar, "rent_form": RentForm()}
+    )
 
 
 def instance_type_list(request):

@@ -7,6 +7,7 @@ same transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -283,6 +284,18 @@ def _instance_price(target: OrderTarget, hc: selectors.HostCandidate) -> Decimal
 
 
 def _insufficient(target: OrderTarget, ranked: list[selectors.HostCandidate]) -> InsufficientCapacity:
+    if target.pricing == Pricing.SPOT and not ranked:
+        floors = [
+            hc.spot_floor_per_hour
+            for hc in selectors.order_candidates(dataclasses.replace(target, max_price_per_hour=Decimal("1e9")))
+        ]
+        if floors and min(floors) > target.max_price_per_hour:
+            return InsufficientCapacity(
+                f"Your bid of ${target.max_price_per_hour}/h is below every matching host's minimum; the "
+                f"lowest accepted bid is ${min(floors)}/h.",
+                code="bid_too_low",
+                extra={"lowest_accepted_bid_per_hour": str(min(floors))},
+            )
     by_host: dict[int, int] = defaultdict(int)
     for hc in ranked:
         by_host[hc.host.pk] = max(by_host[hc.host.pk], hc.candidate.available)

@@ -144,8 +144,10 @@ def test_spend_ceiling_is_enforced_inside_the_order(buyer, l4_host):
 
 
 def test_spot_bid_must_meet_the_hosts_floor(buyer, l4_host):
-    with pytest.raises(InsufficientCapacity):
+    with pytest.raises(InsufficientCapacity) as error:
         order(buyer, pricing="spot", max_price_per_hour=Decimal("0.19"))  # floor is half of $0.40
+    assert error.value.code == "bid_too_low"
+    assert error.value.extra["lowest_accepted_bid_per_hour"] == "0.200000"
     spot = order(buyer, pricing="spot", max_price_per_hour=Decimal("0.25")).instances.get()
     assert spot.price_per_hour == Decimal("0.250000")  # spot pays its bid
 

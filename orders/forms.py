@@ -1,0 +1,48 @@
+from django import forms
+
+from .models import RESERVED_TERMS_HOURS, Pricing
+from .services import OrderRequest
+
+
+class RentForm(forms.Form):
+    """Rent from one offer. Validation of the business rules happens in the service."""
+
+    count = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    pricing = forms.ChoiceField(choices=Pricing.choices, initial=Pricing.ON_DEMAND, widget=forms.RadioSelect)
+    max_price_per_hour = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=14,
+        decimal_places=6,
+        label="Bid / ceiling ($ per instance-hour)",
+        help_text="Spot: your bid (required). Otherwise: optional ceiling.",
+    )
+    term_hours = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label="Reserved term",
+        choices=[("", "—"), *((h, label) for h, label in RESERVED_TERMS_HOURS.items())],
+    )
+    image = forms.CharField(max_length=255, initial="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime")
+    command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    terminate_after_hours = forms.IntegerField(
+        required=False, min_value=1, max_value=24 * 366, help_text="Optional: terminate automatically after this."
+    )
+
+    def order_request(self, *, offer_id: int) -> OrderRequest:
+        data = self.cleaned_data
+        return OrderRequest(
+            offer=offer_id,
+            count=data["count"],
+            pricing=data["pricing"],
+            max_price_per_hour=data.get("max_price_per_hour"),
+            term_hours=data.get("term_hours") if data["pricing"] == Pricing.RESERVED else None,
+            image=data["image"],
+            command=data.get("command") or "",
+            terminate_after_hours=data.get("terminate_after_hours"),
+        )
+
+
+class SpendLimitForm(forms.Form):
+    spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, label="Limit ($/hour)")

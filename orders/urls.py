@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "orders"
+
+urlpatterns = [
+    path("offers/<int:offer_id>/quote/", views.offer_quote, name="offer_quote"),
+    path("offers/<int:offer_id>/rent/", views.offer_rent, name="offer_rent"),
+    path("instances/", views.instance_list, name="instances"),
+    path("instances/spend-limit/", views.spend_limit, name="spend_limit"),
+    path("instances/<int:instance_id>/", views.instance_detail, name="instance_detail"),
+    path("instances/<int:instance_id>/<str:action>/", views.instance_action, name="instance_action"),
+]

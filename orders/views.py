@@ -1,0 +1,111 @@
+"""Buyer pages: rent from an offer with a live quote, my instances (live), instance detail."""
+
+from decimal import Decimal
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Sum
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from marketplace.errors import ApplicationError
+from marketplace.forms import add_service_errors
+from marketplace.selectors import offer_list
+
+from . import selectors, services
+from .forms import RentForm, SpendLimitForm
+from .models import Instance
+from .services import TRANSITIONS, InstanceStatus
+
+
+@login_required
+@require_POST
+def offer_quote(request, offer_id: int):
+    """htmx fragment: the live quote for the rent form's current values."""
+    form = RentForm(request.POST)
+    context = {"form": form}
+    if form.is_valid():
+        try:
+            context["quote"] = services.quote_create(request=form.order_request(offer_id=offer_id))
+        except ApplicationError as error:
+            context["error"] = error
+    return render(request, "orders/_quote.html", context)
+
+
+@login_required
+def offer_rent(request, offer_id: int):
+    offer = get_object_or_404(offer_list(), pk=offer_id)
+    form = RentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            order = services.order_place(buyer=request.user, request=form.order_request(offer_id=offer.pk))
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Order {order.pk} placed: {order.count} × {order.instance_type} provisioning.")
+            return redirect("orders:instances")
+    return render(request, "marketplace/offer_detail.html", {"offer": offer, "rent_form": form, "similar": []})
+
+
+def _live_burn(user) -> Decimal:
+    return Instance.objects.live().filter(buyer=user).aggregate(total=Sum("price_per_hour"))["total"] or Decimal(0)
+
+
+@login_required
+def instance_list(request):
+    instances = selectors.instance_list_for_user(user=request.user).filter(buyer=request.user)
+    show = request.GET.get("show", "active")
+    if show == "active":
+        instances = instances.not_terminated()
+    form = SpendLimitForm(initial={"spend_limit_per_hour": request.user.spend_limit_per_hour})
+    context = {"instances": instances[:200], "show": show, "burn": _live_burn(request.user), "limit_form": form}
+    template = "orders/_instance_rows.html" if request.headers.get("HX-Request") else "orders/instance_list.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def spend_limit(request):
+    form = SpendLimitForm(request.POST)
+    if form.is_valid():
+        try:
+            services.buyer_set_spend_limit(buyer=request.user, limit_per_hour=form.cleaned_data["spend_limit_per_hour"])
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        else:
+            messages.success(request, "Spend limit updated.")
+    else:
+        messages.error(request, "Enter a limit in dollars per hour, 0 or more.")
+    return redirect("orders:instances")
+
+
+@login_required
+def instance_detail(request, instance_id: int):
+    instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
+    allowed = TRANSITIONS[instance.status]
+    actions = {
+        "stop": InstanceStatus.STOPPING in allowed,
+        "start": instance.status == InstanceStatus.STOPPED,
+        "terminate": InstanceStatus.TERMINATING in allowed,
+    }
+    template = "orders/_instance_state.html" if request.headers.get("HX-Request") else "orders/instance_detail.html"
+    return render(request, template, {"instance": instance, "events": instance.events.all(), "actions": actions})
+
+
+ACTIONS = {"stop": services.instance_stop, "start": services.instance_start, "terminate": services.instance_terminate}
+
+
+@login_required
+@require_POST
+def instance_action(request, instance_id: int, action: str):
+    instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
+    operation = ACTIONS.get(action)
+    if operation is None:
+        return redirect("orders:instance_detail", instance_id=instance.pk)
+    try:
+        operation(instance=instance, actor_user=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, f"{action.capitalize()} requested.")
+    return redirect("orders:instance_detail", instance_id=instance.pk)
