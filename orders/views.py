@@ -42,7 +42,7 @@ def offer_rent(request, offer_id: int):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Order {order.pk} placed: {order.count} × {order.instance_type} provisioning.")
+            messages.success(request, f"Order {order.pk} placed: {order.count} x {order.instance_type} provisioning.")
             return redirect("orders:instances")
     return render(request, "marketplace/offer_detail.html", {"offer": offer, "rent_form": form, "similar": []})
 
