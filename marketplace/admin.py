@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import AcceleratorModel, InstanceType, Offer, Region, Zone
+from .models import AcceleratorModel, IdempotencyRecord, InstanceType, Offer, Region, Zone
 
 
 @admin.register(AcceleratorModel)
@@ -69,6 +69,20 @@ class OfferAdmin(admin.ModelAdmin):
     list_filter = ["tier", "verified", "accelerator_model__kind", "region", "accelerator_model"]
     search_fields = ["instance_type__name", "host__name", "host__organization__name"]
     list_select_related = ["instance_type", "host", "host__organization", "region"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(admin.ModelAdmin):
+    list_display = ["key", "user", "method", "path", "status_code", "created_at"]
+    list_filter = ["method", "status_code", "created_at"]
+    search_fields = ["key", "user__email", "path"]
+    list_select_related = ["user"]
 
     def has_add_permission(self, request):
         return False

@@ -1,14 +1,80 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from .models import Allocation
+from marketplace.errors import ApplicationError
+
+from . import services
+from .models import Allocation, HostCommand, Instance, InstanceEvent, Order
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only; staff look and act through actions."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ["id", "buyer", "instance_type", "count", "pricing", "total_price_per_hour", "region", "created_at"]
+    list_filter = ["pricing", "created_at", "region"]
+    search_fields = ["buyer__email", "instance_type__name", "image"]
+    list_select_related = ["buyer", "instance_type", "region"]
+
+
+class InstanceEventInline(admin.TabularInline):
+    model = InstanceEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["from_status", "to_status", "reason", "actor", "actor_user", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Instance)
+class InstanceAdmin(ReadOnlyAdmin):
+    list_display = ["id", "buyer", "instance_type", "status", "pricing", "price_per_hour", "host", "created_at"]
+    list_filter = ["status", "pricing", "host__region", "created_at"]
+    search_fields = ["id", "buyer__email", "host__name", "instance_type__name", "image"]
+    list_select_related = ["buyer", "instance_type", "host"]
+    inlines = [InstanceEventInline]
+    actions = ["terminate"]
+
+    @admin.action(description="Terminate selected instances")
+    def terminate(self, request, queryset):
+        done = 0
+        for instance in queryset:
+            try:
+                services.instance_terminate(
+                    instance=instance, actor_user=request.user, actor="staff", reason="Terminated by staff"
+                )
+                done += 1
+            except ApplicationError as error:
+                self.message_user(request, f"i-{instance.pk}: {error.detail}", level=messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} instance(s) terminating.", level=messages.SUCCESS)
+
+
+@admin.register(InstanceEvent)
+class InstanceEventAdmin(ReadOnlyAdmin):
+    list_display = ["instance", "from_status", "to_status", "actor", "reason", "created_at"]
+    list_filter = ["to_status", "actor", "created_at"]
+    search_fields = ["instance__id", "reason"]
+    list_select_related = ["instance"]
 
 
 @admin.register(Allocation)
-class AllocationAdmin(admin.ModelAdmin):
+class AllocationAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "host",
+        "instance",
         "instance_type",
+        "kind",
+        "spot_bid",
         "accelerators",
         "vcpus",
         "ram_gb",
@@ -16,12 +82,14 @@ class AllocationAdmin(admin.ModelAdmin):
         "created_at",
         "released_at",
     ]
-    list_filter = ["released_at", "created_at"]
-    search_fields = ["host__name", "instance_type__name"]
-    list_select_related = ["host", "instance_type"]
+    list_filter = ["kind", "released_at", "created_at"]
+    search_fields = ["host__name", "instance_type__name", "instance__id"]
+    list_select_related = ["host", "instance_type", "instance"]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(HostCommand)
+class HostCommandAdmin(ReadOnlyAdmin):
+    list_display = ["id", "host", "instance", "kind", "status", "created_at", "acknowledged_at"]
+    list_filter = ["kind", "status", "created_at"]
+    search_fields = ["host__name", "instance__id"]
+    list_select_related = ["host", "instance"]

@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from marketplace.models import AcceleratorModel, Region
+from marketplace.models import AcceleratorModel, Offer, Region
+from orders.models import Instance
 from suppliers.models import Host
-from tests.factories import HostFactory, OrganizationFactory, UserFactory
+from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -105,3 +106,33 @@ def test_supplier_sees_validation_messages_then_declares_a_host(catalog, live_se
     assert "Pending verification" in page.content()
     assert "l4-24g.1x" in page.content()  # what it will offer once approved
     assert Host.objects.get().name == "browser-box"
+
+
+def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_server, page):
+    HostFactory(organization=OrganizationFactory(), name="l4-box", **l4_host_data())
+    UserFactory(email="b@example.com")
+    offer_id = Offer.objects.get(instance_type__name="l4-24g.1x").pk
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "b@example.com")
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+    page.goto(f"{live_server.url}/offers/{offer_id}/")
+    page.wait_for_selector("#quote dl")
+    page.fill("#id_count", "3")
+    page.wait_for_function("document.querySelector('#quote').innerText.includes('for 3 instances')")
+    assert "$1.2000" in page.inner_text("#quote")
+    page.check("input[value=spot]")
+    page.fill("#id_max_price_per_hour", "0.10")
+    page.wait_for_function("document.querySelector('#quote').innerText.includes('lowest accepted bid')")
+    page.check("input[value=on_demand]")
+    page.fill("#id_max_price_per_hour", "")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Rent now')")
+    page.wait_for_url("**/instances/")
+    assert page.locator("#instance-rows tr").count() == 3
+    page.click("#instance-rows tr:first-child a")
+    page.click("button:has-text('Stop')")
+    page.wait_for_selector("text=Stop requested.")
+    assert Instance.objects.filter(status="stopping").count() == 1
