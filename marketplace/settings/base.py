@@ -155,6 +155,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStatusEnum": "orders.models.InstanceStatus",
+        "HostStatusEnum": "suppliers.models.Host.Status",
+        "OrganizationStatusEnum": "suppliers.models.Organization.Status",
+    },
 }
 
 # --- Marketplace rules

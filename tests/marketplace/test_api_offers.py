@@ -171,3 +171,13 @@ def test_wrong_method_is_a_405_in_the_error_shape(supplier_client):
     response = supplier_client.post("/api/v1/offers/", {}, format="json")
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+def test_openapi_schema_is_valid_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    for path in ("/api/v1/orders/", "/api/v1/quotes/", "/api/v1/instances/{id}/stop/", "/api/v1/hosts/"):
+        assert path in text
