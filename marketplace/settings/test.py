@@ -13,3 +13,8 @@ WHITENOISE_AUTOREFRESH = True  # serve from the finders; tests do not run collec
 # A file, not memory, for SQLite: Celery worker processes started by tests must see the test data.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
+
+# No connection pool in tests: threads in concurrency tests must really close their connections,
+# or the test database cannot be dropped at the end.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"]["OPTIONS"]["pool"] = False  # noqa: F405

@@ -5,6 +5,7 @@ import shutil
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 
 from marketplace.models import AcceleratorModel, Offer, Region
 from orders.models import Instance
@@ -43,6 +44,8 @@ def page(monkeypatch):
         )
         yield browser.new_page(viewport={"width": 1400, "height": 900})
         browser.close()
+        # ORM calls made while Playwright runs get their own connection (another context): close it.
+        connections.close_all()
 
 
 def test_buyer_filters_and_sorts_offers(catalog, live_server, page):
