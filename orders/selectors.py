@@ -101,7 +101,7 @@ def order_candidates(target: OrderTarget, *, host_ids: list[int] | None = None, 
             if not capacity.is_eligible(spec, shape):
                 continue
             figures = host_type_figures(host, instance_type)
-            floor = quantize_price(figures.price_per_hour * host.spot_floor_per_unit_hour / host.price_per_unit_hour)
+            floor = host.spot_floor_for(figures.price_per_hour)
             price = _price_for(target, host, figures.price_per_hour, floor)
             if price is None:
                 continue

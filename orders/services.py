@@ -354,6 +354,20 @@ def quote_create(*, request: OrderRequest) -> Quote:
 # --- Placing orders -------------------------------------------------------------------------
 
 
+def _reoccupy(host: Host, instance: Instance, allocation, claim: capacity.Resources, *, spot_bid) -> None:
+    """An instance runs again: its kept allocation (if any) holds the full claim once more."""
+    if allocation is None:
+        _allocate(host, instance, claim, spot_bid=spot_bid)
+        return
+    Allocation.objects.filter(pk=allocation.pk).update(
+        kind=Allocation.Kind.RUNNING,
+        accelerators=claim["accelerators"],
+        vcpus=claim["vcpus"],
+        ram_gb=claim["ram_gb"],
+        disk_gb=claim["disk_gb"],
+    )
+
+
 def _lock_hosts(host_ids) -> dict[int, Host]:
     hosts = (
         Host.objects.select_for_update(of=("self",))
@@ -587,17 +601,7 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
             if instance.pricing == Pricing.RESERVED
             else "higher-priority demand",
         )
-    claim = placement.claims[0]
-    if allocation is not None:
-        Allocation.objects.filter(pk=allocation.pk).update(
-            kind=Allocation.Kind.RUNNING,
-            accelerators=claim["accelerators"],
-            vcpus=claim["vcpus"],
-            ram_gb=claim["ram_gb"],
-            disk_gb=claim["disk_gb"],
-        )
-    else:
-        _allocate(host, instance, claim, spot_bid=spot_bid)
+    _reoccupy(host, instance, allocation, placement.claims[0], spot_bid=spot_bid)
     instance_transition(instance=instance, to=S.STARTING, reason="Start requested", actor=actor, actor_user=actor_user)
     _queue_command(instance, HostCommand.Kind.START, **_start_payload(instance))
     offers_refresh_for_host(host=host)
@@ -668,7 +672,7 @@ def spot_resume_for_host(*, host: Host) -> list[Instance]:
         if not host_is_sellable(host):
             break
         figures = host_type_figures(host, instance.instance_type)
-        floor = quantize_price(figures.price_per_hour * host.spot_floor_per_unit_hour / host.price_per_unit_hour)
+        floor = host.spot_floor_for(figures.price_per_hour)
         if instance.price_per_hour < floor:
             continue  # the supplier raised the floor above this bid
         allocation = _active_allocation(instance)
@@ -681,17 +685,7 @@ def spot_resume_for_host(*, host: Host) -> list[Instance]:
         )
         if placement is None or placement.preempt:
             continue
-        claim = placement.claims[0]
-        if allocation is not None:
-            Allocation.objects.filter(pk=allocation.pk).update(
-                kind=Allocation.Kind.RUNNING,
-                accelerators=claim["accelerators"],
-                vcpus=claim["vcpus"],
-                ram_gb=claim["ram_gb"],
-                disk_gb=claim["disk_gb"],
-            )
-        else:
-            _allocate(host, instance, claim, spot_bid=instance.price_per_hour)
+        _reoccupy(host, instance, allocation, placement.claims[0], spot_bid=instance.price_per_hour)
         instance.preemption_deadline = None
         instance.save(update_fields=["preemption_deadline", "updated_at"])
         instance_transition(

@@ -225,6 +225,12 @@ class Host(models.Model):
             return self.spot_min_price_per_unit_hour
         return (self.price_per_unit_hour / 2).quantize(Decimal("0.000001"))
 
+    def spot_floor_for(self, on_demand_price_per_hour: Decimal) -> Decimal:
+        """The lowest spot bid for an instance whose on-demand price on this host is given."""
+        return (on_demand_price_per_hour * self.spot_floor_per_unit_hour / self.price_per_unit_hour).quantize(
+            Decimal("0.000001")
+        )
+
     def reserved_discount(self, term_hours: int) -> Decimal:
         """The supplier's discount for a reserved term (hours: 168, 720 or 2160)."""
         return {
