@@ -6,6 +6,14 @@ from rest_framework.routers import DefaultRouter
 from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
 from orders.api.views import InstanceViewSet, OrderViewSet, QuoteView
+from suppliers.api.agent import (
+    AgentCommandAckView,
+    AgentHeartbeatView,
+    AgentInstanceStateView,
+    AgentInventoryView,
+    AgentRegisterView,
+    AgentSelftestView,
+)
 from suppliers.api.views import HostViewSet, OrganizationView
 
 router = DefaultRouter()
@@ -23,5 +31,11 @@ urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("organization/", OrganizationView.as_view(), name="organization"),
     path("quotes/", QuoteView.as_view(), name="quotes"),
+    path("agent/register/", AgentRegisterView.as_view(), name="agent-register"),
+    path("agent/inventory/", AgentInventoryView.as_view(), name="agent-inventory"),
+    path("agent/heartbeat/", AgentHeartbeatView.as_view(), name="agent-heartbeat"),
+    path("agent/commands/<int:command_id>/ack/", AgentCommandAckView.as_view(), name="agent-command-ack"),
+    path("agent/instances/<int:instance_id>/state/", AgentInstanceStateView.as_view(), name="agent-instance-state"),
+    path("agent/selftest/", AgentSelftestView.as_view(), name="agent-selftest"),
     path("", include(router.urls)),
 ]

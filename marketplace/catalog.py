@@ -157,3 +157,24 @@ REGIONS: tuple[RegionSpec, ...] = (
     _region("edge-lon", "Edge London", "edge", "GB", "51.5072", "-0.1276", ("edge-lon-1",)),
     _region("edge-sgp", "Edge Singapore", "edge", "SG", "1.2903", "103.8519", ("edge-sgp-1",)),
 )
+
+# What drivers call each part (nvidia-smi's name, /proc/cpuinfo's model name). An inventory
+# matches a model when the reported name contains every word of one of these, ignoring case.
+INVENTORY_NAMES: dict[str, tuple[str, ...]] = {
+    "h200-141g": ("H200",),
+    "h100-80g": ("H100 80GB HBM3", "H100 SXM"),
+    "h100-pcie-80g": ("H100 PCIe",),
+    "a100-80g": ("A100 SXM4 80GB", "A100-SXM4-80GB", "A100 80GB"),
+    "a100-40g": ("A100 SXM4 40GB", "A100-SXM4-40GB", "A100 40GB"),
+    "l40s-48g": ("L40S",),
+    "l4-24g": ("NVIDIA L4",),
+    "rtx4090-24g": ("RTX 4090",),
+    "rtx3090-24g": ("RTX 3090",),
+    "mi300x-192g": ("MI300X",),
+    "gaudi2-96g": ("HL-225", "Gaudi2", "Gaudi 2"),
+    "ascend910b-64g": ("Ascend 910B", "Ascend910B"),
+    "inf2-32g": ("Inferentia2",),
+    "epyc-9654": ("EPYC 9654",),
+    "xeon-8480": ("Xeon Platinum 8480",),
+    "altra-m128": ("Altra Max", "M128-30"),
+}

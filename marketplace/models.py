@@ -31,6 +31,11 @@ class AcceleratorModel(models.Model):
     vcpus_per_unit = models.PositiveIntegerField(help_text="Standard family share of host vCPUs per unit.")
     ram_gb_per_unit = models.PositiveIntegerField(help_text="Standard family share of host RAM per unit.")
     disk_gb_per_unit = models.PositiveIntegerField(help_text="Standard family share of host disk per unit.")
+    inventory_names = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Names drivers report for this part (nvidia-smi, /proc/cpuinfo), for inventory checks.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

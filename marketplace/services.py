@@ -78,11 +78,14 @@ def host_carriable_types(host, *, allocated: list[capacity.Resources] | None = N
 
 
 def host_is_sellable(host) -> bool:
-    """Approved host of an approved organization, before its offer end date."""
+    """Approved host of an approved organization, before its offer end date, whose agent is not
+    offline and whose reported inventory matches its declaration."""
     return (
         host.status == host.Status.APPROVED
         and host.organization.is_approved
         and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
+        and host.agent_status != host.AgentStatus.OFFLINE
+        and not host.inventory_mismatch
     )
 
 
@@ -169,8 +172,12 @@ def catalog_sync() -> dict[str, int]:
                 "vcpus_per_unit": spec.vcpus_per_unit,
                 "ram_gb_per_unit": spec.ram_gb_per_unit,
                 "disk_gb_per_unit": spec.disk_gb_per_unit,
+                "inventory_names": list(catalog.INVENTORY_NAMES.get(spec.slug, ())),
             },
         )
+        if not model.inventory_names and catalog.INVENTORY_NAMES.get(spec.slug):
+            model.inventory_names = list(catalog.INVENTORY_NAMES[spec.slug])
+            model.save(update_fields=["inventory_names"])
         models_by_slug[spec.slug] = model
         created["accelerator_models"] += was_created
     for spec in catalog.instance_type_specs():

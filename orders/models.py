@@ -135,7 +135,13 @@ class InstanceEvent(models.Model):
         AGENT = "agent", "Host agent"
         STAFF = "staff", "Staff"
 
+    class Kind(models.TextChoices):
+        TRANSITION = "transition", "Status change"
+        HOST_LOST = "host_lost", "Host lost"
+        HOST_RECOVERED = "host_recovered", "Host recovered"
+
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRANSITION)
     from_status = models.CharField(max_length=16, choices=InstanceStatus.choices, blank=True)
     to_status = models.CharField(max_length=16, choices=InstanceStatus.choices)
     reason = models.CharField(max_length=500)

@@ -72,12 +72,25 @@ class Membership(models.Model):
 
 class HostQuerySet(models.QuerySet):
     def sellable(self) -> HostQuerySet:
-        """Hosts whose capacity may be offered: approved, of an approved organization."""
-        return self.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
+        """Hosts whose capacity may be offered: approved, of an approved organization, agent not
+        offline, inventory not contradicting the declaration."""
+        return self.filter(
+            status=Host.Status.APPROVED,
+            organization__status=Organization.Status.APPROVED,
+            inventory_mismatch__isnull=True,
+        ).exclude(agent_status=AgentStatus.OFFLINE)
+
+
+class AgentStatus(models.TextChoices):
+    NEVER_SEEN = "never_seen", "No agent yet"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
 
 
 class Host(models.Model):
     """A physical server a supplier declares. Offers are derived from it under its slicing policy."""
+
+    AgentStatus = AgentStatus
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending verification"
@@ -190,6 +203,17 @@ class Host(models.Model):
     reliability = models.DecimalField(
         max_digits=5, decimal_places=4, null=True, blank=True, help_text="0-1 uptime score; empty until measured."
     )
+    # What the host agent reports.
+    agent_status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.NEVER_SEEN)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    inventory = models.JSONField(null=True, blank=True, help_text="The agent's last inventory report.")
+    inventory_reported_at = models.DateTimeField(null=True, blank=True)
+    inventory_mismatch = models.JSONField(
+        null=True, blank=True, help_text="Differences between inventory and declaration; offers delisted while set."
+    )
+    selftest = models.JSONField(null=True, blank=True)
+    selftest_passed = models.BooleanField(null=True, blank=True)
+    selftest_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -238,3 +262,45 @@ class Host(models.Model):
             720: self.reserved_discount_month,
             2160: self.reserved_discount_quarter,
         }[term_hours]
+
+
+class HostRegistrationToken(models.Model):
+    """A one-time token the supplier gives the agent to exchange for a host credential."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="registration_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"registration token for host {self.host_id}"
+
+
+class HostCredentialQuerySet(models.QuerySet):
+    def active(self) -> HostCredentialQuerySet:
+        """Credentials that have not been revoked."""
+        return self.filter(revoked_at__isnull=True)
+
+
+class HostCredential(models.Model):
+    """What a registered agent authenticates with. Only the SHA-256 of the secret is stored."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="credentials")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HostCredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"credential {self.prefix} for host {self.host_id}"

@@ -270,7 +270,11 @@ def host_update(*, host: Host, **data: Any) -> Host:
         setattr(host, key, value)
     _validate_host(host, holdings=holdings, original_policy=original_policy)
     host.save()
-    if CAPACITY_FIELDS & set(data):
+    if host.inventory:
+        from .agent_services import host_check_inventory
+
+        host_check_inventory(host)  # the declaration may now match (or contradict) the inventory
+    elif CAPACITY_FIELDS & set(data):
         offers_refresh_for_host(host=host)
     return host
 

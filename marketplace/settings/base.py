@@ -126,7 +126,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "spot-resume": {"task": "orders.tasks.spot_resume_task", "schedule": 30.0},
     "instances-expire": {"task": "orders.tasks.instances_expire_task", "schedule": 60.0},
+    "hosts-mark-offline": {"task": "suppliers.tasks.hosts_mark_offline_task", "schedule": 30.0},
 }
+AGENT_OFFLINE_AFTER_SECONDS = env.int("AGENT_OFFLINE_AFTER_SECONDS", default=90)
 
 # --- REST API
 REST_FRAMEWORK = {

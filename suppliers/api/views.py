@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from marketplace.models import Offer
-from suppliers import selectors, services
+from suppliers import agent_services, selectors, services
 
 from .serializers import HostSerializer, OrganizationSerializer
 
@@ -93,6 +93,13 @@ class HostViewSet(viewsets.ModelViewSet):
     def delist(self, request, pk=None):
         """Pause the host's offers."""
         return self._respond(services.host_set_listed(host=self.get_object(), listed=False))
+
+    @extend_schema(request=None, responses={201: dict})
+    @action(detail=True, methods=["post"], url_path="registration-token")
+    def registration_token(self, request, pk=None):
+        """A one-time token (24 h) for `python -m agent register --token ...` on this host."""
+        token = agent_services.host_registration_token_issue(host=self.get_object(), user=request.user)
+        return Response({"token": token, "expires_in_hours": 24}, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=HostSerializer)
     @action(detail=True, methods=["post"])

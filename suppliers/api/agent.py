@@ -1,0 +1,213 @@
+"""/api/v1/agent/...: the host agent's API. Host credentials only, never user sessions or keys."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
+from rest_framework import authentication, exceptions, permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from marketplace.errors import InvalidInput
+from orders.models import InstanceStatus
+from suppliers import agent_services
+from suppliers.models import HostCredential
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+class HostCredentialAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer hcr_...`: the credential from /agent/register/."""
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace").split()
+        if not header or header[0].lower() != "bearer":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <credential>'.")
+        credential = agent_services.host_credential_authenticate(secret=header[1])
+        if credential is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked host credential.")
+        return (HostAgentUser(credential), credential)
+
+    def authenticate_header(self, request) -> str:
+        return "Bearer"
+
+
+class HostAgentUser:
+    """The request.user of an agent call: not a person, authenticated as one host."""
+
+    is_authenticated = True
+    is_staff = False
+    is_active = True
+
+    def __init__(self, credential: HostCredential):
+        self.credential = credential
+        self.host = credential.host
+        self.pk = None
+
+
+class HostCredentialScheme(OpenApiAuthenticationExtension):
+    target_class = "suppliers.api.agent.HostCredentialAuthentication"
+    name = "hostCredential"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A host credential from /api/v1/agent/register/."}
+
+
+class IsHostAgent(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, HostCredential)
+
+
+class AgentView(APIView):
+    authentication_classes = [HostCredentialAuthentication]
+    permission_classes = [IsHostAgent]
+
+    def initial(self, request, *args, **kwargs):
+        if len(request.body or b"") > MAX_PAYLOAD_BYTES:
+            raise InvalidInput(f"The payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB.", code="payload_too_large")
+        super().initial(request, *args, **kwargs)
+
+    @property
+    def host(self):
+        return self.request.auth.host
+
+    def validated(self, serializer_class):
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
+
+# --- Serializers ----------------------------------------------------------------------------
+
+
+class RegisterSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+
+
+class AcceleratorSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=0, max_value=1024)
+    name = serializers.CharField(max_length=200)
+    uuid = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    memory_mib = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    power_limit_w = serializers.FloatField(min_value=0, max_value=100_000, required=False, allow_null=True)
+    mig_mode = serializers.CharField(max_length=32, required=False, allow_blank=True, allow_null=True)
+
+
+class InventorySerializer(serializers.Serializer):
+    source = serializers.ChoiceField(choices=["nvml", "nvidia-smi", "file", "none"])
+    accelerators = AcceleratorSerializer(many=True, max_length=256)
+    driver_version = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
+    cpu_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    vcpus = serializers.IntegerField(min_value=0, max_value=100_000)
+    ram_gb = serializers.IntegerField(min_value=0, max_value=10_000_000)
+    disk_gb = serializers.IntegerField(min_value=0, max_value=100_000_000)
+    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    agent_version = serializers.CharField(max_length=32, required=False, allow_blank=True)
+
+
+class InstanceReportSerializer(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1)
+    status = serializers.CharField(max_length=32)
+    usage = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    instances = InstanceReportSerializer(many=True, max_length=1024, required=False, default=list)
+
+
+class AckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class InstanceStateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=[InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.TERMINATED, InstanceStatus.FAILED]
+    )
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class SelftestCheckSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+
+class SelftestSerializer(serializers.Serializer):
+    checks = SelftestCheckSerializer(many=True, max_length=64)
+
+
+def command_json(command) -> dict:
+    return {"id": command.pk, "kind": command.kind, "instance_id": command.instance_id, "payload": command.payload}
+
+
+# --- Views ----------------------------------------------------------------------------------
+
+
+class AgentRegisterThrottle(AnonRateThrottle):
+    scope = "api_key_create"
+
+
+class AgentRegisterView(APIView):
+    """Exchange a one-time registration token for a host credential (shown once)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [AgentRegisterThrottle]
+
+    @extend_schema(request=RegisterSerializer, responses={201: dict})
+    def post(self, request):
+        data = RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        host, credential = agent_services.agent_register(token=data.validated_data["token"])
+        return Response(
+            {"host_id": host.pk, "host_name": host.name, "credential": credential}, status=status.HTTP_201_CREATED
+        )
+
+
+class AgentInventoryView(AgentView):
+    @extend_schema(request=InventorySerializer, responses=dict)
+    def post(self, request):
+        data = InventorySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        differences = agent_services.agent_report_inventory(host=self.host, inventory=dict(data.data))
+        return Response({"matches_declaration": not differences, "differences": differences})
+
+
+class AgentHeartbeatView(AgentView):
+    @extend_schema(request=HeartbeatSerializer, responses=dict)
+    def post(self, request):
+        data = self.validated(HeartbeatSerializer)
+        commands = agent_services.agent_heartbeat(host=self.host, instances=data["instances"])
+        return Response({"commands": [command_json(c) for c in commands]})
+
+
+class AgentCommandAckView(AgentView):
+    @extend_schema(request=AckSerializer, responses=dict)
+    def post(self, request, command_id: int):
+        data = self.validated(AckSerializer)
+        command = agent_services.agent_command_ack(
+            host=self.host, command_id=command_id, ok=data["ok"], detail=data["detail"]
+        )
+        return Response({"id": command.pk, "status": command.status})
+
+
+class AgentInstanceStateView(AgentView):
+    @extend_schema(request=InstanceStateSerializer, responses=dict)
+    def post(self, request, instance_id: int):
+        data = self.validated(InstanceStateSerializer)
+        instance = agent_services.agent_report_instance_state(
+            host=self.host, instance_id=instance_id, status=data["status"], reason=data["reason"]
+        )
+        return Response({"id": instance.pk, "status": instance.status})
+
+
+class AgentSelftestView(AgentView):
+    @extend_schema(request=SelftestSerializer, responses=dict)
+    def post(self, request):
+        data = self.validated(SelftestSerializer)
+        host = agent_services.agent_report_selftest(host=self.host, result={"checks": data["checks"]})
+        return Response({"passed": host.selftest_passed})
