@@ -92,6 +92,7 @@ def run_fleet(config_path: Path, interval: float) -> int:
         state_dir = Path(entry["state_dir"])
         if not (state_dir / "state.json").exists():
             register(platform=entry["platform"], token=entry["token"], state_dir=state_dir)
+            selftest(state_dir=state_dir, inventory_file=entry.get("inventory_file"))
         agents.append(Agent(state_dir=state_dir, inventory_file=entry.get("inventory_file"), interval=interval))
     _stop_on_signals(agents)
     threads = [threading.Thread(target=agent.run, daemon=True, name=f"agent-{i}") for i, agent in enumerate(agents)]

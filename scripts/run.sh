@@ -17,6 +17,15 @@ cleanup() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # Demo instances are local process groups started by the simulated agents: stop them too.
+  $BIN/python - <<'PY' 2>/dev/null || true
+import glob, json, os, signal
+for path in glob.glob("var/agents/*/instances/*/process.json"):
+    try:
+        os.killpg(json.load(open(path))["pid"], signal.SIGTERM)
+    except (OSError, ValueError, KeyError):
+        pass
+PY
 }
 trap cleanup INT TERM EXIT
 
@@ -33,6 +42,15 @@ else
 fi
 pids+=($!)
 
+# Simulated host agents for the demo hosts: the real agent code, process runtime, over HTTP.
+$BIN/python manage.py demo_agents --platform "http://$HOST:$PORT"
+for _ in $(seq 1 60); do
+  (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null && break
+  sleep 0.5
+done
+$BIN/python -m agent fleet --config var/agents/fleet.json --interval 5 >var/log/agents.log 2>&1 &
+pids+=($!)
+
 cat <<MSG
 
   Compute marketplace is running: http://$HOST:$PORT/
@@ -41,7 +59,8 @@ cat <<MSG
     admin:      http://$HOST:$PORT/admin/
   Demo logins (password demo12345):
     admin@example.com (staff) · supplier@example.com · buyer@example.com
-  Logs: var/log/web.log, var/log/celery.log. Ctrl-C stops everything.
+  Simulated host agents run the demo hosts (instances are local processes).
+  Logs: var/log/web.log, var/log/celery.log, var/log/agents.log. Ctrl-C stops everything.
 
 MSG
 wait -n "${pids[@]}"

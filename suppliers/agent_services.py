@@ -33,7 +33,7 @@ class InvalidRegistrationToken(ApplicationError):
     status_code = 401
 
 
-def _hash(secret: str) -> str:
+def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -48,7 +48,7 @@ def host_registration_token_issue(*, host: Host, user: User | None) -> str:
     """A one-time token (valid 24 h) for the host's agent. Returned once; only its hash is kept."""
     token = f"{TOKEN_PREFIX}_{secrets.token_urlsafe(32)}"
     HostRegistrationToken.objects.create(
-        host=host, token_hash=_hash(token), created_by=user, expires_at=timezone.now() + REGISTRATION_TOKEN_TTL
+        host=host, token_hash=hash_secret(token), created_by=user, expires_at=timezone.now() + REGISTRATION_TOKEN_TTL
     )
     return token
 
@@ -59,7 +59,7 @@ def agent_register(*, token: str) -> tuple[Host, str]:
     row = (
         HostRegistrationToken.objects.select_for_update()
         .select_related("host")
-        .filter(token_hash=_hash(token or ""))
+        .filter(token_hash=hash_secret(token or ""))
         .first()
     )
     if row is None or row.used_at is not None or row.expires_at <= timezone.now():
@@ -70,14 +70,14 @@ def agent_register(*, token: str) -> tuple[Host, str]:
     HostCredential.objects.active().filter(host=host).update(revoked_at=timezone.now())
     prefix = secrets.token_hex(6)
     secret = f"{CREDENTIAL_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    HostCredential.objects.create(host=host, prefix=prefix, secret_hash=_hash(secret))
+    HostCredential.objects.create(host=host, prefix=prefix, secret_hash=hash_secret(secret))
     return host, secret
 
 
 def host_credential_authenticate(*, secret: str) -> HostCredential | None:
     if not secret.startswith(f"{CREDENTIAL_PREFIX}_"):
         return None
-    credential = HostCredential.objects.active().select_related("host").filter(secret_hash=_hash(secret)).first()
+    credential = HostCredential.objects.active().select_related("host").filter(secret_hash=hash_secret(secret)).first()
     if credential is not None:
         now = timezone.now()
         if credential.last_used_at is None or now - credential.last_used_at > timedelta(minutes=1):

@@ -10,7 +10,7 @@ from marketplace.forms import add_service_errors
 from marketplace.selectors import host_capacity_usage
 from marketplace.services import host_allocated_claims, host_carriable_types
 
-from . import selectors, services
+from . import agent_services, selectors, services
 from .forms import HostForm, OrganizationForm
 
 
@@ -103,6 +103,22 @@ def host_detail(request, host_id: int):
             "usage": host_capacity_usage(host),
         },
     )
+
+
+@login_required
+def host_agent_status(request, host_id: int):
+    """htmx fragment: the host agent's live status, polled by the host page."""
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    return render(request, "suppliers/_agent_status.html", {"host": host})
+
+
+@login_required
+@require_POST
+def host_registration_token(request, host_id: int):
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    token = agent_services.host_registration_token_issue(host=host, user=request.user)
+    platform = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "suppliers/registration_token.html", {"host": host, "token": token, "platform": platform})
 
 
 @login_required

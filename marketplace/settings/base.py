@@ -146,7 +146,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_THROTTLE_RATES": {"api_key_create": "20/minute"},
+    "DEFAULT_THROTTLE_RATES": {"api_key_create": "20/minute", "agent_register": "240/minute"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute marketplace API",

@@ -148,7 +148,7 @@ def command_json(command) -> dict:
 
 
 class AgentRegisterThrottle(AnonRateThrottle):
-    scope = "api_key_create"
+    scope = "agent_register"
 
 
 class AgentRegisterView(APIView):

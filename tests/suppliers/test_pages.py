@@ -136,3 +136,30 @@ def test_host_detail_charts_capacity_in_use(client, supplier, approved_host):
     assert usage["Accelerators"] == {"label": "Accelerators", "allocated": 2, "capacity": 8, "percent": 25}
     assert usage["vCPUs"]["percent"] == 25
     assert 'aria-label="25% used"' in response.content.decode()
+
+
+def test_host_page_shows_agent_status_and_makes_a_registration_token(client, supplier, approved_host):
+    from suppliers import agent_services
+    from suppliers.models import HostRegistrationToken
+
+    client.force_login(supplier)
+    page = client.get(reverse("suppliers:host_detail", args=[approved_host.pk])).content.decode()
+    assert "No agent yet" in page and "not reported yet" in page
+    response = client.post(reverse("suppliers:host_registration_token", args=[approved_host.pk]))
+    token = response.context["token"]
+    assert token in response.content.decode() and "python -m agent register" in response.content.decode()
+    assert HostRegistrationToken.objects.filter(host=approved_host).count() == 1
+    host, _ = agent_services.agent_register(token=token)
+    agent_services.agent_report_inventory(
+        host=host, inventory={"source": "file", "accelerators": [], "vcpus": 8, "ram_gb": 64, "disk_gb": 100}
+    )
+    fragment = client.get(reverse("suppliers:host_agent_status", args=[approved_host.pk])).content.decode()
+    assert "no: offers delisted" in fragment and "accelerator_count" in fragment
+    assert "<html" not in fragment
+
+
+def test_other_suppliers_cannot_make_tokens_or_see_agent_status(client, supplier, other_supplier_org):
+    theirs = HostFactory(organization=other_supplier_org)
+    client.force_login(supplier)
+    assert client.post(reverse("suppliers:host_registration_token", args=[theirs.pk])).status_code == 404
+    assert client.get(reverse("suppliers:host_agent_status", args=[theirs.pk])).status_code == 404
