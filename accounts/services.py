@@ -98,3 +98,22 @@ def api_key_authenticate(*, key: str) -> ApiKey | None:
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
+
+
+def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str | None = None):
+    """Record an in-app notification and email it after commit. With a `dedupe_key` seen before,
+    nothing happens (returns None)."""
+    from django.core.mail import send_mail
+    from django.db import IntegrityError
+
+    from .models import Notification
+
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                user=user, kind=kind, title=title, body=body, dedupe_key=dedupe_key
+            )
+    except IntegrityError:
+        return None
+    transaction.on_commit(lambda: send_mail(title, body or title, None, [user.email], fail_silently=True))
+    return notification

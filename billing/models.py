@@ -1,1 +1,136 @@
-"""Ledger, wallets, metering and settlement live here (built in the billing work)."""
+"""Double-entry ledger, usage records and top-ups. Money is Decimal with 6 places, in USD.
+
+Sign convention: every posting is signed and a transaction's postings sum to zero per currency.
+An account's balance is the sum of its postings: a buyer wallet's balance is the buyer's credit,
+a supplier payable's is what the platform owes the supplier, platform revenue's is the platform's
+take; Stripe clearing goes negative by what Stripe holds for us.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from marketplace.money import PRICE_DIGITS, PRICE_PLACES
+
+MONEY = {"max_digits": 20, "decimal_places": PRICE_PLACES}
+
+
+class LedgerAccount(models.Model):
+    class Kind(models.TextChoices):
+        BUYER_WALLET = "buyer_wallet", "Buyer wallet"
+        SUPPLIER_PAYABLE = "supplier_payable", "Supplier payable"
+        PLATFORM_REVENUE = "platform_revenue", "Platform revenue"
+        STRIPE_CLEARING = "stripe_clearing", "Stripe clearing"
+        RESERVED_PREPAYMENTS = "reserved_prepayments", "Reserved prepayments"
+        CREDITS_EXPENSE = "credits_expense", "Credits and refunds expense"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
+    )
+    organization = models.ForeignKey(
+        "suppliers.Organization", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
+    )
+    currency = models.CharField(max_length=3, default="USD")
+    key = models.CharField(max_length=64, unique=True, help_text="kind:owner:currency - one account each.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "id"]
+        constraints = [
+            models.CheckConstraint(
+                name="ledger_account_owner_matches_kind",
+                condition=(Q(kind="buyer_wallet", user__isnull=False, organization__isnull=True))
+                | (Q(kind="supplier_payable", user__isnull=True, organization__isnull=False))
+                | (~Q(kind__in=["buyer_wallet", "supplier_payable"]) & Q(user__isnull=True, organization__isnull=True)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.user or self.organization or "platform"
+        return f"{self.get_kind_display()} ({owner}, {self.currency})"
+
+
+class LedgerTransaction(models.Model):
+    """A balanced set of postings. `key` makes each business effect happen at most once."""
+
+    class Kind(models.TextChoices):
+        USAGE = "usage", "Usage settlement"
+        TOP_UP = "top_up", "Top-up"
+        CREDIT = "credit", "Credit"
+        REFUND = "refund", "Refund"
+        PAYOUT = "payout", "Payout"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=128, unique=True, help_text="Idempotency: one transaction per effect.")
+    description = models.CharField(max_length=255)
+    reference = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class LedgerPosting(models.Model):
+    """Append-only. On PostgreSQL the database rejects UPDATE/DELETE and unbalanced transactions."""
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="postings")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
+    amount = models.DecimalField(**MONEY, help_text="Signed; a transaction's postings sum to zero.")
+    currency = models.CharField(max_length=3, default="USD")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["account", "transaction"])]
+        constraints = [models.CheckConstraint(name="ledger_posting_not_zero", condition=~Q(amount=0))]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} -> {self.account_id}"
+
+
+class UsageRecord(models.Model):
+    """Seconds an instance ran (compute) or kept its disk (storage) in one metering window.
+
+    Exact inputs only (seconds and a rate); the money is computed and rounded once, at settlement.
+    """
+
+    class Kind(models.TextChoices):
+        COMPUTE = "compute", "Compute"
+        STORAGE = "storage", "Storage"
+
+    instance = models.ForeignKey("orders.Instance", on_delete=models.PROTECT, related_name="usage_records")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_records")
+    organization = models.ForeignKey("suppliers.Organization", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    seconds = models.PositiveIntegerField()
+    rate_per_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        help_text="Compute: instance $/h. Storage: disk GB x $/GB-month / 730.",
+    )
+    settled_by = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="usage_records"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "kind", "window_start"], name="usage_unique_window"),
+            models.CheckConstraint(name="usage_window_ordered", condition=Q(window_end__gt=models.F("window_start"))),
+        ]
+        indexes = [models.Index(fields=["settled_by"], condition=Q(settled_by__isnull=True), name="usage_unsettled")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} i-{self.instance_id} {self.seconds}s"

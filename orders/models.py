@@ -109,6 +109,12 @@ class Instance(models.Model):
     terminate_at = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
     preemption_deadline = models.DateTimeField(null=True, blank=True)
+    storage_price_per_gb_month = models.DecimalField(
+        max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, default=0, help_text="Kept disk, agreed at order time."
+    )
+    metered_until = models.DateTimeField(
+        null=True, blank=True, help_text="Usage is recorded up to here; null while nothing accrues."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from billing.services import funds_guard, lock_wallet, reserved_prepay
 from marketplace import capacity
 from marketplace.errors import ApplicationError, Conflict, InvalidInput
 from marketplace.models import InstanceType, Offer, Region
@@ -97,9 +98,12 @@ def instance_transition(
             f"An instance that is {instance.status} cannot become {to}.",
             extra={"status": instance.status, "allowed": sorted(TRANSITIONS[instance.status])},
         )
+    from billing.services import meter_transition
+
+    old_status = instance.status
     InstanceEvent.objects.create(
         instance=instance,
-        from_status=instance.status,
+        from_status=old_status,
         to_status=to,
         reason=reason[:500],
         actor=actor,
@@ -107,6 +111,7 @@ def instance_transition(
     )
     instance.status = to
     instance.save(update_fields=["status", "updated_at"])
+    meter_transition(instance=instance, old_status=old_status, at=timezone.now())
     return instance
 
 
@@ -439,6 +444,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     """
     target = order_target_resolve(request)
     buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
 
     estimate = selectors.order_candidates(target)
     ranked_estimate = selectors.rank_candidates(target, estimate)
@@ -460,6 +466,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
 
     total_per_hour = sum((_instance_price(target, hc) * n for hc, n in plan), Decimal(0))
     _spend_guard(buyer, total_per_hour)
+    upfront = quantize_price(total_per_hour * target.term_hours) if target.pricing == Pricing.RESERVED else Decimal(0)
+    funds_guard(buyer=buyer, adding_per_hour=Decimal(0) if upfront else total_per_hour, upfront=upfront)
 
     now = timezone.now()
     first_type = plan[0][0].instance_type
@@ -506,6 +514,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 if request.terminate_after_hours
                 else None,
                 reserved_until=now + timedelta(hours=target.term_hours) if target.term_hours else None,
+                storage_price_per_gb_month=host.storage_price_per_gb_month,
             )
             InstanceEvent.objects.create(
                 instance=instance,
@@ -525,6 +534,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
             )
             _queue_command(instance, HostCommand.Kind.START, **_start_payload(instance))
         offers_refresh_for_host(host=host)
+    if upfront:
+        reserved_prepay(order=order, amount=upfront)
     return order
 
 

@@ -22,6 +22,18 @@ def _services_required_in_ci():
     assert redis.Redis.from_url(settings.REDIS_URL).ping(), "Redis must answer"
 
 
+@pytest.fixture(autouse=True)
+def _ledger_sums_to_zero(request, django_db_blocker):
+    """After every database test, the whole ledger still sums to zero."""
+    yield
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if uses_db:
+        from billing.services import ledger_total
+
+        with django_db_blocker.unblock():
+            assert ledger_total() == 0
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """The catalog (accelerator models, instance types, regions) is reference data every test uses."""

@@ -25,6 +25,15 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create:
             self.save(update_fields=["password"])
 
+    @factory.post_generation
+    def credit(self, create, extracted, **kwargs):
+        """Prepaid credit (default $1000): nothing runs on credit."""
+        amount = Decimal("1000") if extracted is None else Decimal(extracted)
+        if create and amount:
+            from billing.services import credit_grant
+
+            credit_grant(user=self, amount=amount, reason="Test credit", key=f"test-credit:{self.pk}")
+
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.services import user_create
+from billing.services import credit_grant
 from marketplace.models import AcceleratorModel, Region, Zone
 from marketplace.services import catalog_sync
 from suppliers import services as supplier_services
@@ -79,7 +80,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         catalog_sync()
         self._user("admin@example.com", "Ada Admin", User.Role.BUYER, staff=True)
-        self._user("buyer@example.com", "Bea Buyer", User.Role.BUYER)
+        buyer = self._user("buyer@example.com", "Bea Buyer", User.Role.BUYER)
+        credit_grant(user=buyer, amount=Decimal("500"), reason="Welcome credit", key=f"demo-credit:{buyer.pk}")
         organizations = {}
         for name, owner_email, country, payout_country, status in ORGANIZATIONS:
             owner = self._user(owner_email, f"{name} owner", User.Role.SUPPLIER)
