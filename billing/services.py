@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -112,8 +112,16 @@ def post_transaction(
     return ledger_transaction
 
 
+def money_sum(queryset, field: str = "amount") -> Decimal:
+    """Exact Decimal sum. PostgreSQL sums NUMERIC exactly; SQLite's SUM is floating point, so
+    there the values are added in Python."""
+    if connection.vendor == "postgresql":
+        return queryset.aggregate(total=Sum(field))["total"] or Decimal(0)
+    return sum(queryset.values_list(field, flat=True), Decimal(0))
+
+
 def account_balance(account: LedgerAccount) -> Decimal:
-    return LedgerPosting.objects.filter(account=account).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return money_sum(LedgerPosting.objects.filter(account=account))
 
 
 def wallet_balance(user: User) -> Decimal:
@@ -142,7 +150,7 @@ def credit_grant(*, user: User, amount: Decimal, reason: str, key: str, created_
 
 def ledger_total() -> Decimal:
     """The sum of every posting: always zero."""
-    return LedgerPosting.objects.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return money_sum(LedgerPosting.objects.all())
 
 
 # --- Funds guard for orders -----------------------------------------------------------------
@@ -154,14 +162,8 @@ def funds_guard(*, buyer: User, adding_per_hour: Decimal, upfront: Decimal = Dec
     from orders.models import Instance
 
     balance = account_balance(buyer_wallet(buyer))
-    burn = (
-        Instance.objects.live()
-        .filter(buyer=buyer)
-        .exclude(pricing="reserved")
-        .aggregate(total=Sum("price_per_hour"))["total"]
-        or 0
-    )
-    needed = upfront + Decimal(burn) + adding_per_hour
+    burn = money_sum(Instance.objects.live().filter(buyer=buyer).exclude(pricing="reserved"), "price_per_hour")
+    needed = upfront + burn + adding_per_hour
     if balance < needed:
         raise InsufficientFunds(
             f"Your balance is ${balance:.2f}; this order needs ${needed:.2f} (one hour of everything running"

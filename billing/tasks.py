@@ -1,12 +1,18 @@
 from celery import shared_task
+from django.db import transaction
 
 from . import services
 
 
-@shared_task(name="billing.tasks.meter_usage_task", time_limit=300, soft_time_limit=280)
-def meter_usage_task(batch_size: int = 500) -> int:
-    """Beat: record usage of every accruing instance up to now."""
-    return services.meter_usage(batch_size=batch_size)
+@shared_task(bind=True, name="billing.tasks.meter_usage_task", time_limit=300, soft_time_limit=280)
+def meter_usage_task(self, batch_size: int = 500) -> int:
+    """Beat: record usage of every accruing instance up to now, then have it settled."""
+    created = services.meter_usage(batch_size=batch_size)
+    if created:
+        # Settle on the same queue, and only once the usage rows are committed.
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        transaction.on_commit(lambda: settle_usage_task.apply_async(queue=queue))
+    return created
 
 
 @shared_task(name="billing.tasks.settle_usage_task", time_limit=300, soft_time_limit=280)

@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -48,7 +47,9 @@ def offer_rent(request, offer_id: int):
 
 
 def _live_burn(user) -> Decimal:
-    return Instance.objects.live().filter(buyer=user).aggregate(total=Sum("price_per_hour"))["total"] or Decimal(0)
+    from billing.services import money_sum
+
+    return money_sum(Instance.objects.live().filter(buyer=user), "price_per_hour")
 
 
 @login_required

@@ -1,0 +1,102 @@
+"""Settlement: exactly once, re-runs and concurrent runs give the identical ledger."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+from freezegun import freeze_time
+
+from billing import services
+from billing.models import LedgerAccount, LedgerPosting, LedgerTransaction, UsageRecord
+from billing.services import meter_usage, settle_usage
+from orders.services import instance_agent_report
+from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
+from tests.orders.conftest import order
+
+from .conftest import at
+
+
+def ledger_snapshot():
+    return sorted(LedgerPosting.objects.values_list("transaction__key", "account__key", "amount"))
+
+
+@pytest.mark.django_db
+def test_usage_moves_money_from_wallet_to_supplier_and_platform(running, buyer, supplier_org):
+    before = services.wallet_balance(buyer)
+    with freeze_time(at(3600)):
+        meter_usage()
+    assert settle_usage() == 1
+    assert services.wallet_balance(buyer) == before - Decimal("0.400000")
+    assert services.account_balance(services.supplier_payable(supplier_org)) == Decimal("0.340000")
+    assert services.account_balance(services.platform_account(LedgerAccount.Kind.PLATFORM_REVENUE)) == Decimal(
+        "0.060000"
+    )
+    snapshot = ledger_snapshot()
+    assert settle_usage() == 0
+    assert ledger_snapshot() == snapshot
+    assert not UsageRecord.objects.filter(settled_by__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_reserved_usage_is_recognized_from_the_prepayment(buyer, l4_host, supplier_org):
+    before = services.wallet_balance(buyer)
+    reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
+    prepaid = Decimal("0.360000") * 168  # a week: 10% off $0.40
+    assert services.wallet_balance(buyer) == before - prepaid
+    prepayments = services.platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
+    assert services.account_balance(prepayments) == prepaid
+    with freeze_time(at(3600)):
+        meter_usage()
+    settle_usage()
+    assert services.account_balance(prepayments) == prepaid - Decimal("0.360000")
+    assert services.wallet_balance(buyer) == before - prepaid  # the term was paid up front
+    assert reserved.usage_records.get().settled_by is not None
+
+
+@pytest.mark.django_db
+def test_orders_need_funds(poor_buyer, l4_host):
+    from billing.services import InsufficientFunds
+
+    with pytest.raises(InsufficientFunds) as error:
+        order(poor_buyer)
+    assert error.value.status_code == 402 and error.value.extra["needed"] == "0.400000"
+    services.credit_grant(user=poor_buyer, amount=Decimal("0.40"), reason="test", key="c1")
+    order(poor_buyer)  # exactly one hour covered
+    with pytest.raises(InsufficientFunds):
+        order(poor_buyer, pricing="reserved", term_hours=168)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_settlement_gives_the_same_ledger_as_one_run(catalog):
+    host = HostFactory(organization=OrganizationFactory(), name="l4", **l4_host_data())
+    buyers = [UserFactory() for _ in range(4)]
+    for buyer in buyers:
+        for instance in order(
+            buyer, count=1, offer=host.offers.get(instance_type__name="l4-24g.1x").pk, instance_type=None
+        ).instances.all():
+            instance_agent_report(instance=instance, status="running")
+    for tick in (600, 1200, 1800):
+        with freeze_time(at(tick)):
+            meter_usage()
+    records = UsageRecord.objects.count()
+    assert records == 12
+    start = threading.Barrier(4)
+
+    def settle(_):
+        try:
+            start.wait()
+            return settle_usage(batch_size=3)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(4) as pool:
+        settled = sum(pool.map(settle, range(4)))
+
+    assert settled == records
+    assert LedgerTransaction.objects.filter(kind="usage").count() == records
+    assert services.ledger_total() == 0
+    snapshot = ledger_snapshot()
+    assert settle_usage() == 0
+    assert ledger_snapshot() == snapshot
