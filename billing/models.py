@@ -134,3 +134,78 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} i-{self.instance_id} {self.seconds}s"
+
+
+class TopUp(models.Model):
+    """A buyer adding prepaid credit through Stripe Checkout. Credited once, by the webhook."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending payment"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REFUNDED = "refunded", "Refunded"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="top_ups")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(name="top_up_positive", condition=Q(amount__gt=0))]
+
+    def __str__(self) -> str:
+        return f"top-up {self.pk}: {self.amount} {self.currency} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """Each Stripe event id is processed once: recorded in the same transaction as its effect."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    handled = models.BooleanField(help_text="False for event types we acknowledge and ignore.")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class Payout(models.Model):
+    """A transfer of a supplier's payable balance to its Stripe Connect account."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending transfer"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey("suppliers.Organization", on_delete=models.PROTECT, related_name="payouts")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_account_id = models.CharField(max_length=255)
+    stripe_transfer_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(name="payout_positive", condition=Q(amount__gt=0)),
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(status="pending"), name="payout_one_pending_per_organization"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payout {self.pk}: {self.amount} to {self.organization_id} ({self.status})"

@@ -372,3 +372,282 @@ def low_balance_check(*, batch_size: int = 200) -> dict:
                 )
                 result["warned"] += sent is not None
     return result
+
+
+# --- Stripe: top-ups ------------------------------------------------------------------------
+
+
+def top_up_create(*, user: User, amount: Decimal, success_url: str, cancel_url: str):
+    """Start a top-up: our row first (committed), then a Stripe Checkout Session created with
+    the deterministic idempotency key `top-up:<id>`, so a retry can never make a second one."""
+    import stripe
+
+    from .models import TopUp
+    from .stripe_gateway import PaymentProviderError, client, to_cents
+
+    if (
+        amount is None
+        or not settings.TOP_UP_MIN <= amount <= settings.TOP_UP_MAX
+        or amount != amount.quantize(Decimal("0.01"))
+    ):
+        raise InvalidInput(
+            f"Top up between ${settings.TOP_UP_MIN} and ${settings.TOP_UP_MAX}, in whole cents.",
+            fields={"amount": ["Out of range."]},
+        )
+    top_up = TopUp.objects.create(user=user, amount=amount)
+    try:
+        session = client().v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": "usd",
+                            "unit_amount": to_cents(amount),
+                            "product_data": {"name": "Compute marketplace credit"},
+                        },
+                    }
+                ],
+                "client_reference_id": str(top_up.pk),
+                "customer_email": user.email,
+                "metadata": {"top_up_id": str(top_up.pk)},
+                "payment_intent_data": {"metadata": {"top_up_id": str(top_up.pk)}},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
+            options={"idempotency_key": f"top-up:{top_up.pk}"},
+        )
+    except stripe.StripeError as error:
+        logger.warning("checkout session for top-up %s failed: %s", top_up.pk, error)
+        raise PaymentProviderError("The payment provider is unavailable; nothing was charged. Try again.") from None
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_checkout_session_id=session.id, checkout_url=session.url or "")
+    top_up.refresh_from_db()
+    return top_up
+
+
+def _credit_top_up(top_up_id: int, *, payment_intent: str = "") -> bool:
+    from .models import TopUp
+
+    top_up = TopUp.objects.select_for_update().filter(pk=top_up_id).first()
+    if top_up is None:
+        return False
+    post_transaction(
+        kind=LedgerTransaction.Kind.TOP_UP,
+        key=f"top-up:{top_up.pk}",
+        description=f"Top-up {top_up.pk} via Stripe",
+        postings=[(platform_account(Kind.STRIPE_CLEARING), -top_up.amount), (buyer_wallet(top_up.user), top_up.amount)],
+        reference={"top_up": top_up.pk, "payment_intent": payment_intent},
+    )
+    if top_up.status == TopUp.Status.PENDING:
+        top_up.status = TopUp.Status.SUCCEEDED
+        top_up.completed_at = timezone.now()
+        top_up.stripe_payment_intent_id = payment_intent or top_up.stripe_payment_intent_id
+        top_up.save(update_fields=["status", "completed_at", "stripe_payment_intent_id"])
+    return True
+
+
+def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, reason: str) -> bool:
+    """Money Stripe took back (refund, dispute): out of the buyer's wallet, back to clearing."""
+    from accounts.services import notify
+
+    from .models import TopUp
+
+    top_up = TopUp.objects.filter(stripe_payment_intent_id=payment_intent).select_related("user").first()
+    if top_up is None or amount <= 0:
+        return False
+    post_transaction(
+        kind=LedgerTransaction.Kind.REFUND,
+        key=key,
+        description=f"{reason} of top-up {top_up.pk}",
+        postings=[(buyer_wallet(top_up.user), -amount), (platform_account(Kind.STRIPE_CLEARING), amount)],
+        reference={"top_up": top_up.pk, "payment_intent": payment_intent},
+    )
+    notify(
+        user=top_up.user,
+        kind="payment_reversed",
+        title=f"{reason}: ${amount} removed from your balance",
+        body=f"Stripe reported a {reason.lower()} on top-up {top_up.pk}.",
+        dedupe_key=key,
+    )
+    return True
+
+
+def stripe_event_handle(*, event: dict) -> bool:
+    """Apply a verified Stripe event once. Returns whether the type is one we act on; unknown
+    types are recorded and acknowledged. The event row and its effect commit together."""
+    from .models import StripeEvent
+    from .stripe_gateway import from_cents
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = StripeEvent.objects.create(
+                    event_id=event["id"], type=event["type"], payload=event, handled=False
+                )
+        except IntegrityError:
+            return True  # seen before: already applied
+        obj = event.get("data", {}).get("object", {})
+        handled = False
+        if event["type"] == "checkout.session.completed" and obj.get("payment_status") == "paid":
+            top_up_id = (obj.get("metadata") or {}).get("top_up_id") or obj.get("client_reference_id")
+            handled = bool(top_up_id) and _credit_top_up(int(top_up_id), payment_intent=obj.get("payment_intent") or "")
+        elif event["type"] == "payment_intent.succeeded":
+            top_up_id = (obj.get("metadata") or {}).get("top_up_id")
+            handled = bool(top_up_id) and _credit_top_up(int(top_up_id), payment_intent=obj.get("id", ""))
+        elif event["type"] == "charge.refunded":
+            handled = _reverse_payment(
+                key=f"stripe-refund:{obj['id']}:{obj.get('amount_refunded', 0)}",
+                payment_intent=obj.get("payment_intent") or "",
+                amount=from_cents(obj.get("amount_refunded", 0)) - _already_reversed(obj),
+                reason="Refund",
+            )
+        elif event["type"] == "charge.dispute.created":
+            handled = _reverse_payment(
+                key=f"stripe-dispute:{obj['id']}",
+                payment_intent=obj.get("payment_intent") or "",
+                amount=from_cents(obj.get("amount", 0)),
+                reason="Dispute",
+            )
+        if handled:
+            StripeEvent.objects.filter(pk=record.pk).update(handled=True)
+        return handled
+
+
+def _already_reversed(charge: dict) -> Decimal:
+    """charge.refunded carries the cumulative amount; earlier partial refunds were posted already."""
+    keys = LedgerTransaction.objects.filter(key__startswith=f"stripe-refund:{charge['id']}:")
+    return money_sum(LedgerPosting.objects.filter(transaction__in=keys, amount__gt=0))
+
+
+# --- Stripe: supplier payouts ---------------------------------------------------------------
+
+
+def connect_onboarding_link(*, organization, return_url: str, refresh_url: str) -> str:
+    """Create (once) the organization's Connect account and an onboarding link for it."""
+    import stripe
+
+    from suppliers.models import Organization
+
+    from .stripe_gateway import PaymentProviderError, client
+
+    try:
+        with transaction.atomic():
+            organization = Organization.objects.select_for_update().get(pk=organization.pk)
+            if not organization.stripe_account_id:
+                account = client().v1.accounts.create(
+                    params={
+                        "type": "express",
+                        "country": organization.payout_country,
+                        "email": organization.contact_email,
+                        "capabilities": {"transfers": {"requested": True}},
+                        "metadata": {"organization_id": str(organization.pk)},
+                    },
+                    options={"idempotency_key": f"connect-account:{organization.pk}"},
+                )
+                organization.stripe_account_id = account.id
+                organization.save(update_fields=["stripe_account_id"])
+        link = client().v1.account_links.create(
+            params={
+                "account": organization.stripe_account_id,
+                "type": "account_onboarding",
+                "return_url": return_url,
+                "refresh_url": refresh_url,
+            }
+        )
+    except stripe.StripeError as error:
+        raise PaymentProviderError(f"Stripe could not start onboarding: {error.user_message or error}") from None
+    return link.url
+
+
+def payouts_create(*, minimum: Decimal | None = None) -> list:
+    """Beat: one pending payout per connected supplier whose payable is at least the minimum.
+    The ledger moves payable -> clearing in the same transaction (key `payout:<id>`)."""
+    from suppliers.models import Organization
+
+    from .models import Payout
+    from .stripe_gateway import floor_cents
+
+    minimum = settings.PAYOUT_MINIMUM if minimum is None else minimum
+    created = []
+    for organization in Organization.objects.exclude(stripe_account_id="").order_by("pk"):
+        with transaction.atomic():
+            payable = LedgerAccount.objects.select_for_update().get(pk=supplier_payable(organization).pk)
+            if Payout.objects.filter(organization=organization, status=Payout.Status.PENDING).exists():
+                continue
+            amount = floor_cents(account_balance(payable))
+            if amount < minimum:
+                continue
+            payout = Payout.objects.create(
+                organization=organization, amount=amount, stripe_account_id=organization.stripe_account_id
+            )
+            post_transaction(
+                kind=LedgerTransaction.Kind.PAYOUT,
+                key=f"payout:{payout.pk}",
+                description=f"Payout {payout.pk} to {organization.name}",
+                postings=[(payable, -amount), (platform_account(Kind.STRIPE_CLEARING), amount)],
+                reference={"payout": payout.pk},
+            )
+            created.append(payout)
+    return created
+
+
+def payout_transfer(*, payout_id: int) -> str:
+    """Send one pending payout with `stripe.Transfer.create`, idempotency key `payout:<id>`: a retry
+    after a timeout returns the same transfer, so a supplier is never paid twice. Returns status."""
+    import stripe
+
+    from .models import Payout
+    from .stripe_gateway import client, to_cents
+
+    payout = Payout.objects.get(pk=payout_id)
+    if payout.status != Payout.Status.PENDING:
+        return payout.status
+    Payout.objects.filter(pk=payout.pk).update(attempts=payout.attempts + 1)
+    try:
+        transfer = client().v1.transfers.create(
+            params={
+                "amount": to_cents(payout.amount),
+                "currency": payout.currency.lower(),
+                "destination": payout.stripe_account_id,
+                "metadata": {"payout_id": str(payout.pk)},
+            },
+            options={"idempotency_key": f"payout:{payout.pk}"},
+        )
+    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        Payout.objects.filter(pk=payout.pk).update(last_error=str(error)[:500])
+        raise  # transient: the task retries with backoff
+    except stripe.APIError as error:
+        if getattr(error, "http_status", None) and error.http_status >= 500:
+            Payout.objects.filter(pk=payout.pk).update(last_error=str(error)[:500])
+            raise
+        return _payout_failed(payout, str(error))
+    except stripe.StripeError as error:  # refused (bad account, ...): give the money back to payable
+        return _payout_failed(payout, str(error))
+    Payout.objects.filter(pk=payout.pk, status=Payout.Status.PENDING).update(
+        status=Payout.Status.PAID, stripe_transfer_id=transfer.id, paid_at=timezone.now(), last_error=""
+    )
+    return Payout.Status.PAID
+
+
+def _payout_failed(payout, message: str) -> str:
+    from .models import Payout
+
+    with transaction.atomic():
+        locked = Payout.objects.select_for_update().get(pk=payout.pk)
+        if locked.status != Payout.Status.PENDING:
+            return locked.status
+        post_transaction(
+            kind=LedgerTransaction.Kind.PAYOUT,
+            key=f"payout-reversal:{payout.pk}",
+            description=f"Payout {payout.pk} failed: returned to payable",
+            postings=[
+                (platform_account(Kind.STRIPE_CLEARING), -payout.amount),
+                (supplier_payable(payout.organization), payout.amount),
+            ],
+            reference={"payout": payout.pk},
+        )
+        locked.status = Payout.Status.FAILED
+        locked.last_error = message[:500]
+        locked.save(update_fields=["status", "last_error"])
+    return Payout.Status.FAILED

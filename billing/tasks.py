@@ -25,3 +25,29 @@ def settle_usage_task(batch_size: int = 500) -> int:
 def low_balance_check_task(batch_size: int = 200) -> dict:
     """Beat: warn on low runway, stop instances at zero balance."""
     return services.low_balance_check(batch_size=batch_size)
+
+
+@shared_task(name="billing.tasks.payouts_create_task", time_limit=300, soft_time_limit=280)
+def payouts_create_task() -> int:
+    """Beat: create payouts for payable balances above the minimum, then send each."""
+    payouts = services.payouts_create()
+    for payout in payouts:
+        transaction.on_commit(lambda pk=payout.pk: payout_transfer_task.delay(pk))
+    return len(payouts)
+
+
+@shared_task(
+    bind=True,
+    name="billing.tasks.payout_transfer_task",
+    time_limit=120,
+    soft_time_limit=100,
+    max_retries=8,
+)
+def payout_transfer_task(self, payout_id: int) -> str:
+    """Send one payout; transient Stripe failures retry with exponential backoff (same key)."""
+    import stripe
+
+    try:
+        return services.payout_transfer(payout_id=payout_id)
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
+        raise self.retry(exc=error, countdown=min(3600, 30 * 2**self.request.retries)) from error

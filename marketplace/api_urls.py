@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView
+from billing.api.views import BalanceView, LedgerView, PayoutViewSet, TopUpViewSet, UsageView
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
 from orders.api.views import InstanceViewSet, OrderViewSet, QuoteView
 from suppliers.api.agent import (
@@ -25,12 +26,17 @@ router.register("hosts", HostViewSet, basename="host")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("orders", OrderViewSet, basename="order")
 router.register("instances", InstanceViewSet, basename="instance")
+router.register("billing/top-ups", TopUpViewSet, basename="top-up")
+router.register("billing/payouts", PayoutViewSet, basename="payout")
 
 urlpatterns = [
     path("auth/keys/", ApiKeyCreateView.as_view(), name="auth-keys"),
     path("me/", MeView.as_view(), name="me"),
     path("organization/", OrganizationView.as_view(), name="organization"),
     path("quotes/", QuoteView.as_view(), name="quotes"),
+    path("billing/balance/", BalanceView.as_view(), name="billing-balance"),
+    path("billing/usage/", UsageView.as_view(), name="billing-usage"),
+    path("billing/ledger/", LedgerView.as_view(), name="billing-ledger"),
     path("agent/register/", AgentRegisterView.as_view(), name="agent-register"),
     path("agent/inventory/", AgentInventoryView.as_view(), name="agent-inventory"),
     path("agent/heartbeat/", AgentHeartbeatView.as_view(), name="agent-heartbeat"),

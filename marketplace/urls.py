@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("orders.urls")),
     path("accounts/", include("accounts.urls")),
     path("supplier/", include("suppliers.urls")),
+    path("billing/", include("billing.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -38,6 +38,7 @@ class Organization(models.Model):
     payout_country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 country of the payout account.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.CharField(max_length=500, blank=True)
+    stripe_account_id = models.CharField(max_length=255, blank=True, help_text="Stripe Connect account for payouts.")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
     created_at = models.DateTimeField(default=timezone.now)
     reviewed_at = models.DateTimeField(null=True, blank=True)

@@ -130,6 +130,7 @@ CELERY_BEAT_SCHEDULE = {
     "meter-usage": {"task": "billing.tasks.meter_usage_task", "schedule": env.float("METERING_INTERVAL_SECONDS", 60.0)},
     "settle-usage": {"task": "billing.tasks.settle_usage_task", "schedule": 60.0},
     "low-balance": {"task": "billing.tasks.low_balance_check_task", "schedule": 60.0},
+    "payouts": {"task": "billing.tasks.payouts_create_task", "schedule": env.float("PAYOUT_INTERVAL_SECONDS", 86400.0)},
 }
 AGENT_OFFLINE_AFTER_SECONDS = env.int("AGENT_OFFLINE_AFTER_SECONDS", default=90)
 
@@ -171,6 +172,15 @@ SPECTACULAR_SETTINGS = {
 PLATFORM_CURRENCY = "USD"
 SPOT_PREEMPTION_GRACE_SECONDS = env.int("SPOT_PREEMPTION_GRACE_SECONDS", default=30)
 PLATFORM_TAKE_RATE = Decimal(env.str("PLATFORM_TAKE_RATE", default="0.15"))
+
+# Stripe: test-mode keys by default; STRIPE_API_BASE points the official library elsewhere (tests
+# run it against a local server speaking Stripe's API).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_local_development")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_local_development")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
+TOP_UP_MIN = Decimal(env.str("TOP_UP_MIN", default="5"))
+TOP_UP_MAX = Decimal(env.str("TOP_UP_MAX", default="10000"))
+PAYOUT_MINIMUM = Decimal(env.str("PAYOUT_MINIMUM", default="10"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="marketplace@example.com")

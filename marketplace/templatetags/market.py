@@ -11,3 +11,13 @@ def percent(value, places: int = 1) -> str:
     if value is None or value == "":
         return "—"
     return f"{Decimal(value) * 100:.{int(places)}f}%"
+
+
+@register.filter
+def money(value, places: int = 2) -> str:
+    """-1.5 -> '-$1.50'; 2 -> '$2.00'."""
+    if value is None or value == "":
+        return "—"
+    amount = Decimal(value)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.{int(places)}f}"

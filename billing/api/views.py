@@ -1,0 +1,141 @@
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, permissions, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
+from marketplace.errors import NotFound
+from marketplace.idempotency import idempotent
+from suppliers.selectors import organization_for_user
+
+
+class BalanceSerializer(serializers.Serializer):
+    balance = serializers.DecimalField(max_digits=20, decimal_places=6)
+    currency = serializers.CharField()
+    burn_per_hour = serializers.DecimalField(max_digits=20, decimal_places=6)
+    runway_hours = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+
+
+class UsageSerializer(serializers.ModelSerializer):
+    instance = serializers.IntegerField(source="instance_id")
+    charge = serializers.SerializerMethodField()
+    settled = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UsageRecord
+        fields = [
+            "id",
+            "instance",
+            "kind",
+            "window_start",
+            "window_end",
+            "seconds",
+            "rate_per_hour",
+            "charge",
+            "settled",
+        ]
+
+    def get_charge(self, obj) -> str:
+        return str(selectors.usage_charge(obj))
+
+    def get_settled(self, obj) -> bool:
+        return obj.settled_by_id is not None
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(source="transaction.kind")
+    description = serializers.CharField(source="transaction.description")
+    created_at = serializers.DateTimeField(source="transaction.created_at")
+
+    class Meta:
+        model = LedgerPosting
+        fields = ["id", "amount", "currency", "kind", "description", "created_at"]
+
+
+class TopUpSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TopUp
+        fields = ["id", "amount", "currency", "status", "checkout_url", "created_at", "completed_at"]
+        read_only_fields = ["id", "currency", "status", "checkout_url", "created_at", "completed_at"]
+
+
+class TopUpInputSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+
+
+class PayoutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Payout
+        fields = ["id", "amount", "currency", "status", "stripe_transfer_id", "created_at", "paid_at"]
+
+
+class BalanceView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=BalanceSerializer)
+    def get(self, request):
+        return Response(BalanceSerializer(selectors.buyer_balance(user=request.user)).data)
+
+
+class UsageView(generics.ListAPIView):
+    """Your usage records, newest first; charges are computed with the settlement rounding rule."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = UsageSerializer
+    queryset = UsageRecord.objects.none()
+
+    def get_queryset(self):
+        return selectors.usage_for_user(user=self.request.user)
+
+
+class LedgerView(generics.ListAPIView):
+    """Your wallet's postings: top-ups, credits, usage charges, refunds."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = LedgerEntrySerializer
+    queryset = LedgerPosting.objects.none()
+
+    def get_queryset(self):
+        return selectors.ledger_for_user(user=self.request.user)
+
+
+class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """POST creates a Stripe Checkout Session: pay at `checkout_url`; the webhook credits you."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = TopUpSerializer
+    queryset = TopUp.objects.none()
+
+    def get_queryset(self):
+        return selectors.top_ups_for_user(user=self.request.user)
+
+    @extend_schema(request=TopUpInputSerializer, responses={201: TopUpSerializer})
+    @idempotent
+    def create(self, request):
+        data = TopUpInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        base = request.build_absolute_uri("/billing/")
+        top_up = services.top_up_create(
+            user=request.user,
+            amount=data.validated_data["amount"],
+            success_url=f"{base}?top_up=success",
+            cancel_url=f"{base}?top_up=cancelled",
+        )
+        return Response(TopUpSerializer(top_up).data, status=status.HTTP_201_CREATED)
+
+
+class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Your organization's payouts (suppliers)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = PayoutSerializer
+    queryset = Payout.objects.none()
+
+    def get_queryset(self):
+        organization = organization_for_user(user=self.request.user)
+        if organization is None:
+            raise NotFound("You have no supplier organization.", code="not_a_supplier")
+        return selectors.payouts_for_organization(organization=organization)

@@ -1,0 +1,46 @@
+"""The official stripe library, configured from settings. Amounts cross this boundary in cents."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal
+
+import stripe
+from django.conf import settings
+
+from marketplace.errors import ApplicationError
+
+
+class PaymentProviderError(ApplicationError):
+    code = "payment_provider_error"
+    status_code = 502
+
+
+def client() -> stripe.StripeClient:
+    base = settings.STRIPE_API_BASE
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": base, "connect": base, "files": base},
+        max_network_retries=2,
+    )
+
+
+def to_cents(amount: Decimal) -> int:
+    """Dollars to integer cents; refuses fractions of a cent rather than rounding money away."""
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        raise ValueError(f"{amount} has fractions of a cent")
+    return int(cents)
+
+
+def from_cents(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+
+def floor_cents(amount: Decimal) -> Decimal:
+    """Round down to whole cents (what can actually be paid out)."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+
+
+def construct_event(payload: bytes, signature: str) -> stripe.Event:
+    """Verify the Stripe-Signature header (default tolerance) and parse the event."""
+    return stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)

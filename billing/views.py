@@ -1,0 +1,93 @@
+"""The Stripe webhook, and the billing pages for buyers and suppliers."""
+
+from decimal import Decimal, InvalidOperation
+
+import stripe
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from marketplace.errors import ApplicationError, error_body
+from suppliers.selectors import organization_for_user
+
+from . import selectors, services
+from .stripe_gateway import construct_event
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request):
+    """Verified with the signing secret; each event id applied once; unknown types acknowledged."""
+    try:
+        event = construct_event(request.body, request.headers.get("Stripe-Signature", ""))
+    except (ValueError, stripe.SignatureVerificationError) as error:
+        return JsonResponse(error_body("invalid_signature", f"Webhook rejected: {error}"), status=400)
+    handled = services.stripe_event_handle(event=event.to_dict())
+    return JsonResponse({"received": True, "handled": handled})
+
+
+@login_required
+def buyer_billing(request):
+    if request.method == "POST":
+        try:
+            amount = Decimal(request.POST.get("amount", ""))
+        except InvalidOperation:
+            amount = None
+        try:
+            base = request.build_absolute_uri("/billing/")
+            top_up = services.top_up_create(
+                user=request.user,
+                amount=amount,
+                success_url=f"{base}?top_up=success",
+                cancel_url=f"{base}?top_up=cancelled",
+            )
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        else:
+            return redirect(top_up.checkout_url)
+    if request.GET.get("top_up") == "success":
+        messages.success(request, "Payment received: your balance updates as soon as Stripe confirms it.")
+    usage = Paginator(selectors.usage_for_user(user=request.user), 25).get_page(request.GET.get("usage_page"))
+    ledger = Paginator(selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("ledger_page"))
+    return render(
+        request,
+        "billing/buyer.html",
+        {
+            "summary": selectors.buyer_balance(user=request.user),
+            "usage": usage,
+            "usage_rows": [(record, selectors.usage_charge(record)) for record in usage],
+            "ledger": ledger,
+            "top_ups": selectors.top_ups_for_user(user=request.user)[:10],
+        },
+    )
+
+
+@login_required
+def supplier_earnings(request):
+    organization = organization_for_user(user=request.user)
+    if organization is None:
+        return redirect("suppliers:onboarding")
+    if request.method == "POST":
+        try:
+            url = services.connect_onboarding_link(
+                organization=organization,
+                return_url=request.build_absolute_uri("/billing/earnings/"),
+                refresh_url=request.build_absolute_uri("/billing/earnings/"),
+            )
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        else:
+            return redirect(url)
+    return render(
+        request,
+        "billing/earnings.html",
+        {
+            "organization": organization,
+            "earnings": selectors.supplier_earnings(organization=organization),
+            "payouts": selectors.payouts_for_organization(organization=organization)[:50],
+        },
+    )
