@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from .models import ApiKey, User
+from .models import ApiKey, Notification, User
 
 
 @admin.register(User)
@@ -25,4 +25,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["created_at", "revoked_at"]
     search_fields = ["name", "prefix", "user__email"]
     readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["user", "kind", "title", "created_at", "read_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["user__email", "title"]
     list_select_related = ["user"]

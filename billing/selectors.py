@@ -54,3 +54,46 @@ def supplier_earnings(*, organization) -> dict:
 
 def payouts_for_organization(*, organization) -> QuerySet[Payout]:
     return Payout.objects.filter(organization=organization)
+
+
+def statement_months(*, user: User) -> list[str]:
+    """Months (YYYY-MM) with wallet activity, newest first."""
+    dates = LedgerPosting.objects.filter(account=buyer_wallet(user)).dates(
+        "transaction__created_at", "month", order="DESC"
+    )
+    return [f"{d:%Y-%m}" for d in dates]
+
+
+def statement(*, user: User, month: str) -> dict:
+    """A monthly wallet statement: opening balance, totals per kind, every line, closing balance."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    try:
+        start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
+    except ValueError:
+        from marketplace.errors import InvalidInput
+
+        raise InvalidInput("A month is YYYY-MM.", fields={"month": ["Use YYYY-MM."]}) from None
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    wallet = LedgerPosting.objects.filter(account=buyer_wallet(user))
+    opening = money_sum(wallet.filter(transaction__created_at__lt=start))
+    lines = list(
+        wallet.filter(transaction__created_at__gte=start, transaction__created_at__lt=end)
+        .select_related("transaction")
+        .order_by("transaction__created_at", "id")
+    )
+    totals: dict[str, Decimal] = {}
+    for line in lines:
+        totals[line.transaction.kind] = totals.get(line.transaction.kind, Decimal(0)) + line.amount
+    closing = opening + sum((line.amount for line in lines), Decimal(0))
+    return {
+        "month": month,
+        "currency": "USD",
+        "opening_balance": opening,
+        "closing_balance": closing,
+        "totals": totals,
+        "lines": lines,
+        "issued_at": timezone.now(),
+    }

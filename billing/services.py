@@ -183,6 +183,28 @@ def reserved_prepay(*, order, amount: Decimal) -> LedgerTransaction:
     )
 
 
+def reserved_cancellation_refund(*, instance, at: datetime) -> LedgerTransaction | None:
+    """Terminating a reserved instance before its term ends refunds the unused time pro rata,
+    minus the stated cancellation fee (RESERVED_CANCELLATION_FEE of the unused part), which the
+    platform keeps. Called in the terminate transaction, after metering closed the window."""
+    if instance.pricing != "reserved" or not instance.reserved_until or instance.reserved_until <= at:
+        return None
+    unused = rating.charge_for(int((instance.reserved_until - at).total_seconds()), instance.price_per_hour)
+    if unused <= 0:
+        return None
+    fee = rating.split(unused, Decimal(settings.RESERVED_CANCELLATION_FEE)).fee
+    postings = [(platform_account(Kind.RESERVED_PREPAYMENTS), -unused), (buyer_wallet(instance.buyer), unused - fee)]
+    if fee:
+        postings.append((platform_account(Kind.PLATFORM_REVENUE), fee))
+    return post_transaction(
+        kind=LedgerTransaction.Kind.REFUND,
+        key=f"reserved-cancel:{instance.pk}",
+        description=f"Reserved i-{instance.pk} cancelled: unused term refunded less the cancellation fee",
+        postings=postings,
+        reference={"instance": instance.pk, "unused": str(unused), "fee": str(fee)},
+    )
+
+
 # --- Metering -------------------------------------------------------------------------------
 
 
@@ -192,7 +214,7 @@ def accrual_kind(instance) -> str | None:
     from orders.models import InstanceStatus as S
     from orders.models import Pricing
 
-    if instance.pricing == Pricing.RESERVED and instance.status != S.TERMINATED:
+    if instance.pricing == Pricing.RESERVED and instance.status not in (S.TERMINATING, S.TERMINATED):
         return UsageRecord.Kind.COMPUTE
     if instance.status == S.RUNNING:
         return UsageRecord.Kind.COMPUTE

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.buyer_billing, name="buyer"),
     path("earnings/", views.supplier_earnings, name="earnings"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+    path("statements/<str:month>/", views.statement_page, name="statement"),
 ]

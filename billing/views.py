@@ -62,6 +62,7 @@ def buyer_billing(request):
             "usage_rows": [(record, selectors.usage_charge(record)) for record in usage],
             "ledger": ledger,
             "top_ups": selectors.top_ups_for_user(user=request.user)[:10],
+            "months": selectors.statement_months(user=request.user)[:12],
         },
     )
 
@@ -91,3 +92,14 @@ def supplier_earnings(request):
             "payouts": selectors.payouts_for_organization(organization=organization)[:50],
         },
     )
+
+
+@login_required
+def statement_page(request, month: str):
+    """A printable monthly statement."""
+    try:
+        data = selectors.statement(user=request.user, month=month)
+    except ApplicationError as error:
+        messages.error(request, error.detail)
+        return redirect("billing:buyer")
+    return render(request, "billing/statement.html", {"statement": data})

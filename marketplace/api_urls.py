@@ -4,7 +4,15 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView
-from billing.api.views import BalanceView, LedgerView, PayoutViewSet, TopUpViewSet, UsageView
+from billing.api.views import (
+    BalanceView,
+    LedgerView,
+    PayoutViewSet,
+    StatementListView,
+    StatementView,
+    TopUpViewSet,
+    UsageView,
+)
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
 from orders.api.views import InstanceViewSet, OrderViewSet, QuoteView
 from suppliers.api.agent import (
@@ -37,6 +45,8 @@ urlpatterns = [
     path("billing/balance/", BalanceView.as_view(), name="billing-balance"),
     path("billing/usage/", UsageView.as_view(), name="billing-usage"),
     path("billing/ledger/", LedgerView.as_view(), name="billing-ledger"),
+    path("billing/statements/", StatementListView.as_view(), name="billing-statements"),
+    path("billing/statements/<str:month>/", StatementView.as_view(), name="billing-statement"),
     path("agent/register/", AgentRegisterView.as_view(), name="agent-register"),
     path("agent/inventory/", AgentInventoryView.as_view(), name="agent-inventory"),
     path("agent/heartbeat/", AgentHeartbeatView.as_view(), name="agent-heartbeat"),

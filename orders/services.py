@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from billing.services import funds_guard, lock_wallet, reserved_prepay
+from billing.services import funds_guard, lock_wallet, reserved_cancellation_refund, reserved_prepay
 from marketplace import capacity
 from marketplace.errors import ApplicationError, Conflict, InvalidInput
 from marketplace.models import InstanceType, Offer, Region
@@ -626,6 +626,7 @@ def instance_terminate(
     """Terminate: release everything the instance holds on its host."""
     instance, host = _lock_instance_and_host(instance.pk)
     instance_transition(instance=instance, to=S.TERMINATING, reason=reason, actor=actor, actor_user=actor_user)
+    reserved_cancellation_refund(instance=instance, at=timezone.now())
     Allocation.objects.active().filter(instance=instance).update(released_at=timezone.now())
     _queue_command(instance, HostCommand.Kind.TERMINATE, reason="terminate")
     spot_resume_for_host(host=host)

@@ -139,3 +139,38 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if organization is None:
             raise NotFound("You have no supplier organization.", code="not_a_supplier")
         return selectors.payouts_for_organization(organization=organization)
+
+
+class StatementLineSerializer(serializers.Serializer):
+    date = serializers.DateTimeField(source="transaction.created_at")
+    kind = serializers.CharField(source="transaction.kind")
+    description = serializers.CharField(source="transaction.description")
+    amount = serializers.DecimalField(max_digits=20, decimal_places=6)
+
+
+class StatementSerializer(serializers.Serializer):
+    month = serializers.CharField()
+    currency = serializers.CharField()
+    opening_balance = serializers.DecimalField(max_digits=20, decimal_places=6)
+    closing_balance = serializers.DecimalField(max_digits=20, decimal_places=6)
+    totals = serializers.DictField(child=serializers.DecimalField(max_digits=20, decimal_places=6))
+    lines = StatementLineSerializer(many=True)
+
+
+class StatementListView(APIView):
+    """Months with activity; GET /billing/statements/YYYY-MM/ for one (HTML at /billing/statements/YYYY-MM/)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=dict, operation_id="billing_statements_list")
+    def get(self, request):
+        months = selectors.statement_months(user=request.user)
+        return Response({"results": [{"month": m, "url": request.build_absolute_uri(f"{m}/")} for m in months]})
+
+
+class StatementView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=StatementSerializer)
+    def get(self, request, month: str):
+        return Response(StatementSerializer(selectors.statement(user=request.user, month=month)).data)

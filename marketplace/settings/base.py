@@ -180,6 +180,7 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_local_develo
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 TOP_UP_MIN = Decimal(env.str("TOP_UP_MIN", default="5"))
 TOP_UP_MAX = Decimal(env.str("TOP_UP_MAX", default="10000"))
+RESERVED_CANCELLATION_FEE = Decimal(env.str("RESERVED_CANCELLATION_FEE", default="0.10"))
 PAYOUT_MINIMUM = Decimal(env.str("PAYOUT_MINIMUM", default="10"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

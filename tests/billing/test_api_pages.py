@@ -62,3 +62,22 @@ def test_earnings_page_needs_an_organization(client, buyer, supplier):
     assert client.get(reverse("billing:earnings")).status_code == 302
     client.force_login(supplier)
     assert "Set up payouts with Stripe" in client.get(reverse("billing:earnings")).content.decode()
+
+
+def test_monthly_statement(client, running, buyer):
+    from django.utils import timezone
+
+    with freeze_time(at(3600)):
+        meter_usage()
+    settle_usage()
+    month = f"{timezone.now():%Y-%m}"
+    api = bearer_client(buyer)
+    assert api.get("/api/v1/billing/statements/").json()["results"][0]["month"] == month
+    data = api.get(f"/api/v1/billing/statements/{month}/").json()
+    assert data["opening_balance"] == "0.000000"
+    assert data["totals"] == {"credit": "1000.000000", "usage": "-0.400000"}
+    assert data["closing_balance"] == "999.600000"
+    assert api.get("/api/v1/billing/statements/2026-13/").status_code == 400
+    client.force_login(buyer)
+    page = client.get(reverse("billing:statement", args=[month]))
+    assert page.status_code == 200 and "$999.60" in page.content.decode()

@@ -100,3 +100,22 @@ def test_concurrent_settlement_gives_the_same_ledger_as_one_run(catalog):
     snapshot = ledger_snapshot()
     assert settle_usage() == 0
     assert ledger_snapshot() == snapshot
+
+
+@pytest.mark.django_db
+def test_cancelling_a_reserved_term_refunds_unused_time_less_the_fee(buyer, l4_host):
+    from orders.services import instance_terminate
+
+    before = services.wallet_balance(buyer)
+    reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
+    prepaid = Decimal("0.360000") * 168
+    with freeze_time(at(24 * 3600)):
+        instance_terminate(instance=reserved)
+    settle_usage()
+    used = sum(UsageRecord.objects.filter(instance=reserved).values_list("seconds", flat=True))
+    assert 24 * 3600 - 1 <= used <= 24 * 3600
+    unused = Decimal("0.360000") * 144
+    refunded = services.wallet_balance(buyer) - (before - prepaid)
+    assert abs(refunded - unused * Decimal("0.9")) < Decimal("0.001")  # 10% cancellation fee
+    prepayments = services.platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
+    assert abs(services.account_balance(prepayments)) < Decimal("0.001")  # nothing left owed

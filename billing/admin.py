@@ -1,0 +1,78 @@
+from django.contrib import admin
+
+from .models import LedgerAccount, LedgerPosting, LedgerTransaction, Payout, StripeEvent, TopUp, UsageRecord
+from .services import account_balance
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money rows are written by services only (the ledger is append-only)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ["key", "kind", "user", "organization", "currency", "balance", "created_at"]
+    list_filter = ["kind", "currency"]
+    search_fields = ["key", "user__email", "organization__name"]
+    list_select_related = ["user", "organization"]
+
+    @admin.display(description="balance")
+    def balance(self, obj):
+        return account_balance(obj)
+
+
+class LedgerPostingInline(admin.TabularInline):
+    model = LedgerPosting
+    extra = 0
+    can_delete = False
+    readonly_fields = ["account", "amount", "currency"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "key", "description", "created_by", "created_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["key", "description"]
+    inlines = [LedgerPostingInline]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ["id", "instance", "buyer", "kind", "window_start", "seconds", "rate_per_hour", "settled_by"]
+    list_filter = ["kind", "window_start"]
+    search_fields = ["instance__id", "buyer__email"]
+    list_select_related = ["instance", "buyer", "settled_by"]
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ["id", "user", "amount", "currency", "status", "stripe_checkout_session_id", "created_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["user__email", "stripe_checkout_session_id", "stripe_payment_intent_id"]
+    list_select_related = ["user"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "type", "handled", "received_at"]
+    list_filter = ["type", "handled"]
+    search_fields = ["event_id"]
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = ["id", "organization", "amount", "status", "stripe_transfer_id", "attempts", "created_at", "paid_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["organization__name", "stripe_transfer_id"]
+    list_select_related = ["organization"]
