@@ -97,3 +97,32 @@ def statement(*, user: User, month: str) -> dict:
         "lines": lines,
         "issued_at": timezone.now(),
     }
+
+
+def revenue_by_host(*, organization, since=None) -> list[dict]:
+    """The supplier's settled earnings per host (supplier share, the same numbers as posted)."""
+    from collections import defaultdict
+
+    from django.conf import settings
+
+    from .rating import split
+
+    records = UsageRecord.objects.filter(organization=organization, settled_by__isnull=False).select_related(
+        "instance__host", "instance"
+    )
+    if since is not None:
+        records = records.filter(window_start__gte=since)
+    totals: dict = defaultdict(lambda: {"earned": Decimal(0), "seconds": 0})
+    names = {}
+    take = Decimal(settings.PLATFORM_TAKE_RATE)
+    for record in records:
+        if record.kind == UsageRecord.Kind.COMPUTE and record.instance.backfills_id:
+            continue  # backfill revenue went to the reserving buyer
+        host = record.instance.host
+        names[host.pk] = host.name
+        totals[host.pk]["earned"] += split(usage_charge(record), take).supplier_share
+        totals[host.pk]["seconds"] += record.seconds
+    return sorted(
+        ({"host": pk, "name": names[pk], **values} for pk, values in totals.items()),
+        key=lambda row: -row["earned"],
+    )

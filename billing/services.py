@@ -309,7 +309,7 @@ def settle_usage(*, batch_size: int = 500) -> int:
         with transaction.atomic():
             batch = list(
                 UsageRecord.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("instance", "buyer", "organization")
+                .select_related("instance", "instance__backfills", "buyer", "organization")
                 .filter(settled_by__isnull=True)
                 .order_by("pk")[:batch_size]
             )
@@ -323,11 +323,16 @@ def settle_usage(*, batch_size: int = 500) -> int:
                     payer = reserved
                 else:
                     payer = buyer_wallet(record.buyer)
+                earner = supplier_payable(record.organization)
+                if record.kind == UsageRecord.Kind.COMPUTE and record.instance.backfills_id:
+                    # Spot on idle reserved capacity: the reserving buyer (who paid the supplier for the
+                    # term) earns it, less the commission.
+                    earner = buyer_wallet(record.instance.backfills.buyer)
                 postings = []
                 if payer is not None:
                     postings = [(payer, -parts.charge)]
                     if parts.supplier_share:
-                        postings.append((supplier_payable(record.organization), parts.supplier_share))
+                        postings.append((earner, parts.supplier_share))
                     if parts.fee:
                         postings.append((revenue, parts.fee))
                 if len(postings) < 2:
@@ -673,3 +678,50 @@ def _payout_failed(payout, message: str) -> str:
         locked.last_error = message[:500]
         locked.save(update_fields=["status", "last_error"])
     return Payout.Status.FAILED
+
+
+# --- Staff: credit notes and refunds ------------------------------------------------------
+
+
+def credit_note_issue(*, user: User, amount: Decimal, reason: str, staff: User) -> LedgerTransaction:
+    """Staff credit a buyer (goodwill, SLA): credits expense -> wallet, with the reason on record."""
+    import uuid
+
+    from accounts.services import notify
+
+    if not staff.is_staff:
+        raise ApplicationError("Only staff issue credit notes.", code="permission_denied")
+    if not (reason or "").strip():
+        raise InvalidInput("A credit note needs a reason.", fields={"reason": ["Required."]})
+    if amount is None or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidInput("A positive amount in whole cents.", fields={"amount": ["Invalid amount."]})
+    with transaction.atomic():
+        ledger_transaction = post_transaction(
+            kind=LedgerTransaction.Kind.CREDIT,
+            key=f"credit-note:{uuid.uuid4()}",
+            description=f"Credit note: {reason.strip()}"[:255],
+            created_by=staff,
+            postings=[(platform_account(Kind.CREDITS_EXPENSE), -amount), (buyer_wallet(user), amount)],
+            reference={"user": user.pk, "reason": reason.strip()},
+        )
+        notify(user=user, kind="credit_note", title=f"You received a ${amount} credit", body=reason.strip())
+    return ledger_transaction
+
+
+def usage_refund(*, ledger_transaction: LedgerTransaction, reason: str, staff: User) -> LedgerTransaction:
+    """Staff refund a usage charge by reversing its transaction exactly (every posting negated)."""
+    if not staff.is_staff:
+        raise ApplicationError("Only staff refund charges.", code="permission_denied")
+    if not (reason or "").strip():
+        raise InvalidInput("A refund needs a reason.", fields={"reason": ["Required."]})
+    if ledger_transaction.kind != LedgerTransaction.Kind.USAGE:
+        raise InvalidInput("Only usage charges are refunded this way.", fields={"transaction": ["Not a usage charge."]})
+    postings = [(p.account, -p.amount) for p in ledger_transaction.postings.select_related("account")]
+    return post_transaction(
+        kind=LedgerTransaction.Kind.REFUND,
+        key=f"reversal:{ledger_transaction.pk}",
+        description=f"Refund of {ledger_transaction.description}: {reason.strip()}"[:255],
+        created_by=staff,
+        postings=postings,
+        reference={"reverses": ledger_transaction.pk, "reason": reason.strip()},
+    )

@@ -103,3 +103,40 @@ def statement_page(request, month: str):
         messages.error(request, error.detail)
         return redirect("billing:buyer")
     return render(request, "billing/statement.html", {"statement": data})
+
+
+@login_required
+def staff_adjustments(request):
+    """Staff: credit notes for buyers and refunds of usage charges, each with a reason."""
+    from django.core.exceptions import PermissionDenied
+
+    from accounts.models import User
+
+    from .models import LedgerTransaction
+
+    if not request.user.is_staff:
+        raise PermissionDenied
+    if request.method == "POST":
+        reason = request.POST.get("reason", "")
+        try:
+            if request.POST.get("action") == "credit":
+                user = User.objects.filter(email__iexact=request.POST.get("email", "").strip()).first()
+                if user is None:
+                    raise ApplicationError("No account with that email.", code="not_found")
+                try:
+                    amount = Decimal(request.POST.get("amount", ""))
+                except InvalidOperation:
+                    amount = None
+                services.credit_note_issue(user=user, amount=amount, reason=reason, staff=request.user)
+                messages.success(request, f"Credited {user.email}.")
+            else:
+                tx = LedgerTransaction.objects.filter(pk=request.POST.get("transaction") or 0).first()
+                if tx is None:
+                    raise ApplicationError("No such transaction.", code="not_found")
+                services.usage_refund(ledger_transaction=tx, reason=reason, staff=request.user)
+                messages.success(request, f"Transaction {tx.pk} refunded.")
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        return redirect("billing:staff_adjustments")
+    recent = LedgerTransaction.objects.filter(kind__in=["credit", "refund"]).select_related("created_by")[:50]
+    return render(request, "billing/staff.html", {"recent": recent})

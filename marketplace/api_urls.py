@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView
 from billing.api.views import (
     BalanceView,
+    EarningsView,
     LedgerView,
     PayoutViewSet,
     StatementListView,
@@ -45,6 +46,7 @@ urlpatterns = [
     path("billing/balance/", BalanceView.as_view(), name="billing-balance"),
     path("billing/usage/", UsageView.as_view(), name="billing-usage"),
     path("billing/ledger/", LedgerView.as_view(), name="billing-ledger"),
+    path("billing/earnings/", EarningsView.as_view(), name="billing-earnings"),
     path("billing/statements/", StatementListView.as_view(), name="billing-statements"),
     path("billing/statements/<str:month>/", StatementView.as_view(), name="billing-statement"),
     path("agent/register/", AgentRegisterView.as_view(), name="agent-register"),

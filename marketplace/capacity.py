@@ -326,3 +326,19 @@ def placeable_count(
             break
         placed = n
     return placed
+
+
+def backfilled_holding(host: HostSpec, holdings: Sequence[Holding], claim: Resources) -> Holding | None:
+    """The idle reserved holding whose capacity a new spot claim runs on, if any: the claim would
+    not fit were idle reserved capacity in use. The lowest key is credited when several are idle."""
+    idle = sorted((h for h in holdings if h.kind == HoldingKind.RESERVED_IDLE), key=lambda h: _sort_key(h.key))
+    if not idle:
+        return None
+    in_use = [h.claim if h.kind == HoldingKind.RESERVED_IDLE else physical_footprint(h) for h in holdings]
+    if (total(in_use) + claim).fits_in(effective_capacity(host)):
+        return None
+    return idle[0]
+
+
+def _sort_key(key: object):
+    return key if isinstance(key, int) else 0

@@ -112,6 +112,14 @@ class Instance(models.Model):
     storage_price_per_gb_month = models.DecimalField(
         max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, default=0, help_text="Kept disk, agreed at order time."
     )
+    backfills = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="backfilled_by",
+        help_text="Spot only: the idle reserved instance whose capacity this one runs on (it earns the revenue).",
+    )
     metered_until = models.DateTimeField(
         null=True, blank=True, help_text="Usage is recorded up to here; null while nothing accrues."
     )

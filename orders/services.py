@@ -359,6 +359,15 @@ def quote_create(*, request: OrderRequest) -> Quote:
 # --- Placing orders -------------------------------------------------------------------------
 
 
+def _record_backfill(instance: Instance, host: Host, holdings, claim: capacity.Resources) -> None:
+    """A spot instance placed on idle reserved capacity: its revenue goes to the reserving buyer."""
+    holding = capacity.backfilled_holding(host_capacity_spec(host), holdings, claim)
+    if holding is not None:
+        reserved_id = Allocation.objects.filter(pk=holding.key).values_list("instance_id", flat=True).first()
+        Instance.objects.filter(pk=instance.pk).update(backfills_id=reserved_id)
+        instance.backfills_id = reserved_id
+
+
 def _reoccupy(host: Host, instance: Instance, allocation, claim: capacity.Resources, *, spot_bid) -> None:
     """An instance runs again: its kept allocation (if any) holds the full claim once more."""
     if allocation is None:
@@ -524,6 +533,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 actor=Actor.BUYER,
                 actor_user=buyer,
             )
+            if target.pricing == Pricing.SPOT:
+                _record_backfill(instance, host, holdings[host.pk], claim)
             allocation = _allocate(host, instance, claim, spot_bid=target.spot_bid)
             holdings[host.pk].append(allocation.as_holding())
             instance_transition(

@@ -174,3 +174,25 @@ class StatementView(APIView):
     @extend_schema(responses=StatementSerializer)
     def get(self, request, month: str):
         return Response(StatementSerializer(selectors.statement(user=request.user, month=month)).data)
+
+
+class EarningsView(APIView):
+    """Suppliers: payable balance, what was paid out, and settled earnings per host."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=dict)
+    def get(self, request):
+        organization = organization_for_user(user=request.user)
+        if organization is None:
+            raise NotFound("You have no supplier organization.", code="not_a_supplier")
+        earnings = selectors.supplier_earnings(organization=organization)
+        by_host = selectors.revenue_by_host(organization=organization)
+        return Response(
+            {
+                "payable": str(earnings["payable"]),
+                "paid_out": str(earnings["paid_out"]),
+                "currency": "USD",
+                "revenue_by_host": [{**row, "earned": str(row["earned"])} for row in by_host],
+            }
+        )

@@ -81,3 +81,62 @@ def test_monthly_statement(client, running, buyer):
     client.force_login(buyer)
     page = client.get(reverse("billing:statement", args=[month]))
     assert page.status_code == 200 and "$999.60" in page.content.decode()
+
+
+def test_staff_credit_notes_and_refunds(client, running, buyer, supplier_org):
+    from billing import services
+    from billing.models import LedgerTransaction
+
+    staff = UserFactory(is_staff=True, credit=0)
+    with freeze_time(at(3600)):
+        meter_usage()
+    settle_usage()
+    charge = LedgerTransaction.objects.get(kind="usage")
+    before = services.wallet_balance(buyer)
+    client.force_login(staff)
+    client.post(
+        reverse("billing:staff_adjustments"),
+        {"action": "refund", "transaction": charge.pk, "reason": "Host lost for an hour"},
+    )
+    assert services.wallet_balance(buyer) == before + Decimal("0.40")
+    assert services.account_balance(services.supplier_payable(supplier_org)) == 0
+    again = client.post(
+        reverse("billing:staff_adjustments"),
+        {"action": "refund", "transaction": charge.pk, "reason": "twice"},
+        follow=True,
+    )
+    assert services.wallet_balance(buyer) == before + Decimal("0.40")  # reversed once only
+    assert again.status_code == 200
+    client.post(
+        reverse("billing:staff_adjustments"),
+        {"action": "credit", "email": buyer.email, "amount": "5.00", "reason": "Sorry about the outage"},
+    )
+    assert services.wallet_balance(buyer) == before + Decimal("5.40")
+    missing = client.post(
+        reverse("billing:staff_adjustments"),
+        {"action": "credit", "email": buyer.email, "amount": "5.00", "reason": ""},
+        follow=True,
+    )
+    assert "needs a reason" in missing.content.decode()
+    assert buyer.notifications.filter(kind="credit_note").count() == 1
+
+
+def test_non_staff_cannot_adjust(client, buyer):
+    client.force_login(buyer)
+    assert client.get(reverse("billing:staff_adjustments")).status_code == 403
+    assert (
+        client.post(
+            reverse("billing:staff_adjustments"),
+            {"action": "credit", "email": buyer.email, "amount": "100", "reason": "me"},
+        ).status_code
+        == 403
+    )
+
+
+def test_supplier_earnings_by_host(running, supplier):
+    with freeze_time(at(3600)):
+        meter_usage()
+    settle_usage()
+    data = bearer_client(supplier).get("/api/v1/billing/earnings/").json()
+    assert data["payable"] == "0.340000"
+    assert data["revenue_by_host"] == [{"host": running.host_id, "name": "l4-a", "earned": "0.340000", "seconds": 3600}]

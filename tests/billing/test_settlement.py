@@ -119,3 +119,26 @@ def test_cancelling_a_reserved_term_refunds_unused_time_less_the_fee(buyer, l4_h
     assert abs(refunded - unused * Decimal("0.9")) < Decimal("0.001")  # 10% cancellation fee
     prepayments = services.platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
     assert abs(services.account_balance(prepayments)) < Decimal("0.001")  # nothing left owed
+
+
+@pytest.mark.django_db
+def test_spot_backfill_on_idle_reserved_capacity_pays_the_reserving_buyer(buyer, l4_host, other_supplier, supplier_org):
+    from orders.services import instance_stop
+
+    reserved = order(buyer, count=4, pricing="reserved", term_hours=168).instances.first()
+    instance_stop(instance=reserved)
+    spot = order(other_supplier, pricing="spot", max_price_per_hour=Decimal("0.30")).instances.get()
+    assert spot.backfills_id == reserved.pk
+    instance_agent_report(instance=spot, status="running")
+    reserving_before = services.wallet_balance(buyer)
+    payable_before = services.account_balance(services.supplier_payable(supplier_org))
+    with freeze_time(at(3600)):
+        meter_usage()
+    settle_usage()
+    # $0.30 spot hour: $0.255 to the reserving buyer, $0.045 commission; the supplier was paid by the term.
+    spot_record = UsageRecord.objects.get(instance=spot)
+    posted = {p.account.key: p.amount for p in spot_record.settled_by.postings.select_related("account")}
+    assert posted[services.buyer_wallet(buyer).key] == Decimal("0.255000")
+    assert services.wallet_balance(buyer) == reserving_before + Decimal("0.255000")
+    supplier_gain = services.account_balance(services.supplier_payable(supplier_org)) - payable_before
+    assert supplier_gain == Decimal("0.36") * 4 * Decimal("0.85")  # four reserved hours recognized, no spot money
