@@ -17,6 +17,7 @@ from orders.services import OrderRequest, instance_stop, instance_terminate, ord
 from suppliers import agent_services
 from suppliers.models import Host
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
+from tests.support.celery_worker import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,12 +115,5 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
         statuses = list(Instance.objects.get(pk=instance.pk).events.values_list("kind", "to_status"))
         assert ("host_lost", "stopped") in statuses and ("host_recovered", "stopped") in statuses
     finally:
-        agent.terminate()
-        try:
-            output, _ = agent.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            output, _ = agent.communicate()
-        if "Traceback" in (output or ""):
-            print(output)
+        stop_process(agent)
         connections.close_all()

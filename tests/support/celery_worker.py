@@ -68,14 +68,19 @@ def celery_worker(queue: str | None = None) -> Iterator[str]:
     try:
         yield queue
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        if "Traceback" in (output or ""):
-            print(output)
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate a helper process (kill it if it hangs) and show its output if it crashed."""
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    if "Traceback" in (output or ""):
+        print(output)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, interval: float = 0.2) -> bool:
