@@ -126,3 +126,21 @@ def revenue_by_host(*, organization, since=None) -> list[dict]:
         ({"host": pk, "name": names[pk], **values} for pk, values in totals.items()),
         key=lambda row: -row["earned"],
     )
+
+
+def daily_spend(*, user: User, days: int = 14) -> list[dict]:
+    """Usage charges per UTC day for the last `days` days (oldest first), with bar heights in %."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    today = timezone.now().date()
+    first = today - dt.timedelta(days=days - 1)
+    totals = {first + dt.timedelta(days=i): Decimal(0) for i in range(days)}
+    postings = LedgerPosting.objects.filter(
+        account=buyer_wallet(user), transaction__kind="usage", transaction__created_at__date__gte=first
+    ).values_list("transaction__created_at", "amount")
+    for created_at, amount in postings:
+        totals[created_at.date()] = totals.get(created_at.date(), Decimal(0)) - amount
+    peak = max(totals.values()) or Decimal(1)
+    return [{"day": day, "amount": amount, "percent": int(amount / peak * 100)} for day, amount in totals.items()]

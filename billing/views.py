@@ -63,6 +63,7 @@ def buyer_billing(request):
             "ledger": ledger,
             "top_ups": selectors.top_ups_for_user(user=request.user)[:10],
             "months": selectors.statement_months(user=request.user)[:12],
+            "daily": selectors.daily_spend(user=request.user),
         },
     )
 

@@ -55,6 +55,9 @@ def test_billing_page(client, running, buyer):
     body = page.content.decode()
     assert "$999.93" in body and "-$0.066667" in body
     assert page.context["summary"]["burn_per_hour"] == Decimal("0.400000")
+    daily = page.context["daily"]
+    assert len(daily) == 14 and daily[-1]["amount"] == Decimal("0.066667") and daily[-1]["percent"] == 100
+    assert "Usage charges per day" in body
 
 
 def test_earnings_page_needs_an_organization(client, buyer, supplier):
