@@ -109,6 +109,16 @@ def post_transaction(
             )
     except IntegrityError:
         return LedgerTransaction.objects.get(key=key)
+    if kind != LedgerTransaction.Kind.USAGE:  # usage is automatic and already row-per-record; audit the rest
+        from marketplace.audit import audit_record
+
+        audit_record(
+            action=f"money.{kind}",
+            obj=ledger_transaction,
+            actor=created_by,
+            reason=description,
+            after={"postings": [[account.key, str(amount)] for account, amount in postings]},
+        )
     return ledger_transaction
 
 

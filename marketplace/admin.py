@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import AcceleratorModel, IdempotencyRecord, InstanceType, Offer, Region, Zone
+from .models import AcceleratorModel, AuditEntry, IdempotencyRecord, InstanceType, Offer, Region, Zone
 
 
 @admin.register(AcceleratorModel)
@@ -88,4 +88,24 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Browsable by staff; nobody edits or deletes it (the database refuses on PostgreSQL)."""
+
+    list_display = ["created_at", "action", "object_type", "object_id", "actor", "reason"]
+    list_filter = ["action", "object_type", "created_at"]
+    search_fields = ["object_id", "reason", "actor__email", "action"]
+    list_select_related = ["actor"]
+    readonly_fields = ["actor", "action", "object_type", "object_id", "before", "after", "reason", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

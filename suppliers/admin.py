@@ -44,20 +44,34 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected organizations")
     def approve(self, request, queryset):
-        _run_for_each(self, request, queryset, lambda o: services.organization_approve(organization=o), "approved")
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            lambda o: services.organization_approve(organization=o, actor=request.user),
+            "approved",
+        )
 
     @admin.action(description="Reject selected organizations (reason: incomplete details)")
     def reject_incomplete(self, request, queryset):
         reason = "Business details are incomplete; please update your profile and contact support."
         _run_for_each(
-            self, request, queryset, lambda o: services.organization_reject(organization=o, reason=reason), "rejected"
+            self,
+            request,
+            queryset,
+            lambda o: services.organization_reject(organization=o, reason=reason, actor=request.user),
+            "rejected",
         )
 
     @admin.action(description="Suspend selected organizations (offers delisted)")
     def suspend(self, request, queryset):
         reason = "Suspended by staff review."
         _run_for_each(
-            self, request, queryset, lambda o: services.organization_suspend(organization=o, reason=reason), "suspended"
+            self,
+            request,
+            queryset,
+            lambda o: services.organization_suspend(organization=o, reason=reason, actor=request.user),
+            "suspended",
         )
 
 
@@ -113,13 +127,31 @@ class HostAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve and mark verified")
     def approve_verified(self, request, queryset):
-        _run_for_each(self, request, queryset, lambda h: services.host_approve(host=h, verified=True), "approved")
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            lambda h: services.host_approve(host=h, verified=True, actor=request.user),
+            "approved",
+        )
 
     @admin.action(description="Approve without verification")
     def approve_unverified(self, request, queryset):
-        _run_for_each(self, request, queryset, lambda h: services.host_approve(host=h, verified=False), "approved")
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            lambda h: services.host_approve(host=h, verified=False, actor=request.user),
+            "approved",
+        )
 
     @admin.action(description="Reject (declaration does not match the hardware)")
     def reject_mismatch(self, request, queryset):
         reason = "The declared hardware could not be confirmed."
-        _run_for_each(self, request, queryset, lambda h: services.host_reject(host=h, reason=reason), "rejected")
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            lambda h: services.host_reject(host=h, reason=reason, actor=request.user),
+            "rejected",
+        )

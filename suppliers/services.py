@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from marketplace import capacity
+from marketplace.audit import audit_record, snapshot
 from marketplace.errors import Conflict, Forbidden, InvalidInput, validation_fields
 from marketplace.models import AcceleratorModel
 from marketplace.services import (
@@ -114,9 +115,19 @@ def organization_update(*, organization: Organization, **data: Any) -> Organizat
     return organization
 
 
-def _organization_set_status(*, organization: Organization, status: str, reason: str = "") -> Organization:
-    """Change the review status; locks the organization then each of its hosts (id order)."""
+def _organization_set_status(
+    *, organization: Organization, status: str, reason: str = "", actor: User | None = None
+) -> Organization:
+    """Change the review status; locks the organization then each of its hosts (id order). Audited."""
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    audit_record(
+        action=f"organization.{status}",
+        obj=organization,
+        actor=actor,
+        reason=reason,
+        before={"status": organization.status},
+        after={"status": status},
+    )
     organization.status = status
     organization.status_reason = reason
     organization.reviewed_at = timezone.now()
@@ -128,23 +139,36 @@ def _organization_set_status(*, organization: Organization, status: str, reason:
 
 
 @transaction.atomic
-def organization_approve(*, organization: Organization) -> Organization:
+def organization_approve(*, organization: Organization, actor: User | None = None) -> Organization:
     """Staff approve a supplier: its approved hosts are offered from now on."""
-    return _organization_set_status(organization=organization, status=Organization.Status.APPROVED)
+    return _organization_set_status(organization=organization, status=Organization.Status.APPROVED, actor=actor)
 
 
 @transaction.atomic
-def organization_reject(*, organization: Organization, reason: str) -> Organization:
+def organization_reject(*, organization: Organization, reason: str, actor: User | None = None) -> Organization:
     if not reason.strip():
         raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
-    return _organization_set_status(organization=organization, status=Organization.Status.REJECTED, reason=reason)
+    return _organization_set_status(
+        organization=organization, status=Organization.Status.REJECTED, reason=reason, actor=actor
+    )
 
 
 @transaction.atomic
-def organization_suspend(*, organization: Organization, reason: str) -> Organization:
+def organization_suspend(*, organization: Organization, reason: str, actor: User | None = None) -> Organization:
     if not reason.strip():
         raise InvalidInput("A suspension needs a reason.", fields={"reason": ["Required."]})
-    return _organization_set_status(organization=organization, status=Organization.Status.SUSPENDED, reason=reason)
+    organization = _organization_set_status(
+        organization=organization, status=Organization.Status.SUSPENDED, reason=reason, actor=actor
+    )
+    _notify_members(organization, "Your organization was suspended", reason)
+    return organization
+
+
+def _notify_members(organization: Organization, title: str, body: str) -> None:
+    from accounts.services import notify
+
+    for membership in organization.memberships.select_related("user"):
+        notify(user=membership.user, kind="moderation", title=title, body=body)
 
 
 # --- Hosts ----------------------------------------------------------------------------------
@@ -290,9 +314,16 @@ def host_delete(*, host: Host) -> None:
 
 
 @transaction.atomic
-def host_approve(*, host: Host, verified: bool = True) -> Host:
+def host_approve(*, host: Host, verified: bool = True, actor: User | None = None) -> Host:
     """Staff approve a host (and, by default, mark the declaration verified): offers appear."""
     host = host_lock(host_id=host.pk)
+    audit_record(
+        action="host.approve",
+        obj=host,
+        actor=actor,
+        before=snapshot(host, ["status", "verified"]),
+        after={"status": Host.Status.APPROVED, "verified": verified},
+    )
     host.status = Host.Status.APPROVED
     host.verified = verified
     host.status_reason = ""
@@ -302,10 +333,18 @@ def host_approve(*, host: Host, verified: bool = True) -> Host:
 
 
 @transaction.atomic
-def host_reject(*, host: Host, reason: str) -> Host:
+def host_reject(*, host: Host, reason: str, actor: User | None = None) -> Host:
     if not reason.strip():
         raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
     host = host_lock(host_id=host.pk)
+    audit_record(
+        action="host.reject",
+        obj=host,
+        actor=actor,
+        reason=reason,
+        before={"status": host.status},
+        after={"status": Host.Status.REJECTED},
+    )
     host.status = Host.Status.REJECTED
     host.status_reason = reason
     host.save(update_fields=["status", "status_reason", "updated_at"])
