@@ -38,12 +38,9 @@ def _sort_links(request) -> dict[str, dict[str, str]]:
 def offer_search(request):
     params = request.GET.copy()
     params.pop("page", None)
-    filterset = OfferFilterSet(params or None, queryset=offer_list())
-    if filterset.is_bound:
-        # Invalid filters show their errors and no results, never silently unfiltered rows.
-        offers = filterset.qs if filterset.is_valid() else offer_list().none()
-    else:
-        offers = offer_list()
+    filterset = OfferFilterSet(params, queryset=offer_list())
+    # Invalid filters show their errors and no results, never silently unfiltered rows.
+    offers = filterset.qs if filterset.is_valid() else offer_list().none()
     page = Paginator(offers, OFFERS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -19,7 +20,7 @@ from marketplace.errors import ApplicationError, InvalidInput, NotFound
 from marketplace.services import offers_refresh_for_host
 
 from .inventory import Declaration, inventory_differences
-from .models import Host, HostCredential, HostRegistrationToken
+from .models import Host, HostCredential, HostOutage, HostRegistrationToken
 from .services import host_lock
 
 REGISTRATION_TOKEN_TTL = timedelta(hours=24)
@@ -121,7 +122,9 @@ def agent_report_inventory(*, host: Host, inventory: dict) -> list[dict]:
     host.inventory = inventory
     host.inventory_reported_at = timezone.now()
     host.save(update_fields=["inventory", "inventory_reported_at", "updated_at"])
-    return host_check_inventory(host)
+    differences = host_check_inventory(host)
+    host_verification_update(host=host)
+    return differences
 
 
 def _instance_event_for_all(host: Host, kind: str, reason: str) -> None:
@@ -154,6 +157,13 @@ def agent_heartbeat(*, host: Host, instances: list[dict]) -> list:
     if was != Host.AgentStatus.ONLINE:
         if was == Host.AgentStatus.OFFLINE:
             _instance_event_for_all(host, InstanceEvent.Kind.HOST_RECOVERED, "Heartbeats are back")
+            outage = HostOutage.objects.filter(host=host, ended_at__isnull=True).first()
+            if outage is not None:
+                outage.ended_at = host.last_heartbeat_at
+                outage.save(update_fields=["ended_at"])
+                from billing.services import sla_credits_for_outage
+
+                sla_credits_for_outage(outage=outage)
         offers_refresh_for_host(host=host)
     return list(
         HostCommand.objects.filter(host=host, status=HostCommand.Status.PENDING)
@@ -199,7 +209,7 @@ def agent_report_selftest(*, host: Host, result: dict) -> Host:
     host.selftest_passed = all(bool(c["ok"]) for c in checks)
     host.selftest_at = timezone.now()
     host.save(update_fields=["selftest", "selftest_passed", "selftest_at", "updated_at"])
-    return host
+    return host_verification_update(host=host)
 
 
 def hosts_mark_offline(*, batch_size: int = 200) -> list[int]:
@@ -221,9 +231,95 @@ def hosts_mark_offline(*, batch_size: int = 200) -> list[int]:
                 continue  # a heartbeat arrived meanwhile
             host.agent_status = Host.AgentStatus.OFFLINE
             host.save(update_fields=["agent_status", "updated_at"])
+            HostOutage.objects.get_or_create(host=host, ended_at=None, defaults={"started_at": host.last_heartbeat_at})
             _instance_event_for_all(
                 host, InstanceEvent.Kind.HOST_LOST, f"No heartbeat since {host.last_heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
             )
             offers_refresh_for_host(host=host)
             marked.append(host_id)
     return marked
+
+
+# --- Reliability and verification ---------------------------------------------------------
+
+
+def host_reliability_refresh(*, host: Host) -> Host:
+    """Recompute the 30-day uptime score; below the threshold the host loses its verified mark."""
+    from orders.models import InstanceEvent
+
+    from .reliability import DEVERIFY_BELOW, WINDOW, uptime
+    from .services import host_set_reliability
+
+    first_credential = host.credentials.order_by("created_at").values_list("created_at", flat=True).first()
+    if first_credential is None:
+        return host
+    now = timezone.now()
+    outages = list(
+        host.outages.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=now - WINDOW)).values_list(
+            "started_at", "ended_at"
+        )
+    )
+    failed_starts = InstanceEvent.objects.filter(
+        instance__host=host,
+        to_status="failed",
+        from_status__in=["provisioning", "starting"],
+        created_at__gte=now - WINDOW,
+    ).count()
+    score = uptime(now=now, observed_since=first_credential, outages=outages, failed_starts=failed_starts)
+    host = host_set_reliability(host=host, reliability=score)
+    if host.verified and score < DEVERIFY_BELOW:
+        host_verification_update(host=host, reason=f"Reliability {score:.2%} is below {DEVERIFY_BELOW:.0%}")
+    return host
+
+
+def hosts_reliability_refresh(*, batch_size: int = 500) -> int:
+    """Beat: refresh every registered host's reliability."""
+    ids = list(
+        Host.objects.filter(credentials__isnull=False)
+        .distinct()
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    for host in Host.objects.filter(pk__in=ids).select_related("organization", "accelerator_model", "region"):
+        host_reliability_refresh(host=host)
+    return len(ids)
+
+
+@transaction.atomic
+def host_verification_update(*, host: Host, reason: str = "") -> Host:
+    """Verified when the agent's inventory matches, the selftest passed, reliability is above the
+    threshold and (for a supplier's first host) staff approved it; otherwise deverified. Audited."""
+    from marketplace.audit import audit_record
+
+    from .reliability import DEVERIFY_BELOW
+
+    host = host_lock(host_id=host.pk)
+    others_verified = Host.objects.filter(organization=host.organization, verified=True).exclude(pk=host.pk).exists()
+    staff_ok = host.status == Host.Status.APPROVED or others_verified
+    reliable = host.reliability is None or host.reliability >= DEVERIFY_BELOW
+    should = bool(host.inventory) and not host.inventory_mismatch and bool(host.selftest_passed) and reliable
+    should = should and staff_ok
+    if should != host.verified:
+        if not reason:
+            reason = "Inventory matches, selftest passed" if should else _why_not(host, reliable)
+        audit_record(
+            action="host.verified" if should else "host.deverified",
+            obj=host,
+            reason=reason,
+            before={"verified": host.verified},
+            after={"verified": should},
+        )
+        host.verified = should
+        host.save(update_fields=["verified", "updated_at"])
+        offers_refresh_for_host(host=host)
+    return host
+
+
+def _why_not(host: Host, reliable: bool) -> str:
+    if host.inventory_mismatch:
+        return "Inventory contradicts the declaration"
+    if host.selftest_passed is False:
+        return "Selftest failed"
+    if not reliable:
+        return "Reliability below the threshold"
+    return "Not yet confirmed by the agent"

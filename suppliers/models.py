@@ -305,3 +305,23 @@ class HostCredential(models.Model):
 
     def __str__(self) -> str:
         return f"credential {self.prefix} for host {self.host_id}"
+
+
+class HostOutage(models.Model):
+    """A heartbeat gap: from the last heartbeat before the host went offline to the first after.
+    The evidence for reliability scores and SLA credits."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="outages")
+    started_at = models.DateTimeField(help_text="The last heartbeat before the gap.")
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="The first heartbeat after it; empty: ongoing.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host"], condition=Q(ended_at__isnull=True), name="outage_one_open_per_host"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"host {self.host_id} down {self.started_at:%Y-%m-%d %H:%M} - {self.ended_at or 'now'}"

@@ -7,3 +7,11 @@ from .agent_services import hosts_mark_offline
 def hosts_mark_offline_task(batch_size: int = 200) -> int:
     """Beat: hosts whose heartbeats stopped go offline."""
     return len(hosts_mark_offline(batch_size=batch_size))
+
+
+@shared_task(name="suppliers.tasks.hosts_reliability_refresh_task", time_limit=600, soft_time_limit=580)
+def hosts_reliability_refresh_task(batch_size: int = 500) -> int:
+    """Beat: recompute 30-day uptime scores (and deverify unreliable hosts)."""
+    from .agent_services import hosts_reliability_refresh
+
+    return hosts_reliability_refresh(batch_size=batch_size)

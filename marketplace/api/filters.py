@@ -45,23 +45,6 @@ class IntegerFilter(filters.NumberFilter):
     field_class = forms.IntegerField
 
 
-class StrictBooleanFilter(filters.Filter):
-    """true/false; anything else is an error, never silently ignored."""
-
-    field_class = forms.TypedChoiceField
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("choices", [("", "Any"), ("true", "true"), ("false", "false")])
-        kwargs.setdefault("coerce", lambda value: value == "true")
-        kwargs.setdefault("empty_value", None)
-        super().__init__(*args, **kwargs)
-
-    def filter(self, qs, value):
-        if value is None:
-            return qs
-        return qs.filter(**{self.field_name: value})
-
-
 class NullsLastOrderingFilter(filters.OrderingFilter):
     """Ordering where missing values (e.g. no reliability yet) sort last both ways; id breaks ties."""
 
@@ -135,10 +118,11 @@ class OfferFilterSet(filters.FilterSet):
         max_digits=14,
         decimal_places=6,
     )
-    verified = StrictBooleanFilter(
-        label="Verified hosts",
-        field_name="verified",
-        choices=[("", "Any"), ("true", "Verified only"), ("false", "Unverified only")],
+    verified = filters.ChoiceFilter(
+        label="Hosts",
+        method="filter_verified",
+        choices=[("true", "Verified only"), ("all", "Verified and unverified"), ("false", "Unverified only")],
+        empty_label=None,
     )
     min_reliability = filters.NumberFilter(
         label="Min. reliability (0-1)",
@@ -161,3 +145,16 @@ class OfferFilterSet(filters.FilterSet):
     class Meta:
         model = Offer
         fields: list[str] = []
+
+    def filter_queryset(self, queryset):
+        # Search defaults to verified hosts; `verified=all` (or `false`) shows the rest.
+        if not self.form.cleaned_data.get("verified"):
+            queryset = queryset.filter(verified=True)
+        return super().filter_queryset(queryset)
+
+    def filter_verified(self, queryset, name, value):
+        if value == "true":
+            return queryset.filter(verified=True)
+        if value == "false":
+            return queryset.filter(verified=False)
+        return queryset

@@ -130,6 +130,7 @@ CELERY_BEAT_SCHEDULE = {
     "meter-usage": {"task": "billing.tasks.meter_usage_task", "schedule": env.float("METERING_INTERVAL_SECONDS", 60.0)},
     "settle-usage": {"task": "billing.tasks.settle_usage_task", "schedule": 60.0},
     "low-balance": {"task": "billing.tasks.low_balance_check_task", "schedule": 60.0},
+    "reliability": {"task": "suppliers.tasks.hosts_reliability_refresh_task", "schedule": 3600.0},
     "payouts": {"task": "billing.tasks.payouts_create_task", "schedule": env.float("PAYOUT_INTERVAL_SECONDS", 86400.0)},
 }
 AGENT_OFFLINE_AFTER_SECONDS = env.int("AGENT_OFFLINE_AFTER_SECONDS", default=90)
@@ -181,6 +182,8 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 TOP_UP_MIN = Decimal(env.str("TOP_UP_MIN", default="5"))
 TOP_UP_MAX = Decimal(env.str("TOP_UP_MAX", default="10000"))
 RESERVED_CANCELLATION_FEE = Decimal(env.str("RESERVED_CANCELLATION_FEE", default="0.10"))
+SLA_GRACE_SECONDS = env.int("SLA_GRACE_SECONDS", default=300)
+SLA_CREDIT_MULTIPLE = Decimal(env.str("SLA_CREDIT_MULTIPLE", default="5"))
 PAYOUT_MINIMUM = Decimal(env.str("PAYOUT_MINIMUM", default="10"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

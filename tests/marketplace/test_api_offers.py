@@ -45,6 +45,8 @@ def market(supplier_org, other_supplier_org):
 
 
 def results(client, query=""):
+    if "verified=" not in query:
+        query = f"{query}&verified=all"
     response = client.get(f"/api/v1/offers/?page_size=200&{query}")
     assert response.status_code == 200, response.content
     return response.json()["results"]
@@ -65,6 +67,7 @@ def results(client, query=""):
         ("max_price_per_hour=0.5", {"l4"}),
         ("verified=false", {"l4"}),
         ("verified=true", {"h100", "gaudi"}),
+        ("verified=all", {"h100", "gaudi", "l4"}),
         ("min_reliability=0.99", {"h100"}),
         ("instance_type=gaudi2-96g.8x", {"gaudi"}),
     ],
@@ -181,3 +184,9 @@ def test_openapi_schema_is_valid_without_warnings(tmp_path):
     text = out.read_text()
     for path in ("/api/v1/orders/", "/api/v1/quotes/", "/api/v1/instances/{id}/stop/", "/api/v1/hosts/"):
         assert path in text
+
+
+def test_search_defaults_to_verified_hosts(api_client, market):
+    rows = api_client.get("/api/v1/offers/?page_size=200").json()["results"]
+    assert rows and all(r["verified"] for r in rows)
+    assert market["l4"].pk not in {r["host"] for r in rows}
