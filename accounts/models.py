@@ -46,6 +46,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         help_text="Ceiling on the total hourly price of this buyer's live instances (USD).",
     )
     is_active = models.BooleanField(default=True)
+    suspended_at = models.DateTimeField(null=True, blank=True, help_text="Suspended buyers cannot order.")
+    suspension_reason = models.CharField(max_length=500, blank=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
 

@@ -11,5 +11,6 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("home/", views.home, name="home"),
     path("api-keys/", views.api_keys, name="api_keys"),
+    path("notifications/", views.notifications, name="notifications"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

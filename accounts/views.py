@@ -74,3 +74,15 @@ def api_key_revoke(request, key_id: int):
     services.api_key_revoke(api_key=api_key)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("accounts:api_keys")
+
+
+@login_required
+def notifications(request):
+    """In-app notifications; opening the page marks them read."""
+    from django.utils import timezone
+
+    from .models import Notification
+
+    items = list(Notification.objects.filter(user=request.user)[:100])
+    Notification.objects.filter(user=request.user, read_at__isnull=True).update(read_at=timezone.now())
+    return render(request, "accounts/notifications.html", {"items": items})

@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("supplier/", include("suppliers.urls")),
     path("billing/", include("billing.urls")),
+    path("staff/moderation/", views.moderation_dashboard, name="moderation"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -91,3 +91,72 @@ def instance_type_detail(request, name: str):
         "marketplace/instance_type_detail.html",
         {"instance_type": instance_type, "page": page, "query_without_page": ""},
     )
+
+
+def _staff_only(request) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    if not (request.user.is_authenticated and request.user.is_staff):
+        raise PermissionDenied
+
+
+def moderation_dashboard(request):
+    """Staff: queues with counts, and moderation actions that take a reason."""
+    from django.contrib import messages
+    from django.shortcuts import redirect
+
+    from accounts.models import User
+    from suppliers import services as supplier_services
+    from suppliers.models import Host, Organization
+
+    from . import moderation
+    from .errors import ApplicationError
+    from .models import AuditEntry
+
+    _staff_only(request)
+    if request.method == "POST":
+        action, reason, target = request.POST.get("action"), request.POST.get("reason", ""), request.POST.get("target")
+        try:
+            if action in ("suspend_buyer", "reinstate_buyer"):
+                buyer = User.objects.filter(email__iexact=(target or "").strip()).first()
+                if buyer is None:
+                    raise ApplicationError("No account with that email.", code="not_found")
+                operation = moderation.buyer_suspend if action == "suspend_buyer" else moderation.buyer_reinstate
+                operation(buyer=buyer, reason=reason, staff=request.user)
+            elif action == "delist_host":
+                host = Host.objects.filter(pk=int(target or 0)).first()
+                if host is None:
+                    raise ApplicationError("No such host.", code="not_found")
+                moderation.host_delist(host=host, reason=reason, staff=request.user)
+            elif action == "suspend_supplier":
+                organization = Organization.objects.filter(name=(target or "").strip()).first()
+                if organization is None:
+                    raise ApplicationError("No such organization.", code="not_found")
+                if not reason.strip():
+                    raise ApplicationError("A suspension needs a reason.", code="invalid")
+                supplier_services.organization_suspend(organization=organization, reason=reason, actor=request.user)
+            else:
+                raise ApplicationError("Unknown action.", code="invalid")
+        except (ApplicationError, ValueError) as error:
+            messages.error(request, getattr(error, "detail", str(error)))
+        else:
+            messages.success(request, "Done; it is in the audit log.")
+        return redirect("moderation")
+    queues = {
+        "Suppliers pending review": Organization.objects.filter(status="pending").count(),
+        "Hosts pending approval": Host.objects.filter(status="pending").count(),
+        "Hosts with inventory mismatch": Host.objects.exclude(inventory_mismatch=None).count(),
+        "Hosts offline": Host.objects.filter(agent_status="offline").count(),
+        "Unverified approved hosts": Host.objects.filter(status="approved", verified=False).count(),
+        "Suspended buyers": User.objects.exclude(suspended_at=None).count(),
+    }
+    return render(
+        request,
+        "marketplace/moderation.html",
+        {
+            "queues": queues,
+            "pending_organizations": Organization.objects.filter(status="pending")[:20],
+            "problem_hosts": Host.objects.exclude(inventory_mismatch=None).select_related("organization")[:20],
+            "audit": AuditEntry.objects.select_related("actor")[:30],
+        },
+    )

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.services import funds_guard, lock_wallet, reserved_cancellation_refund, reserved_prepay
 from marketplace import capacity
-from marketplace.errors import ApplicationError, Conflict, InvalidInput
+from marketplace.errors import ApplicationError, Conflict, Forbidden, InvalidInput
 from marketplace.models import InstanceType, Offer, Region
 from marketplace.money import quantize_price
 from marketplace.services import (
@@ -453,6 +453,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     """
     target = order_target_resolve(request)
     buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    if buyer.suspended_at:
+        raise Forbidden(f"Your account is suspended: {buyer.suspension_reason}", code="account_suspended")
     lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
 
     estimate = selectors.order_candidates(target)

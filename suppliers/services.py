@@ -161,6 +161,20 @@ def organization_suspend(*, organization: Organization, reason: str, actor: User
         organization=organization, status=Organization.Status.SUSPENDED, reason=reason, actor=actor
     )
     _notify_members(organization, "Your organization was suspended", reason)
+    from accounts.services import notify
+    from orders.models import Instance
+
+    renters = {
+        i.buyer
+        for i in Instance.objects.not_terminated().filter(host__organization=organization).select_related("buyer")
+    }
+    for buyer in renters:
+        notify(
+            user=buyer,
+            kind="moderation",
+            title="A supplier you rent from was suspended",
+            body="Its offers are delisted; your running instances are not interrupted by us.",
+        )
     return organization
 
 

@@ -1,0 +1,102 @@
+"""Staff moderation actions. Each takes a reason, goes through the services, is audited, and
+tells the people affected."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import notify
+from marketplace.audit import audit_record
+from marketplace.errors import Conflict, Forbidden, InvalidInput
+
+
+def _require(staff: User, reason: str) -> str:
+    if not staff.is_staff:
+        raise Forbidden("Only staff moderate.")
+    if not (reason or "").strip():
+        raise InvalidInput("Moderation needs a reason the affected people will see.", fields={"reason": ["Required."]})
+    return reason.strip()
+
+
+@transaction.atomic
+def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
+    """No new orders; running instances are stopped (disks kept); the buyer is told why."""
+    from orders.models import Instance
+    from orders.services import instance_stop
+
+    reason = _require(staff, reason)
+    buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    if buyer.suspended_at:
+        raise Conflict("This buyer is already suspended.", code="already_suspended")
+    audit_record(
+        action="buyer.suspend",
+        obj=buyer,
+        actor=staff,
+        reason=reason,
+        before={"suspended": False},
+        after={"suspended": True},
+    )
+    buyer.suspended_at = timezone.now()
+    buyer.suspension_reason = reason
+    buyer.save(update_fields=["suspended_at", "suspension_reason"])
+    for instance in Instance.objects.live().filter(buyer=buyer).exclude(status="requested"):
+        instance_stop(instance=instance, actor="staff", actor_user=staff)
+    notify(user=buyer, kind="moderation", title="Your account was suspended", body=reason)
+    return buyer
+
+
+@transaction.atomic
+def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
+    reason = _require(staff, reason)
+    buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    audit_record(
+        action="buyer.reinstate",
+        obj=buyer,
+        actor=staff,
+        reason=reason,
+        before={"suspended": bool(buyer.suspended_at)},
+        after={"suspended": False},
+    )
+    buyer.suspended_at = None
+    buyer.suspension_reason = ""
+    buyer.save(update_fields=["suspended_at", "suspension_reason"])
+    notify(user=buyer, kind="moderation", title="Your account was reinstated", body=reason)
+    return buyer
+
+
+@transaction.atomic
+def host_delist(*, host, reason: str, staff: User):
+    """Staff take a host's offers down; its supplier and current renters are told."""
+    from orders.models import Instance
+    from suppliers.models import Host
+    from suppliers.services import host_lock
+
+    from .services import offers_refresh_for_host
+
+    reason = _require(staff, reason)
+    host = host_lock(host_id=host.pk)
+    audit_record(
+        action="host.delist",
+        obj=host,
+        actor=staff,
+        reason=reason,
+        before={"status": host.status},
+        after={"status": Host.Status.DELISTED},
+    )
+    host.status = Host.Status.DELISTED
+    host.status_reason = reason
+    host.save(update_fields=["status", "status_reason", "updated_at"])
+    offers_refresh_for_host(host=host)
+    for membership in host.organization.memberships.select_related("user"):
+        notify(user=membership.user, kind="moderation", title=f"Host {host.name} was delisted", body=reason)
+    renters = {i.buyer for i in Instance.objects.not_terminated().filter(host=host).select_related("buyer")}
+    for buyer in renters:
+        notify(
+            user=buyer,
+            kind="moderation",
+            title="A host you rent on was delisted by our staff",
+            body=f"Your instances keep running for now. Reason: {reason}",
+        )
+    return host
