@@ -15,7 +15,7 @@ from billing.api.views import (
     UsageView,
 )
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
-from orders.api.views import InstanceViewSet, OrderViewSet, QuoteView
+from orders.api.views import InstanceViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
 from suppliers.api.agent import (
     AgentCommandAckView,
     AgentHeartbeatView,
@@ -35,6 +35,7 @@ router.register("hosts", HostViewSet, basename="host")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("orders", OrderViewSet, basename="order")
 router.register("instances", InstanceViewSet, basename="instance")
+router.register("problem-reports", ProblemReportViewSet, basename="problem-report")
 router.register("billing/top-ups", TopUpViewSet, basename="top-up")
 router.register("billing/payouts", PayoutViewSet, basename="payout")
 

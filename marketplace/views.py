@@ -106,6 +106,7 @@ def moderation_dashboard(request):
     from django.shortcuts import redirect
 
     from accounts.models import User
+    from orders.models import ProblemReport
     from suppliers import services as supplier_services
     from suppliers.models import Host, Organization
 
@@ -149,6 +150,7 @@ def moderation_dashboard(request):
         "Hosts offline": Host.objects.filter(agent_status="offline").count(),
         "Unverified approved hosts": Host.objects.filter(status="approved", verified=False).count(),
         "Suspended buyers": User.objects.exclude(suspended_at=None).count(),
+        "Open problem reports": ProblemReport.objects.filter(status__in=["open", "answered"]).count(),
     }
     return render(
         request,

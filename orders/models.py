@@ -257,3 +257,42 @@ class HostCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} i-{self.instance_id} on host {self.host_id} ({self.status})"
+
+
+class ProblemReport(models.Model):
+    """A buyer's report about an instance; the supplier may answer; staff resolve it."""
+
+    class Category(models.TextChoices):
+        WONT_START = "wont_start", "Does not start"
+        PERFORMANCE = "performance", "Slower than advertised"
+        HOST_LOST = "host_lost", "Host unreachable"
+        HARDWARE = "hardware", "Hardware does not match the offer"
+        BILLING = "billing", "Billing"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ANSWERED = "answered", "Answered by the supplier"
+        REFUNDED = "refunded", "Resolved with a credit"
+        REJECTED = "rejected", "Rejected"
+
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="problem_reports")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="problem_reports")
+    category = models.CharField(max_length=16, choices=Category.choices)
+    description = models.TextField(max_length=4000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    supplier_answer = models.TextField(blank=True, max_length=4000)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    resolution_reason = models.TextField(blank=True, max_length=2000)
+    credit_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"report {self.pk} on i-{self.instance_id} ({self.status})"

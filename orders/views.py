@@ -110,3 +110,57 @@ def instance_action(request, instance_id: int, action: str):
     else:
         messages.success(request, f"{action.capitalize()} requested.")
     return redirect("orders:instance_detail", instance_id=instance.pk)
+
+
+@login_required
+@require_POST
+def instance_report(request, instance_id: int):
+    """Buyer files a problem report from the instance page."""
+    from . import disputes
+
+    instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
+    try:
+        report = disputes.report_create(
+            buyer=request.user,
+            instance=instance,
+            category=request.POST.get("category", ""),
+            description=request.POST.get("description", ""),
+        )
+    except ApplicationError as error:
+        messages.error(request, f"{error.detail} {' '.join(m for ms in error.fields.values() for m in ms)}")
+        return redirect("orders:instance_detail", instance_id=instance.pk)
+    messages.success(request, "Report filed: the supplier and our staff are told.")
+    return redirect("orders:report_detail", report_id=report.pk)
+
+
+@login_required
+def report_detail(request, report_id: int):
+    """One report: the buyer, the supplier (answer) and staff (evidence, resolve) each see their part."""
+    from decimal import InvalidOperation
+
+    from . import disputes
+
+    report = disputes.report_get_for_user(user=request.user, report_id=report_id)
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "answer":
+                disputes.report_answer(user=request.user, report=report, answer=request.POST.get("answer", ""))
+            elif request.POST.get("action") == "resolve":
+                raw = (request.POST.get("credit") or "").strip()
+                try:
+                    credit = Decimal(raw) if raw else None
+                except InvalidOperation:
+                    credit = Decimal("-1")
+                disputes.report_resolve(
+                    staff=request.user, report=report, credit=credit, reason=request.POST.get("reason", "")
+                )
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        else:
+            messages.success(request, "Saved.")
+        return redirect("orders:report_detail", report_id=report.pk)
+    is_supplier = report.instance.host.organization.memberships.filter(user=request.user).exists()
+    context = {"report": report, "is_supplier": is_supplier}
+    if request.user.is_staff:
+        context["evidence"] = disputes.report_evidence(report=report)
+    return render(request, "orders/report_detail.html", context)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from orders.models import RESERVED_TERMS_HOURS, Instance, InstanceEvent, Order, Pricing
+from orders.models import RESERVED_TERMS_HOURS, Instance, InstanceEvent, Order, Pricing, ProblemReport
 from orders.services import OrderRequest
 
 
@@ -143,3 +143,42 @@ class OrderSerializer(serializers.ModelSerializer):
             "created_at",
             "instances",
         ]
+
+
+class ProblemReportSerializer(serializers.ModelSerializer):
+    instance = serializers.IntegerField(source="instance_id")
+
+    class Meta:
+        model = ProblemReport
+        fields = [
+            "id",
+            "instance",
+            "category",
+            "description",
+            "status",
+            "supplier_answer",
+            "answered_at",
+            "resolution_reason",
+            "credit_amount",
+            "resolved_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "supplier_answer",
+            "answered_at",
+            "resolution_reason",
+            "credit_amount",
+            "resolved_at",
+            "created_at",
+        ]
+
+
+class AnswerSerializer(serializers.Serializer):
+    answer = serializers.CharField(max_length=4000)
+
+
+class ResolveSerializer(serializers.Serializer):
+    credit = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
+    reason = serializers.CharField(max_length=2000)

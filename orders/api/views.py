@@ -6,15 +6,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.idempotency import idempotent
-from orders import selectors, services
-from orders.models import Instance
+from orders import disputes, selectors, services
+from orders.models import Instance, ProblemReport
 
 from .serializers import (
+    AnswerSerializer,
     InstanceDetailSerializer,
     InstanceSerializer,
     OrderInputSerializer,
     OrderSerializer,
+    ProblemReportSerializer,
     QuoteSerializer,
+    ResolveSerializer,
 )
 
 
@@ -98,3 +101,54 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"])
     def terminate(self, request, pk=None):
         return self._act(services.instance_terminate)
+
+
+class ProblemReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Problem reports: buyers file them on their instances, suppliers answer, staff resolve."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = ProblemReportSerializer
+    queryset = ProblemReport.objects.none()
+
+    def get_queryset(self):
+        return disputes.report_list_for_user(user=self.request.user)
+
+    def get_object(self):
+        return disputes.report_get_for_user(user=self.request.user, report_id=self.kwargs["pk"])
+
+    @extend_schema(request=ProblemReportSerializer, responses={201: ProblemReportSerializer})
+    @idempotent
+    def create(self, request):
+        data = ProblemReportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        instance = selectors.instance_get_for_user(user=request.user, instance_id=data.validated_data["instance_id"])
+        report = disputes.report_create(
+            buyer=request.user,
+            instance=instance,
+            category=data.validated_data["category"],
+            description=data.validated_data["description"],
+        )
+        return Response(ProblemReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AnswerSerializer, responses=ProblemReportSerializer)
+    @action(detail=True, methods=["post"])
+    def answer(self, request, pk=None):
+        data = AnswerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = disputes.report_answer(
+            user=request.user, report=self.get_object(), answer=data.validated_data["answer"]
+        )
+        return Response(ProblemReportSerializer(report).data)
+
+    @extend_schema(request=ResolveSerializer, responses=ProblemReportSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        data = ResolveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = disputes.report_resolve(
+            staff=request.user,
+            report=self.get_object(),
+            credit=data.validated_data.get("credit"),
+            reason=data.validated_data["reason"],
+        )
+        return Response(ProblemReportSerializer(report).data)
