@@ -86,7 +86,15 @@ def host_is_sellable(host) -> bool:
         and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
         and host.agent_status != host.AgentStatus.OFFLINE
         and not host.inventory_mismatch
+        and not host.maintenance_windows.filter(starts_at__lte=timezone.now(), ends_at__gt=timezone.now()).exists()
     )
+
+
+def _listed_until(host):
+    """Offers end at the supplier's end date or the next maintenance window, whichever is first."""
+    upcoming = host.maintenance_windows.filter(starts_at__gt=timezone.now()).order_by("starts_at").first()
+    candidates = [t for t in (host.offer_ends_at, upcoming.starts_at if upcoming else None) if t is not None]
+    return min(candidates) if candidates else None
 
 
 def host_type_figures(host, instance_type: InstanceType) -> OfferFigures:
@@ -126,7 +134,7 @@ def offers_refresh_for_host(*, host) -> list[Offer]:
                 "energy_kwh_per_hour": figures.energy_kwh_per_hour,
                 "verified": host.verified,
                 "reliability": host.reliability,
-                "listed_until": host.offer_ends_at,
+                "listed_until": _listed_until(host),
             },
         )
         kept.append(offer)

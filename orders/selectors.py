@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Q, QuerySet
@@ -15,7 +16,7 @@ from marketplace import broker, capacity
 from marketplace.models import AcceleratorKind, InstanceType
 from marketplace.money import quantize_price
 from marketplace.services import host_capacity_spec, host_type_figures, instance_type_shape
-from suppliers.models import Host, Organization
+from suppliers.models import Host, MaintenanceWindow, Organization
 
 from .models import Allocation, Instance, Order, Pricing
 
@@ -36,6 +37,7 @@ class OrderTarget:
     region_id: int | None = None
     near: broker.Location | None = None
     same_host: bool = False
+    rental_hours: int | None = None  # how long the rental may last: term, or terminate_after_hours
 
     @property
     def spot_bid(self) -> Decimal | None:
@@ -79,6 +81,13 @@ def order_candidates(target: OrderTarget, *, host_ids: list[int] | None = None, 
     )
     if target.offer_host_id is not None:
         hosts = hosts.filter(pk=target.offer_host_id)
+    # Orders that would overlap a maintenance window go elsewhere.
+    now = timezone.now()
+    order_end = now + timedelta(hours=target.rental_hours) if target.rental_hours else None
+    windows = MaintenanceWindow.objects.filter(ends_at__gt=now)
+    if order_end is not None:
+        windows = windows.filter(starts_at__lt=order_end)
+    hosts = hosts.exclude(pk__in=windows.values("host_id"))
     if target.region_id is not None:
         hosts = hosts.filter(region_id=target.region_id)
     if host_ids is not None:

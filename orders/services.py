@@ -222,6 +222,7 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         region_id=region_id,
         near=near,
         same_host=bool(request.same_host),
+        rental_hours=request.term_hours if request.pricing == Pricing.RESERVED else request.terminate_after_hours,
     )
 
 

@@ -325,3 +325,23 @@ class HostOutage(models.Model):
 
     def __str__(self) -> str:
         return f"host {self.host_id} down {self.started_at:%Y-%m-%d %H:%M} - {self.ended_at or 'now'}"
+
+
+class MaintenanceWindow(models.Model):
+    """Planned downtime. Renters are told when it is scheduled; orders that would overlap go
+    elsewhere; the host is not offered while it lasts."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="maintenance_windows")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["starts_at"]
+        constraints = [
+            models.CheckConstraint(name="maintenance_ends_after_start", condition=Q(ends_at__gt=models.F("starts_at")))
+        ]
+
+    def __str__(self) -> str:
+        return f"host {self.host_id} maintenance {self.starts_at:%Y-%m-%d %H:%M} - {self.ends_at:%H:%M}"

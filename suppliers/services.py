@@ -3,11 +3,13 @@ the host's offers in the same transaction, under the host row lock."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -394,3 +396,60 @@ def host_set_reliability(*, host: Host, reliability: Decimal | None) -> Host:
     host.save(update_fields=["reliability", "updated_at"])
     offers_refresh_for_host(host=host)
     return host
+
+
+# --- Maintenance windows ------------------------------------------------------------------
+
+MAX_MAINTENANCE = timedelta(days=7)
+
+
+@transaction.atomic
+def maintenance_schedule(*, user: User, host: Host, starts_at, ends_at, reason: str):
+    """Schedule maintenance on the user's host; every current renter is notified now."""
+    from accounts.services import notify
+    from orders.models import Instance
+
+    from .models import MaintenanceWindow
+
+    errors = {}
+    now = timezone.now()
+    if starts_at is None or starts_at <= now:
+        errors["starts_at"] = ["Maintenance is scheduled in the future."]
+    if starts_at and ends_at and ends_at <= starts_at:
+        errors["ends_at"] = ["The end comes after the start."]
+    elif starts_at and ends_at and ends_at - starts_at > MAX_MAINTENANCE:
+        errors["ends_at"] = ["At most 7 days."]
+    if not (reason or "").strip():
+        errors["reason"] = ["Tell renters why."]
+    if errors:
+        raise InvalidInput("The maintenance window is not valid.", fields=errors)
+    host = host_lock(host_id=host.pk)
+    if not host.organization.memberships.filter(user=user).exists() and not user.is_staff:
+        raise Forbidden("Only the host's supplier schedules maintenance.")
+    window = MaintenanceWindow.objects.create(host=host, starts_at=starts_at, ends_at=ends_at, reason=reason.strip())
+    offers_refresh_for_host(host=host)
+    renters = {i.buyer for i in Instance.objects.not_terminated().filter(host=host).select_related("buyer")}
+    for buyer in renters:
+        notify(
+            user=buyer,
+            kind="maintenance",
+            title=f"Planned maintenance on your host {starts_at:%Y-%m-%d %H:%M}-{ends_at:%H:%M} UTC",
+            body=f"{window.reason}. Your instances on host {host.pk} may be interrupted during the window.",
+        )
+    return window
+
+
+def maintenance_refresh(*, within: timedelta = timedelta(minutes=10)) -> int:
+    """Beat: re-offer hosts whose maintenance just ended, hide those where it just began."""
+    from .models import MaintenanceWindow
+
+    now = timezone.now()
+    host_ids = set(
+        MaintenanceWindow.objects.filter(
+            Q(starts_at__range=(now - within, now)) | Q(ends_at__range=(now - within, now))
+        ).values_list("host_id", flat=True)
+    )
+    for host_id in sorted(host_ids):
+        with transaction.atomic():
+            offers_refresh_for_host(host=host_lock(host_id=host_id))
+    return len(host_ids)

@@ -15,3 +15,11 @@ def hosts_reliability_refresh_task(batch_size: int = 500) -> int:
     from .agent_services import hosts_reliability_refresh
 
     return hosts_reliability_refresh(batch_size=batch_size)
+
+
+@shared_task(name="suppliers.tasks.maintenance_refresh_task", time_limit=120, soft_time_limit=100)
+def maintenance_refresh_task() -> int:
+    """Beat: hosts entering or leaving maintenance get their offers recomputed."""
+    from .services import maintenance_refresh
+
+    return maintenance_refresh()

@@ -12,6 +12,7 @@ urlpatterns = [
     path("hosts/<int:host_id>/edit/", views.host_edit, name="host_edit"),
     path("hosts/<int:host_id>/listing/", views.host_listing, name="host_listing"),
     path("hosts/<int:host_id>/agent/", views.host_agent_status, name="host_agent_status"),
+    path("hosts/<int:host_id>/maintenance/", views.host_maintenance, name="host_maintenance"),
     path("hosts/<int:host_id>/registration-token/", views.host_registration_token, name="host_registration_token"),
     path("hosts/<int:host_id>/delete/", views.host_delete, name="host_delete"),
 ]

@@ -1,5 +1,7 @@
 """Supplier pages: onboarding, dashboard, host declaration and detail. Thin: services decide."""
 
+import datetime as dt
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -146,3 +148,31 @@ def host_delete(request, host_id: int):
         return redirect("suppliers:host_detail", host_id=host.pk)
     messages.success(request, f"Host {host.name} removed.")
     return redirect("suppliers:dashboard")
+
+
+@login_required
+@require_POST
+def host_maintenance(request, host_id: int):
+    """Schedule maintenance from the host page (times are UTC)."""
+    from django.utils.dateparse import parse_datetime
+
+    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+
+    def when(name):
+        value = parse_datetime(request.POST.get(name, "") or "")
+        return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
+
+    try:
+        services.maintenance_schedule(
+            user=request.user,
+            host=host,
+            starts_at=when("starts_at"),
+            ends_at=when("ends_at"),
+            reason=request.POST.get("reason", ""),
+        )
+    except ApplicationError as error:
+        problems = " ".join(m for messages_ in error.fields.values() for m in messages_)
+        messages.error(request, f"{error.detail} {problems}")
+    else:
+        messages.success(request, "Maintenance scheduled; renters were notified.")
+    return redirect("suppliers:host_detail", host_id=host.pk)

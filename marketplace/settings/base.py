@@ -131,6 +131,7 @@ CELERY_BEAT_SCHEDULE = {
     "meter-usage": {"task": "billing.tasks.meter_usage_task", "schedule": env.float("METERING_INTERVAL_SECONDS", 60.0)},
     "settle-usage": {"task": "billing.tasks.settle_usage_task", "schedule": 60.0},
     "low-balance": {"task": "billing.tasks.low_balance_check_task", "schedule": 60.0},
+    "maintenance": {"task": "suppliers.tasks.maintenance_refresh_task", "schedule": 300.0},
     "reliability": {"task": "suppliers.tasks.hosts_reliability_refresh_task", "schedule": 3600.0},
     "payouts": {"task": "billing.tasks.payouts_create_task", "schedule": env.float("PAYOUT_INTERVAL_SECONDS", 86400.0)},
 }

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from marketplace.models import AcceleratorModel, Offer, Region, Zone
-from suppliers.models import Host, Organization
+from suppliers.models import Host, MaintenanceWindow, Organization
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -106,3 +106,10 @@ class HostSerializer(serializers.ModelSerializer):
         ]
         # Uniqueness of the name per organization is checked by the service (it knows the org).
         validators: list = []
+
+
+class MaintenanceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["id", "starts_at", "ends_at", "reason", "created_at"]
+        read_only_fields = ["id", "created_at"]

@@ -10,7 +10,7 @@ from marketplace.idempotency import idempotent
 from marketplace.models import Offer
 from suppliers import agent_services, selectors, services
 
-from .serializers import HostSerializer, OrganizationSerializer
+from .serializers import HostSerializer, MaintenanceSerializer, OrganizationSerializer
 
 
 class OrganizationView(APIView):
@@ -100,6 +100,20 @@ class HostViewSet(viewsets.ModelViewSet):
         """A one-time token (24 h) for `python -m agent register --token ...` on this host."""
         token = agent_services.host_registration_token_issue(host=self.get_object(), user=request.user)
         return Response({"token": token, "expires_in_hours": 24}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=MaintenanceSerializer, responses={200: MaintenanceSerializer(many=True), 201: MaintenanceSerializer}
+    )
+    @action(detail=True, methods=["get", "post"])
+    def maintenance(self, request, pk=None):
+        """Planned maintenance windows; POST schedules one (renters are notified)."""
+        host = self.get_object()
+        if request.method == "GET":
+            return Response(MaintenanceSerializer(host.maintenance_windows.all(), many=True).data)
+        data = MaintenanceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        window = services.maintenance_schedule(user=request.user, host=host, **data.validated_data)
+        return Response(MaintenanceSerializer(window).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=HostSerializer)
     @action(detail=True, methods=["post"])

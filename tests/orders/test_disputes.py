@@ -27,23 +27,36 @@ def instance(buyer, l4_host):
 
 def test_report_answer_and_resolve_with_a_credit(buyer, supplier, staff, instance, supplier_org):
     buyer_api, supplier_api, staff_api = bearer_client(buyer), bearer_client(supplier), bearer_client(staff)
-    created = buyer_api.post("/api/v1/problem-reports/", {"instance": instance.pk, "category": "performance",
-                                                          "description": "Half the TFLOPS"}, format="json")
+    created = buyer_api.post(
+        "/api/v1/problem-reports/",
+        {"instance": instance.pk, "category": "performance", "description": "Half the TFLOPS"},
+        format="json",
+    )
     assert created.status_code == 201, created.content
     report_id = created.json()["id"]
     assert supplier.notifications.filter(kind="problem_report").exists()
 
-    answered = supplier_api.post(f"/api/v1/problem-reports/{report_id}/answer/", {"answer": "Thermal issue, fixed"},
-                                 format="json")
+    answered = supplier_api.post(
+        f"/api/v1/problem-reports/{report_id}/answer/", {"answer": "Thermal issue, fixed"}, format="json"
+    )
     assert answered.json()["status"] == "answered"
-    assert buyer_api.post(f"/api/v1/problem-reports/{report_id}/answer/", {"answer": "me"},
-                          format="json").status_code == 403
-    assert buyer_api.post(f"/api/v1/problem-reports/{report_id}/resolve/", {"credit": "5.00", "reason": "x"},
-                          format="json").status_code == 403
+    assert (
+        buyer_api.post(f"/api/v1/problem-reports/{report_id}/answer/", {"answer": "me"}, format="json").status_code
+        == 403
+    )
+    assert (
+        buyer_api.post(
+            f"/api/v1/problem-reports/{report_id}/resolve/", {"credit": "5.00", "reason": "x"}, format="json"
+        ).status_code
+        == 403
+    )
 
     wallet, payable = billing.wallet_balance(buyer), billing.account_balance(billing.supplier_payable(supplier_org))
-    resolved = staff_api.post(f"/api/v1/problem-reports/{report_id}/resolve/",
-                              {"credit": "3.50", "reason": "Confirmed throttling"}, format="json")
+    resolved = staff_api.post(
+        f"/api/v1/problem-reports/{report_id}/resolve/",
+        {"credit": "3.50", "reason": "Confirmed throttling"},
+        format="json",
+    )
     assert resolved.json()["status"] == "refunded"
     assert billing.wallet_balance(buyer) == wallet + Decimal("3.50")
     assert billing.account_balance(billing.supplier_payable(supplier_org)) == payable - Decimal("3.50")
@@ -52,41 +65,56 @@ def test_report_answer_and_resolve_with_a_credit(buyer, supplier, staff, instanc
 
 
 def test_rejection_needs_a_reason_and_moves_no_money(buyer, staff, instance):
-    report = bearer_client(buyer).post("/api/v1/problem-reports/", {"instance": instance.pk, "category": "other",
-                                                                    "description": "?"}, format="json").json()
+    report = (
+        bearer_client(buyer)
+        .post(
+            "/api/v1/problem-reports/",
+            {"instance": instance.pk, "category": "other", "description": "?"},
+            format="json",
+        )
+        .json()
+    )
     before = billing.wallet_balance(buyer)
     staff_api = bearer_client(staff)
-    assert staff_api.post(f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": ""},
-                          format="json").status_code == 400
-    rejected = staff_api.post(f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": "Works as offered"},
-                              format="json")
+    assert (
+        staff_api.post(f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": ""}, format="json").status_code
+        == 400
+    )
+    rejected = staff_api.post(
+        f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": "Works as offered"}, format="json"
+    )
     assert rejected.json()["status"] == "rejected"
     assert billing.wallet_balance(buyer) == before
 
 
 def test_reports_are_visible_only_to_their_parties(buyer, instance):
-    bearer_client(buyer).post("/api/v1/problem-reports/", {"instance": instance.pk, "category": "other",
-                                                           "description": "x"}, format="json")
+    bearer_client(buyer).post(
+        "/api/v1/problem-reports/", {"instance": instance.pk, "category": "other", "description": "x"}, format="json"
+    )
     stranger = bearer_client(UserFactory())
     assert stranger.get("/api/v1/problem-reports/").json()["count"] == 0
     report = ProblemReport.objects.get()
     assert stranger.get(f"/api/v1/problem-reports/{report.pk}/").status_code == 404
-    other_instance_report = stranger.post("/api/v1/problem-reports/", {"instance": instance.pk, "category": "other",
-                                                                       "description": "x"}, format="json")
+    other_instance_report = stranger.post(
+        "/api/v1/problem-reports/", {"instance": instance.pk, "category": "other", "description": "x"}, format="json"
+    )
     assert other_instance_report.status_code == 404
 
 
 def test_report_pages(client, buyer, staff, instance):
     client.force_login(buyer)
-    response = client.post(reverse("orders:instance_report", args=[instance.pk]),
-                           {"category": "wont_start", "description": "Stuck provisioning"})
+    response = client.post(
+        reverse("orders:instance_report", args=[instance.pk]),
+        {"category": "wont_start", "description": "Stuck provisioning"},
+    )
     report = ProblemReport.objects.get()
     assert response["Location"] == reverse("orders:report_detail", args=[report.pk])
     assert "evidence" not in client.get(response["Location"]).context
     client.force_login(staff)
     page = client.get(reverse("orders:report_detail", args=[report.pk]))
     assert page.context["evidence"]["events"] and "Heartbeat gaps" in page.content.decode()
-    client.post(reverse("orders:report_detail", args=[report.pk]),
-                {"action": "resolve", "credit": "1.00", "reason": "Sorry"})
+    client.post(
+        reverse("orders:report_detail", args=[report.pk]), {"action": "resolve", "credit": "1.00", "reason": "Sorry"}
+    )
     report.refresh_from_db()
     assert report.status == "refunded" and report.credit_amount == Decimal("1.00")
