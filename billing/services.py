@@ -790,3 +790,17 @@ def sla_credits_for_outage(*, outage) -> list[LedgerTransaction]:
             dedupe_key=f"sla:{outage.pk}:{instance.pk}",
         )
     return credits
+
+
+def meter_rate_change(*, instance, at: datetime) -> None:
+    """Close the open usage window at `at` so time before it is billed at the old rate."""
+    from orders.models import Instance
+
+    kind = accrual_kind(instance)
+    if kind is None or instance.metered_until is None or instance.metered_until >= at:
+        return
+    record = _usage_record(instance, kind, instance.metered_until, at)
+    if record is not None:
+        UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
+        instance.metered_until = record.window_end
+        Instance.objects.filter(pk=instance.pk).update(metered_until=record.window_end)

@@ -778,3 +778,62 @@ def buyer_set_spend_limit(*, buyer: User, limit_per_hour: Decimal) -> User:
     buyer.spend_limit_per_hour = limit_per_hour.quantize(Decimal("0.01"))
     buyer.save(update_fields=["spend_limit_per_hour"])
     return buyer
+
+
+# --- Price changes --------------------------------------------------------------------------
+
+
+def current_price_for(instance: Instance) -> Decimal:
+    """What this instance would cost if ordered on its host now (on-demand)."""
+    return host_type_figures(instance.host, instance.instance_type).price_per_hour
+
+
+@transaction.atomic
+def instance_accept_current_price(*, instance: Instance, buyer: User) -> Instance:
+    """A renter moves a running rental to the host's current price (from now on); until then
+    running rentals keep the price they were ordered at."""
+    from billing.services import meter_rate_change
+
+    instance, _host = _lock_instance_and_host(instance.pk)
+    if instance.buyer_id != buyer.pk:
+        raise InvalidInput("Not your instance.", code="not_found")
+    if instance.pricing != Pricing.ON_DEMAND:
+        raise Conflict("Spot bids and reserved terms keep their agreed price.", code="price_fixed")
+    new_price = current_price_for(instance)
+    if new_price == instance.price_per_hour:
+        raise Conflict("Your rental already has the current price.", code="price_unchanged")
+    meter_rate_change(instance=instance, at=timezone.now())
+    InstanceEvent.objects.create(
+        instance=instance,
+        kind=InstanceEvent.Kind.TRANSITION,
+        from_status=instance.status,
+        to_status=instance.status,
+        reason=f"Price changed from ${instance.price_per_hour}/h to ${new_price}/h (accepted by the renter)",
+        actor=Actor.BUYER,
+        actor_user=buyer,
+    )
+    instance.price_per_hour = new_price
+    instance.save(update_fields=["price_per_hour", "updated_at"])
+    return instance
+
+
+def renters_notify_price_change(*, host: Host) -> int:
+    """Tell renters of on-demand instances on `host` about a new price they may accept."""
+    from accounts.services import notify
+
+    told = 0
+    for instance in (
+        Instance.objects.not_terminated()
+        .filter(host=host, pricing=Pricing.ON_DEMAND)
+        .select_related("buyer", "instance_type", "host")
+    ):
+        new_price = current_price_for(instance)
+        if new_price != instance.price_per_hour:
+            notify(
+                user=instance.buyer,
+                kind="price_change",
+                title=f"New price for {instance.instance_type_id} on host {host.pk}: ${new_price:.4f}/h",
+                body=f"i-{instance.pk} keeps ${instance.price_per_hour:.4f}/h until you accept the new price.",
+            )
+            told += 1
+    return told

@@ -93,7 +93,16 @@ def instance_detail(request, instance_id: int):
     return render(request, template, {"instance": instance, "events": instance.events.all(), "actions": actions})
 
 
-ACTIONS = {"stop": services.instance_stop, "start": services.instance_start, "terminate": services.instance_terminate}
+def _accept_price(*, instance, actor_user):
+    return services.instance_accept_current_price(instance=instance, buyer=actor_user)
+
+
+ACTIONS = {
+    "stop": services.instance_stop,
+    "start": services.instance_start,
+    "terminate": services.instance_terminate,
+    "accept-price": _accept_price,
+}
 
 
 @login_required

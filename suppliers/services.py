@@ -310,6 +310,10 @@ def host_update(*, host: Host, **data: Any) -> Host:
         setattr(host, key, value)
     _validate_host(host, holdings=holdings, original_policy=original_policy)
     host.save()
+    if "price_per_unit_hour" in data:
+        from orders.services import renters_notify_price_change
+
+        renters_notify_price_change(host=host)
     if host.inventory:
         from .agent_services import host_check_inventory
 

@@ -102,6 +102,13 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def terminate(self, request, pk=None):
         return self._act(services.instance_terminate)
 
+    @extend_schema(request=None, responses=InstanceDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="accept-price")
+    def accept_price(self, request, pk=None):
+        """Move an on-demand rental to the host's current price, from now on."""
+        services.instance_accept_current_price(instance=self.get_object(), buyer=request.user)
+        return Response(InstanceDetailSerializer(self.get_object()).data)
+
 
 class ProblemReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Problem reports: buyers file them on their instances, suppliers answer, staff resolve."""
