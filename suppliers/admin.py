@@ -4,7 +4,7 @@ from django.db.models import Count
 from marketplace.errors import ApplicationError
 
 from . import services
-from .models import Host, Membership, Organization
+from .models import Host, Membership, Organization, OrganizationDocument
 
 
 def _run_for_each(modeladmin, request, queryset, operation, done: str) -> None:
@@ -20,6 +20,24 @@ def _run_for_each(modeladmin, request, queryset, operation, done: str) -> None:
         modeladmin.message_user(request, f"{succeeded} {done}.", level=messages.SUCCESS)
 
 
+class DocumentInline(admin.TabularInline):
+    model = OrganizationDocument
+    extra = 0
+    can_delete = False
+    fields = ["kind", "original_name", "content_type", "size_bytes", "uploaded_at", "download"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="file")
+    def download(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">download</a>', reverse("suppliers:document_download", args=[obj.pk]))
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -32,7 +50,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_filter = ["status", "country", "payout_country", "created_at"]
     search_fields = ["name", "legal_name", "contact_email", "contact_name"]
     readonly_fields = ["status", "status_reason", "reviewed_at", "created_at"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, DocumentInline]
     actions = ["approve", "reject_incomplete", "suspend"]
 
     def get_queryset(self, request):

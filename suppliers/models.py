@@ -345,3 +345,36 @@ class MaintenanceWindow(models.Model):
 
     def __str__(self) -> str:
         return f"host {self.host_id} maintenance {self.starts_at:%Y-%m-%d %H:%M} - {self.ends_at:%H:%M}"
+
+
+def _document_path(instance, filename: str) -> str:
+    import uuid
+
+    return f"organization-documents/{instance.organization_id}/{uuid.uuid4().hex}"
+
+
+class OrganizationDocument(models.Model):
+    """Business documents for supplier verification. Kept out of public media; served only to the
+    organization's members and staff."""
+
+    class Kind(models.TextChoices):
+        REGISTRATION = "registration", "Business registration"
+        TAX = "tax", "Tax certificate"
+        IDENTITY = "identity", "Representative's ID"
+        DATACENTER = "datacenter", "Data-centre contract or lease"
+        OTHER = "other", "Other"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="documents")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    file = models.FileField(upload_to=_document_path)
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.organization}"

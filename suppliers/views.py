@@ -176,3 +176,53 @@ def host_maintenance(request, host_id: int):
     else:
         messages.success(request, "Maintenance scheduled; renters were notified.")
     return redirect("suppliers:host_detail", host_id=host.pk)
+
+
+@login_required
+def documents(request):
+    """Upload verification documents; see what was sent."""
+    from .models import OrganizationDocument
+
+    organization = selectors.organization_for_user(user=request.user)
+    if organization is None:
+        return redirect("suppliers:onboarding")
+    if request.method == "POST":
+        try:
+            services.organization_document_upload(
+                user=request.user, kind=request.POST.get("kind", ""), upload=request.FILES.get("file")
+            )
+        except ApplicationError as error:
+            messages.error(request, " ".join(m for ms in error.fields.values() for m in ms) or error.detail)
+        else:
+            messages.success(request, "Document uploaded; our staff will review it.")
+        return redirect("suppliers:documents")
+    return render(
+        request,
+        "suppliers/documents.html",
+        {
+            "organization": organization,
+            "documents": organization.documents.all(),
+            "kinds": OrganizationDocument.Kind.choices,
+        },
+    )
+
+
+@login_required
+def document_download(request, document_id: int):
+    """Members of the organization and staff only; everyone else gets a 404."""
+    from django.http import FileResponse, Http404
+
+    from .models import OrganizationDocument
+
+    document = OrganizationDocument.objects.select_related("organization").filter(pk=document_id).first()
+    allowed = document is not None and (
+        request.user.is_staff or document.organization.memberships.filter(user=request.user).exists()
+    )
+    if not allowed:
+        raise Http404("No such document.")
+    return FileResponse(
+        document.file.open("rb"),
+        content_type=document.content_type,
+        as_attachment=True,
+        filename=document.original_name,
+    )
