@@ -129,6 +129,14 @@ def moderation_dashboard(request):
                 if host is None:
                     raise ApplicationError("No such host.", code="not_found")
                 moderation.host_delist(host=host, reason=reason, staff=request.user)
+            elif action in ("approve_supplier", "reject_supplier"):
+                organization = Organization.objects.filter(pk=int(target or 0)).first()
+                if organization is None:
+                    raise ApplicationError("No such organization.", code="not_found")
+                if action == "approve_supplier":
+                    supplier_services.organization_approve(organization=organization, actor=request.user)
+                else:
+                    supplier_services.organization_reject(organization=organization, reason=reason, actor=request.user)
             elif action == "suspend_supplier":
                 organization = Organization.objects.filter(name=(target or "").strip()).first()
                 if organization is None:

@@ -78,3 +78,25 @@ def test_notifications_page_marks_read(client, buyer):
     page = client.get(reverse("accounts:notifications"))
     assert "Hello there" in page.content.decode()
     assert client.get(reverse("offers")).context["unread_notifications"] == 0
+
+
+def test_staff_verify_or_reject_suppliers_with_a_reason_they_see(client, staff):
+    from suppliers.models import Organization
+    from tests.factories import OrganizationFactory
+
+    waiting = OrganizationFactory(status="pending")
+    other = OrganizationFactory(status="pending")
+    client.force_login(staff)
+    assert waiting.name in client.get(reverse("moderation")).content.decode()
+    client.post(reverse("moderation"), {"action": "approve_supplier", "target": waiting.pk, "reason": ""})
+    refused = client.post(
+        reverse("moderation"), {"action": "reject_supplier", "target": other.pk, "reason": ""}, follow=True
+    )
+    assert "needs a reason" in refused.content.decode()
+    client.post(
+        reverse("moderation"),
+        {"action": "reject_supplier", "target": other.pk, "reason": "Registration document unreadable"},
+    )
+    assert Organization.objects.get(pk=waiting.pk).status == "approved"
+    rejected = Organization.objects.get(pk=other.pk)
+    assert (rejected.status, rejected.status_reason) == ("rejected", "Registration document unreadable")
