@@ -234,3 +234,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+def validate_printable(value: str) -> None:
+    """Names people read: no control characters (newlines, escapes, NULs)."""
+    from django.core.exceptions import ValidationError
+
+    if any(not ch.isprintable() for ch in value):
+        raise ValidationError("Use printable characters only (no control characters).", code="not_printable")

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.capacity import SlicingPolicy
+from marketplace.models import validate_printable
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
 
 
@@ -23,11 +24,11 @@ class Organization(models.Model):
         REJECTED = "rejected", "Rejected"
         SUSPENDED = "suspended", "Suspended"
 
-    name = models.CharField(max_length=150, unique=True)
-    legal_name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=150, unique=True, validators=[validate_printable])
+    legal_name = models.CharField(max_length=200, blank=True, validators=[validate_printable])
     website = models.URLField(blank=True)
     description = models.TextField(blank=True, max_length=2000)
-    contact_name = models.CharField(max_length=150)
+    contact_name = models.CharField(max_length=150, validators=[validate_printable])
     contact_email = models.EmailField()
     contact_phone = models.CharField(
         max_length=32,
@@ -100,7 +101,7 @@ class Host(models.Model):
         DELISTED = "delisted", "Delisted"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hosts")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_printable])
     region = models.ForeignKey("marketplace.Region", on_delete=models.PROTECT, related_name="hosts")
     zone = models.ForeignKey("marketplace.Zone", on_delete=models.PROTECT, null=True, blank=True, related_name="hosts")
     pue = models.DecimalField(

@@ -176,3 +176,10 @@ def test_organization_onboarding_by_api(api_client, buyer):
         409,
         "already_member",
     )
+
+
+def test_names_with_control_characters_are_refused(supplier_client):
+    response = supplier_client.patch("/api/v1/organization/", {"name": "Acme\u000e\n"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["fields"]
+    response = supplier_client.post("/api/v1/hosts/", {**HOST_BODY, "name": "box\x00"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["fields"]
