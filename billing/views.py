@@ -91,6 +91,7 @@ def supplier_earnings(request):
             "organization": organization,
             "earnings": selectors.supplier_earnings(organization=organization),
             "payouts": selectors.payouts_for_organization(organization=organization)[:50],
+            "by_host": selectors.revenue_by_host(organization=organization),
         },
     )
 

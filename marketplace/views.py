@@ -168,5 +168,8 @@ def moderation_dashboard(request):
             "pending_organizations": Organization.objects.filter(status="pending")[:20],
             "problem_hosts": Host.objects.exclude(inventory_mismatch=None).select_related("organization")[:20],
             "audit": AuditEntry.objects.select_related("actor")[:30],
+            "open_reports": ProblemReport.objects.filter(status__in=["open", "answered"]).select_related("instance")[
+                :30
+            ],
         },
     )

@@ -76,8 +76,13 @@ def order_candidates(target: OrderTarget, *, host_ids: list[int] | None = None, 
     """Every (sellable host x instance type) that could serve the order, with the price under the
     order's pricing model and how many the host can take now (from `holdings` when given, which
     the caller read under the host locks; otherwise an unlocked estimate)."""
-    hosts = Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED).filter(
-        Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now())
+    # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
+    # inventory not contradicting the declaration (maintenance is handled below).
+    hosts = (
+        Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
+        .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
+        .exclude(agent_status=Host.AgentStatus.OFFLINE)
+        .filter(inventory_mismatch__isnull=True)
     )
     if target.offer_host_id is not None:
         hosts = hosts.filter(pk=target.offer_host_id)

@@ -13,7 +13,7 @@ from marketplace.selectors import offer_list
 
 from . import selectors, services
 from .forms import RentForm, SpendLimitForm
-from .models import Instance
+from .models import Instance, ProblemReport
 from .services import TRANSITIONS, InstanceStatus
 
 
@@ -90,7 +90,17 @@ def instance_detail(request, instance_id: int):
         "terminate": InstanceStatus.TERMINATING in allowed,
     }
     template = "orders/_instance_state.html" if request.headers.get("HX-Request") else "orders/instance_detail.html"
-    return render(request, template, {"instance": instance, "events": instance.events.all(), "actions": actions})
+    current_price = None
+    if instance.pricing == "on_demand" and instance.status != InstanceStatus.TERMINATED:
+        current_price = services.current_price_for(instance)
+    context = {
+        "instance": instance,
+        "events": instance.events.all(),
+        "actions": actions,
+        "current_price": current_price,
+        "report_categories": ProblemReport.Category.choices,
+    }
+    return render(request, template, context)
 
 
 def _accept_price(*, instance, actor_user):

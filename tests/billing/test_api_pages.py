@@ -64,7 +64,9 @@ def test_earnings_page_needs_an_organization(client, buyer, supplier):
     client.force_login(buyer)
     assert client.get(reverse("billing:earnings")).status_code == 302
     client.force_login(supplier)
-    assert "Set up payouts with Stripe" in client.get(reverse("billing:earnings")).content.decode()
+    page = client.get(reverse("billing:earnings"))
+    assert "Set up payouts with Stripe" in page.content.decode()
+    assert page.context["by_host"] == []
 
 
 def test_monthly_statement(client, running, buyer):
@@ -140,6 +142,11 @@ def test_supplier_earnings_by_host(running, supplier):
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(supplier)
+    assert "l4-a" in browser.get(reverse("billing:earnings")).content.decode()
     data = bearer_client(supplier).get("/api/v1/billing/earnings/").json()
     assert data["payable"] == "0.340000"
     assert data["revenue_by_host"] == [{"host": running.host_id, "name": "l4-a", "earned": "0.340000", "seconds": 3600}]

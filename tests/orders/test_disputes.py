@@ -111,6 +111,8 @@ def test_report_pages(client, buyer, staff, instance):
     assert response["Location"] == reverse("orders:report_detail", args=[report.pk])
     assert "evidence" not in client.get(response["Location"]).context
     client.force_login(staff)
+    dashboard = client.get(reverse("moderation")).content.decode()
+    assert reverse("orders:report_detail", args=[report.pk]) in dashboard
     page = client.get(reverse("orders:report_detail", args=[report.pk]))
     assert page.context["evidence"]["events"] and "Heartbeat gaps" in page.content.decode()
     client.post(

@@ -65,6 +65,8 @@ def test_instance_detail_actions_and_scoping(client, buyer, l4_host):
     client.force_login(buyer)
     page = client.get(reverse("orders:instance_detail", args=[instance.pk]))
     assert page.status_code == 200 and "Timeline" in page.content.decode()
+    assert f"<title>i-{instance.pk} · Compute marketplace</title>" in page.content.decode()
+    assert '<option value="wont_start">Does not start</option>' in page.content.decode()
     assert page.context["actions"] == {"stop": True, "start": False, "terminate": True}
     client.post(reverse("orders:instance_action", args=[instance.pk, "stop"]))
     instance.refresh_from_db()
@@ -86,3 +88,17 @@ def test_spend_limit_form(client, buyer):
     assert buyer.spend_limit_per_hour == Decimal("42.50")
     response = client.post(reverse("orders:spend_limit"), {"spend_limit_per_hour": "-1"}, follow=True)
     assert "Enter a limit" in response.content.decode()
+
+
+def test_instance_page_offers_the_new_price(client, buyer, l4_host):
+    from suppliers.services import host_update
+
+    instance = order(buyer).instances.get()
+    host_update(host=l4_host, price_per_unit_hour=Decimal("0.30"))
+    client.force_login(buyer)
+    page = client.get(reverse("orders:instance_detail", args=[instance.pk])).content.decode()
+    assert "Accept new price" in page and "$0.3000/h" in page
+    client.post(reverse("orders:instance_action", args=[instance.pk, "accept-price"]))
+    instance.refresh_from_db()
+    assert instance.price_per_hour == Decimal("0.300000")
+    assert "Accept new price" not in client.get(reverse("orders:instance_detail", args=[instance.pk])).content.decode()

@@ -301,3 +301,16 @@ def test_every_illegal_transition_is_rejected(buyer, l4_host, source):
         assert error.value.code == "invalid_transition"
         instance.refresh_from_db()
         assert instance.status == source and instance.events.count() == events_before
+
+
+def test_offline_or_mismatched_hosts_take_no_orders(buyer, l4_host):
+    from suppliers.models import Host
+
+    Host.objects.filter(pk=l4_host.pk).update(agent_status="offline")
+    with pytest.raises(InsufficientCapacity):
+        order(buyer)
+    Host.objects.filter(pk=l4_host.pk).update(agent_status="online", inventory_mismatch=[{"field": "vcpus"}])
+    with pytest.raises(InsufficientCapacity):
+        order(buyer)
+    Host.objects.filter(pk=l4_host.pk).update(inventory_mismatch=None)
+    assert order(buyer).instances.get().host == l4_host
