@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check seed clean
+.PHONY: run test venv lint format check seed bench clean
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ check: venv
 seed: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
+
+bench: venv ## offer search, quotes and orders on a generated market (see BENCHMARKS.md)
+	$(BIN)/python bench/market.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 staticfiles

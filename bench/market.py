@@ -1,0 +1,147 @@
+"""Benchmark: offer search, quotes and order placement on a generated market.
+
+    .venv/bin/python bench/market.py [--hosts 500] [--repeat 30]
+
+Uses a throwaway test database (SQLite in memory by default; PostgreSQL with DATABASE_URL).
+Prints median/p95 milliseconds, and for offer search the ratio to the equivalent raw SQL query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.test")
+
+
+def timed(fn, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def report(name: str, samples: list[float]) -> float:
+    samples = sorted(samples)
+    median = statistics.median(samples)
+    p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
+    print(f"{name:<48} median {median:8.2f} ms   p95 {p95:8.2f} ms")
+    return median
+
+
+def generate(hosts: int):
+    import random
+
+    from marketplace.models import AcceleratorModel, Region
+    from suppliers.services import host_create
+    from tests.factories import OrganizationFactory, UserFactory, host_data
+
+    random.seed(7)
+    gpus = list(AcceleratorModel.objects.exclude(kind="cpu"))
+    regions = list(Region.objects.all())
+    organizations = [OrganizationFactory() for _ in range(max(1, hosts // 50))]
+    from suppliers.services import host_approve
+
+    for i in range(hosts):
+        model = random.choice(gpus)
+        count = random.choice([1, 2, 4, 8])
+        organization = organizations[i % len(organizations)]
+        owner = organization.memberships.get().user
+        host = host_create(
+            user=owner,
+            **host_data(
+                name=f"bench-{i}",
+                accelerator_model=model,
+                accelerator_count=count,
+                vcpus=model.vcpus_per_unit * count * 2,
+                ram_gb=model.ram_gb_per_unit * count * 2,
+                disk_gb=model.disk_gb_per_unit * count * 2,
+                region=random.choice(regions),
+                zone=None,
+                price_per_unit_hour=Decimal(random.randint(20, 400)) / 100,
+            ),
+        )
+        host_approve(host=host)
+    return UserFactory(email="bench-buyer@example.com", credit=10**9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+    from rest_framework.test import APIClient
+
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        from marketplace.models import Offer
+        from marketplace.services import catalog_sync
+        from orders.services import OrderRequest, order_place, quote_create
+
+        catalog_sync()
+        started = time.perf_counter()
+        buyer = generate(args.hosts)
+        print(
+            f"{connection.vendor}: {args.hosts} hosts, {Offer.objects.count()} offers "
+            f"(generated in {time.perf_counter() - started:.1f} s)"
+        )
+        client = APIClient()
+        client.force_authenticate(buyer)
+        url = "/api/v1/offers/?accelerator_kind=gpu&min_accelerators=2&ordering=price_per_tflop_hour&page_size=50"
+        api = report(
+            "GET /api/v1/offers/ (filters, ordering, 50 rows)", timed(lambda: client.get(url).json(), args.repeat)
+        )
+        sql = """SELECT o.id, o.price_per_hour, o.price_per_tflop_hour FROM marketplace_offer o
+                 JOIN marketplace_acceleratormodel m ON m.id = o.accelerator_model_id
+                 JOIN marketplace_instancetype t ON t.id = o.instance_type_id
+                 WHERE o.available_count > 0 AND o.verified AND m.kind = 'gpu' AND t.accelerator_count >= 2
+                 ORDER BY o.price_per_tflop_hour, o.id LIMIT 50"""
+
+        def raw():
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                cursor.fetchall()
+
+        baseline = report("raw SQL baseline (same rows, no serialization)", timed(raw, args.repeat))
+        print(f"{'ratio API / raw SQL':<48} {api / baseline:8.1f} x")
+        report(
+            "quote: 4 x h100-80g.1x",
+            timed(lambda: quote_create(request=OrderRequest(instance_type="h100-80g.1x", count=4)), args.repeat),
+        )
+        report(
+            "quote: capability (>=64 GB, >=300 TFLOPS)",
+            timed(
+                lambda: quote_create(request=OrderRequest(requirements={"min_memory_gb": 64, "min_tflops": 300})),
+                args.repeat,
+            ),
+        )
+        report(
+            "order: 1 x l4-24g.1x (locks, allocation, offers)",
+            timed(
+                lambda: order_place(buyer=buyer, request=OrderRequest(instance_type="l4-24g.1x", image="bench:1")),
+                args.repeat,
+            ),
+        )
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
