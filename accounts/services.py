@@ -117,3 +117,12 @@ def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str
         return None
     transaction.on_commit(lambda: send_mail(title, body or title, None, [user.email], fail_silently=True))
     return notification
+
+
+def notify_all(users, *, kind: str, title: str, body: str = "") -> int:
+    """`notify` each user once (a user appearing twice is told once)."""
+    told = 0
+    for user in {u.pk: u for u in users}.values():
+        notify(user=user, kind=kind, title=title, body=body)
+        told += 1
+    return told

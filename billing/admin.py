@@ -1,24 +1,13 @@
 from django.contrib import admin
 
+from marketplace.admin_base import AppendOnlyAdmin
+
 from .models import LedgerAccount, LedgerPosting, LedgerTransaction, Payout, StripeEvent, TopUp, UsageRecord
 from .services import account_balance
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money rows are written by services only (the ledger is append-only)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(ReadOnlyAdmin):
+class LedgerAccountAdmin(AppendOnlyAdmin):
     list_display = ["key", "kind", "user", "organization", "currency", "balance", "created_at"]
     list_filter = ["kind", "currency"]
     search_fields = ["key", "user__email", "organization__name"]
@@ -40,7 +29,7 @@ class LedgerPostingInline(admin.TabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnlyAdmin):
+class LedgerTransactionAdmin(AppendOnlyAdmin):
     list_display = ["id", "kind", "key", "description", "created_by", "created_at"]
     list_filter = ["kind", "created_at"]
     search_fields = ["key", "description"]
@@ -48,7 +37,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(ReadOnlyAdmin):
+class UsageRecordAdmin(AppendOnlyAdmin):
     list_display = ["id", "instance", "buyer", "kind", "window_start", "seconds", "rate_per_hour", "settled_by"]
     list_filter = ["kind", "window_start"]
     search_fields = ["instance__id", "buyer__email"]
@@ -56,7 +45,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TopUp)
-class TopUpAdmin(ReadOnlyAdmin):
+class TopUpAdmin(AppendOnlyAdmin):
     list_display = ["id", "user", "amount", "currency", "status", "stripe_checkout_session_id", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["user__email", "stripe_checkout_session_id", "stripe_payment_intent_id"]
@@ -64,14 +53,14 @@ class TopUpAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnlyAdmin):
+class StripeEventAdmin(AppendOnlyAdmin):
     list_display = ["event_id", "type", "handled", "received_at"]
     list_filter = ["type", "handled"]
     search_fields = ["event_id"]
 
 
 @admin.register(Payout)
-class PayoutAdmin(ReadOnlyAdmin):
+class PayoutAdmin(AppendOnlyAdmin):
     list_display = ["id", "organization", "amount", "status", "stripe_transfer_id", "attempts", "created_at", "paid_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["organization__name", "stripe_transfer_id"]

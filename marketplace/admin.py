@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from .admin_base import AppendOnlyAdmin, ReadOnlyAdmin
 from .models import AcceleratorModel, AuditEntry, IdempotencyRecord, InstanceType, Offer, Region, Zone
 
 
@@ -51,7 +52,7 @@ class ZoneAdmin(admin.ModelAdmin):
 
 
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(ReadOnlyAdmin):
     """Offers are derived from hosts; staff look, the platform writes."""
 
     list_display = [
@@ -70,29 +71,17 @@ class OfferAdmin(admin.ModelAdmin):
     search_fields = ["instance_type__name", "host__name", "host__organization__name"]
     list_select_related = ["instance_type", "host", "host__organization", "region"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(admin.ModelAdmin):
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_display = ["key", "user", "method", "path", "status_code", "created_at"]
     list_filter = ["method", "status_code", "created_at"]
     search_fields = ["key", "user__email", "path"]
     list_select_related = ["user"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(AppendOnlyAdmin):
     """Browsable by staff; nobody edits or deletes it (the database refuses on PostgreSQL)."""
 
     list_display = ["created_at", "action", "object_type", "object_id", "actor", "reason"]
@@ -100,12 +89,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["object_id", "reason", "actor__email", "action"]
     list_select_related = ["actor"]
     readonly_fields = ["actor", "action", "object_type", "object_id", "before", "after", "reason", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

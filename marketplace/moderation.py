@@ -69,34 +69,18 @@ def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
 @transaction.atomic
 def host_delist(*, host, reason: str, staff: User):
     """Staff take a host's offers down; its supplier and current renters are told."""
-    from orders.models import Instance
+    from accounts.services import notify_all
+    from orders.selectors import renters
     from suppliers.models import Host
-    from suppliers.services import host_lock
-
-    from .services import offers_refresh_for_host
+    from suppliers.services import host_set_status, organization_notify_members
 
     reason = _require(staff, reason)
-    host = host_lock(host_id=host.pk)
-    audit_record(
-        action="host.delist",
-        obj=host,
-        actor=staff,
-        reason=reason,
-        before={"status": host.status},
-        after={"status": Host.Status.DELISTED},
+    host = host_set_status(host=host, status=Host.Status.DELISTED, reason=reason, actor=staff, action="host.delist")
+    organization_notify_members(host.organization, f"Host {host.name} was delisted", reason)
+    notify_all(
+        renters(host=host),
+        kind="moderation",
+        title="A host you rent on was delisted by our staff",
+        body=f"Your instances keep running for now. Reason: {reason}",
     )
-    host.status = Host.Status.DELISTED
-    host.status_reason = reason
-    host.save(update_fields=["status", "status_reason", "updated_at"])
-    offers_refresh_for_host(host=host)
-    for membership in host.organization.memberships.select_related("user"):
-        notify(user=membership.user, kind="moderation", title=f"Host {host.name} was delisted", body=reason)
-    renters = {i.buyer for i in Instance.objects.not_terminated().filter(host=host).select_related("buyer")}
-    for buyer in renters:
-        notify(
-            user=buyer,
-            kind="moderation",
-            title="A host you rent on was delisted by our staff",
-            body=f"Your instances keep running for now. Reason: {reason}",
-        )
     return host

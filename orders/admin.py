@@ -1,19 +1,10 @@
 from django.contrib import admin, messages
 
+from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
 from . import services
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only; staff look and act through actions."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Order)

@@ -214,3 +214,9 @@ def offers_elsewhere(*, instance_type: InstanceType, exclude_host_id: int) -> di
         "cheapest_price_per_hour": str(cheapest.price_per_hour) if cheapest else None,
         "cheapest_offer_id": cheapest.pk if cheapest else None,
     }
+
+
+def renters(**instance_filters) -> QuerySet[User]:
+    """Buyers with a not-terminated instance matching the filters (e.g. host=..., host__organization=...)."""
+    instances = Instance.objects.not_terminated().filter(**instance_filters)
+    return User.objects.filter(pk__in=instances.values("buyer_id"))

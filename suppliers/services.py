@@ -162,29 +162,26 @@ def organization_suspend(*, organization: Organization, reason: str, actor: User
     organization = _organization_set_status(
         organization=organization, status=Organization.Status.SUSPENDED, reason=reason, actor=actor
     )
-    _notify_members(organization, "Your organization was suspended", reason)
-    from accounts.services import notify
-    from orders.models import Instance
+    organization_notify_members(organization, "Your organization was suspended", reason)
+    from accounts.services import notify_all
+    from orders.selectors import renters
 
-    renters = {
-        i.buyer
-        for i in Instance.objects.not_terminated().filter(host__organization=organization).select_related("buyer")
-    }
-    for buyer in renters:
-        notify(
-            user=buyer,
-            kind="moderation",
-            title="A supplier you rent from was suspended",
-            body="Its offers are delisted; your running instances are not interrupted by us.",
-        )
+    notify_all(
+        renters(host__organization=organization),
+        kind="moderation",
+        title="A supplier you rent from was suspended",
+        body="Its offers are delisted; your running instances are not interrupted by us.",
+    )
     return organization
 
 
-def _notify_members(organization: Organization, title: str, body: str) -> None:
-    from accounts.services import notify
+def organization_notify_members(organization: Organization, title: str, body: str) -> None:
+    """Tell every member of a supplier organization (in-app and email)."""
+    from accounts.services import notify_all
 
-    for membership in organization.memberships.select_related("user"):
-        notify(user=membership.user, kind="moderation", title=title, body=body)
+    notify_all(
+        (m.user for m in organization.memberships.select_related("user")), kind="moderation", title=title, body=body
+    )
 
 
 # --- Hosts ----------------------------------------------------------------------------------
@@ -356,16 +353,17 @@ def host_approve(*, host: Host, verified: bool = True, actor: User | None = None
 def host_reject(*, host: Host, reason: str, actor: User | None = None) -> Host:
     if not reason.strip():
         raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+    return host_set_status(host=host, status=Host.Status.REJECTED, reason=reason, actor=actor, action="host.reject")
+
+
+@transaction.atomic
+def host_set_status(*, host: Host, status: str, reason: str, actor: User | None, action: str) -> Host:
+    """A staff decision on a host: lock it, audit, record the reason the supplier sees, recompute offers."""
     host = host_lock(host_id=host.pk)
     audit_record(
-        action="host.reject",
-        obj=host,
-        actor=actor,
-        reason=reason,
-        before={"status": host.status},
-        after={"status": Host.Status.REJECTED},
+        action=action, obj=host, actor=actor, reason=reason, before={"status": host.status}, after={"status": status}
     )
-    host.status = Host.Status.REJECTED
+    host.status = status
     host.status_reason = reason
     host.save(update_fields=["status", "status_reason", "updated_at"])
     offers_refresh_for_host(host=host)
@@ -410,8 +408,8 @@ MAX_MAINTENANCE = timedelta(days=7)
 @transaction.atomic
 def maintenance_schedule(*, user: User, host: Host, starts_at, ends_at, reason: str):
     """Schedule maintenance on the user's host; every current renter is notified now."""
-    from accounts.services import notify
-    from orders.models import Instance
+    from accounts.services import notify_all
+    from orders.selectors import renters
 
     from .models import MaintenanceWindow
 
@@ -432,14 +430,12 @@ def maintenance_schedule(*, user: User, host: Host, starts_at, ends_at, reason: 
         raise Forbidden("Only the host's supplier schedules maintenance.")
     window = MaintenanceWindow.objects.create(host=host, starts_at=starts_at, ends_at=ends_at, reason=reason.strip())
     offers_refresh_for_host(host=host)
-    renters = {i.buyer for i in Instance.objects.not_terminated().filter(host=host).select_related("buyer")}
-    for buyer in renters:
-        notify(
-            user=buyer,
-            kind="maintenance",
-            title=f"Planned maintenance on your host {starts_at:%Y-%m-%d %H:%M}-{ends_at:%H:%M} UTC",
-            body=f"{window.reason}. Your instances on host {host.pk} may be interrupted during the window.",
-        )
+    notify_all(
+        renters(host=host),
+        kind="maintenance",
+        title=f"Planned maintenance on your host {starts_at:%Y-%m-%d %H:%M}-{ends_at:%H:%M} UTC",
+        body=f"{window.reason}. Your instances on host {host.pk} may be interrupted during the window.",
+    )
     return window
 
 

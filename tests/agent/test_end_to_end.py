@@ -17,18 +17,9 @@ from orders.services import OrderRequest, instance_stop, instance_terminate, ord
 from suppliers import agent_services
 from suppliers.models import Host
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
-from tests.support.celery_worker import stop_process
+from tests.support.celery_worker import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def agent_command(state_dir, *args):
@@ -75,7 +66,7 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
     run = agent_command(state_dir, "run", "--interval", "0.3", "--inventory-file", str(inventory_file))
     agent = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert wait_for(lambda: Host.objects.get(pk=host.pk).agent_status == "online")
+        assert wait_until(lambda: Host.objects.get(pk=host.pk).agent_status == "online")
         host.refresh_from_db()
         assert host.inventory["source"] == "file" and host.inventory_mismatch is None
 
@@ -88,14 +79,14 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
             ),
         )
         instance = order.instances.get()
-        assert wait_for(lambda: Instance.objects.get(pk=instance.pk).status == "running")
+        assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "running")
         workdir = state_dir / "instances" / str(instance.pk)
         pid = json.loads((workdir / "process.json").read_text())["pid"]
         assert group_alive(pid)
-        assert wait_for(lambda: "started on 0,1" in (workdir / "output.log").read_text())
+        assert wait_until(lambda: "started on 0,1" in (workdir / "output.log").read_text())
 
         instance_stop(instance=Instance.objects.get(pk=instance.pk))
-        assert wait_for(lambda: Instance.objects.get(pk=instance.pk).status == "stopped")
+        assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "stopped")
         assert not group_alive(pid)  # the process has ended; its directory (disk) is kept
         assert workdir.exists()
 
@@ -106,11 +97,11 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
         assert not Offer.objects.filter(host=host).exists()
 
         agent = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert wait_for(lambda: Host.objects.get(pk=host.pk).agent_status == "online")
+        assert wait_until(lambda: Host.objects.get(pk=host.pk).agent_status == "online")
         assert Offer.objects.filter(host=host).exists()
 
         instance_terminate(instance=Instance.objects.get(pk=instance.pk))
-        assert wait_for(lambda: Instance.objects.get(pk=instance.pk).status == "terminated")
+        assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "terminated")
         assert not workdir.exists()
         statuses = list(Instance.objects.get(pk=instance.pk).events.values_list("kind", "to_status"))
         assert ("host_lost", "stopped") in statuses and ("host_recovered", "stopped") in statuses
