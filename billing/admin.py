@@ -65,3 +65,11 @@ class PayoutAdmin(AppendOnlyAdmin):
     list_filter = ["status", "created_at"]
     search_fields = ["organization__name", "stripe_transfer_id"]
     list_select_related = ["organization"]
+
+
+@admin.register(LedgerPosting)
+class LedgerPostingAdmin(AppendOnlyAdmin):
+    list_display = ["id", "transaction", "account", "amount", "currency"]
+    list_filter = ["currency", "account__kind"]
+    search_fields = ["account__key", "transaction__key"]
+    list_select_related = ["transaction", "account"]

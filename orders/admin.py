@@ -4,7 +4,7 @@ from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
 from . import services
-from .models import Allocation, HostCommand, Instance, InstanceEvent, Order
+from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, ProblemReport
 
 
 @admin.register(Order)
@@ -84,3 +84,13 @@ class HostCommandAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "status", "created_at"]
     search_fields = ["host__name", "instance__id"]
     list_select_related = ["host", "instance"]
+
+
+@admin.register(ProblemReport)
+class ProblemReportAdmin(ReadOnlyAdmin):
+    """Resolved through the report page (evidence, credit or rejection with a reason)."""
+
+    list_display = ["id", "instance", "buyer", "category", "status", "credit_amount", "created_at", "resolved_at"]
+    list_filter = ["status", "category", "created_at"]
+    search_fields = ["buyer__email", "instance__id", "description"]
+    list_select_related = ["instance", "buyer"]

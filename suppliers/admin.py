@@ -1,10 +1,20 @@
 from django.contrib import admin, messages
 from django.db.models import Count
 
+from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
 from . import services
-from .models import Host, Membership, Organization, OrganizationDocument
+from .models import (
+    Host,
+    HostCredential,
+    HostOutage,
+    HostRegistrationToken,
+    MaintenanceWindow,
+    Membership,
+    Organization,
+    OrganizationDocument,
+)
 
 
 def _run_for_each(modeladmin, request, queryset, operation, done: str) -> None:
@@ -173,3 +183,46 @@ class HostAdmin(admin.ModelAdmin):
             lambda h: services.host_reject(host=h, reason=reason, actor=request.user),
             "rejected",
         )
+
+
+@admin.register(HostCredential)
+class HostCredentialAdmin(ReadOnlyAdmin):
+    list_display = ["prefix", "host", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at", "created_at"]
+    search_fields = ["prefix", "host__name"]
+    list_select_related = ["host"]
+    exclude = ["secret_hash"]
+
+
+@admin.register(HostRegistrationToken)
+class HostRegistrationTokenAdmin(ReadOnlyAdmin):
+    list_display = ["host", "created_by", "created_at", "expires_at", "used_at"]
+    list_filter = ["used_at", "created_at"]
+    search_fields = ["host__name", "created_by__email"]
+    list_select_related = ["host", "created_by"]
+    exclude = ["token_hash"]
+
+
+@admin.register(HostOutage)
+class HostOutageAdmin(ReadOnlyAdmin):
+    list_display = ["host", "started_at", "ended_at"]
+    list_filter = ["started_at", "ended_at"]
+    search_fields = ["host__name", "host__organization__name"]
+    list_select_related = ["host"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(ReadOnlyAdmin):
+    list_display = ["host", "starts_at", "ends_at", "reason", "created_at"]
+    list_filter = ["starts_at"]
+    search_fields = ["host__name", "reason"]
+    list_select_related = ["host"]
+
+
+@admin.register(OrganizationDocument)
+class OrganizationDocumentAdmin(ReadOnlyAdmin):
+    list_display = ["organization", "kind", "original_name", "content_type", "size_bytes", "uploaded_at"]
+    list_filter = ["kind", "content_type", "uploaded_at"]
+    search_fields = ["organization__name", "original_name"]
+    list_select_related = ["organization"]
+    exclude = ["file"]
