@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI description of Bearer keys)
+        # Imported once the app registry is ready: it registers the OpenAPI description of Bearer keys.
+        from . import schema  # noqa: F401, PLC0415

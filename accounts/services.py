@@ -1,26 +1,26 @@
-"""Account operations: sign-up and API keys."""
+"""Account operations: sign-up, API keys, buyer settings and notifications."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.contrib.auth import authenticate, password_validation
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.errors import ApplicationError, InvalidInput, validation_fields
+from marketplace.errors import InvalidInput, validation_fields
 
-from .models import ApiKey, User
+from .errors import AccountErrorCode, InvalidCredentials
+from .locks import user_lock
+from .models import ApiKey, Notification, User
 
 API_KEY_PREFIX = "cmk"
-
-
-class InvalidCredentials(ApplicationError):
-    code = "invalid_credentials"
-    status_code = 401
 
 
 def hash_api_secret(secret: str) -> str:
@@ -37,7 +37,7 @@ def user_create(*, email: str, password: str, role: str = User.Role.BUYER, full_
     if User.objects.filter(email__iexact=email).exists():
         raise InvalidInput(
             "An account with this email already exists.",
-            code="email_taken",
+            code=AccountErrorCode.EMAIL_TAKEN,
             fields={"email": ["An account with this email already exists."]},
         )
     user = User(email=email, role=role, full_name=full_name)
@@ -100,14 +100,9 @@ def api_key_authenticate(*, key: str) -> ApiKey | None:
     return api_key
 
 
-def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str | None = None):
+def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str | None = None) -> Notification | None:
     """Record an in-app notification and email it after commit. With a `dedupe_key` seen before,
     nothing happens (returns None)."""
-    from django.core.mail import send_mail
-    from django.db import IntegrityError
-
-    from .models import Notification
-
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
@@ -119,10 +114,23 @@ def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str
     return notification
 
 
-def notify_all(users, *, kind: str, title: str, body: str = "") -> int:
+def notify_all(users: Iterable[User], *, kind: str, title: str, body: str = "") -> int:
     """`notify` each user once (a user appearing twice is told once)."""
     told = 0
     for user in {u.pk: u for u in users}.values():
         notify(user=user, kind=kind, title=title, body=body)
         told += 1
     return told
+
+
+@transaction.atomic
+def buyer_set_spend_limit(*, buyer: User, limit_per_hour: Decimal | None) -> User:
+    """The buyer's ceiling on the total hourly price of their live instances (locks the user row)."""
+    if limit_per_hour is None or limit_per_hour < 0 or limit_per_hour > Decimal("1000000"):
+        raise InvalidInput(
+            "The limit is between 0 and 1,000,000 USD per hour.", fields={"spend_limit_per_hour": ["Out of range."]}
+        )
+    buyer = user_lock(user_id=buyer.pk)
+    buyer.spend_limit_per_hour = limit_per_hour.quantize(Decimal("0.01"))
+    buyer.save(update_fields=["spend_limit_per_hour"])
+    return buyer

@@ -3,6 +3,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from marketplace.errors import ApplicationError
@@ -10,7 +11,7 @@ from marketplace.forms import add_service_errors
 
 from . import services
 from .forms import ApiKeyForm, EmailAuthenticationForm, SignupForm
-from .models import ApiKey, User
+from .models import ApiKey, Notification, User
 
 
 class LoginView(auth_views.LoginView):
@@ -79,10 +80,6 @@ def api_key_revoke(request, key_id: int):
 @login_required
 def notifications(request):
     """In-app notifications; opening the page marks them read."""
-    from django.utils import timezone
-
-    from .models import Notification
-
     items = list(Notification.objects.filter(user=request.user)[:100])
     Notification.objects.filter(user=request.user, read_at__isnull=True).update(read_at=timezone.now())
     return render(request, "accounts/notifications.html", {"items": items})

@@ -88,7 +88,7 @@ def parse_nvidia_smi_list(text: str) -> list[dict]:
 
 def _from_nvml() -> tuple[list[dict], str | None] | None:
     try:
-        import pynvml  # nvidia-ml-py, when installed
+        import pynvml  # noqa: PLC0415  (optional: nvidia-ml-py, only on GPU hosts)
     except ImportError:
         return None
     try:

@@ -16,6 +16,12 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from marketplace.services import catalog_sync
+from orders.placement import order_place
+from orders.quotes import quote_create
+from orders.requests import OrderRequest
+from suppliers.hosts import host_approve, host_create
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.test")
@@ -42,14 +48,12 @@ def generate(hosts: int):
     import random
 
     from marketplace.models import AcceleratorModel, Region
-    from suppliers.services import host_create
     from tests.factories import OrganizationFactory, UserFactory, host_data
 
     random.seed(7)
     gpus = list(AcceleratorModel.objects.exclude(kind="cpu"))
     regions = list(Region.objects.all())
     organizations = [OrganizationFactory() for _ in range(max(1, hosts // 50))]
-    from suppliers.services import host_approve
 
     for i in range(hosts):
         model = random.choice(gpus)
@@ -92,8 +96,6 @@ def main() -> None:
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         from marketplace.models import Offer
-        from marketplace.services import catalog_sync
-        from orders.services import OrderRequest, order_place, quote_create
 
         catalog_sync()
         started = time.perf_counter()

@@ -3,7 +3,7 @@ from django.contrib import admin
 from marketplace.admin_base import AppendOnlyAdmin
 
 from .models import LedgerAccount, LedgerPosting, LedgerTransaction, Payout, StripeEvent, TopUp, UsageRecord
-from .services import account_balance
+from .selectors import account_balance
 
 
 @admin.register(LedgerAccount)

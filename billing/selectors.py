@@ -1,26 +1,45 @@
-"""Billing reads, scoped to the caller."""
+"""Billing reads: balances, usage, statements and earnings, scoped to the caller."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
 from accounts.models import User
+from marketplace.errors import InvalidInput
+from suppliers.models import Organization
 
-from .models import LedgerPosting, Payout, TopUp, UsageRecord
-from .rating import charge_for
-from .services import account_balance, buyer_wallet, money_sum, supplier_payable
+from .ledger import buyer_wallet, supplier_payable
+from .models import LedgerAccount, LedgerPosting, Payout, TopUp, UsageRecord
+from .rating import charge_for, split
 
 
-def buyer_balance(*, user: User) -> dict:
-    """Balance, burn rate ($/h of live on-demand/spot instances) and runway in hours."""
-    from orders.models import Instance
+def money_sum(queryset: QuerySet[Any], field: str = "amount") -> Decimal:
+    """Exact Decimal sum. PostgreSQL sums NUMERIC exactly; SQLite's SUM is floating point, so
+    there the values are added in Python."""
+    if connection.vendor == "postgresql":
+        return queryset.aggregate(total=Sum(field))["total"] or Decimal(0)
+    return sum(queryset.values_list(field, flat=True), Decimal(0))
 
-    balance = account_balance(buyer_wallet(user))
-    burn = money_sum(Instance.objects.live().filter(buyer=user).exclude(pricing="reserved"), "price_per_hour")
-    runway = (balance / burn).quantize(Decimal("0.01")) if burn > 0 else None
-    return {"balance": balance, "currency": "USD", "burn_per_hour": burn, "runway_hours": runway}
+
+def account_balance(account: LedgerAccount) -> Decimal:
+    return money_sum(LedgerPosting.objects.filter(account=account))
+
+
+def wallet_balance(user: User) -> Decimal:
+    return account_balance(buyer_wallet(user))
+
+
+def ledger_total() -> Decimal:
+    """The sum of every posting: always zero."""
+    return money_sum(LedgerPosting.objects.all())
 
 
 def usage_for_user(*, user: User) -> QuerySet[UsageRecord]:
@@ -43,7 +62,7 @@ def top_ups_for_user(*, user: User) -> QuerySet[TopUp]:
     return TopUp.objects.filter(user=user)
 
 
-def supplier_earnings(*, organization) -> dict:
+def supplier_earnings(*, organization: Organization) -> dict:
     payable = supplier_payable(organization)
     return {
         "payable": account_balance(payable),
@@ -52,7 +71,7 @@ def supplier_earnings(*, organization) -> dict:
     }
 
 
-def payouts_for_organization(*, organization) -> QuerySet[Payout]:
+def payouts_for_organization(*, organization: Organization) -> QuerySet[Payout]:
     return Payout.objects.filter(organization=organization)
 
 
@@ -66,15 +85,9 @@ def statement_months(*, user: User) -> list[str]:
 
 def statement(*, user: User, month: str) -> dict:
     """A monthly wallet statement: opening balance, totals per kind, every line, closing balance."""
-    import datetime as dt
-
-    from django.utils import timezone
-
     try:
         start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
     except ValueError:
-        from marketplace.errors import InvalidInput
-
         raise InvalidInput("A month is YYYY-MM.", fields={"month": ["Use YYYY-MM."]}) from None
     end = (start + dt.timedelta(days=32)).replace(day=1)
     wallet = LedgerPosting.objects.filter(account=buyer_wallet(user))
@@ -99,14 +112,8 @@ def statement(*, user: User, month: str) -> dict:
     }
 
 
-def revenue_by_host(*, organization, since=None) -> list[dict]:
+def revenue_by_host(*, organization: Organization, since: dt.datetime | None = None) -> list[dict]:
     """The supplier's settled earnings per host (supplier share, the same numbers as posted)."""
-    from collections import defaultdict
-
-    from django.conf import settings
-
-    from .rating import split
-
     records = UsageRecord.objects.filter(organization=organization, settled_by__isnull=False).select_related(
         "instance__host", "instance"
     )
@@ -130,10 +137,6 @@ def revenue_by_host(*, organization, since=None) -> list[dict]:
 
 def daily_spend(*, user: User, days: int = 14) -> list[dict]:
     """Usage charges per UTC day for the last `days` days (oldest first), with bar heights in %."""
-    import datetime as dt
-
-    from django.utils import timezone
-
     today = timezone.now().date()
     first = today - dt.timedelta(days=days - 1)
     totals = {first + dt.timedelta(days=i): Decimal(0) for i in range(days)}

@@ -7,13 +7,6 @@ from decimal import ROUND_DOWN, Decimal
 import stripe
 from django.conf import settings
 
-from marketplace.errors import ApplicationError
-
-
-class PaymentProviderError(ApplicationError):
-    code = "payment_provider_error"
-    status_code = 502
-
 
 def client() -> stripe.StripeClient:
     base = settings.STRIPE_API_BASE

@@ -1,13 +1,18 @@
 from celery import shared_task
 from django.db import transaction
+from stripe import APIConnectionError, APIError, RateLimitError
 
-from . import services
+from orders.enforcement import low_balance_check
+from orders.metering import meter_usage
+
+from .payouts import payout_transfer, payouts_create
+from .settlement import settle_usage
 
 
 @shared_task(bind=True, name="billing.tasks.meter_usage_task", time_limit=300, soft_time_limit=280)
 def meter_usage_task(self, batch_size: int = 500) -> int:
     """Beat: record usage of every accruing instance up to now, then have it settled."""
-    created = services.meter_usage(batch_size=batch_size)
+    created = meter_usage(batch_size=batch_size)
     if created:
         # Settle on the same queue, and only once the usage rows are committed.
         queue = (self.request.delivery_info or {}).get("routing_key")
@@ -18,19 +23,19 @@ def meter_usage_task(self, batch_size: int = 500) -> int:
 @shared_task(name="billing.tasks.settle_usage_task", time_limit=300, soft_time_limit=280)
 def settle_usage_task(batch_size: int = 500) -> int:
     """Beat: turn unsettled usage into ledger transactions, exactly once."""
-    return services.settle_usage(batch_size=batch_size)
+    return settle_usage(batch_size=batch_size)
 
 
 @shared_task(name="billing.tasks.low_balance_check_task", time_limit=300, soft_time_limit=280)
 def low_balance_check_task(batch_size: int = 200) -> dict:
     """Beat: warn on low runway, stop instances at zero balance."""
-    return services.low_balance_check(batch_size=batch_size)
+    return low_balance_check(batch_size=batch_size)
 
 
 @shared_task(name="billing.tasks.payouts_create_task", time_limit=300, soft_time_limit=280)
 def payouts_create_task() -> int:
     """Beat: create payouts for payable balances above the minimum, then send each."""
-    payouts = services.payouts_create()
+    payouts = payouts_create()
     for payout in payouts:
         transaction.on_commit(lambda pk=payout.pk: payout_transfer_task.delay(pk))
     return len(payouts)
@@ -45,9 +50,7 @@ def payouts_create_task() -> int:
 )
 def payout_transfer_task(self, payout_id: int) -> str:
     """Send one payout; transient Stripe failures retry with exponential backoff (same key)."""
-    import stripe
-
     try:
-        return services.payout_transfer(payout_id=payout_id)
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
+        return payout_transfer(payout_id=payout_id)
+    except (APIConnectionError, RateLimitError, APIError) as error:
         raise self.retry(exc=error, countdown=min(3600, 30 * 2**self.request.retries)) from error

@@ -5,16 +5,21 @@ from decimal import Decimal, InvalidOperation
 import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.errors import ApplicationError, error_body
+from accounts.models import User
+from marketplace.errors import ApplicationError, ErrorCode, error_body
+from orders.selectors import buyer_balance
 from suppliers.selectors import organization_for_user
 
-from . import selectors, services
+from . import adjustments, payments, payouts, selectors
+from .errors import BillingErrorCode
+from .models import LedgerTransaction
 from .stripe_gateway import construct_event
 
 
@@ -25,8 +30,8 @@ def stripe_webhook(request):
     try:
         event = construct_event(request.body, request.headers.get("Stripe-Signature", ""))
     except (ValueError, stripe.SignatureVerificationError) as error:
-        return JsonResponse(error_body("invalid_signature", f"Webhook rejected: {error}"), status=400)
-    handled = services.stripe_event_handle(event=event.to_dict())
+        return JsonResponse(error_body(BillingErrorCode.INVALID_SIGNATURE, f"Webhook rejected: {error}"), status=400)
+    handled = payments.stripe_event_handle(event=event.to_dict())
     return JsonResponse({"received": True, "handled": handled})
 
 
@@ -39,7 +44,7 @@ def buyer_billing(request):
             amount = None
         try:
             base = request.build_absolute_uri("/billing/")
-            top_up = services.top_up_create(
+            top_up = payments.top_up_create(
                 user=request.user,
                 amount=amount,
                 success_url=f"{base}?top_up=success",
@@ -57,7 +62,7 @@ def buyer_billing(request):
         request,
         "billing/buyer.html",
         {
-            "summary": selectors.buyer_balance(user=request.user),
+            "summary": buyer_balance(user=request.user),
             "usage": usage,
             "usage_rows": [(record, selectors.usage_charge(record)) for record in usage],
             "ledger": ledger,
@@ -75,7 +80,7 @@ def supplier_earnings(request):
         return redirect("suppliers:onboarding")
     if request.method == "POST":
         try:
-            url = services.connect_onboarding_link(
+            url = payouts.connect_onboarding_link(
                 organization=organization,
                 return_url=request.build_absolute_uri("/billing/earnings/"),
                 refresh_url=request.build_absolute_uri("/billing/earnings/"),
@@ -110,12 +115,6 @@ def statement_page(request, month: str):
 @login_required
 def staff_adjustments(request):
     """Staff: credit notes for buyers and refunds of usage charges, each with a reason."""
-    from django.core.exceptions import PermissionDenied
-
-    from accounts.models import User
-
-    from .models import LedgerTransaction
-
     if not request.user.is_staff:
         raise PermissionDenied
     if request.method == "POST":
@@ -124,18 +123,18 @@ def staff_adjustments(request):
             if request.POST.get("action") == "credit":
                 user = User.objects.filter(email__iexact=request.POST.get("email", "").strip()).first()
                 if user is None:
-                    raise ApplicationError("No account with that email.", code="not_found")
+                    raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
                 try:
                     amount = Decimal(request.POST.get("amount", ""))
                 except InvalidOperation:
                     amount = None
-                services.credit_note_issue(user=user, amount=amount, reason=reason, staff=request.user)
+                adjustments.credit_note_issue(user=user, amount=amount, reason=reason, staff=request.user)
                 messages.success(request, f"Credited {user.email}.")
             else:
                 tx = LedgerTransaction.objects.filter(pk=request.POST.get("transaction") or 0).first()
                 if tx is None:
-                    raise ApplicationError("No such transaction.", code="not_found")
-                services.usage_refund(ledger_transaction=tx, reason=reason, staff=request.user)
+                    raise ApplicationError("No such transaction.", code=ErrorCode.NOT_FOUND)
+                adjustments.usage_refund(ledger_transaction=tx, reason=reason, staff=request.user)
                 messages.success(request, f"Transaction {tx.pk} refunded.")
         except ApplicationError as error:
             messages.error(request, error.detail)

@@ -3,7 +3,7 @@
 from django.http import JsonResponse
 from django.views import defaults
 
-from .errors import error_body
+from .errors import ErrorCode, error_body
 
 
 def _is_api(request) -> bool:
@@ -12,13 +12,13 @@ def _is_api(request) -> bool:
 
 def not_found(request, exception=None):
     if _is_api(request):
-        return JsonResponse(error_body("not_found", f"No API resource at {request.path}."), status=404)
+        return JsonResponse(error_body(ErrorCode.NOT_FOUND, f"No API resource at {request.path}."), status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     if _is_api(request):
         return JsonResponse(
-            error_body("server_error", "Something went wrong on our side; it has been logged."), status=500
+            error_body(ErrorCode.SERVER_ERROR, "Something went wrong on our side; it has been logged."), status=500
         )
     return defaults.server_error(request)

@@ -6,6 +6,7 @@ and every DRF/Django error into the shared shape.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -15,10 +16,40 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 
+class ErrorCode(StrEnum):
+    """Codes any part of the platform returns. Each app lists its own in `<app>/errors.py`; the
+    OpenAPI schema lists them all (`marketplace/api/schema.py`)."""
+
+    ERROR = "error"
+    INVALID = "invalid"
+    CONFLICT = "conflict"
+    NOT_FOUND = "not_found"
+    PERMISSION_DENIED = "permission_denied"
+    SERVER_ERROR = "server_error"
+    UNKNOWN_FIELD = "unknown_field"
+    INVALID_TRANSITION = "invalid_transition"
+    NOT_PRINTABLE = "not_printable"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+
+
+class FrameworkErrorCode(StrEnum):
+    """Codes Django REST framework returns before our code runs (authentication, throttling, parsing)."""
+
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PARSE_ERROR = "parse_error"
+    THROTTLED = "throttled"
+
+
 class ApplicationError(Exception):
     """A business rule refused the operation. `code` is stable; `detail` is for people."""
 
-    code = "error"
+    code: str = ErrorCode.ERROR
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, detail: str, *, code: str | None = None, fields: dict | None = None, extra: dict | None = None):
@@ -31,22 +62,22 @@ class ApplicationError(Exception):
 
 
 class InvalidInput(ApplicationError):
-    code = "invalid"
+    code = ErrorCode.INVALID
     status_code = status.HTTP_400_BAD_REQUEST
 
 
 class Conflict(ApplicationError):
-    code = "conflict"
+    code = ErrorCode.CONFLICT
     status_code = status.HTTP_409_CONFLICT
 
 
 class NotFound(ApplicationError):
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
     status_code = status.HTTP_404_NOT_FOUND
 
 
 class Forbidden(ApplicationError):
-    code = "permission_denied"
+    code = ErrorCode.PERMISSION_DENIED
     status_code = status.HTTP_403_FORBIDDEN
 
 
@@ -91,13 +122,15 @@ def error_body(code: str, detail: str, fields: dict | None = None, **extra: Any)
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     # Imported here: rest_framework.views loads the authentication classes, which import this module.
-    from rest_framework.views import exception_handler
+    from rest_framework.views import exception_handler  # noqa: PLC0415
 
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.detail, exc.fields, **exc.extra), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         fields = validation_fields(exc)
-        return Response(error_body("invalid", "The request is not valid.", fields), status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            error_body(ErrorCode.INVALID, "The request is not valid.", fields), status=status.HTTP_400_BAD_REQUEST
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -117,11 +150,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         else:
             fields = {"non_field_errors": _flatten(detail if isinstance(detail, list) else [detail])}
             message = fields["non_field_errors"][0]
-        code = getattr(exc, "error_code", None) or "invalid"
+        code = getattr(exc, "error_code", None) or ErrorCode.INVALID
         response.data = error_body(code, message, fields)
         return response
 
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-    code = _first_code(detail) or getattr(exc, "default_code", "error")
+    code = _first_code(detail) or getattr(exc, "default_code", ErrorCode.ERROR)
     response.data = error_body(code, str(detail))
     return response

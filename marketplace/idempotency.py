@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from .errors import Conflict, InvalidInput
+from .errors import Conflict, ErrorCode, InvalidInput
 from .models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -31,7 +31,7 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     if record.request_fingerprint != fingerprint:
         raise Conflict(
             "This Idempotency-Key was already used with a different request.",
-            code="idempotency_key_reused",
+            code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
         )
     response = Response(record.response_body, status=record.status_code)
     response["Idempotent-Replayed"] = "true"
@@ -50,7 +50,7 @@ def idempotent(view_method):
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             raise InvalidInput(
                 f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters.",
-                code="invalid_idempotency_key",
+                code=ErrorCode.INVALID_IDEMPOTENCY_KEY,
                 fields={HEADER: ["Invalid key."]},
             )
         fingerprint = request_fingerprint(request)

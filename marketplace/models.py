@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .errors import ErrorCode
 from .money import PRICE_DIGITS, PRICE_PLACES
 
 
@@ -238,7 +240,5 @@ class AuditEntry(models.Model):
 
 def validate_printable(value: str) -> None:
     """Names people read: no control characters (newlines, escapes, NULs)."""
-    from django.core.exceptions import ValidationError
-
     if any(not ch.isprintable() for ch in value):
-        raise ValidationError("Use printable characters only (no control characters).", code="not_printable")
+        raise ValidationError("Use printable characters only (no control characters).", code=ErrorCode.NOT_PRINTABLE)

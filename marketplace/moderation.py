@@ -6,10 +6,18 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.errors import AccountErrorCode
+from accounts.locks import user_lock
 from accounts.models import User
-from accounts.services import notify
+from accounts.services import notify, notify_all
 from marketplace.audit import audit_record
 from marketplace.errors import Conflict, Forbidden, InvalidInput
+from orders.lifecycle import instance_stop
+from orders.models import Instance, InstanceEvent, InstanceStatus
+from orders.selectors import renters
+from suppliers.hosts import host_set_status
+from suppliers.models import Host
+from suppliers.organizations import organization_notify_members
 
 
 def _require(staff: User, reason: str) -> str:
@@ -23,13 +31,10 @@ def _require(staff: User, reason: str) -> str:
 @transaction.atomic
 def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
     """No new orders; running instances are stopped (disks kept); the buyer is told why."""
-    from orders.models import Instance
-    from orders.services import instance_stop
-
     reason = _require(staff, reason)
-    buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    buyer = user_lock(user_id=buyer.pk)
     if buyer.suspended_at:
-        raise Conflict("This buyer is already suspended.", code="already_suspended")
+        raise Conflict("This buyer is already suspended.", code=AccountErrorCode.ALREADY_SUSPENDED)
     audit_record(
         action="buyer.suspend",
         obj=buyer,
@@ -41,8 +46,8 @@ def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
     buyer.suspended_at = timezone.now()
     buyer.suspension_reason = reason
     buyer.save(update_fields=["suspended_at", "suspension_reason"])
-    for instance in Instance.objects.live().filter(buyer=buyer).exclude(status="requested"):
-        instance_stop(instance=instance, actor="staff", actor_user=staff)
+    for instance in Instance.objects.live().filter(buyer=buyer).exclude(status=InstanceStatus.REQUESTED):
+        instance_stop(instance=instance, actor=InstanceEvent.Actor.STAFF, actor_user=staff)
     notify(user=buyer, kind="moderation", title="Your account was suspended", body=reason)
     return buyer
 
@@ -50,7 +55,7 @@ def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
 @transaction.atomic
 def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
     reason = _require(staff, reason)
-    buyer = User.objects.select_for_update().get(pk=buyer.pk)
+    buyer = user_lock(user_id=buyer.pk)
     audit_record(
         action="buyer.reinstate",
         obj=buyer,
@@ -67,13 +72,8 @@ def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
 
 
 @transaction.atomic
-def host_delist(*, host, reason: str, staff: User):
+def host_delist(*, host: Host, reason: str, staff: User) -> Host:
     """Staff take a host's offers down; its supplier and current renters are told."""
-    from accounts.services import notify_all
-    from orders.selectors import renters
-    from suppliers.models import Host
-    from suppliers.services import host_set_status, organization_notify_members
-
     reason = _require(staff, reason)
     host = host_set_status(host=host, status=Host.Status.DELISTED, reason=reason, actor=staff, action="host.delist")
     organization_notify_members(host.organization, f"Host {host.name} was delisted", reason)

@@ -26,30 +26,3 @@ def instance_type_list_with_market() -> QuerySet[InstanceType]:
         )
         .order_by("accelerator_model__kind", "accelerator_model__name", "accelerator_count", "vcpus", "name")
     )
-
-
-DIMENSION_LABELS = {"accelerators": "Accelerators", "vcpus": "vCPUs", "ram_gb": "RAM (GB)", "disk_gb": "Disk (GB)"}
-
-
-def host_capacity_usage(host) -> list[dict]:
-    """Per dimension: allocated, effective capacity (after oversubscription) and percent used."""
-    from .capacity import effective_capacity, total
-    from .services import host_allocated_claims, host_capacity_spec
-
-    spec = host_capacity_spec(host)
-    capacity = effective_capacity(spec)
-    allocated = total(host_allocated_claims(host))
-    rows = []
-    for dimension, label in DIMENSION_LABELS.items():
-        if capacity[dimension] == 0:
-            continue
-        used = allocated[dimension]
-        rows.append(
-            {
-                "label": label,
-                "allocated": used,
-                "capacity": capacity[dimension],
-                "percent": round(100 * used / capacity[dimension]),
-            }
-        )
-    return rows

@@ -1,10 +1,21 @@
-"""Public catalog pages: offer search and instance types."""
+"""Public catalog pages (offer search, instance types) and the staff moderation dashboard."""
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
+from accounts.models import User
+from orders import supply
+from orders.forms import RentForm
+from orders.models import ProblemReport
+from suppliers import organizations
+from suppliers.models import Host, Organization
+
+from . import moderation
 from .api.filters import InstanceTypeFilterSet, OfferFilterSet
-from .models import InstanceType
+from .errors import ApplicationError, ErrorCode
+from .models import AuditEntry, InstanceType
 from .selectors import instance_type_list_with_market, offer_list
 
 OFFERS_PER_PAGE = 25
@@ -59,8 +70,6 @@ def offer_detail(request, offer_id: int):
     similar = (
         offer_list().filter(instance_type=offer.instance_type).exclude(pk=offer.pk).order_by("price_per_hour")[:10]
     )
-    from orders.forms import RentForm
-
     return render(
         request, "marketplace/offer_detail.html", {"offer": offer, "similar": similar, "rent_form": RentForm()}
     )
@@ -94,26 +103,12 @@ def instance_type_detail(request, name: str):
 
 
 def _staff_only(request) -> None:
-    from django.core.exceptions import PermissionDenied
-
     if not (request.user.is_authenticated and request.user.is_staff):
         raise PermissionDenied
 
 
 def moderation_dashboard(request):
     """Staff: queues with counts, and moderation actions that take a reason."""
-    from django.contrib import messages
-    from django.shortcuts import redirect
-
-    from accounts.models import User
-    from orders.models import ProblemReport
-    from suppliers import services as supplier_services
-    from suppliers.models import Host, Organization
-
-    from . import moderation
-    from .errors import ApplicationError
-    from .models import AuditEntry
-
     _staff_only(request)
     if request.method == "POST":
         action, reason, target = request.POST.get("action"), request.POST.get("reason", ""), request.POST.get("target")
@@ -121,31 +116,31 @@ def moderation_dashboard(request):
             if action in ("suspend_buyer", "reinstate_buyer"):
                 buyer = User.objects.filter(email__iexact=(target or "").strip()).first()
                 if buyer is None:
-                    raise ApplicationError("No account with that email.", code="not_found")
+                    raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
                 operation = moderation.buyer_suspend if action == "suspend_buyer" else moderation.buyer_reinstate
                 operation(buyer=buyer, reason=reason, staff=request.user)
             elif action == "delist_host":
                 host = Host.objects.filter(pk=int(target or 0)).first()
                 if host is None:
-                    raise ApplicationError("No such host.", code="not_found")
+                    raise ApplicationError("No such host.", code=ErrorCode.NOT_FOUND)
                 moderation.host_delist(host=host, reason=reason, staff=request.user)
             elif action in ("approve_supplier", "reject_supplier"):
                 organization = Organization.objects.filter(pk=int(target or 0)).first()
                 if organization is None:
-                    raise ApplicationError("No such organization.", code="not_found")
+                    raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
                 if action == "approve_supplier":
-                    supplier_services.organization_approve(organization=organization, actor=request.user)
+                    organizations.organization_approve(organization=organization, actor=request.user)
                 else:
-                    supplier_services.organization_reject(organization=organization, reason=reason, actor=request.user)
+                    organizations.organization_reject(organization=organization, reason=reason, actor=request.user)
             elif action == "suspend_supplier":
                 organization = Organization.objects.filter(name=(target or "").strip()).first()
                 if organization is None:
-                    raise ApplicationError("No such organization.", code="not_found")
+                    raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
                 if not reason.strip():
-                    raise ApplicationError("A suspension needs a reason.", code="invalid")
-                supplier_services.organization_suspend(organization=organization, reason=reason, actor=request.user)
+                    raise ApplicationError("A suspension needs a reason.", code=ErrorCode.INVALID)
+                supply.organization_suspend(organization=organization, reason=reason, actor=request.user)
             else:
-                raise ApplicationError("Unknown action.", code="invalid")
+                raise ApplicationError("Unknown action.", code=ErrorCode.INVALID)
         except (ApplicationError, ValueError) as error:
             messages.error(request, getattr(error, "detail", str(error)))
         else:

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
-from . import services
+from . import lifecycle
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, ProblemReport
 
 
@@ -39,7 +39,7 @@ class InstanceAdmin(ReadOnlyAdmin):
         done = 0
         for instance in queryset:
             try:
-                services.instance_terminate(
+                lifecycle.instance_terminate(
                     instance=instance, actor_user=request.user, actor="staff", reason="Terminated by staff"
                 )
                 done += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -11,10 +12,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import notify
+from billing.ledger import buyer_wallet, post_transaction, supplier_payable
+from billing.models import LedgerTransaction
 from marketplace.audit import audit_record
 from marketplace.errors import Conflict, Forbidden, InvalidInput
 
-from .models import Instance, ProblemReport
+from .errors import OrderErrorCode
+from .locks import problem_report_lock
+from .models import Instance, InstanceStatus, ProblemReport
 
 OPEN_STATUSES = (ProblemReport.Status.OPEN, ProblemReport.Status.ANSWERED)
 
@@ -27,7 +32,7 @@ def report_list_for_user(*, user: User) -> QuerySet[ProblemReport]:
     return queryset.filter(Q(buyer=user) | Q(instance__host__organization__memberships__user=user)).distinct()
 
 
-def report_get_for_user(*, user: User, report_id) -> ProblemReport:
+def report_get_for_user(*, user: User, report_id: object) -> ProblemReport:
     try:
         return report_list_for_user(user=user).get(pk=int(report_id))
     except (ProblemReport.DoesNotExist, ValueError, TypeError):
@@ -60,11 +65,11 @@ def report_create(*, buyer: User, instance: Instance, category: str, description
 
 @transaction.atomic
 def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemReport:
-    report = ProblemReport.objects.select_for_update().select_related("instance__host").get(pk=report.pk)
+    report = problem_report_lock(report_id=report.pk)
     if not report.instance.host.organization.memberships.filter(user=user).exists():
         raise Forbidden("Only the supplier answers a report.")
     if report.status not in OPEN_STATUSES:
-        raise Conflict("This report is resolved.", code="report_resolved")
+        raise Conflict("This report is resolved.", code=OrderErrorCode.REPORT_RESOLVED)
     if not (answer or "").strip():
         raise InvalidInput("An answer cannot be empty.", fields={"answer": ["Required."]})
     report.supplier_answer = answer.strip()
@@ -83,16 +88,13 @@ def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemR
 @transaction.atomic
 def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None, reason: str) -> ProblemReport:
     """Staff resolve: a credit (charged to the supplier's payable) or a rejection, with a reason."""
-    from billing.models import LedgerTransaction
-    from billing.services import buyer_wallet, post_transaction, supplier_payable
-
     if not staff.is_staff:
         raise Forbidden("Only staff resolve reports.")
     if not (reason or "").strip():
         raise InvalidInput("A resolution needs a reason.", fields={"reason": ["Required."]})
-    report = ProblemReport.objects.select_for_update().select_related("instance__host__organization").get(pk=report.pk)
+    report = problem_report_lock(report_id=report.pk)
     if report.status not in OPEN_STATUSES:
-        raise Conflict("This report is already resolved.", code="report_resolved")
+        raise Conflict("This report is already resolved.", code=OrderErrorCode.REPORT_RESOLVED)
     if credit is not None and (credit <= 0 or credit != credit.quantize(Decimal("0.01"))):
         raise InvalidInput("A credit is a positive amount in whole cents.", fields={"credit": ["Invalid amount."]})
     if credit:
@@ -129,10 +131,10 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
     return report
 
 
-def report_evidence(*, report: ProblemReport) -> dict:
+def report_evidence(*, report: ProblemReport) -> dict[str, list[Any]]:
     """What staff see: the instance timeline, heartbeat gaps on its host during its life, usage."""
     instance = report.instance
-    end = instance.updated_at if instance.status == "terminated" else timezone.now()
+    end = instance.updated_at if instance.status == InstanceStatus.TERMINATED else timezone.now()
     outages = instance.host.outages.filter(started_at__lte=end).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gte=instance.created_at)
     )

@@ -1,7 +1,7 @@
 from django import forms
 
 from .models import RESERVED_TERMS_HOURS, Pricing
-from .services import OrderRequest
+from .requests import OrderRequest
 
 
 class RentForm(forms.Form):

@@ -1,20 +1,22 @@
 """Buyer pages: rent from an offer with a live quote, my instances (live), instance detail."""
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.services import buyer_set_spend_limit
+from billing.selectors import money_sum
 from marketplace.errors import ApplicationError
 from marketplace.forms import add_service_errors
 from marketplace.selectors import offer_list
 
-from . import selectors, services
+from . import disputes, lifecycle, placement, price_changes, quotes, selectors
 from .forms import RentForm, SpendLimitForm
-from .models import Instance, ProblemReport
-from .services import TRANSITIONS, InstanceStatus
+from .models import Instance, InstanceStatus, ProblemReport
+from .state import TRANSITIONS
 
 
 @login_required
@@ -25,7 +27,7 @@ def offer_quote(request, offer_id: int):
     context = {"form": form}
     if form.is_valid():
         try:
-            context["quote"] = services.quote_create(request=form.order_request(offer_id=offer_id))
+            context["quote"] = quotes.quote_create(request=form.order_request(offer_id=offer_id))
         except ApplicationError as error:
             context["error"] = error
     return render(request, "orders/_quote.html", context)
@@ -37,7 +39,7 @@ def offer_rent(request, offer_id: int):
     form = RentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            order = services.order_place(buyer=request.user, request=form.order_request(offer_id=offer.pk))
+            order = placement.order_place(buyer=request.user, request=form.order_request(offer_id=offer.pk))
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
@@ -47,8 +49,6 @@ def offer_rent(request, offer_id: int):
 
 
 def _live_burn(user) -> Decimal:
-    from billing.services import money_sum
-
     return money_sum(Instance.objects.live().filter(buyer=user), "price_per_hour")
 
 
@@ -70,7 +70,7 @@ def spend_limit(request):
     form = SpendLimitForm(request.POST)
     if form.is_valid():
         try:
-            services.buyer_set_spend_limit(buyer=request.user, limit_per_hour=form.cleaned_data["spend_limit_per_hour"])
+            buyer_set_spend_limit(buyer=request.user, limit_per_hour=form.cleaned_data["spend_limit_per_hour"])
         except ApplicationError as error:
             messages.error(request, error.detail)
         else:
@@ -92,7 +92,7 @@ def instance_detail(request, instance_id: int):
     template = "orders/_instance_state.html" if request.headers.get("HX-Request") else "orders/instance_detail.html"
     current_price = None
     if instance.pricing == "on_demand" and instance.status != InstanceStatus.TERMINATED:
-        current_price = services.current_price_for(instance)
+        current_price = price_changes.current_price_for(instance)
     context = {
         "instance": instance,
         "events": instance.events.all(),
@@ -104,13 +104,13 @@ def instance_detail(request, instance_id: int):
 
 
 def _accept_price(*, instance, actor_user):
-    return services.instance_accept_current_price(instance=instance, buyer=actor_user)
+    return price_changes.instance_accept_current_price(instance=instance, buyer=actor_user)
 
 
 ACTIONS = {
-    "stop": services.instance_stop,
-    "start": services.instance_start,
-    "terminate": services.instance_terminate,
+    "stop": lifecycle.instance_stop,
+    "start": lifecycle.instance_start,
+    "terminate": lifecycle.instance_terminate,
     "accept-price": _accept_price,
 }
 
@@ -135,8 +135,6 @@ def instance_action(request, instance_id: int, action: str):
 @require_POST
 def instance_report(request, instance_id: int):
     """Buyer files a problem report from the instance page."""
-    from . import disputes
-
     instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
     try:
         report = disputes.report_create(
@@ -155,10 +153,6 @@ def instance_report(request, instance_id: int):
 @login_required
 def report_detail(request, report_id: int):
     """One report: the buyer, the supplier (answer) and staff (evidence, resolve) each see their part."""
-    from decimal import InvalidOperation
-
-    from . import disputes
-
     report = disputes.report_get_for_user(user=request.user, report_id=report_id)
     if request.method == "POST":
         try:

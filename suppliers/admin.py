@@ -1,10 +1,13 @@
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
+from orders import supply
 
-from . import services
+from . import hosts, organizations
 from .models import (
     Host,
     HostCredential,
@@ -42,9 +45,6 @@ class DocumentInline(admin.TabularInline):
 
     @admin.display(description="file")
     def download(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
-
         return format_html('<a href="{}">download</a>', reverse("suppliers:document_download", args=[obj.pk]))
 
 
@@ -76,7 +76,7 @@ class OrganizationAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda o: services.organization_approve(organization=o, actor=request.user),
+            lambda o: organizations.organization_approve(organization=o, actor=request.user),
             "approved",
         )
 
@@ -87,7 +87,7 @@ class OrganizationAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda o: services.organization_reject(organization=o, reason=reason, actor=request.user),
+            lambda o: organizations.organization_reject(organization=o, reason=reason, actor=request.user),
             "rejected",
         )
 
@@ -98,7 +98,7 @@ class OrganizationAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda o: services.organization_suspend(organization=o, reason=reason, actor=request.user),
+            lambda o: supply.organization_suspend(organization=o, reason=reason, actor=request.user),
             "suspended",
         )
 
@@ -147,9 +147,9 @@ class HostAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         # Edits go through the service so capacity rules hold and offers are recomputed.
-        data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.HOST_FIELDS}
+        data = {name: form.cleaned_data[name] for name in form.changed_data if name in hosts.HOST_FIELDS}
         try:
-            services.host_update(host=Host.objects.get(pk=obj.pk), **data)
+            supply.host_update(host=Host.objects.get(pk=obj.pk), **data)
         except ApplicationError as error:
             self.message_user(request, f"Not saved: {error.detail} {error.fields or ''}", level=messages.ERROR)
 
@@ -159,7 +159,7 @@ class HostAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda h: services.host_approve(host=h, verified=True, actor=request.user),
+            lambda h: hosts.host_approve(host=h, verified=True, actor=request.user),
             "approved",
         )
 
@@ -169,7 +169,7 @@ class HostAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda h: services.host_approve(host=h, verified=False, actor=request.user),
+            lambda h: hosts.host_approve(host=h, verified=False, actor=request.user),
             "approved",
         )
 
@@ -180,7 +180,7 @@ class HostAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda h: services.host_reject(host=h, reason=reason, actor=request.user),
+            lambda h: hosts.host_reject(host=h, reason=reason, actor=request.user),
             "rejected",
         )
 

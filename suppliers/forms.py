@@ -2,8 +2,9 @@ from django import forms
 
 from marketplace.models import AcceleratorModel, Region, Zone
 
+from .hosts import HOST_FIELDS
 from .models import Host, Organization
-from .services import HOST_FIELDS, ORGANIZATION_FIELDS
+from .organizations import ORGANIZATION_FIELDS
 
 
 class OrganizationForm(forms.ModelForm):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -349,8 +350,6 @@ class MaintenanceWindow(models.Model):
 
 
 def _document_path(instance, filename: str) -> str:
-    import uuid
-
     return f"organization-documents/{instance.organization_id}/{uuid.uuid4().hex}"
 
 

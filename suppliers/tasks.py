@@ -1,6 +1,9 @@
 from celery import shared_task
 
-from .agent_services import hosts_mark_offline
+from orders.agent import hosts_mark_offline
+from orders.reliability import hosts_reliability_refresh
+
+from .maintenance import maintenance_refresh
 
 
 @shared_task(name="suppliers.tasks.hosts_mark_offline_task", time_limit=120, soft_time_limit=100)
@@ -12,14 +15,10 @@ def hosts_mark_offline_task(batch_size: int = 200) -> int:
 @shared_task(name="suppliers.tasks.hosts_reliability_refresh_task", time_limit=600, soft_time_limit=580)
 def hosts_reliability_refresh_task(batch_size: int = 500) -> int:
     """Beat: recompute 30-day uptime scores (and deverify unreliable hosts)."""
-    from .agent_services import hosts_reliability_refresh
-
     return hosts_reliability_refresh(batch_size=batch_size)
 
 
 @shared_task(name="suppliers.tasks.maintenance_refresh_task", time_limit=120, soft_time_limit=100)
 def maintenance_refresh_task() -> int:
     """Beat: hosts entering or leaving maintenance get their offers recomputed."""
-    from .services import maintenance_refresh
-
     return maintenance_refresh()

@@ -4,16 +4,20 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from marketplace.errors import ApplicationError
 from marketplace.forms import add_service_errors
-from marketplace.selectors import host_capacity_usage
-from marketplace.services import host_allocated_claims, host_carriable_types
+from orders import supply
 
-from . import agent_services, selectors, services
+from . import agent_services, hosts, organizations, selectors
+from .documents import organization_document_upload
 from .forms import HostForm, OrganizationForm
+from .models import OrganizationDocument
+from .offers import host_allocated_claims, host_capacity_usage, host_carriable_types
 
 
 def _organization_or_redirect(request):
@@ -31,10 +35,10 @@ def onboarding(request):
         data = {name: form.cleaned_data[name] for name in form.Meta.fields}
         try:
             if organization is None:
-                services.organization_create(owner=request.user, **data)
+                organizations.organization_create(owner=request.user, **data)
                 messages.success(request, "Thanks! Your organization is pending review; you can add hosts now.")
             else:
-                services.organization_update(organization=organization, **data)
+                organizations.organization_update(organization=organization, **data)
                 messages.success(request, "Organization updated.")
         except ApplicationError as error:
             add_service_errors(form, error)
@@ -60,7 +64,7 @@ def host_create(request):
     form = HostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            host = services.host_create(user=request.user, **form.service_data())
+            host = hosts.host_create(user=request.user, **form.service_data())
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
@@ -76,7 +80,7 @@ def host_edit(request, host_id: int):
     if request.method == "POST" and form.is_valid():
         changed = {name: form.service_data()[name] for name in form.changed_data if name in form.service_data()}
         try:
-            services.host_update(host=host, **changed)
+            supply.host_update(host=host, **changed)
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
@@ -129,7 +133,7 @@ def host_listing(request, host_id: int):
     host = selectors.host_get_for_user(user=request.user, host_id=host_id)
     listed = request.POST.get("listed") == "1"
     try:
-        services.host_set_listed(host=host, listed=listed)
+        hosts.host_set_listed(host=host, listed=listed)
     except ApplicationError as error:
         messages.error(request, error.detail)
     else:
@@ -142,7 +146,7 @@ def host_listing(request, host_id: int):
 def host_delete(request, host_id: int):
     host = selectors.host_get_for_user(user=request.user, host_id=host_id)
     try:
-        services.host_delete(host=host)
+        hosts.host_delete(host=host)
     except ApplicationError as error:
         messages.error(request, error.detail)
         return redirect("suppliers:host_detail", host_id=host.pk)
@@ -154,8 +158,6 @@ def host_delete(request, host_id: int):
 @require_POST
 def host_maintenance(request, host_id: int):
     """Schedule maintenance from the host page (times are UTC)."""
-    from django.utils.dateparse import parse_datetime
-
     host = selectors.host_get_for_user(user=request.user, host_id=host_id)
 
     def when(name):
@@ -163,7 +165,7 @@ def host_maintenance(request, host_id: int):
         return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
 
     try:
-        services.maintenance_schedule(
+        supply.maintenance_schedule(
             user=request.user,
             host=host,
             starts_at=when("starts_at"),
@@ -181,14 +183,12 @@ def host_maintenance(request, host_id: int):
 @login_required
 def documents(request):
     """Upload verification documents; see what was sent."""
-    from .models import OrganizationDocument
-
     organization = selectors.organization_for_user(user=request.user)
     if organization is None:
         return redirect("suppliers:onboarding")
     if request.method == "POST":
         try:
-            services.organization_document_upload(
+            organization_document_upload(
                 user=request.user, kind=request.POST.get("kind", ""), upload=request.FILES.get("file")
             )
         except ApplicationError as error:
@@ -210,10 +210,6 @@ def documents(request):
 @login_required
 def document_download(request, document_id: int):
     """Members of the organization and staff only; everyone else gets a 404."""
-    from django.http import FileResponse, Http404
-
-    from .models import OrganizationDocument
-
     document = OrganizationDocument.objects.select_related("organization").filter(pk=document_id).first()
     allowed = document is not None and (
         request.user.is_staff or document.organization.memberships.filter(user=request.user).exists()

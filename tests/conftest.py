@@ -1,10 +1,12 @@
 import os
 
 import pytest
+import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
+from billing.selectors import ledger_total
 from marketplace.services import catalog_sync
 
 from .factories import HostFactory, OrganizationFactory, UserFactory
@@ -17,8 +19,6 @@ def _services_required_in_ci():
         return
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", "CI must use PostgreSQL"
     assert settings.REDIS_URL, "CI must use Redis"
-    import redis
-
     assert redis.Redis.from_url(settings.REDIS_URL).ping(), "Redis must answer"
 
 
@@ -28,8 +28,6 @@ def _ledger_sums_to_zero(request, django_db_blocker):
     yield
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
     if uses_db:
-        from billing.services import ledger_total
-
         with django_db_blocker.unblock():
             assert ledger_total() == 0
 

@@ -5,8 +5,9 @@ from decimal import Decimal
 import factory
 
 from accounts.models import User
+from billing.ledger import credit_grant
 from marketplace.models import AcceleratorModel, Region, Zone
-from suppliers import services as supplier_services
+from suppliers.hosts import host_approve, host_create
 from suppliers.models import Membership, Organization
 
 
@@ -30,8 +31,6 @@ class UserFactory(factory.django.DjangoModelFactory):
         """Prepaid credit (default $1000): nothing runs on credit."""
         amount = Decimal("1000") if extracted is None else Decimal(extracted)
         if create and amount:
-            from billing.services import credit_grant
-
             credit_grant(user=self, amount=amount, reason="Test credit", key=f"test-credit:{self.pk}")
 
 
@@ -86,9 +85,9 @@ _host_counter = iter(range(1, 10**9))
 def HostFactory(*, organization: Organization, approved: bool = True, verified: bool = True, **overrides):
     owner = organization.memberships.get(role=Membership.Role.OWNER).user
     overrides.setdefault("name", f"host-{next(_host_counter)}")
-    host = supplier_services.host_create(user=owner, **host_data(**overrides))
+    host = host_create(user=owner, **host_data(**overrides))
     if approved:
-        host = supplier_services.host_approve(host=host, verified=verified)
+        host = host_approve(host=host, verified=verified)
     return host
 
 

@@ -62,9 +62,9 @@ class MeView(APIView):
     @extend_schema(request=SpendLimitSerializer, responses=MeSerializer)
     def patch(self, request):
         """Set your ceiling on the total hourly price of your live instances."""
-        from orders.services import buyer_set_spend_limit
-
         data = SpendLimitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = buyer_set_spend_limit(buyer=request.user, limit_per_hour=data.validated_data["spend_limit_per_hour"])
+        user = services.buyer_set_spend_limit(
+            buyer=request.user, limit_per_hour=data.validated_data["spend_limit_per_hour"]
+        )
         return Response(MeSerializer(user).data)

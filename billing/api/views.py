@@ -5,10 +5,12 @@ from rest_framework import generics, mixins, permissions, serializers, status, v
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors, services
+from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
+from orders.selectors import buyer_balance
+from suppliers.errors import SupplierErrorCode
 from suppliers.selectors import organization_for_user
 
 
@@ -77,7 +79,7 @@ class BalanceView(APIView):
 
     @extend_schema(responses=BalanceSerializer)
     def get(self, request):
-        return Response(BalanceSerializer(selectors.buyer_balance(user=request.user)).data)
+        return Response(BalanceSerializer(buyer_balance(user=request.user)).data)
 
 
 class UsageView(generics.ListAPIView):
@@ -118,7 +120,7 @@ class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         data = TopUpInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         base = request.build_absolute_uri("/billing/")
-        top_up = services.top_up_create(
+        top_up = payments.top_up_create(
             user=request.user,
             amount=data.validated_data["amount"],
             success_url=f"{base}?top_up=success",
@@ -137,7 +139,7 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         organization = organization_for_user(user=self.request.user)
         if organization is None:
-            raise NotFound("You have no supplier organization.", code="not_a_supplier")
+            raise NotFound("You have no supplier organization.", code=SupplierErrorCode.NOT_A_SUPPLIER)
         return selectors.payouts_for_organization(organization=organization)
 
 
@@ -185,7 +187,7 @@ class EarningsView(APIView):
     def get(self, request):
         organization = organization_for_user(user=request.user)
         if organization is None:
-            raise NotFound("You have no supplier organization.", code="not_a_supplier")
+            raise NotFound("You have no supplier organization.", code=SupplierErrorCode.NOT_A_SUPPLIER)
         earnings = selectors.supplier_earnings(organization=organization)
         by_host = selectors.revenue_by_host(organization=organization)
         return Response(

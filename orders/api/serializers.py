@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from orders.models import RESERVED_TERMS_HOURS, Instance, InstanceEvent, Order, Pricing, ProblemReport
-from orders.services import OrderRequest
+from orders.requests import OrderRequest
 
 
 class RequirementsSerializer(serializers.Serializer):

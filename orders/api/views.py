@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.idempotency import idempotent
-from orders import disputes, selectors, services
+from orders import disputes, lifecycle, placement, price_changes, quotes, selectors
 from orders.models import Instance, ProblemReport
 
 from .serializers import (
@@ -30,7 +30,7 @@ class QuoteView(APIView):
     def post(self, request):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        quote = services.quote_create(request=data.to_order_request())
+        quote = quotes.quote_create(request=data.to_order_request())
         return Response(QuoteSerializer(quote).data)
 
 
@@ -57,7 +57,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def create(self, request):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.order_place(buyer=request.user, request=data.to_order_request())
+        order = placement.order_place(buyer=request.user, request=data.to_order_request())
         return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -89,24 +89,24 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Stop: accelerators go back to the market; the disk stays on the host."""
-        return self._act(services.instance_stop)
+        return self._act(lifecycle.instance_stop)
 
     @extend_schema(request=None, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         """Start again on the same host, or 409 `capacity_taken` with where to get it instead."""
-        return self._act(services.instance_start)
+        return self._act(lifecycle.instance_start)
 
     @extend_schema(request=None, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"])
     def terminate(self, request, pk=None):
-        return self._act(services.instance_terminate)
+        return self._act(lifecycle.instance_terminate)
 
     @extend_schema(request=None, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"], url_path="accept-price")
     def accept_price(self, request, pk=None):
         """Move an on-demand rental to the host's current price, from now on."""
-        services.instance_accept_current_price(instance=self.get_object(), buyer=request.user)
+        price_changes.instance_accept_current_price(instance=self.get_object(), buyer=request.user)
         return Response(InstanceDetailSerializer(self.get_object()).data)
 
 

@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from marketplace.errors import InvalidInput
+from marketplace.errors import ErrorCode, InvalidInput
+from orders import agent as instance_agent
 from orders.models import InstanceStatus
 from suppliers import agent_services
 from suppliers.models import HostCredential
@@ -67,7 +68,9 @@ class AgentView(APIView):
 
     def initial(self, request, *args, **kwargs):
         if len(request.body or b"") > MAX_PAYLOAD_BYTES:
-            raise InvalidInput(f"The payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB.", code="payload_too_large")
+            raise InvalidInput(
+                f"The payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB.", code=ErrorCode.PAYLOAD_TOO_LARGE
+            )
         super().initial(request, *args, **kwargs)
 
     @property
@@ -181,7 +184,7 @@ class AgentHeartbeatView(AgentView):
     @extend_schema(request=HeartbeatSerializer, responses=dict)
     def post(self, request):
         data = self.validated(HeartbeatSerializer)
-        commands = agent_services.agent_heartbeat(host=self.host, instances=data["instances"])
+        commands = instance_agent.agent_heartbeat(host=self.host, instances=data["instances"])
         return Response({"commands": [command_json(c) for c in commands]})
 
 
@@ -189,7 +192,7 @@ class AgentCommandAckView(AgentView):
     @extend_schema(request=AckSerializer, responses=dict)
     def post(self, request, command_id: int):
         data = self.validated(AckSerializer)
-        command = agent_services.agent_command_ack(
+        command = instance_agent.agent_command_ack(
             host=self.host, command_id=command_id, ok=data["ok"], detail=data["detail"]
         )
         return Response({"id": command.pk, "status": command.status})
@@ -199,7 +202,7 @@ class AgentInstanceStateView(AgentView):
     @extend_schema(request=InstanceStateSerializer, responses=dict)
     def post(self, request, instance_id: int):
         data = self.validated(InstanceStateSerializer)
-        instance = agent_services.agent_report_instance_state(
+        instance = instance_agent.agent_report_instance_state(
             host=self.host, instance_id=instance_id, status=data["status"], reason=data["reason"]
         )
         return Response({"id": instance.pk, "status": instance.status})

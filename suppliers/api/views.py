@@ -8,7 +8,9 @@ from rest_framework.views import APIView
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from marketplace.models import Offer
-from suppliers import agent_services, selectors, services
+from orders import supply
+from suppliers import agent_services, hosts, organizations, selectors
+from suppliers.errors import SupplierErrorCode
 
 from .serializers import HostSerializer, MaintenanceSerializer, OrganizationSerializer
 
@@ -21,7 +23,9 @@ class OrganizationView(APIView):
     def _own(self, request):
         organization = selectors.organization_for_user(user=request.user)
         if organization is None:
-            raise NotFound("You have no supplier organization yet; POST to create one.", code="not_a_supplier")
+            raise NotFound(
+                "You have no supplier organization yet; POST to create one.", code=SupplierErrorCode.NOT_A_SUPPLIER
+            )
         return organization
 
     @extend_schema(responses=OrganizationSerializer)
@@ -33,7 +37,7 @@ class OrganizationView(APIView):
     def post(self, request):
         data = OrganizationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        organization = services.organization_create(owner=request.user, **data.validated_data)
+        organization = organizations.organization_create(owner=request.user, **data.validated_data)
         return Response(OrganizationSerializer(organization).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=OrganizationSerializer, responses=OrganizationSerializer)
@@ -41,7 +45,7 @@ class OrganizationView(APIView):
         organization = self._own(request)
         data = OrganizationSerializer(organization, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        organization = services.organization_update(organization=organization, **data.validated_data)
+        organization = organizations.organization_update(organization=organization, **data.validated_data)
         return Response(OrganizationSerializer(organization).data)
 
 
@@ -73,7 +77,7 @@ class HostViewSet(viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        host = services.host_create(user=request.user, **data.validated_data)
+        host = hosts.host_create(user=request.user, **data.validated_data)
         return self._respond(host, status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
@@ -81,18 +85,18 @@ class HostViewSet(viewsets.ModelViewSet):
         host = self.get_object()
         data = self.get_serializer(host, data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        host = services.host_update(host=host, **data.validated_data)
+        host = supply.host_update(host=host, **data.validated_data)
         return self._respond(host)
 
     def destroy(self, request, *args, **kwargs):
-        services.host_delete(host=self.get_object())
+        hosts.host_delete(host=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=HostSerializer)
     @action(detail=True, methods=["post"])
     def delist(self, request, pk=None):
         """Pause the host's offers."""
-        return self._respond(services.host_set_listed(host=self.get_object(), listed=False))
+        return self._respond(hosts.host_set_listed(host=self.get_object(), listed=False))
 
     @extend_schema(request=None, responses={201: dict})
     @action(detail=True, methods=["post"], url_path="registration-token")
@@ -112,11 +116,11 @@ class HostViewSet(viewsets.ModelViewSet):
             return Response(MaintenanceSerializer(host.maintenance_windows.all(), many=True).data)
         data = MaintenanceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        window = services.maintenance_schedule(user=request.user, host=host, **data.validated_data)
+        window = supply.maintenance_schedule(user=request.user, host=host, **data.validated_data)
         return Response(MaintenanceSerializer(window).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=HostSerializer)
     @action(detail=True, methods=["post"])
     def relist(self, request, pk=None):
         """Resume the host's offers."""
-        return self._respond(services.host_set_listed(host=self.get_object(), listed=True))
+        return self._respond(hosts.host_set_listed(host=self.get_object(), listed=True))

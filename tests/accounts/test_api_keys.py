@@ -2,6 +2,8 @@ import pytest
 
 from accounts.models import ApiKey
 from accounts.services import hash_api_secret
+from tests.conftest import bearer_client
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,8 +66,6 @@ def test_garbage_bearer_headers_are_401_not_500(api_client, header):
 
 
 def test_someone_elses_key_cannot_be_revoked(api_client, buyer):
-    from tests.conftest import bearer_client
-    from tests.factories import UserFactory
 
     issue(api_client)
     theirs = ApiKey.objects.get()

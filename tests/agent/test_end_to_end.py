@@ -12,9 +12,12 @@ import pytest
 from django.db import connections
 
 from marketplace.models import Offer
+from orders.agent import hosts_mark_offline
+from orders.lifecycle import instance_stop, instance_terminate
 from orders.models import Instance
-from orders.services import OrderRequest, instance_stop, instance_terminate, order_place
-from suppliers import agent_services
+from orders.placement import order_place
+from orders.requests import OrderRequest
+from suppliers.agent_services import host_registration_token_issue
 from suppliers.models import Host
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 from tests.support.celery_worker import stop_process, wait_until
@@ -51,7 +54,7 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
         )
     )
     state_dir = tmp_path / "agent"
-    token = agent_services.host_registration_token_issue(host=host, user=None)
+    token = host_registration_token_issue(host=host, user=None)
 
     registered = subprocess.run(
         agent_command(state_dir, "register", "--platform", live_server.url, "--token", token),
@@ -93,7 +96,7 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
         agent.terminate()
         agent.wait(timeout=30)
         time.sleep(1.5)
-        assert agent_services.hosts_mark_offline() == [host.pk]
+        assert hosts_mark_offline() == [host.pk]
         assert not Offer.objects.filter(host=host).exists()
 
         agent = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,5 +1,6 @@
 """The two runtimes, for real: local processes, and the docker CLI (a recording stand-in binary)."""
 
+import json
 import os
 import stat
 import sys
@@ -93,7 +94,6 @@ elif args[0] == "rm":
 
 
 def test_docker_runtime_drives_the_docker_cli(fake_docker, tmp_path):
-    import json
 
     runtime = DockerRuntime(docker=str(fake_docker))
     spec = {"image": "pytorch/pytorch:2.5.1", "command": "python train.py", "vcpus": 24, "ram_gb": 256}

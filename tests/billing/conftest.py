@@ -1,7 +1,7 @@
 import pytest
 from django.utils import timezone
 
-from orders.services import instance_agent_report
+from orders.agent import instance_agent_report
 from tests.factories import HostFactory, UserFactory, l4_host_data
 from tests.orders.conftest import order
 

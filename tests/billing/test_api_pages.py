@@ -3,10 +3,16 @@
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from freezegun import freeze_time
 
-from billing.services import meter_usage, settle_usage
+from billing.ledger import supplier_payable
+from billing.models import LedgerTransaction
+from billing.selectors import account_balance, wallet_balance
+from billing.settlement import settle_usage
+from orders.metering import meter_usage
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
 
@@ -70,7 +76,6 @@ def test_earnings_page_needs_an_organization(client, buyer, supplier):
 
 
 def test_monthly_statement(client, running, buyer):
-    from django.utils import timezone
 
     with freeze_time(at(3600)):
         meter_usage()
@@ -89,34 +94,32 @@ def test_monthly_statement(client, running, buyer):
 
 
 def test_staff_credit_notes_and_refunds(client, running, buyer, supplier_org):
-    from billing import services
-    from billing.models import LedgerTransaction
 
     staff = UserFactory(is_staff=True, credit=0)
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
     charge = LedgerTransaction.objects.get(kind="usage")
-    before = services.wallet_balance(buyer)
+    before = wallet_balance(buyer)
     client.force_login(staff)
     client.post(
         reverse("billing:staff_adjustments"),
         {"action": "refund", "transaction": charge.pk, "reason": "Host lost for an hour"},
     )
-    assert services.wallet_balance(buyer) == before + Decimal("0.40")
-    assert services.account_balance(services.supplier_payable(supplier_org)) == 0
+    assert wallet_balance(buyer) == before + Decimal("0.40")
+    assert account_balance(supplier_payable(supplier_org)) == 0
     again = client.post(
         reverse("billing:staff_adjustments"),
         {"action": "refund", "transaction": charge.pk, "reason": "twice"},
         follow=True,
     )
-    assert services.wallet_balance(buyer) == before + Decimal("0.40")  # reversed once only
+    assert wallet_balance(buyer) == before + Decimal("0.40")  # reversed once only
     assert again.status_code == 200
     client.post(
         reverse("billing:staff_adjustments"),
         {"action": "credit", "email": buyer.email, "amount": "5.00", "reason": "Sorry about the outage"},
     )
-    assert services.wallet_balance(buyer) == before + Decimal("5.40")
+    assert wallet_balance(buyer) == before + Decimal("5.40")
     missing = client.post(
         reverse("billing:staff_adjustments"),
         {"action": "credit", "email": buyer.email, "amount": "5.00", "reason": ""},
@@ -142,7 +145,6 @@ def test_supplier_earnings_by_host(running, supplier):
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
-    from django.test import Client
 
     browser = Client()
     browser.force_login(supplier)

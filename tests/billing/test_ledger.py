@@ -3,9 +3,10 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from billing import services
+from billing.errors import UnbalancedTransaction
+from billing.ledger import buyer_wallet, check_balanced, platform_account, post_transaction
 from billing.models import LedgerAccount, LedgerPosting, LedgerTransaction
-from billing.services import UnbalancedTransaction
+from billing.selectors import account_balance, ledger_total
 
 pytestmark = pytest.mark.django_db
 
@@ -13,15 +14,15 @@ postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="da
 
 
 def test_balanced_transactions_are_posted_once(buyer):
-    wallet = services.buyer_wallet(buyer)
-    before = services.account_balance(wallet)
-    clearing = services.platform_account(LedgerAccount.Kind.STRIPE_CLEARING)
+    wallet = buyer_wallet(buyer)
+    before = account_balance(wallet)
+    clearing = platform_account(LedgerAccount.Kind.STRIPE_CLEARING)
     postings = [(clearing, Decimal("-25")), (wallet, Decimal("25"))]
-    first = services.post_transaction(kind="top_up", key="t-1", description="top-up", postings=postings)
-    again = services.post_transaction(kind="top_up", key="t-1", description="top-up", postings=postings)
+    first = post_transaction(kind="top_up", key="t-1", description="top-up", postings=postings)
+    again = post_transaction(kind="top_up", key="t-1", description="top-up", postings=postings)
     assert first.pk == again.pk
-    assert services.account_balance(wallet) == before + 25
-    assert services.ledger_total() == 0
+    assert account_balance(wallet) == before + 25
+    assert ledger_total() == 0
 
 
 @pytest.mark.parametrize(
@@ -29,25 +30,23 @@ def test_balanced_transactions_are_posted_once(buyer):
     [[Decimal("-1"), Decimal("2")], [Decimal("1")], [Decimal("0"), Decimal("0")]],
 )
 def test_unbalanced_transactions_are_refused_by_the_service(buyer, amounts):
-    wallet = services.buyer_wallet(buyer)
-    revenue = services.platform_account(LedgerAccount.Kind.PLATFORM_REVENUE)
+    wallet = buyer_wallet(buyer)
+    revenue = platform_account(LedgerAccount.Kind.PLATFORM_REVENUE)
     accounts = [revenue, wallet]
     with pytest.raises(UnbalancedTransaction):
-        services.post_transaction(
-            kind="credit", key="bad", description="x", postings=list(zip(accounts, amounts, strict=False))
-        )
+        post_transaction(kind="credit", key="bad", description="x", postings=list(zip(accounts, amounts, strict=False)))
     assert not LedgerTransaction.objects.filter(key="bad").exists()
 
 
 def test_money_must_be_decimal(buyer):
-    wallet = services.buyer_wallet(buyer)
+    wallet = buyer_wallet(buyer)
     with pytest.raises(TypeError):
-        services.check_balanced([(wallet, 1.5), (wallet, -1.5)])
+        check_balanced([(wallet, 1.5), (wallet, -1.5)])
 
 
 @postgres_only
 def test_database_rejects_an_unbalanced_transaction(buyer):
-    wallet = services.buyer_wallet(buyer)
+    wallet = buyer_wallet(buyer)
     with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
         tx = LedgerTransaction.objects.create(kind="credit", key="raw", description="raw")
         LedgerPosting.objects.create(transaction=tx, account=wallet, amount=Decimal("5"))
@@ -56,7 +55,7 @@ def test_database_rejects_an_unbalanced_transaction(buyer):
 
 @postgres_only
 def test_database_rejects_update_and_delete_of_postings(buyer):
-    posting = LedgerPosting.objects.filter(account=services.buyer_wallet(buyer)).first()
+    posting = LedgerPosting.objects.filter(account=buyer_wallet(buyer)).first()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         LedgerPosting.objects.filter(pk=posting.pk).update(amount=Decimal("1000000"))
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():

@@ -5,10 +5,13 @@ from django.core import mail
 from freezegun import freeze_time
 
 from accounts.models import Notification
-from billing import services
-from billing.services import low_balance_check, meter_usage, settle_usage
+from billing.ledger import credit_grant
+from billing.selectors import wallet_balance
+from billing.settlement import settle_usage
+from orders.agent import instance_agent_report
+from orders.enforcement import low_balance_check
+from orders.metering import meter_usage
 from orders.models import Instance
-from orders.services import instance_agent_report
 from tests.orders.conftest import order
 
 from .conftest import at
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_warns_under_an_hour_of_runway_then_stops_at_zero(poor_buyer, l4_host, django_capture_on_commit_callbacks):
-    services.credit_grant(user=poor_buyer, amount=Decimal("0.60"), reason="test", key="c")
+    credit_grant(user=poor_buyer, amount=Decimal("0.60"), reason="test", key="c")
     instance = instance_agent_report(instance=order(poor_buyer).instances.get(), status="running")
 
     with freeze_time(at(1800)):  # $0.20 used, $0.40 left: exactly an hour: no warning yet
@@ -35,7 +38,7 @@ def test_warns_under_an_hour_of_runway_then_stops_at_zero(poor_buyer, l4_host, d
     with freeze_time(at(5400)), django_capture_on_commit_callbacks(execute=True):
         meter_usage()
         settle_usage()
-        assert services.wallet_balance(poor_buyer) <= 0
+        assert wallet_balance(poor_buyer) <= 0
         assert low_balance_check() == {"warned": 0, "stopped": 1}
     instance.refresh_from_db()
     assert instance.status == "stopping"

@@ -8,9 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from freezegun import freeze_time
 
 from billing.models import UsageRecord
-from billing.services import meter_usage
+from orders.agent import instance_agent_report
+from orders.lifecycle import instance_start, instance_stop
+from orders.metering import meter_usage
 from orders.models import Instance
-from orders.services import instance_agent_report, instance_start, instance_stop
+from tests.factories import HostFactory, l4_host_data
 from tests.orders.conftest import order
 
 from .conftest import at
@@ -65,7 +67,6 @@ def test_reserved_terms_accrue_for_the_whole_term_even_when_stopped(buyer, l4_ho
 
 
 def test_metering_is_set_based(buyer, supplier_org):
-    from tests.factories import HostFactory, l4_host_data
 
     def run(n):
         for _ in range(n):

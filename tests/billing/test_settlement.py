@@ -8,10 +8,14 @@ import pytest
 from django.db import connections
 from freezegun import freeze_time
 
-from billing import services
+from billing.errors import InsufficientFunds
+from billing.ledger import buyer_wallet, credit_grant, platform_account, supplier_payable
 from billing.models import LedgerAccount, LedgerPosting, LedgerTransaction, UsageRecord
-from billing.services import meter_usage, settle_usage
-from orders.services import instance_agent_report
+from billing.selectors import account_balance, ledger_total, wallet_balance
+from billing.settlement import settle_usage
+from orders.agent import instance_agent_report
+from orders.lifecycle import instance_stop, instance_terminate
+from orders.metering import meter_usage
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 from tests.orders.conftest import order
 
@@ -24,15 +28,13 @@ def ledger_snapshot():
 
 @pytest.mark.django_db
 def test_usage_moves_money_from_wallet_to_supplier_and_platform(running, buyer, supplier_org):
-    before = services.wallet_balance(buyer)
+    before = wallet_balance(buyer)
     with freeze_time(at(3600)):
         meter_usage()
     assert settle_usage() == 1
-    assert services.wallet_balance(buyer) == before - Decimal("0.400000")
-    assert services.account_balance(services.supplier_payable(supplier_org)) == Decimal("0.340000")
-    assert services.account_balance(services.platform_account(LedgerAccount.Kind.PLATFORM_REVENUE)) == Decimal(
-        "0.060000"
-    )
+    assert wallet_balance(buyer) == before - Decimal("0.400000")
+    assert account_balance(supplier_payable(supplier_org)) == Decimal("0.340000")
+    assert account_balance(platform_account(LedgerAccount.Kind.PLATFORM_REVENUE)) == Decimal("0.060000")
     snapshot = ledger_snapshot()
     assert settle_usage() == 0
     assert ledger_snapshot() == snapshot
@@ -41,28 +43,27 @@ def test_usage_moves_money_from_wallet_to_supplier_and_platform(running, buyer, 
 
 @pytest.mark.django_db
 def test_reserved_usage_is_recognized_from_the_prepayment(buyer, l4_host, supplier_org):
-    before = services.wallet_balance(buyer)
+    before = wallet_balance(buyer)
     reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
     prepaid = Decimal("0.360000") * 168  # a week: 10% off $0.40
-    assert services.wallet_balance(buyer) == before - prepaid
-    prepayments = services.platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
-    assert services.account_balance(prepayments) == prepaid
+    assert wallet_balance(buyer) == before - prepaid
+    prepayments = platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
+    assert account_balance(prepayments) == prepaid
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
-    assert services.account_balance(prepayments) == prepaid - Decimal("0.360000")
-    assert services.wallet_balance(buyer) == before - prepaid  # the term was paid up front
+    assert account_balance(prepayments) == prepaid - Decimal("0.360000")
+    assert wallet_balance(buyer) == before - prepaid  # the term was paid up front
     assert reserved.usage_records.get().settled_by is not None
 
 
 @pytest.mark.django_db
 def test_orders_need_funds(poor_buyer, l4_host):
-    from billing.services import InsufficientFunds
 
     with pytest.raises(InsufficientFunds) as error:
         order(poor_buyer)
     assert error.value.status_code == 402 and error.value.extra["needed"] == "0.400000"
-    services.credit_grant(user=poor_buyer, amount=Decimal("0.40"), reason="test", key="c1")
+    credit_grant(user=poor_buyer, amount=Decimal("0.40"), reason="test", key="c1")
     order(poor_buyer)  # exactly one hour covered
     with pytest.raises(InsufficientFunds):
         order(poor_buyer, pricing="reserved", term_hours=168)
@@ -96,7 +97,7 @@ def test_concurrent_settlement_gives_the_same_ledger_as_one_run(catalog):
 
     assert settled == records
     assert LedgerTransaction.objects.filter(kind="usage").count() == records
-    assert services.ledger_total() == 0
+    assert ledger_total() == 0
     snapshot = ledger_snapshot()
     assert settle_usage() == 0
     assert ledger_snapshot() == snapshot
@@ -104,9 +105,8 @@ def test_concurrent_settlement_gives_the_same_ledger_as_one_run(catalog):
 
 @pytest.mark.django_db
 def test_cancelling_a_reserved_term_refunds_unused_time_less_the_fee(buyer, l4_host):
-    from orders.services import instance_terminate
 
-    before = services.wallet_balance(buyer)
+    before = wallet_balance(buyer)
     reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
     prepaid = Decimal("0.360000") * 168
     with freeze_time(at(24 * 3600)):
@@ -115,30 +115,29 @@ def test_cancelling_a_reserved_term_refunds_unused_time_less_the_fee(buyer, l4_h
     used = sum(UsageRecord.objects.filter(instance=reserved).values_list("seconds", flat=True))
     assert 24 * 3600 - 1 <= used <= 24 * 3600
     unused = Decimal("0.360000") * 144
-    refunded = services.wallet_balance(buyer) - (before - prepaid)
+    refunded = wallet_balance(buyer) - (before - prepaid)
     assert abs(refunded - unused * Decimal("0.9")) < Decimal("0.001")  # 10% cancellation fee
-    prepayments = services.platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
-    assert abs(services.account_balance(prepayments)) < Decimal("0.001")  # nothing left owed
+    prepayments = platform_account(LedgerAccount.Kind.RESERVED_PREPAYMENTS)
+    assert abs(account_balance(prepayments)) < Decimal("0.001")  # nothing left owed
 
 
 @pytest.mark.django_db
 def test_spot_backfill_on_idle_reserved_capacity_pays_the_reserving_buyer(buyer, l4_host, other_supplier, supplier_org):
-    from orders.services import instance_stop
 
     reserved = order(buyer, count=4, pricing="reserved", term_hours=168).instances.first()
     instance_stop(instance=reserved)
     spot = order(other_supplier, pricing="spot", max_price_per_hour=Decimal("0.30")).instances.get()
     assert spot.backfills_id == reserved.pk
     instance_agent_report(instance=spot, status="running")
-    reserving_before = services.wallet_balance(buyer)
-    payable_before = services.account_balance(services.supplier_payable(supplier_org))
+    reserving_before = wallet_balance(buyer)
+    payable_before = account_balance(supplier_payable(supplier_org))
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
     # $0.30 spot hour: $0.255 to the reserving buyer, $0.045 commission; the supplier was paid by the term.
     spot_record = UsageRecord.objects.get(instance=spot)
     posted = {p.account.key: p.amount for p in spot_record.settled_by.postings.select_related("account")}
-    assert posted[services.buyer_wallet(buyer).key] == Decimal("0.255000")
-    assert services.wallet_balance(buyer) == reserving_before + Decimal("0.255000")
-    supplier_gain = services.account_balance(services.supplier_payable(supplier_org)) - payable_before
+    assert posted[buyer_wallet(buyer).key] == Decimal("0.255000")
+    assert wallet_balance(buyer) == reserving_before + Decimal("0.255000")
+    supplier_gain = account_balance(supplier_payable(supplier_org)) - payable_before
     assert supplier_gain == Decimal("0.36") * 4 * Decimal("0.85")  # four reserved hours recognized, no spot money

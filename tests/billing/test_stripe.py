@@ -7,8 +7,11 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing import services
+from billing.ledger import platform_account, post_transaction, supplier_payable
 from billing.models import LedgerAccount, LedgerTransaction, Payout, StripeEvent, TopUp
+from billing.payments import top_up_create
+from billing.payouts import connect_onboarding_link, payout_transfer, payouts_create
+from billing.selectors import account_balance, wallet_balance
 from tests.conftest import bearer_client
 from tests.support.fake_stripe import FakeStripe, sign
 
@@ -90,17 +93,17 @@ def test_stripe_down_is_a_502_and_charges_nothing(stripe_api, buyer):
 
 
 def test_webhook_credits_the_wallet_once(stripe_api, buyer, client):
-    top_up = services.top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
-    before = services.wallet_balance(buyer)
+    top_up = top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
+    before = wallet_balance(buyer)
     assert post_webhook(client, paid(top_up)).status_code == 200
     assert post_webhook(client, paid(top_up)).status_code == 200  # the same event again
     assert post_webhook(client, paid(top_up, event_id="evt_2")).status_code == 200  # another event, same payment
-    assert services.wallet_balance(buyer) == before + 25
+    assert wallet_balance(buyer) == before + 25
     top_up.refresh_from_db()
     assert top_up.status == "succeeded" and top_up.stripe_payment_intent_id == "pi_123"
     assert StripeEvent.objects.count() == 2
-    clearing = services.platform_account(LedgerAccount.Kind.STRIPE_CLEARING)
-    assert services.account_balance(clearing) == Decimal("-25")
+    clearing = platform_account(LedgerAccount.Kind.STRIPE_CLEARING)
+    assert account_balance(clearing) == Decimal("-25")
 
 
 @pytest.mark.parametrize(
@@ -108,15 +111,15 @@ def test_webhook_credits_the_wallet_once(stripe_api, buyer, client):
     [("t=1,v1=deadbeef", 0), ("", 0), ("garbage", 0), (None, -3600)],
 )
 def test_bad_or_stale_signatures_are_400_with_no_effect(stripe_api, buyer, client, signature, timestamp_offset):
-    top_up = services.top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
-    before = services.wallet_balance(buyer)
+    top_up = top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
+    before = wallet_balance(buyer)
     response = post_webhook(client, paid(top_up), signature=signature, timestamp=int(time.time()) + timestamp_offset)
     assert response.status_code == 400 and response.json()["code"] == "invalid_signature"
-    assert services.wallet_balance(buyer) == before and not StripeEvent.objects.exists()
+    assert wallet_balance(buyer) == before and not StripeEvent.objects.exists()
 
 
 def test_one_good_signature_among_several_is_accepted(stripe_api, buyer, client):
-    top_up = services.top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
+    top_up = top_up_create(user=buyer, amount=Decimal("25"), success_url="http://x/s", cancel_url="http://x/c")
     payload = paid(top_up)
     body = json.dumps(payload).encode()
     now = int(time.time())
@@ -133,13 +136,13 @@ def test_unknown_events_are_acknowledged_and_ignored(stripe_api, client):
 
 
 def test_refunds_and_disputes_take_money_back(stripe_api, buyer, client):
-    top_up = services.top_up_create(user=buyer, amount=Decimal("40"), success_url="http://x/s", cancel_url="http://x/c")
+    top_up = top_up_create(user=buyer, amount=Decimal("40"), success_url="http://x/s", cancel_url="http://x/c")
     post_webhook(client, paid(top_up))
-    after_top_up = services.wallet_balance(buyer)
+    after_top_up = wallet_balance(buyer)
     refund = {"id": "ch_1", "object": "charge", "payment_intent": "pi_123", "amount_refunded": 1000}
     post_webhook(client, event("evt_r1", "charge.refunded", refund))
     post_webhook(client, event("evt_r2", "charge.refunded", {**refund, "amount_refunded": 1500}))  # cumulative
-    assert services.wallet_balance(buyer) == after_top_up - Decimal("15")
+    assert wallet_balance(buyer) == after_top_up - Decimal("15")
     post_webhook(
         client,
         event(
@@ -148,58 +151,56 @@ def test_refunds_and_disputes_take_money_back(stripe_api, buyer, client):
             {"id": "dp_1", "object": "dispute", "payment_intent": "pi_123", "amount": 500},
         ),
     )
-    assert services.wallet_balance(buyer) == after_top_up - Decimal("20")
+    assert wallet_balance(buyer) == after_top_up - Decimal("20")
     assert buyer.notifications.filter(kind="payment_reversed").count() == 3
 
 
 def test_supplier_payout_through_connect(stripe_api, supplier_org, supplier):
-    link = services.connect_onboarding_link(
-        organization=supplier_org, return_url="http://x/r", refresh_url="http://x/f"
-    )
+    link = connect_onboarding_link(organization=supplier_org, return_url="http://x/r", refresh_url="http://x/f")
     supplier_org.refresh_from_db()
     assert link == f"https://connect.stripe.test/setup/{supplier_org.stripe_account_id}"
     assert stripe_api.calls("/v1/accounts")[0]["idempotency_key"] == f"connect-account:{supplier_org.pk}"
-    payable = services.supplier_payable(supplier_org)
-    services.post_transaction(
+    payable = supplier_payable(supplier_org)
+    post_transaction(
         kind="usage",
         key="seed",
         description="earned",
         postings=[
-            (services.platform_account("platform_revenue"), Decimal("-123.456789")),
+            (platform_account("platform_revenue"), Decimal("-123.456789")),
             (payable, Decimal("123.456789")),
         ],
     )
-    (payout,) = services.payouts_create()
+    (payout,) = payouts_create()
     assert payout.amount == Decimal("123.45")  # whole cents; the rest stays payable
-    assert services.payouts_create() == []  # one pending payout at a time
+    assert payouts_create() == []  # one pending payout at a time
 
     stripe_api.fail_next = [(500, {"error": {"type": "api_error", "message": "down"}})] * 3
     with pytest.raises(Exception):  # noqa: B017 - transient: the task retries
-        services.payout_transfer(payout_id=payout.pk)
-    assert services.payout_transfer(payout_id=payout.pk) == "paid"
-    assert services.payout_transfer(payout_id=payout.pk) == "paid"  # no second transfer
+        payout_transfer(payout_id=payout.pk)
+    assert payout_transfer(payout_id=payout.pk) == "paid"
+    assert payout_transfer(payout_id=payout.pk) == "paid"  # no second transfer
     transfers = stripe_api.calls("/v1/transfers")
     assert {t["idempotency_key"] for t in transfers} == {f"payout:{payout.pk}"}
     assert (
         transfers[-1]["body"]["amount"] == "12345"
         and transfers[-1]["body"]["destination"] == supplier_org.stripe_account_id
     )
-    assert services.account_balance(payable) == Decimal("0.006789")
+    assert account_balance(payable) == Decimal("0.006789")
     assert Payout.objects.get().status == "paid"
 
 
 def test_refused_payout_returns_the_money_to_payable(stripe_api, supplier_org):
     supplier_org.stripe_account_id = "acct_broken"
     supplier_org.save()
-    payable = services.supplier_payable(supplier_org)
-    services.post_transaction(
+    payable = supplier_payable(supplier_org)
+    post_transaction(
         kind="usage",
         key="seed",
         description="earned",
-        postings=[(services.platform_account("platform_revenue"), Decimal("-50")), (payable, Decimal("50"))],
+        postings=[(platform_account("platform_revenue"), Decimal("-50")), (payable, Decimal("50"))],
     )
-    (payout,) = services.payouts_create()
+    (payout,) = payouts_create()
     stripe_api.fail_next = [(400, {"error": {"type": "invalid_request_error", "message": "No such destination"}})]
-    assert services.payout_transfer(payout_id=payout.pk) == "failed"
-    assert services.account_balance(payable) == Decimal("50")
+    assert payout_transfer(payout_id=payout.pk) == "failed"
+    assert account_balance(payable) == Decimal("50")
     assert LedgerTransaction.objects.filter(key=f"payout-reversal:{payout.pk}").exists()

@@ -6,11 +6,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from billing import services
 from billing.models import LedgerTransaction, UsageRecord
+from billing.selectors import ledger_total, wallet_balance
 from billing.tasks import meter_usage_task, settle_usage_task
+from orders.agent import instance_agent_report
 from orders.models import Instance
-from orders.services import instance_agent_report
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 from tests.orders.conftest import order
 from tests.support.celery_worker import celery_worker, wait_until
@@ -23,7 +23,7 @@ def test_worker_meters_then_settles_on_commit(catalog):
     instance = instance_agent_report(instance=order(buyer).instances.get(), status="running")
     # An hour of running, as if the beat had been away.
     Instance.objects.filter(pk=instance.pk).update(metered_until=timezone.now() - timezone.timedelta(hours=1))
-    before = services.wallet_balance(buyer)
+    before = wallet_balance(buyer)
 
     with celery_worker() as queue:
         meter_usage_task.apply_async(queue=queue)
@@ -32,8 +32,8 @@ def test_worker_meters_then_settles_on_commit(catalog):
     assert settled, "metering did not lead to settlement"
     record = UsageRecord.objects.get(instance=instance)
     assert 3600 <= record.seconds <= 3700 and record.settled_by is not None
-    assert before - services.wallet_balance(buyer) >= Decimal("0.40")
-    assert services.ledger_total() == 0
+    assert before - wallet_balance(buyer) >= Decimal("0.40")
+    assert ledger_total() == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connections
+from playwright.sync_api import sync_playwright
 
 from marketplace.models import AcceleratorModel, Offer, Region
 from orders.models import Instance
@@ -25,8 +26,6 @@ pytestmark = [
 
 @pytest.fixture
 def page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
     # Playwright runs an event loop in this thread; the ORM calls in the test body are still
     # synchronous and sequential.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

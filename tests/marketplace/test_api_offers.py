@@ -3,11 +3,12 @@
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from marketplace.models import AcceleratorModel, Region
-from suppliers import services as supplier_services
+from suppliers.hosts import host_set_reliability
 from tests.factories import HostFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +40,8 @@ def market(supplier_org, other_supplier_org):
         price_per_unit_hour=Decimal("0.40"),
         verified=False,
     )
-    supplier_services.host_set_reliability(host=h100, reliability=Decimal("0.9990"))
-    supplier_services.host_set_reliability(host=gaudi, reliability=Decimal("0.9500"))
+    host_set_reliability(host=h100, reliability=Decimal("0.9990"))
+    host_set_reliability(host=gaudi, reliability=Decimal("0.9500"))
     return {"h100": h100, "gaudi": gaudi, "l4": l4}
 
 
@@ -177,7 +178,6 @@ def test_wrong_method_is_a_405_in_the_error_shape(supplier_client):
 
 
 def test_openapi_schema_is_valid_without_warnings(tmp_path):
-    from django.core.management import call_command
 
     out = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))

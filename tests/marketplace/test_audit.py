@@ -4,9 +4,10 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
-from billing import services as billing
+from billing.adjustments import credit_note_issue
 from marketplace.models import AuditEntry
-from suppliers import services as suppliers
+from suppliers.hosts import host_reject
+from suppliers.organizations import organization_approve
 from tests.factories import HostFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -15,10 +16,10 @@ pytestmark = pytest.mark.django_db
 def test_moderation_and_money_actions_are_audited(buyer):
     staff = UserFactory(is_staff=True, credit=0)
     organization = OrganizationFactory(status="pending")
-    suppliers.organization_approve(organization=organization, actor=staff)
+    organization_approve(organization=organization, actor=staff)
     host = HostFactory(organization=organization, approved=False)
-    suppliers.host_reject(host=host, reason="Inventory does not match", actor=staff)
-    billing.credit_note_issue(user=buyer, amount=Decimal("5.00"), reason="Outage", staff=staff)
+    host_reject(host=host, reason="Inventory does not match", actor=staff)
+    credit_note_issue(user=buyer, amount=Decimal("5.00"), reason="Outage", staff=staff)
 
     entries = {e.action: e for e in AuditEntry.objects.order_by("id")}  # the latest of each action
     approve = entries["organization.approved"]

@@ -4,11 +4,13 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import Notification
+from accounts.services import notify
 from marketplace.errors import ApplicationError, Forbidden, InvalidInput
 from marketplace.models import AuditEntry, Offer
 from marketplace.moderation import buyer_reinstate, buyer_suspend, host_delist
 from orders.models import Instance
-from tests.factories import HostFactory, UserFactory, l4_host_data
+from suppliers.models import Organization
+from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 from tests.orders.conftest import order
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +72,6 @@ def test_dashboard_and_actions_are_staff_only(client, buyer, staff, l4_host):
 
 
 def test_notifications_page_marks_read(client, buyer):
-    from accounts.services import notify
 
     notify(user=buyer, kind="test", title="Hello there")
     client.force_login(buyer)
@@ -81,8 +82,6 @@ def test_notifications_page_marks_read(client, buyer):
 
 
 def test_staff_verify_or_reject_suppliers_with_a_reason_they_see(client, staff):
-    from suppliers.models import Organization
-    from tests.factories import OrganizationFactory
 
     waiting = OrganizationFactory(status="pending")
     other = OrganizationFactory(status="pending")

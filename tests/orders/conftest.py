@@ -1,6 +1,7 @@
 import pytest
 
-from orders.services import OrderRequest, order_place
+from orders.placement import order_place
+from orders.requests import OrderRequest
 from tests.factories import HostFactory, l4_host_data
 
 

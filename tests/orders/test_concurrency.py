@@ -6,14 +6,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connections
+from rest_framework.test import APIClient
 
 from marketplace.capacity import committed_footprint, effective_capacity, total
 from marketplace.errors import ApplicationError
 from marketplace.models import Region
-from marketplace.services import host_capacity_spec, host_holdings
-from orders.models import Instance
-from orders.services import OrderRequest, order_place
+from orders.models import Instance, Order
+from orders.placement import order_place
+from orders.requests import OrderRequest
 from suppliers.models import Host
+from suppliers.offers import host_capacity_spec, host_holdings
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 
 THREADS = 8
@@ -93,9 +95,6 @@ def test_orders_spanning_two_hosts_in_opposite_rank_orders(catalog):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_idempotency_key_make_one_order(catalog):
-    from rest_framework.test import APIClient
-
-    from orders.models import Order
 
     HostFactory(organization=OrganizationFactory(), name="l4", **l4_host_data())
     buyer = UserFactory()

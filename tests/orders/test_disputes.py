@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing import services as billing
+from billing.ledger import supplier_payable
+from billing.selectors import account_balance, wallet_balance
 from orders.models import ProblemReport
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
@@ -51,15 +52,15 @@ def test_report_answer_and_resolve_with_a_credit(buyer, supplier, staff, instanc
         == 403
     )
 
-    wallet, payable = billing.wallet_balance(buyer), billing.account_balance(billing.supplier_payable(supplier_org))
+    wallet, payable = wallet_balance(buyer), account_balance(supplier_payable(supplier_org))
     resolved = staff_api.post(
         f"/api/v1/problem-reports/{report_id}/resolve/",
         {"credit": "3.50", "reason": "Confirmed throttling"},
         format="json",
     )
     assert resolved.json()["status"] == "refunded"
-    assert billing.wallet_balance(buyer) == wallet + Decimal("3.50")
-    assert billing.account_balance(billing.supplier_payable(supplier_org)) == payable - Decimal("3.50")
+    assert wallet_balance(buyer) == wallet + Decimal("3.50")
+    assert account_balance(supplier_payable(supplier_org)) == payable - Decimal("3.50")
     again = staff_api.post(f"/api/v1/problem-reports/{report_id}/resolve/", {"reason": "twice"}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "report_resolved"
 
@@ -74,7 +75,7 @@ def test_rejection_needs_a_reason_and_moves_no_money(buyer, staff, instance):
         )
         .json()
     )
-    before = billing.wallet_balance(buyer)
+    before = wallet_balance(buyer)
     staff_api = bearer_client(staff)
     assert (
         staff_api.post(f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": ""}, format="json").status_code
@@ -84,7 +85,7 @@ def test_rejection_needs_a_reason_and_moves_no_money(buyer, staff, instance):
         f"/api/v1/problem-reports/{report['id']}/resolve/", {"reason": "Works as offered"}, format="json"
     )
     assert rejected.json()["status"] == "rejected"
-    assert billing.wallet_balance(buyer) == before
+    assert wallet_balance(buyer) == before
 
 
 def test_reports_are_visible_only_to_their_parties(buyer, instance):

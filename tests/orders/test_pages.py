@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from marketplace.models import Offer
 from orders.models import Instance
+from orders.supply import host_update
 from tests.factories import UserFactory
 
 from .conftest import order
@@ -91,7 +92,6 @@ def test_spend_limit_form(client, buyer):
 
 
 def test_instance_page_offers_the_new_price(client, buyer, l4_host):
-    from suppliers.services import host_update
 
     instance = order(buyer).instances.get()
     host_update(host=l4_host, price_per_unit_hour=Decimal("0.30"))

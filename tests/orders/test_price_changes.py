@@ -6,9 +6,9 @@ import pytest
 from freezegun import freeze_time
 
 from billing.models import UsageRecord
-from billing.services import meter_usage
-from orders.services import instance_agent_report
-from suppliers import services as supplier_services
+from orders.agent import instance_agent_report
+from orders.metering import meter_usage
+from orders.supply import host_update
 from tests.billing.conftest import at
 from tests.conftest import bearer_client
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def test_running_rentals_keep_their_price_until_accepted(buyer, l4_host):
     instance = instance_agent_report(instance=order(buyer).instances.get(), status="running")
     with freeze_time(at(1800)):
-        supplier_services.host_update(host=l4_host, price_per_unit_hour=Decimal("0.30"))
+        host_update(host=l4_host, price_per_unit_hour=Decimal("0.30"))
         instance.refresh_from_db()
         assert instance.price_per_hour == Decimal("0.400000")
         assert buyer.notifications.get(kind="price_change").title.endswith("$0.3000/h")
@@ -37,6 +37,6 @@ def test_running_rentals_keep_their_price_until_accepted(buyer, l4_host):
 
 def test_spot_and_reserved_prices_are_fixed(buyer, l4_host):
     spot = order(buyer, pricing="spot", max_price_per_hour=Decimal("0.30")).instances.get()
-    supplier_services.host_update(host=l4_host, price_per_unit_hour=Decimal("0.50"))
+    host_update(host=l4_host, price_per_unit_hour=Decimal("0.50"))
     response = bearer_client(buyer).post(f"/api/v1/instances/{spot.pk}/accept-price/")
     assert response.status_code == 409 and response.json()["code"] == "price_fixed"

@@ -6,12 +6,16 @@ import pytest
 from django.utils import timezone
 from freezegun import freeze_time
 
+from accounts.services import buyer_set_spend_limit
 from marketplace.errors import Conflict, InvalidInput
 from marketplace.models import AcceleratorModel, Offer, Region
-from orders import services
+from orders.agent import instance_agent_report
+from orders.errors import InsufficientCapacity, InvalidTransition
+from orders.lifecycle import instance_start, instance_stop, instance_terminate, instances_expire
 from orders.models import Allocation, HostCommand, Instance, InstanceEvent, InstanceStatus, Order
-from orders.services import TRANSITIONS, InsufficientCapacity, InvalidTransition
-from suppliers import services as supplier_services
+from orders.state import TRANSITIONS, instance_transition
+from orders.supply import host_update
+from suppliers.models import Host
 from tests.factories import HostFactory, l4_host_data
 
 from .conftest import order
@@ -129,7 +133,7 @@ def test_invalid_orders_name_the_field(buyer, l4_host, fields, field):
 
 
 def test_spend_ceiling_is_enforced_inside_the_order(buyer, l4_host):
-    services.buyer_set_spend_limit(buyer=buyer, limit_per_hour=Decimal("1.00"))
+    buyer_set_spend_limit(buyer=buyer, limit_per_hour=Decimal("1.00"))
     order(buyer, count=2)  # $0.80/h
     with pytest.raises(Conflict) as error:
         order(buyer, count=1)  # would be $1.20/h
@@ -137,7 +141,7 @@ def test_spend_ceiling_is_enforced_inside_the_order(buyer, l4_host):
     assert error.value.extra["current_per_hour"] == "0.800000"
     assert Instance.objects.count() == 2
     with pytest.raises(InvalidInput):
-        services.buyer_set_spend_limit(buyer=buyer, limit_per_hour=Decimal("-1"))
+        buyer_set_spend_limit(buyer=buyer, limit_per_hour=Decimal("-1"))
 
 
 # --- Spot --------------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ def test_on_demand_preempts_spot_which_resumes_when_capacity_frees(buyer, l4_hos
     assert HostCommand.objects.filter(instance=victim, kind="stop", payload__grace_seconds=30).exists()
     assert Allocation.objects.active().get(instance=victim).kind == "disk_only"  # disk kept
 
-    services.instance_terminate(instance=on_demand, actor_user=buyer)
+    instance_terminate(instance=on_demand, actor_user=buyer)
 
     victim.refresh_from_db()
     assert victim.status == S.PROVISIONING  # resumed: its bid still stands
@@ -186,8 +190,8 @@ def test_spot_resume_waits_while_the_floor_is_above_the_bid(buyer, l4_host, othe
     spot = order(other_supplier, count=4, pricing="spot", max_price_per_hour=Decimal("0.20")).instances.first()
     on_demand = order(buyer).instances.get()
     victim = Instance.objects.get(buyer=other_supplier, status=S.PREEMPTED)
-    supplier_services.host_update(host=l4_host, spot_min_price_per_unit_hour=Decimal("0.30"))
-    services.instance_terminate(instance=on_demand, actor_user=buyer)
+    host_update(host=l4_host, spot_min_price_per_unit_hour=Decimal("0.30"))
+    instance_terminate(instance=on_demand, actor_user=buyer)
     victim.refresh_from_db()
     assert victim.status == S.PREEMPTED
     assert spot is not None
@@ -201,7 +205,7 @@ def test_reserved_gets_the_term_discount_and_keeps_capacity_when_stopped(buyer, 
     assert reserved.price_per_hour == Decimal("0.320000")  # 20% off for a month
     assert reserved.reserved_until is not None
 
-    services.instance_stop(instance=reserved, actor_user=buyer)
+    instance_stop(instance=reserved, actor_user=buyer)
     assert Allocation.objects.active().get(instance=reserved).kind == "reserved_idle"
     with pytest.raises(InsufficientCapacity):
         order(other_supplier)  # idle reserved capacity is not for on-demand
@@ -209,8 +213,8 @@ def test_reserved_gets_the_term_discount_and_keeps_capacity_when_stopped(buyer, 
     backfill = order(other_supplier, pricing="spot", max_price_per_hour=Decimal("0.20")).instances.get()
     assert backfill.status == S.PROVISIONING
 
-    services.instance_agent_report(instance=reserved, status=S.STOPPED)
-    services.instance_start(instance=reserved, actor_user=buyer)
+    instance_agent_report(instance=reserved, status=S.STOPPED)
+    instance_start(instance=reserved, actor_user=buyer)
 
     backfill.refresh_from_db()
     reserved.refresh_from_db()
@@ -223,11 +227,11 @@ def test_terminate_after_hours_and_reserved_term_end(buyer, l4_host):
     short = order(buyer, terminate_after_hours=2).instances.get()
     reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
     with freeze_time(timezone.now() + timezone.timedelta(hours=3)):
-        assert services.instances_expire() == 1
+        assert instances_expire() == 1
     short.refresh_from_db()
     assert short.status == S.TERMINATING
     with freeze_time(timezone.now() + timezone.timedelta(hours=169)):
-        assert services.instances_expire() == 1
+        assert instances_expire() == 1
     reserved.refresh_from_db()
     assert reserved.status == S.TERMINATING
     assert "reserved term ended" in reserved.events.last().reason
@@ -240,18 +244,18 @@ def test_stop_releases_compute_keeps_disk_and_start_can_find_it_taken(buyer, l4_
     HostFactory(organization=supplier_org, name="elsewhere", **l4_host_data(price_per_unit_hour=Decimal("0.50")))
     mine = order(buyer, count=4).instances.order_by("pk")
     first = mine[0]
-    services.instance_stop(instance=first, actor_user=buyer)
+    instance_stop(instance=first, actor_user=buyer)
     allocation = Allocation.objects.active().get(instance=first)
     assert (allocation.kind, allocation.accelerators, allocation.disk_gb) == ("disk_only", 1, 500)
     assert offer_count(l4_host) == 1
 
-    services.instance_agent_report(instance=first, status=S.STOPPED)
+    instance_agent_report(instance=first, status=S.STOPPED)
     order(
         other_supplier, offer=Offer.objects.get(host=l4_host, instance_type__name="l4-24g.1x").pk, instance_type=None
     )  # someone takes the freed GPU
 
     with pytest.raises(Conflict) as error:
-        services.instance_start(instance=first, actor_user=buyer)
+        instance_start(instance=first, actor_user=buyer)
     assert error.value.code == "capacity_taken"
     assert error.value.extra["offers_elsewhere"] == 1
     assert error.value.extra["cheapest_price_per_hour"] == "0.500000"
@@ -261,14 +265,14 @@ def test_stop_releases_compute_keeps_disk_and_start_can_find_it_taken(buyer, l4_
 
 def test_agent_reports_drive_the_lifecycle(buyer, l4_host):
     instance = order(buyer).instances.get()
-    services.instance_agent_report(instance=instance, status=S.RUNNING)
-    services.instance_agent_report(instance=instance, status=S.RUNNING)  # repeated: harmless
-    services.instance_stop(instance=instance, actor_user=buyer)
-    services.instance_agent_report(instance=instance, status=S.STOPPED)
-    services.instance_start(instance=instance, actor_user=buyer)
-    services.instance_agent_report(instance=instance, status=S.RUNNING)
-    services.instance_terminate(instance=instance, actor_user=buyer)
-    services.instance_agent_report(instance=instance, status=S.TERMINATED)
+    instance_agent_report(instance=instance, status=S.RUNNING)
+    instance_agent_report(instance=instance, status=S.RUNNING)  # repeated: harmless
+    instance_stop(instance=instance, actor_user=buyer)
+    instance_agent_report(instance=instance, status=S.STOPPED)
+    instance_start(instance=instance, actor_user=buyer)
+    instance_agent_report(instance=instance, status=S.RUNNING)
+    instance_terminate(instance=instance, actor_user=buyer)
+    instance_agent_report(instance=instance, status=S.TERMINATED)
     instance.refresh_from_db()
     path = list(instance.events.values_list("to_status", flat=True))
     assert path == [
@@ -284,7 +288,7 @@ def test_agent_reports_drive_the_lifecycle(buyer, l4_host):
     ]
     assert not Allocation.objects.active().filter(instance=instance).exists()
     with pytest.raises(InvalidTransition):
-        services.instance_agent_report(instance=instance, status=S.RUNNING)
+        instance_agent_report(instance=instance, status=S.RUNNING)
 
 
 @pytest.mark.parametrize("source", list(S.values))
@@ -297,14 +301,13 @@ def test_every_illegal_transition_is_rejected(buyer, l4_host, source):
         instance.refresh_from_db()
         events_before = instance.events.count()
         with pytest.raises(InvalidTransition) as error:
-            services.instance_transition(instance=instance, to=target, reason="test", actor="buyer")
+            instance_transition(instance=instance, to=target, reason="test", actor="buyer")
         assert error.value.code == "invalid_transition"
         instance.refresh_from_db()
         assert instance.status == source and instance.events.count() == events_before
 
 
 def test_offline_or_mismatched_hosts_take_no_orders(buyer, l4_host):
-    from suppliers.models import Host
 
     Host.objects.filter(pk=l4_host.pk).update(agent_status="offline")
     with pytest.raises(InsufficientCapacity):

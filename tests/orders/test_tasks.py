@@ -4,7 +4,8 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Instance
-from orders.services import OrderRequest, order_place
+from orders.placement import order_place
+from orders.requests import OrderRequest
 from orders.tasks import instances_expire_task
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 from tests.support.celery_worker import celery_worker, wait_until

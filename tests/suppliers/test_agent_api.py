@@ -9,8 +9,9 @@ from freezegun import freeze_time
 from rest_framework.test import APIClient
 
 from marketplace.models import Offer
+from orders.agent import hosts_mark_offline
 from orders.models import HostCommand, InstanceEvent
-from suppliers import agent_services
+from suppliers.agent_services import agent_register, host_credential_revoke, host_registration_token_issue
 from suppliers.models import Host, HostCredential
 from tests.conftest import bearer_client
 from tests.factories import HostFactory, l4_host_data
@@ -38,9 +39,7 @@ def l4_inventory(count=4, **overrides):
 
 
 def agent_client(host) -> APIClient:
-    _, credential = agent_services.agent_register(
-        token=agent_services.host_registration_token_issue(host=host, user=None)
-    )
+    _, credential = agent_register(token=host_registration_token_issue(host=host, user=None))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {credential}")
     return client
@@ -144,7 +143,7 @@ def test_host_a_credential_cannot_touch_host_b(supplier_org, buyer, host):
 
 
 def test_revoked_or_wrong_credentials_are_401(host, agent, buyer):
-    agent_services.host_credential_revoke(credential=HostCredential.objects.get(host=host))
+    host_credential_revoke(credential=HostCredential.objects.get(host=host))
     response = agent.post("/api/v1/agent/heartbeat/", {}, format="json")
     assert response.status_code == 401 and response.json()["code"] == "authentication_failed"
     # A user's API key is not a host credential, and a host credential is not a user's key.
@@ -195,7 +194,7 @@ def test_silent_hosts_go_offline_and_recover(agent, host, buyer):
     instance = order(buyer).instances.get()
     agent.post("/api/v1/agent/heartbeat/", {}, format="json")
     with freeze_time(timezone.now() + timezone.timedelta(minutes=5)):
-        assert agent_services.hosts_mark_offline() == [host.pk]
+        assert hosts_mark_offline() == [host.pk]
     host.refresh_from_db()
     assert host.agent_status == Host.AgentStatus.OFFLINE
     assert not Offer.objects.filter(host=host).exists()

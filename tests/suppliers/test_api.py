@@ -3,7 +3,8 @@
 import pytest
 
 from suppliers.models import Host
-from tests.factories import HostFactory
+from tests.conftest import bearer_client
+from tests.factories import HostFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -68,8 +69,6 @@ def test_another_suppliers_host_is_a_404_for_every_method(supplier_client, other
 
 
 def test_staff_see_every_host(db, supplier_org, other_supplier_org):
-    from tests.conftest import bearer_client
-    from tests.factories import UserFactory
 
     HostFactory(organization=supplier_org)
     HostFactory(organization=other_supplier_org)
@@ -120,7 +119,6 @@ def test_malformed_json_is_a_400(supplier_client):
 
 
 def test_buyer_without_organization_cannot_declare(api_client, buyer):
-    from tests.conftest import bearer_client
 
     response = bearer_client(buyer).post("/api/v1/hosts/", HOST_BODY, format="json")
     assert_error_shape(response, 403, "not_a_supplier")
@@ -141,7 +139,6 @@ def test_delete_and_delist(supplier_client, approved_host):
 
 
 def test_organization_onboarding_by_api(api_client, buyer):
-    from tests.conftest import bearer_client
 
     client = bearer_client(buyer)
     assert_error_shape(client.get("/api/v1/organization/"), 404, "not_a_supplier")

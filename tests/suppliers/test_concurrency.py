@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from marketplace.models import Offer
-from suppliers import services
+from orders.supply import host_update
 from suppliers.models import Host
 from tests.factories import HostFactory, OrganizationFactory
 
@@ -24,7 +24,7 @@ def test_concurrent_updates_leave_offers_consistent_with_the_host(catalog):
         try:
             start.wait()
             price = Decimal("2.00") + Decimal(i) / 100
-            services.host_update(host=Host.objects.get(pk=host.pk), price_per_unit_hour=price, min_rental_hours=i)
+            host_update(host=Host.objects.get(pk=host.pk), price_per_unit_hour=price, min_rental_hours=i)
         finally:
             connections.close_all()
 

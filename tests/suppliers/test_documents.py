@@ -3,6 +3,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from suppliers.models import OrganizationDocument
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +17,6 @@ def upload(client, content, name="doc.pdf", kind="registration"):
 
 
 def test_pdf_is_accepted_and_only_members_and_staff_can_download(client, supplier, other_supplier):
-    from tests.factories import UserFactory
 
     client.force_login(supplier)
     upload(client, PDF)

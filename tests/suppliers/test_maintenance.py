@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
 
 from marketplace.models import Offer
-from orders.services import InsufficientCapacity
-from suppliers.services import maintenance_refresh
+from orders.errors import InsufficientCapacity
+from suppliers.maintenance import maintenance_refresh
 from tests.factories import HostFactory, l4_host_data
 from tests.orders.conftest import order
 
@@ -70,7 +71,6 @@ def test_others_cannot_schedule_on_my_host(other_supplier_client, host):
 
 
 def test_schedule_from_the_host_page(client, supplier, host):
-    from django.urls import reverse
 
     client.force_login(supplier)
     start = timezone.now() + timedelta(days=1)

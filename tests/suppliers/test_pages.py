@@ -3,8 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from marketplace.models import AcceleratorModel, Region
-from suppliers.models import Host, Organization
+from marketplace.models import AcceleratorModel, InstanceType, Region
+from orders.models import Allocation
+from suppliers.agent_services import agent_register, agent_report_inventory
+from suppliers.models import Host, HostRegistrationToken, Organization
 from tests.factories import HostFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -125,8 +127,6 @@ def test_pages_require_login(client):
 
 
 def test_host_detail_charts_capacity_in_use(client, supplier, approved_host):
-    from marketplace.models import InstanceType
-    from orders.models import Allocation
 
     t = InstanceType.objects.get(name="h100-80g.2x")
     Allocation.objects.create(host=approved_host, instance_type=t, accelerators=2, vcpus=48, ram_gb=512, disk_gb=4000)
@@ -139,8 +139,6 @@ def test_host_detail_charts_capacity_in_use(client, supplier, approved_host):
 
 
 def test_host_page_shows_agent_status_and_makes_a_registration_token(client, supplier, approved_host):
-    from suppliers import agent_services
-    from suppliers.models import HostRegistrationToken
 
     client.force_login(supplier)
     page = client.get(reverse("suppliers:host_detail", args=[approved_host.pk])).content.decode()
@@ -149,8 +147,8 @@ def test_host_page_shows_agent_status_and_makes_a_registration_token(client, sup
     token = response.context["token"]
     assert token in response.content.decode() and "python -m agent register" in response.content.decode()
     assert HostRegistrationToken.objects.filter(host=approved_host).count() == 1
-    host, _ = agent_services.agent_register(token=token)
-    agent_services.agent_report_inventory(
+    host, _ = agent_register(token=token)
+    agent_report_inventory(
         host=host, inventory={"source": "file", "accelerators": [], "vcpus": 8, "ram_gb": 64, "disk_gb": 100}
     )
     fragment = client.get(reverse("suppliers:host_agent_status", args=[approved_host.pk])).content.decode()

@@ -4,25 +4,30 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from freezegun import freeze_time
 
 from marketplace.errors import Conflict, Forbidden, InvalidInput
 from marketplace.models import AcceleratorModel, InstanceType, Offer, Region, Zone
+from marketplace.models import Offer as OfferModel
+from marketplace.services import offers_delist_expired
 from orders.models import Allocation
-from suppliers import services
+from orders.supply import host_update, organization_suspend
+from suppliers.hosts import host_create, host_delete, host_reject, host_set_listed
 from suppliers.models import Host, Organization
+from suppliers.organizations import organization_approve, organization_create
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, host_data
 
 pytestmark = pytest.mark.django_db
 
 
 def test_new_host_is_pending_and_not_offered(supplier, supplier_org):
-    host = services.host_create(user=supplier, **host_data())
+    host = host_create(user=supplier, **host_data())
     assert host.status == Host.Status.PENDING
     assert not Offer.objects.filter(host=host).exists()
 
 
 def test_power_defaults_to_the_model_tdp(supplier):
-    host = services.host_create(user=supplier, **host_data())
+    host = host_create(user=supplier, **host_data())
     assert host.power_per_accelerator_watts == 700
 
 
@@ -43,9 +48,9 @@ def test_offers_need_an_approved_organization(db):
     organization = OrganizationFactory(status=Organization.Status.PENDING)
     host = HostFactory(organization=organization)
     assert host.offers.count() == 0
-    services.organization_approve(organization=organization)
+    organization_approve(organization=organization)
     assert host.offers.count() > 0
-    services.organization_suspend(organization=organization, reason="fraud check")
+    organization_suspend(organization=organization, reason="fraud check")
     assert host.offers.count() == 0
 
 
@@ -102,31 +107,31 @@ def test_invalid_declarations_are_refused_with_the_field_named(supplier, overrid
     if overrides.get("zone") == "wrong-region":
         overrides["zone"] = Zone.objects.get(code="eu-north-a")
     with pytest.raises(InvalidInput) as error:
-        services.host_create(user=supplier, **host_data(**overrides))
+        host_create(user=supplier, **host_data(**overrides))
     assert field in error.value.fields
     assert not Host.objects.exists()
 
 
 def test_unknown_fields_are_refused(supplier):
     with pytest.raises(InvalidInput) as error:
-        services.host_create(user=supplier, **host_data(gpus=8))
+        host_create(user=supplier, **host_data(gpus=8))
     assert error.value.code == "unknown_field"
 
 
 def test_a_person_without_an_organization_cannot_declare_hosts(buyer):
     with pytest.raises(Forbidden):
-        services.host_create(user=buyer, **host_data())
+        host_create(user=buyer, **host_data())
 
 
 def test_names_are_unique_per_organization(supplier, other_supplier):
-    services.host_create(user=supplier, **host_data(name="box"))
+    host_create(user=supplier, **host_data(name="box"))
     with pytest.raises(InvalidInput):
-        services.host_create(user=supplier, **host_data(name="box"))
-    services.host_create(user=other_supplier, **host_data(name="box"))  # another organization may
+        host_create(user=supplier, **host_data(name="box"))
+    host_create(user=other_supplier, **host_data(name="box"))  # another organization may
 
 
 def test_update_recomputes_offers_in_the_same_transaction(approved_host):
-    services.host_update(
+    host_update(
         host=approved_host, price_per_unit_hour=Decimal("3.00"), region=Region.objects.get(code="eu-north"), zone=None
     )
     offer = approved_host.offers.get(instance_type__name="h100-80g.1x")
@@ -143,47 +148,43 @@ def _allocate(host, type_name):
 
 def test_allocations_reduce_offers_and_capacity_cannot_drop_below_them(approved_host):
     _allocate(approved_host, "h100-80g.4x")
-    services.host_update(host=approved_host, price_per_unit_hour=Decimal("2.60"))
+    host_update(host=approved_host, price_per_unit_hour=Decimal("2.60"))
     offers = {o.instance_type.name: o.available_count for o in approved_host.offers.select_related("instance_type")}
     assert offers["h100-80g.1x"] == 4
     assert "h100-80g.8x" not in offers
 
     with pytest.raises(Conflict) as error:
-        services.host_update(host=approved_host, accelerator_count=2)
+        host_update(host=approved_host, accelerator_count=2)
     assert error.value.code == "capacity_in_use"
     approved_host.refresh_from_db()
     assert approved_host.accelerator_count == 8  # no half-write
 
     with pytest.raises(Conflict):
-        services.host_delete(host=approved_host)
+        host_delete(host=approved_host)
 
 
 def test_delist_and_relist(approved_host):
-    services.host_set_listed(host=approved_host, listed=False)
+    host_set_listed(host=approved_host, listed=False)
     assert approved_host.offers.count() == 0
-    services.host_set_listed(host=approved_host, listed=True)
+    host_set_listed(host=approved_host, listed=True)
     assert approved_host.offers.count() > 0
     with pytest.raises(Conflict):
-        services.host_set_listed(host=approved_host, listed=True)
+        host_set_listed(host=approved_host, listed=True)
 
 
 def test_reject_needs_a_reason_and_removes_offers(approved_host):
     with pytest.raises(InvalidInput):
-        services.host_reject(host=approved_host, reason=" ")
-    services.host_reject(host=approved_host, reason="Inventory does not match")
+        host_reject(host=approved_host, reason=" ")
+    host_reject(host=approved_host, reason="Inventory does not match")
     approved_host.refresh_from_db()
     assert approved_host.status == Host.Status.REJECTED
     assert approved_host.offers.count() == 0
 
 
 def test_offer_end_date_hides_offers_and_the_expiry_sweep_removes_them(approved_host):
-    from freezegun import freeze_time
-
-    from marketplace.models import Offer as OfferModel
-    from marketplace.services import offers_delist_expired
 
     ends = timezone.now() + timezone.timedelta(days=2)
-    services.host_update(host=approved_host, offer_ends_at=ends)
+    host_update(host=approved_host, offer_ends_at=ends)
     assert OfferModel.objects.listed().filter(host=approved_host).exists()
     offered = approved_host.offers.count()
     with freeze_time(ends + timezone.timedelta(seconds=1)):
@@ -195,7 +196,7 @@ def test_offer_end_date_hides_offers_and_the_expiry_sweep_removes_them(approved_
 
 def test_onboarding_makes_a_pending_organization_and_a_supplier(db):
     user = UserFactory()
-    organization = services.organization_create(
+    organization = organization_create(
         owner=user,
         name="Gamma GPUs",
         contact_name="G",
@@ -208,7 +209,7 @@ def test_onboarding_makes_a_pending_organization_and_a_supplier(db):
     assert organization.payout_country == "DE"
     assert user.role == "supplier"
     with pytest.raises(Conflict):
-        services.organization_create(
+        organization_create(
             owner=user,
             name="Second",
             contact_name="G",
@@ -220,7 +221,7 @@ def test_onboarding_makes_a_pending_organization_and_a_supplier(db):
 
 def test_onboarding_validates_fields(db):
     with pytest.raises(InvalidInput) as error:
-        services.organization_create(
+        organization_create(
             owner=UserFactory(),
             name="",
             contact_name="G",

@@ -7,9 +7,18 @@ import pytest
 from django.utils import timezone
 from freezegun import freeze_time
 
-from billing import services as billing
+from billing.ledger import supplier_payable
+from billing.models import LedgerTransaction
+from billing.selectors import account_balance, wallet_balance
 from marketplace.models import AuditEntry
-from suppliers import agent_services
+from orders.agent import agent_heartbeat, hosts_mark_offline
+from orders.reliability import host_reliability_refresh
+from suppliers.agent_services import (
+    agent_register,
+    agent_report_inventory,
+    agent_report_selftest,
+    host_registration_token_issue,
+)
 from suppliers.models import HostOutage
 from suppliers.reliability import uptime
 from tests.factories import HostFactory, l4_host_data
@@ -44,20 +53,20 @@ def host(supplier_org):
 
 
 def register(host):
-    host_, _ = agent_services.agent_register(token=agent_services.host_registration_token_issue(host=host, user=None))
+    host_, _ = agent_register(token=host_registration_token_issue(host=host, user=None))
     return host_
 
 
 @pytest.mark.django_db
 def test_agent_confirmation_verifies_and_mismatch_deverifies(host):
     register(host)
-    agent_services.agent_report_inventory(host=host, inventory=L4_INVENTORY)
+    agent_report_inventory(host=host, inventory=L4_INVENTORY)
     host.refresh_from_db()
     assert not host.verified  # no selftest yet
-    agent_services.agent_report_selftest(host=host, result={"checks": [{"name": "disk", "ok": True}]})
+    agent_report_selftest(host=host, result={"checks": [{"name": "disk", "ok": True}]})
     host.refresh_from_db()
     assert host.verified and host.offers.filter(verified=True).exists()
-    agent_services.agent_report_inventory(host=host, inventory={**L4_INVENTORY, "accelerators": []})
+    agent_report_inventory(host=host, inventory={**L4_INVENTORY, "accelerators": []})
     host.refresh_from_db()
     assert not host.verified
     actions = list(AuditEntry.objects.filter(object_id=str(host.pk)).values_list("action", "reason"))
@@ -68,8 +77,8 @@ def test_agent_confirmation_verifies_and_mismatch_deverifies(host):
 def test_a_suppliers_first_host_needs_staff_approval_to_be_verified(supplier_org):
     first = HostFactory(organization=supplier_org, name="first", approved=False, **l4_host_data())
     register(first)
-    agent_services.agent_report_inventory(host=first, inventory=L4_INVENTORY)
-    agent_services.agent_report_selftest(host=first, result={"checks": [{"name": "disk", "ok": True}]})
+    agent_report_inventory(host=first, inventory=L4_INVENTORY)
+    agent_report_selftest(host=first, result={"checks": [{"name": "disk", "ok": True}]})
     first.refresh_from_db()
     assert not first.verified
 
@@ -78,10 +87,10 @@ def test_a_suppliers_first_host_needs_staff_approval_to_be_verified(supplier_org
 def test_outages_lower_reliability_and_deverify(host, buyer):
     with freeze_time(NOW - timedelta(days=10)):
         register(host)
-    agent_services.agent_report_inventory(host=host, inventory=L4_INVENTORY)
-    agent_services.agent_report_selftest(host=host, result={"checks": [{"name": "disk", "ok": True}]})
+    agent_report_inventory(host=host, inventory=L4_INVENTORY)
+    agent_report_selftest(host=host, result={"checks": [{"name": "disk", "ok": True}]})
     HostOutage.objects.create(host=host, started_at=NOW - timedelta(days=3), ended_at=NOW - timedelta(days=1, hours=12))
-    agent_services.host_reliability_refresh(host=host)
+    host_reliability_refresh(host=host)
     host.refresh_from_db()
     assert host.reliability == Decimal("0.8500")
     assert not host.verified
@@ -93,19 +102,19 @@ def test_lost_host_earns_the_buyer_an_automatic_sla_credit(host, buyer, supplier
     settings.SLA_GRACE_SECONDS = 300
     register(host)
     instance = order(buyer).instances.get()  # $0.40/h
-    agent_services.agent_heartbeat(host=host, instances=[])
-    wallet_before = billing.wallet_balance(buyer)
-    payable_before = billing.account_balance(billing.supplier_payable(supplier_org))
+    agent_heartbeat(host=host, instances=[])
+    wallet_before = wallet_balance(buyer)
+    payable_before = account_balance(supplier_payable(supplier_org))
     with freeze_time(timezone.now() + timedelta(minutes=65)):
-        assert agent_services.hosts_mark_offline() == [host.pk]
-        agent_services.agent_heartbeat(host=host, instances=[])  # back after ~65 minutes
+        assert hosts_mark_offline() == [host.pk]
+        agent_heartbeat(host=host, instances=[])  # back after ~65 minutes
     outage = HostOutage.objects.get(host=host)
     assert outage.ended_at is not None
     # 65 min gap - 5 min grace = 60 min lost; 5 x $0.40 = $2.00.
-    credit = billing.wallet_balance(buyer) - wallet_before
+    credit = wallet_balance(buyer) - wallet_before
     assert Decimal("1.99") <= credit <= Decimal("2.01")
-    assert billing.account_balance(billing.supplier_payable(supplier_org)) == payable_before - credit
-    transaction = billing.LedgerTransaction.objects.get(key=f"sla:{outage.pk}:{instance.pk}")
+    assert account_balance(supplier_payable(supplier_org)) == payable_before - credit
+    transaction = LedgerTransaction.objects.get(key=f"sla:{outage.pk}:{instance.pk}")
     assert transaction.reference["gap_seconds"] >= 3900 and transaction.reference["multiple"] == "5"
     assert buyer.notifications.filter(kind="sla_credit").exists()
 
@@ -114,9 +123,9 @@ def test_lost_host_earns_the_buyer_an_automatic_sla_credit(host, buyer, supplier
 def test_short_gaps_within_grace_earn_nothing(host, buyer):
     register(host)
     order(buyer)
-    agent_services.agent_heartbeat(host=host, instances=[])
-    before = billing.wallet_balance(buyer)
+    agent_heartbeat(host=host, instances=[])
+    before = wallet_balance(buyer)
     with freeze_time(timezone.now() + timedelta(minutes=3)):
-        agent_services.hosts_mark_offline()
-        agent_services.agent_heartbeat(host=host, instances=[])
-    assert billing.wallet_balance(buyer) == before
+        hosts_mark_offline()
+        agent_heartbeat(host=host, instances=[])
+    assert wallet_balance(buyer) == before

@@ -4,6 +4,8 @@ its headers, and replays the first response for a repeated Idempotency-Key, as S
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -115,8 +117,6 @@ class FakeStripe:
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:
     """A Stripe-Signature header value, computed with Stripe's scheme (HMAC-SHA256 of t.payload)."""
-    import hashlib
-    import hmac
 
     digest = hmac.new(secret.encode(), f"{timestamp}.{payload.decode()}".encode(), hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"

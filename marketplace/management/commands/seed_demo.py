@@ -12,10 +12,11 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.services import user_create
-from billing.services import credit_grant
+from billing.ledger import credit_grant
 from marketplace.models import AcceleratorModel, Region, Zone
 from marketplace.services import catalog_sync
-from suppliers import services as supplier_services
+from suppliers import hosts as supplier_hosts
+from suppliers import organizations as supplier_organizations
 from suppliers.models import Host, Membership, Organization
 
 DEMO_PASSWORD = "demo12345"
@@ -112,7 +113,7 @@ class Command(BaseCommand):
             membership = Membership.objects.filter(user=owner).first()
             if membership:
                 return membership.organization
-            organization = supplier_services.organization_create(
+            organization = supplier_organizations.organization_create(
                 owner=owner,
                 name=name,
                 legal_name=f"{name} Ltd",
@@ -123,7 +124,7 @@ class Command(BaseCommand):
                 website=f"https://{name.split()[0].lower()}.example.com",
             )
             if status == "approved":
-                organization = supplier_services.organization_approve(organization=organization)
+                organization = supplier_organizations.organization_approve(organization=organization)
         return organization
 
     def _host(
@@ -148,7 +149,7 @@ class Command(BaseCommand):
             return 0
         owner = Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).first().user
         model = AcceleratorModel.objects.get(slug=slug)
-        host = supplier_services.host_create(
+        host = supplier_hosts.host_create(
             user=owner,
             name=name,
             region=Region.objects.get(code=region),
@@ -167,7 +168,7 @@ class Command(BaseCommand):
             **_host_hardware(model, count, Decimal(oversub)),
         )
         if reliability is not None:
-            host = supplier_services.host_set_reliability(host=host, reliability=Decimal(reliability))
+            host = supplier_hosts.host_set_reliability(host=host, reliability=Decimal(reliability))
         if organization.status == Organization.Status.APPROVED:
-            supplier_services.host_approve(host=host, verified=verified)
+            supplier_hosts.host_approve(host=host, verified=verified)
         return 1

@@ -1,0 +1,15 @@
+"""Row locks of this app. Every `select_for_update` of the project lives in a `locks.py`.
+
+The global lock order (take locks in this order, never the reverse, so no two transactions wait
+on each other): buyer (`accounts.locks`) -> organization -> hosts in id order (`suppliers.locks`)
+-> ledger accounts (`billing.locks`) -> instances -> other rows of one instance (`orders.locks`).
+"""
+
+from __future__ import annotations
+
+from .models import User
+
+
+def user_lock(*, user_id: int) -> User:
+    """Lock one user row (a buyer's orders, spend limit and suspension are decided under it)."""
+    return User.objects.select_for_update().get(pk=user_id)

@@ -1,0 +1,35 @@
+"""Row locks of this app; the global lock order is in `accounts.locks`.
+
+Ledger account rows are locked after the buyer and the hosts and before instances: a balance
+that decides something (an order, a low-balance stop, a payout) is read under its account's lock.
+Usage records are taken in batches with SKIP LOCKED so several workers share the work.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .models import LedgerAccount, Payout, TopUp, UsageRecord
+
+
+def ledger_account_lock(*, account_id: int) -> LedgerAccount:
+    return LedgerAccount.objects.select_for_update().get(pk=account_id)
+
+
+def payout_lock(*, payout_id: int) -> Payout:
+    return Payout.objects.select_for_update().get(pk=payout_id)
+
+
+def top_up_lock(*, top_up_id: int) -> TopUp | None:
+    return TopUp.objects.select_for_update().filter(pk=top_up_id).first()
+
+
+def unsettled_usage_batch(*, batch_size: int) -> list[UsageRecord]:
+    """The next unsettled usage records no other worker holds, locked, with what settlement reads."""
+    batch: QuerySet[UsageRecord] = (
+        UsageRecord.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("instance", "instance__backfills", "buyer", "organization")
+        .filter(settled_by__isnull=True)
+        .order_by("pk")
+    )
+    return list(batch[:batch_size])

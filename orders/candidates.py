@@ -1,0 +1,155 @@
+"""Broker candidates: every (sellable host x instance type) that could serve an order, priced
+under its pricing model and ranked by the pure broker (`marketplace.broker`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from marketplace import broker, capacity
+from marketplace.models import AcceleratorKind, InstanceType
+from marketplace.money import quantize_price
+from suppliers.models import Host, MaintenanceWindow, Organization
+from suppliers.offers import host_capacity_spec, host_type_figures, instance_type_shape
+
+from .models import Allocation, Pricing
+from .requests import OrderTarget
+
+MAX_LOCKED_CANDIDATE_HOSTS = 40
+
+
+@dataclass(frozen=True)
+class HostCandidate:
+    """A broker candidate together with the rows it came from."""
+
+    candidate: broker.Candidate
+    host: Host
+    instance_type: InstanceType
+    spot_floor_per_hour: Decimal
+
+
+def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
+    types = InstanceType.objects.active().select_related("accelerator_model")
+    if target.instance_type is not None:
+        return types.filter(pk=target.instance_type.pk)
+    requirements = target.requirements
+    kinds = set(requirements.accelerator_kinds)
+    kind_filter = Q(accelerator_model__kind__in=kinds - {AcceleratorKind.CPU})
+    if AcceleratorKind.CPU in kinds:
+        kind_filter |= Q(accelerator_model__isnull=True)
+    return types.filter(kind_filter)
+
+
+def _memory_gb(instance_type: InstanceType) -> int:
+    if instance_type.accelerator_model_id:
+        return instance_type.accelerator_model.memory_gb * instance_type.accelerator_count
+    return instance_type.ram_gb
+
+
+def order_candidates(
+    target: OrderTarget,
+    *,
+    host_ids: list[int] | None = None,
+    holdings: dict[int, list[capacity.Holding]] | None = None,
+) -> list[HostCandidate]:
+    """Every (sellable host x instance type) that could serve the order, with the price under the
+    order's pricing model and how many the host can take now (from `holdings` when given, which
+    the caller read under the host locks; otherwise an unlocked estimate)."""
+    # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
+    # inventory not contradicting the declaration (maintenance is handled below).
+    hosts = (
+        Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
+        .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
+        .exclude(agent_status=Host.AgentStatus.OFFLINE)
+        .filter(inventory_mismatch__isnull=True)
+    )
+    if target.offer_host_id is not None:
+        hosts = hosts.filter(pk=target.offer_host_id)
+    # Orders that would overlap a maintenance window go elsewhere.
+    now = timezone.now()
+    order_end = now + timedelta(hours=target.rental_hours) if target.rental_hours else None
+    windows = MaintenanceWindow.objects.filter(ends_at__gt=now)
+    if order_end is not None:
+        windows = windows.filter(starts_at__lt=order_end)
+    hosts = hosts.exclude(pk__in=windows.values("host_id"))
+    if target.region_id is not None:
+        hosts = hosts.filter(region_id=target.region_id)
+    if host_ids is not None:
+        hosts = hosts.filter(pk__in=host_ids)
+    hosts = list(hosts.select_related("region", "zone", "organization", "accelerator_model"))
+    if not hosts:
+        return []
+    if holdings is None:
+        holdings = defaultdict(list)
+        for allocation in Allocation.objects.active().filter(host__in=hosts).order_by("pk"):
+            holdings[allocation.host_id].append(allocation.as_holding())
+    types = list(_types_for(target))
+    results: list[HostCandidate] = []
+    for host in hosts:
+        spec = host_capacity_spec(host)
+        for instance_type in types:
+            if not _compatible(host, instance_type):
+                continue
+            shape = instance_type_shape(instance_type)
+            if not capacity.is_eligible(spec, shape):
+                continue
+            figures = host_type_figures(host, instance_type)
+            floor = host.spot_floor_for(figures.price_per_hour)
+            price = _price_for(target, host, figures.price_per_hour, floor)
+            if price is None:
+                continue
+            available = capacity.placeable_count(
+                spec, holdings.get(host.pk, []), shape, spot_bid=target.spot_bid, limit=target.count
+            )
+            candidate = broker.Candidate(
+                offer_id=host.pk * 100000 + instance_type.pk,
+                host_id=host.pk,
+                instance_type=instance_type.name,
+                accelerator_kind=instance_type.accelerator_kind,
+                memory_gb=_memory_gb(instance_type),
+                tflops=figures.tflops,
+                price_per_hour=price,
+                energy_kwh_per_hour=figures.energy_kwh_per_hour,
+                available=available,
+                location=broker.Location(float(host.region.latitude), float(host.region.longitude)),
+                region=host.region.code,
+                reliability=host.reliability,
+            )
+            results.append(HostCandidate(candidate, host, instance_type, floor))
+    return results
+
+
+def _compatible(host: Host, instance_type: InstanceType) -> bool:
+    if host.accelerator_model.kind == AcceleratorKind.CPU:
+        return instance_type.accelerator_model_id is None
+    return instance_type.accelerator_model_id == host.accelerator_model_id
+
+
+def _price_for(target: OrderTarget, host: Host, on_demand: Decimal, spot_floor: Decimal) -> Decimal | None:
+    """Price per instance-hour under the order's pricing model; None when the host cannot serve it."""
+    if target.pricing == Pricing.SPOT:
+        if target.max_price_per_hour is None or target.max_price_per_hour < spot_floor:
+            return None
+        return spot_floor  # ranking: the host that accepts the lowest bids first
+    if target.pricing == Pricing.RESERVED:
+        price = quantize_price(on_demand * (1 - host.reserved_discount(target.term_hours)))
+    else:
+        price = on_demand
+    if target.max_price_per_hour is not None and price > target.max_price_per_hour:
+        return None
+    return price
+
+
+def rank_candidates(target: OrderTarget, candidates: list[HostCandidate]) -> list[HostCandidate]:
+    by_key = {c.candidate.offer_id: c for c in candidates}
+    plain = [c.candidate for c in candidates]
+    if target.requirements is not None:
+        ranked = broker.rank_capable(plain, target.requirements, near=target.near)
+    else:
+        ranked = broker.rank_offers(plain, near=target.near)
+    return [by_key[c.offer_id] for c in ranked]

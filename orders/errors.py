@@ -1,0 +1,30 @@
+"""Error codes of ordering and instance operations (the API returns them as `code`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from marketplace.errors import Conflict, ErrorCode
+
+
+class OrderErrorCode(StrEnum):
+    INSUFFICIENT_CAPACITY = "insufficient_capacity"
+    BID_TOO_LOW = "bid_too_low"
+    CAPACITY_TAKEN = "capacity_taken"
+    SPEND_LIMIT_EXCEEDED = "spend_limit_exceeded"
+    ACCOUNT_SUSPENDED = "account_suspended"
+    PRICE_FIXED = "price_fixed"
+    PRICE_UNCHANGED = "price_unchanged"
+    REPORT_RESOLVED = "report_resolved"
+
+
+class InvalidTransition(Conflict):
+    code = ErrorCode.INVALID_TRANSITION
+
+
+class InsufficientCapacity(Conflict):
+    code = OrderErrorCode.INSUFFICIENT_CAPACITY
+
+
+class CapacityTaken(Conflict):
+    code = OrderErrorCode.CAPACITY_TAKEN

@@ -1,0 +1,132 @@
+"""Instance lifecycle actions: stop, start, terminate, and expiry at the end of a term."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from billing.reserved import reserved_cancellation_refund
+from marketplace import capacity
+from marketplace.errors import ApplicationError
+from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
+
+from .errors import CapacityTaken
+from .locks import instance_and_host_lock
+from .models import Allocation, HostCommand, Instance, Pricing
+from .placement import active_allocation, preempt, reoccupy
+from .selectors import offers_elsewhere
+from .spot import spot_resume_for_host
+from .state import (
+    Actor,
+    S,
+    command_queue,
+    instance_transition,
+    invalid_transition,
+    preemption_grace_seconds,
+    start_payload,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@transaction.atomic
+def instance_stop(*, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER) -> Instance:
+    """Stop: compute goes back to the market, the disk stays on the host.
+
+    Reserved instances keep their whole claim (idle capacity is backfilled with spot)."""
+    instance, host = instance_and_host_lock(instance_id=instance.pk)
+    instance_transition(instance=instance, to=S.STOPPING, reason="Stop requested", actor=actor, actor_user=actor_user)
+    allocation = active_allocation(instance)
+    if allocation is not None:
+        kind = Allocation.Kind.RESERVED_IDLE if instance.pricing == Pricing.RESERVED else Allocation.Kind.DISK_ONLY
+        Allocation.objects.filter(pk=allocation.pk).update(kind=kind)
+    command_queue(instance, HostCommand.Kind.STOP, grace_seconds=preemption_grace_seconds(), reason="stop")
+    spot_resume_for_host(host=host)
+    offers_refresh_for_host(host=host)
+    return instance
+
+
+@transaction.atomic
+def instance_start(*, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER) -> Instance:
+    """Start a stopped instance on the same host (its disk is there).
+
+    Reserved instances reclaim their capacity at once, preempting spot backfill. Others need free
+    capacity, else CapacityTaken (409) says how to get the type elsewhere."""
+    instance, host = instance_and_host_lock(instance_id=instance.pk)
+    if instance.status != S.STOPPED:
+        raise invalid_transition(instance, f"An instance that is {instance.status} cannot be started.")
+    allocation = active_allocation(instance)
+    spec = host_capacity_spec(host)
+    spot_bid = instance.price_per_hour if instance.is_spot else None
+    placement = capacity.plan_placement(
+        spec,
+        host_holdings(host),
+        [instance_type_shape(instance.instance_type)],
+        spot_bid=spot_bid,
+        replacing=allocation.pk if allocation else None,
+    )
+    if placement is None:
+        raise CapacityTaken(
+            "The accelerators this instance used on its host have been rented by someone else. Your disk "
+            "is kept: start again when they free up, or terminate it and order the same type elsewhere.",
+            extra=offers_elsewhere(instance_type=instance.instance_type, exclude_host_id=host.pk),
+        )
+    for victim in placement.preempt:
+        preempt(
+            victim,
+            by="the reserving buyer starting again"
+            if instance.pricing == Pricing.RESERVED
+            else "higher-priority demand",
+        )
+    reoccupy(host, instance, allocation, placement.claims[0], spot_bid=spot_bid)
+    instance_transition(instance=instance, to=S.STARTING, reason="Start requested", actor=actor, actor_user=actor_user)
+    command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
+    offers_refresh_for_host(host=host)
+    return instance
+
+
+@transaction.atomic
+def instance_terminate(
+    *, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER, reason: str = "Terminate requested"
+) -> Instance:
+    """Terminate: release everything the instance holds on its host."""
+    instance, host = instance_and_host_lock(instance_id=instance.pk)
+    instance_transition(instance=instance, to=S.TERMINATING, reason=reason, actor=actor, actor_user=actor_user)
+    if instance.pricing == Pricing.RESERVED and instance.reserved_until:
+        reserved_cancellation_refund(
+            buyer=instance.buyer,
+            instance_id=instance.pk,
+            reserved_until=instance.reserved_until,
+            price_per_hour=instance.price_per_hour,
+            at=timezone.now(),
+        )
+    Allocation.objects.active().filter(instance=instance).update(released_at=timezone.now())
+    command_queue(instance, HostCommand.Kind.TERMINATE, reason="terminate")
+    spot_resume_for_host(host=host)
+    offers_refresh_for_host(host=host)
+    return instance
+
+
+def instances_expire(*, batch_size: int = 200) -> int:
+    """Beat: terminate instances past `terminate_after_hours` or the end of their reserved term."""
+    now = timezone.now()
+    due = list(
+        Instance.objects.exclude(status__in=(S.TERMINATING, S.TERMINATED))
+        .filter(Q(terminate_at__lte=now) | Q(reserved_until__lte=now))
+        .values_list("pk", "terminate_at", "reserved_until")[:batch_size]
+    )
+    done = 0
+    for pk, _terminate_at, reserved_until in due:
+        reason = (
+            "The reserved term ended" if reserved_until and reserved_until <= now else "terminate_after_hours reached"
+        )
+        try:
+            instance_terminate(instance=Instance(pk=pk), actor=Actor.PLATFORM, reason=reason)
+            done += 1
+        except ApplicationError as error:  # raced with the buyer; nothing to do
+            logger.info("instance %s not expired: %s", pk, error.detail)
+    return done

@@ -1,0 +1,58 @@
+"""Row locks of this app; the global lock order is in `accounts.locks`.
+
+Instances are locked after their host (`instance_and_host_lock` takes both, in that order);
+a problem report or a host command is locked on its own, never while holding a host.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from suppliers.locks import host_lock
+from suppliers.models import Host
+
+from .models import HostCommand, Instance, InstanceStatus, Pricing, ProblemReport
+
+
+def instance_lock(*, instance_id: int) -> Instance:
+    """Lock one instance row (its host must already be locked by the caller)."""
+    return Instance.objects.select_for_update(of=("self",)).select_related("instance_type", "host").get(pk=instance_id)
+
+
+def instance_and_host_lock(*, instance_id: int) -> tuple[Instance, Host]:
+    """Lock the instance's host, then the instance (the global lock order)."""
+    host_id = Instance.objects.values_list("host_id", flat=True).get(pk=instance_id)
+    host = host_lock(host_id=host_id)
+    return instance_lock(instance_id=instance_id), host
+
+
+def preempted_spot_instances_lock(*, host: Host) -> list[Instance]:
+    """The host's preempted spot instances, highest bid first (the host row is already locked)."""
+    return list(
+        Instance.objects.select_for_update(of=("self",))
+        .select_related("instance_type")
+        .filter(host=host, status=InstanceStatus.PREEMPTED, pricing=Pricing.SPOT)
+        .order_by("-price_per_hour", "created_at", "pk")
+    )
+
+
+def instances_to_meter_batch(*, now: datetime, batch_size: int) -> list[Instance]:
+    """Accruing instances metered up to before `now` that no other worker holds (SKIP LOCKED)."""
+    return list(
+        Instance.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("instance_type", "host")
+        .filter(metered_until__isnull=False, metered_until__lt=now)
+        .order_by("pk")[:batch_size]
+    )
+
+
+def host_command_lock(*, command_id: int, host: Host) -> HostCommand | None:
+    return HostCommand.objects.select_for_update().filter(pk=command_id, host=host).first()
+
+
+def problem_report_lock(*, report_id: int) -> ProblemReport:
+    return (
+        ProblemReport.objects.select_for_update(of=("self",))
+        .select_related("instance__host__organization", "buyer")
+        .get(pk=report_id)
+    )

@@ -1,0 +1,73 @@
+"""Price changes: new host prices apply to new rentals; a running on-demand rental keeps its price
+until its renter accepts the new one (metered at the old rate up to then)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import notify
+from marketplace.errors import Conflict, ErrorCode, InvalidInput
+from suppliers.models import Host
+from suppliers.offers import host_type_figures
+
+from .errors import OrderErrorCode
+from .locks import instance_and_host_lock
+from .metering import meter_rate_change
+from .models import Instance, InstanceEvent, Pricing
+from .state import Actor
+
+
+def current_price_for(instance: Instance) -> Decimal:
+    """What this instance would cost if ordered on its host now (on-demand)."""
+    return host_type_figures(instance.host, instance.instance_type).price_per_hour
+
+
+@transaction.atomic
+def instance_accept_current_price(*, instance: Instance, buyer: User) -> Instance:
+    """A renter moves a running rental to the host's current price (from now on); until then
+    running rentals keep the price they were ordered at."""
+    instance, _host = instance_and_host_lock(instance_id=instance.pk)
+    if instance.buyer_id != buyer.pk:
+        raise InvalidInput("Not your instance.", code=ErrorCode.NOT_FOUND)
+    if instance.pricing != Pricing.ON_DEMAND:
+        raise Conflict("Spot bids and reserved terms keep their agreed price.", code=OrderErrorCode.PRICE_FIXED)
+    new_price = current_price_for(instance)
+    if new_price == instance.price_per_hour:
+        raise Conflict("Your rental already has the current price.", code=OrderErrorCode.PRICE_UNCHANGED)
+    meter_rate_change(instance=instance, at=timezone.now())
+    InstanceEvent.objects.create(
+        instance=instance,
+        kind=InstanceEvent.Kind.TRANSITION,
+        from_status=instance.status,
+        to_status=instance.status,
+        reason=f"Price changed from ${instance.price_per_hour}/h to ${new_price}/h (accepted by the renter)",
+        actor=Actor.BUYER,
+        actor_user=buyer,
+    )
+    instance.price_per_hour = new_price
+    instance.save(update_fields=["price_per_hour", "updated_at"])
+    return instance
+
+
+def renters_notify_price_change(*, host: Host) -> int:
+    """Tell renters of on-demand instances on `host` about a new price they may accept."""
+    told = 0
+    for instance in (
+        Instance.objects.not_terminated()
+        .filter(host=host, pricing=Pricing.ON_DEMAND)
+        .select_related("buyer", "instance_type", "host")
+    ):
+        new_price = current_price_for(instance)
+        if new_price != instance.price_per_hour:
+            notify(
+                user=instance.buyer,
+                kind="price_change",
+                title=f"New price for {instance.instance_type_id} on host {host.pk}: ${new_price:.4f}/h",
+                body=f"i-{instance.pk} keeps ${instance.price_per_hour:.4f}/h until you accept the new price.",
+            )
+            told += 1
+    return told

@@ -1,0 +1,153 @@
+"""Order and quote requests: what a buyer asks for (API or form), validated and resolved to rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from marketplace.broker import Location, Requirements
+from marketplace.errors import InvalidInput
+from marketplace.models import InstanceType, Offer, Region
+from marketplace.money import quantize_price
+
+from .models import RESERVED_TERMS_HOURS, Pricing
+
+MAX_COUNT = 64
+
+
+@dataclass
+class OrderRequest:
+    """An order or quote request as received (API or form)."""
+
+    count: int = 1
+    pricing: str = Pricing.ON_DEMAND
+    instance_type: str | None = None
+    offer: int | None = None
+    requirements: dict[str, Any] | None = None
+    max_price_per_hour: Decimal | None = None
+    term_hours: int | None = None
+    region: str | None = None
+    near: tuple[Decimal, Decimal] | None = None
+    same_host: bool = False
+    image: str = ""
+    command: str = ""
+    terminate_after_hours: int | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OrderTarget:
+    """What an order asks for, validated: exactly one of instance_type / offer / requirements."""
+
+    pricing: str
+    count: int
+    instance_type: InstanceType | None = None
+    offer_host_id: int | None = None
+    requirements: Requirements | None = None
+    max_price_per_hour: Decimal | None = None
+    term_hours: int | None = None
+    region_id: int | None = None
+    near: Location | None = None
+    same_host: bool = False
+    rental_hours: int | None = None  # how long the rental may last: term, or terminate_after_hours
+
+    @property
+    def spot_bid(self) -> Decimal | None:
+        return self.max_price_per_hour if self.pricing == Pricing.SPOT else None
+
+
+def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> OrderTarget:
+    """Validate the request and resolve names to rows. Raises InvalidInput naming every bad field."""
+    errors: dict[str, list[str]] = {}
+    targets = [name for name in ("instance_type", "offer", "requirements") if getattr(request, name) not in (None, "")]
+    if len(targets) != 1:
+        errors["instance_type"] = ["Give exactly one of instance_type, offer or requirements."]
+    if not 1 <= int(request.count or 0) <= MAX_COUNT:
+        errors["count"] = [f"Between 1 and {MAX_COUNT}."]
+    if request.pricing not in Pricing.values:
+        errors["pricing"] = [f"One of {', '.join(Pricing.values)}."]
+    if request.pricing == Pricing.SPOT and request.max_price_per_hour is None:
+        errors["max_price_per_hour"] = ["Spot orders need a bid: the most you pay per instance-hour."]
+    if request.max_price_per_hour is not None and request.max_price_per_hour <= 0:
+        errors["max_price_per_hour"] = ["Must be positive."]
+    if request.pricing == Pricing.RESERVED and request.term_hours not in RESERVED_TERMS_HOURS:
+        errors["term_hours"] = [f"Reserved terms are {', '.join(str(h) for h in RESERVED_TERMS_HOURS)} hours."]
+    if request.pricing != Pricing.RESERVED and request.term_hours is not None:
+        errors["term_hours"] = ["Only reserved orders have a term."]
+    if request.terminate_after_hours is not None and not 1 <= request.terminate_after_hours <= 24 * 366:
+        errors["terminate_after_hours"] = ["Between 1 and 8784 hours."]
+    if not for_quote:
+        image = (request.image or "").strip()
+        if not image or len(image) > 255 or any(ch.isspace() for ch in image):
+            errors["image"] = ["A container image reference such as pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime."]
+
+    instance_type = offer_host_id = requirements = region_id = near = None
+    if request.instance_type not in (None, ""):
+        instance_type = (
+            InstanceType.objects.active().select_related("accelerator_model").filter(name=request.instance_type).first()
+        )
+        if instance_type is None:
+            errors["instance_type"] = [f"Unknown instance type {request.instance_type!r}."]
+    if request.offer not in (None, ""):
+        offer = Offer.objects.listed().select_related("instance_type").filter(pk=request.offer).first()
+        if offer is None:
+            errors["offer"] = ["No such offer is listed now."]
+        else:
+            instance_type, offer_host_id = offer.instance_type, offer.host_id
+    if request.requirements not in (None, ""):
+        requirements = _parse_requirements(request.requirements, errors)
+    if request.region:
+        region = Region.objects.filter(code=request.region).first()
+        if region is None:
+            errors["region"] = [f"Unknown region {request.region!r}."]
+        else:
+            region_id = region.pk
+    if request.near is not None:
+        lat, lon = request.near
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            errors["near"] = ["Latitude within [-90, 90] and longitude within [-180, 180]."]
+        else:
+            near = Location(float(lat), float(lon))
+    if errors:
+        raise InvalidInput("The order is not valid.", fields=errors)
+    return OrderTarget(
+        pricing=request.pricing,
+        count=int(request.count),
+        instance_type=instance_type,
+        offer_host_id=offer_host_id,
+        requirements=requirements if requirements is not None else None,
+        max_price_per_hour=quantize_price(request.max_price_per_hour) if request.max_price_per_hour else None,
+        term_hours=request.term_hours,
+        region_id=region_id,
+        near=near,
+        same_host=bool(request.same_host),
+        rental_hours=request.term_hours if request.pricing == Pricing.RESERVED else request.terminate_after_hours,
+    )
+
+
+def _parse_requirements(raw: object, errors: dict[str, list[str]]) -> Requirements | None:
+    if not isinstance(raw, dict):
+        errors["requirements"] = ["An object with min_memory_gb, min_tflops and accelerator_kinds."]
+        return None
+    unknown = set(raw) - {"min_memory_gb", "min_tflops", "accelerator_kinds"}
+    if unknown:
+        errors["requirements"] = [f"Unknown key(s): {', '.join(sorted(unknown))}."]
+        return None
+    try:
+        memory = int(raw.get("min_memory_gb", 0))
+        tflops = Decimal(str(raw.get("min_tflops", 0)))
+        kinds = raw.get("accelerator_kinds", ["gpu", "dsa", "cpu"])
+        if isinstance(kinds, str):
+            kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+        kinds = frozenset(kinds)
+    except (TypeError, ValueError, ArithmeticError):
+        errors["requirements"] = ["min_memory_gb is a whole number, min_tflops a number."]
+        return None
+    if memory < 0 or tflops < 0 or not tflops.is_finite():
+        errors["requirements"] = ["Minimums cannot be negative."]
+        return None
+    if not kinds or not kinds <= {"gpu", "dsa", "cpu"}:
+        errors["requirements"] = ["accelerator_kinds is a non-empty list of gpu, dsa, cpu."]
+        return None
+    return Requirements(min_memory_gb=memory, min_tflops=tflops, accelerator_kinds=kinds)

@@ -1,0 +1,67 @@
+"""SLA credits: a rented instance that lost its host beyond the grace period earns its buyer a
+credit charged to the supplier, with the heartbeat gap as evidence. No ticket needed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.services import notify
+from billing import rating
+from billing.ledger import buyer_wallet, post_transaction, supplier_payable
+from billing.models import LedgerTransaction
+from suppliers.models import HostOutage
+
+from .models import Instance, InstanceStatus
+
+
+def sla_credits_for_outage(*, outage: HostOutage) -> list[LedgerTransaction]:
+    """A rented instance lost its host beyond the grace period: its buyer is credited a multiple
+    (SLA_CREDIT_MULTIPLE, default 5x) of the price of the lost time, charged to the supplier's
+    payable, with the heartbeat gap as evidence. No ticket needed. Once per outage and instance."""
+    grace = timedelta(seconds=int(settings.SLA_GRACE_SECONDS))
+    gap = (outage.ended_at or timezone.now()) - outage.started_at
+    lost_seconds = int((gap - grace).total_seconds())
+    if lost_seconds <= 0:
+        return []
+    multiple = Decimal(settings.SLA_CREDIT_MULTIPLE)
+    affected = Instance.objects.filter(
+        host=outage.host,
+        status__in=[InstanceStatus.RUNNING, InstanceStatus.PROVISIONING],
+        created_at__lt=outage.started_at,
+    ).select_related("buyer")
+    credits = []
+    for instance in affected:
+        amount = rating.charge_for(lost_seconds, instance.price_per_hour) * multiple
+        if amount <= 0:
+            continue
+        credits.append(
+            post_transaction(
+                kind=LedgerTransaction.Kind.CREDIT,
+                key=f"sla:{outage.pk}:{instance.pk}",
+                description=f"SLA credit: host lost for {lost_seconds // 60} min (i-{instance.pk})",
+                postings=[
+                    (supplier_payable(outage.host.organization), -amount),
+                    (buyer_wallet(instance.buyer), amount),
+                ],
+                reference={
+                    "outage": outage.pk,
+                    "instance": instance.pk,
+                    "last_heartbeat": outage.started_at.isoformat(),
+                    "recovered_at": outage.ended_at.isoformat() if outage.ended_at else None,
+                    "gap_seconds": int(gap.total_seconds()),
+                    "multiple": str(multiple),
+                },
+            )
+        )
+        notify(
+            user=instance.buyer,
+            kind="sla_credit",
+            title=f"SLA credit: ${amount:.2f}",
+            body=f"Instance i-{instance.pk} lost its host for {int(gap.total_seconds()) // 60} minutes.",
+            dedupe_key=f"sla:{outage.pk}:{instance.pk}",
+        )
+    return credits

@@ -1,0 +1,79 @@
+"""Spot resume: preempted spot instances come back, highest bid first, when capacity frees
+without preempting anyone and their bid still stands."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from marketplace import capacity
+from suppliers.locks import host_lock
+from suppliers.models import Host
+from suppliers.offers import (
+    host_capacity_spec,
+    host_holdings,
+    host_is_sellable,
+    host_type_figures,
+    instance_type_shape,
+    offers_refresh_for_host,
+)
+
+from .locks import preempted_spot_instances_lock
+from .models import HostCommand, Instance, InstanceStatus, Pricing
+from .placement import active_allocation, reoccupy
+from .state import Actor, S, command_queue, instance_transition, start_payload
+
+
+def spot_resume_for_host(*, host: Host) -> list[Instance]:
+    """Resume preempted spot instances whose bid still stands, highest bid first, when capacity is
+    free for them without preempting anyone. Precondition: the host row is locked."""
+    resumed: list[Instance] = []
+    waiting = preempted_spot_instances_lock(host=host)
+    spec = host_capacity_spec(host)
+    for instance in waiting:
+        if not host_is_sellable(host):
+            break
+        figures = host_type_figures(host, instance.instance_type)
+        floor = host.spot_floor_for(figures.price_per_hour)
+        if instance.price_per_hour < floor:
+            continue  # the supplier raised the floor above this bid
+        allocation = active_allocation(instance)
+        placement = capacity.plan_placement(
+            spec,
+            host_holdings(host),
+            [instance_type_shape(instance.instance_type)],
+            spot_bid=instance.price_per_hour,
+            replacing=allocation.pk if allocation else None,
+        )
+        if placement is None or placement.preempt:
+            continue
+        reoccupy(host, instance, allocation, placement.claims[0], spot_bid=instance.price_per_hour)
+        instance.preemption_deadline = None
+        instance.save(update_fields=["preemption_deadline", "updated_at"])
+        instance_transition(
+            instance=instance,
+            to=S.PROVISIONING,
+            actor=Actor.PLATFORM,
+            reason="Capacity freed while the bid stands: resuming",
+        )
+        command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
+        resumed.append(instance)
+    return resumed
+
+
+def spot_resume(*, batch_size: int = 100) -> int:
+    """Beat: try to resume preempted spot instances, one short transaction per host."""
+    host_ids = list(
+        Instance.objects.filter(status=InstanceStatus.PREEMPTED, pricing=Pricing.SPOT)
+        .values_list("host_id", flat=True)
+        .distinct()
+        .order_by("host_id")[:batch_size]
+    )
+    resumed = 0
+    for host_id in host_ids:
+        with transaction.atomic():
+            host = host_lock(host_id=host_id)
+            count = len(spot_resume_for_host(host=host))
+            if count:
+                offers_refresh_for_host(host=host)
+            resumed += count
+    return resumed

@@ -1,0 +1,56 @@
+"""Verification documents a supplier uploads for staff review."""
+
+from __future__ import annotations
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from accounts.models import User
+from marketplace.errors import InvalidInput
+
+from .models import OrganizationDocument
+from .organizations import organization_of_member
+
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+
+
+DOCUMENT_SIGNATURES = {b"%PDF-": "application/pdf", b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+def document_content_type(head: bytes) -> str | None:
+    """The type from the file's first bytes (never trust the name or the browser's claim)."""
+    for signature, content_type in DOCUMENT_SIGNATURES.items():
+        if head.startswith(signature):
+            return content_type
+    return None
+
+
+@transaction.atomic
+def organization_document_upload(*, user: User, kind: str, upload: UploadedFile | None) -> OrganizationDocument:
+    """Attach a verification document (PDF, PNG or JPEG, at most 10 MB) to the user's organization."""
+    organization = organization_of_member(user)
+    errors = {}
+    if kind not in OrganizationDocument.Kind.values:
+        errors["kind"] = ["Choose a document kind."]
+    if upload is None:
+        errors["file"] = ["Choose a file."]
+    elif upload.size > MAX_DOCUMENT_BYTES:
+        errors["file"] = ["Files are at most 10 MB."]
+    content_type = None
+    if upload is not None and "file" not in errors:
+        head = upload.read(16)
+        upload.seek(0)
+        content_type = document_content_type(head)
+        if content_type is None:
+            errors["file"] = ["Upload a PDF, PNG or JPEG."]
+    if errors:
+        raise InvalidInput("The document was not accepted.", fields=errors)
+    return OrganizationDocument.objects.create(
+        organization=organization,
+        kind=kind,
+        file=upload,
+        original_name=upload.name[:255],
+        content_type=content_type,
+        size_bytes=upload.size,
+        uploaded_by=user,
+    )

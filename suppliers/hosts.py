@@ -1,0 +1,277 @@
+"""Hosts: declaring, changing and removing them, staff decisions, and checking the agent's
+inventory against the declaration. Every capacity change recomputes the host's offers in the
+same transaction, under the host row lock (`suppliers.locks`).
+
+Owner of each status (STYLE 4b): the supplier declares a host (`pending`) and may pause and
+resume an approved one (`delisted` <-> `approved`); staff approve, reject and delist.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from marketplace import capacity
+from marketplace.audit import audit_record, snapshot
+from marketplace.errors import Conflict, ErrorCode, Forbidden, InvalidInput
+from marketplace.models import AcceleratorModel
+
+from .errors import SupplierErrorCode
+from .inventory import Declaration, inventory_differences
+from .locks import host_lock
+from .models import Host, Organization
+from .offers import (
+    host_allocated_claims,
+    host_capacity_spec,
+    host_carriable_types,
+    host_holdings,
+    offers_refresh_for_host,
+)
+from .organizations import full_clean_or_invalid, organization_of_member, unknown_fields_refuse
+
+HOST_FIELDS = (
+    "name",
+    "region",
+    "zone",
+    "pue",
+    "accelerator_model",
+    "accelerator_count",
+    "vcpus",
+    "ram_gb",
+    "disk_gb",
+    "network_up_mbps",
+    "network_down_mbps",
+    "power_per_accelerator_watts",
+    "price_per_unit_hour",
+    "spot_min_price_per_unit_hour",
+    "reserved_discount_week",
+    "reserved_discount_month",
+    "reserved_discount_quarter",
+    "storage_price_per_gb_month",
+    "min_rental_hours",
+    "offer_ends_at",
+    "slicing_policy",
+    "equal_slices",
+    "oversubscription_ratio",
+)
+
+
+CAPACITY_FIELDS = frozenset(HOST_FIELDS) - {"name"}
+
+
+def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_policy: str | None = None) -> None:
+    """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
+    full_clean_or_invalid(host, exclude=["organization"])
+    errors: dict[str, list[str]] = {}
+    if host.zone_id and host.zone.region_id != host.region_id:
+        errors["zone"] = [f"Zone {host.zone.code} is not in region {host.region.code}."]
+    if not host.accelerator_model.is_active:
+        errors["accelerator_model"] = ["This model is no longer accepted."]
+    if host.offer_ends_at and host.offer_ends_at <= timezone.now():
+        errors["offer_ends_at"] = ["The offer end date must be in the future."]
+    if host.slicing_policy == capacity.SlicingPolicy.EQUAL:
+        units = host.vcpus if host.accelerator_model.kind == "cpu" else host.accelerator_count
+        if units % host.equal_slices:
+            unit_name = "vCPUs" if host.accelerator_model.kind == "cpu" else "accelerators"
+            errors["equal_slices"] = [f"{host.equal_slices} equal slices do not divide {units} {unit_name}."]
+    if errors:
+        raise InvalidInput("Some fields are not valid.", fields=errors)
+
+    spec = host_capacity_spec(host)
+    if not _holdings_fit(spec, holdings):
+        raise Conflict(
+            "The host would have less capacity than its instances already hold.",
+            code=SupplierErrorCode.CAPACITY_IN_USE,
+            extra={"allocated": capacity.total(capacity.committed_footprint(h) for h in holdings).amounts},
+        )
+    if holdings and original_policy and host.slicing_policy != original_policy:
+        raise Conflict(
+            "The slicing policy cannot change while instances are allocated.", code=SupplierErrorCode.CAPACITY_IN_USE
+        )
+    carriable = host_carriable_types(host, allocated=[])
+    if not any(carriable.values()):
+        raise InvalidInput(
+            "No standard instance type fits this host under its slicing policy: "
+            "give it more vCPU/RAM/disk per accelerator, or choose another policy.",
+            code=SupplierErrorCode.NO_SELLABLE_INSTANCE_TYPE,
+            fields={"slicing_policy": ["No standard instance type fits this host under this policy."]},
+        )
+
+
+def _holdings_fit(spec: capacity.HostSpec, holdings: list[capacity.Holding]) -> bool:
+    """Both invariants of capacity.py hold: what runs fits, and what is committed fits."""
+    limit = capacity.effective_capacity(spec)
+    physical = capacity.total(capacity.physical_footprint(h) for h in holdings)
+    committed = capacity.total(capacity.committed_footprint(h) for h in holdings)
+    return physical.fits_in(limit) and committed.fits_in(limit)
+
+
+def _resolve_model(data: dict[str, Any]) -> None:
+    model = data.get("accelerator_model")
+    if model is not None and not isinstance(model, AcceleratorModel):
+        raise InvalidInput("Unknown accelerator model.", fields={"accelerator_model": ["Unknown model."]})
+
+
+@transaction.atomic
+def host_create(*, user: User, **data: Any) -> Host:
+    """Declare a host for the user's organization. It is `pending` until staff approve it.
+
+    `power_per_accelerator_watts` defaults to the model's TDP.
+    """
+    unknown_fields_refuse(data, HOST_FIELDS)
+    _resolve_model(data)
+    organization = organization_of_member(user)
+    if organization.status in (Organization.Status.REJECTED, Organization.Status.SUSPENDED):
+        raise Forbidden(
+            f"Your organization is {organization.status}; it cannot add hosts.",
+            code=SupplierErrorCode.ORGANIZATION_INACTIVE,
+        )
+    if data.get("accelerator_model") is not None and not data.get("power_per_accelerator_watts"):
+        data["power_per_accelerator_watts"] = data["accelerator_model"].tdp_watts
+    if Host.objects.filter(organization=organization, name=data.get("name")).exists():
+        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+    host = Host(organization=organization, **data)
+    required_missing = [f for f in ("region", "accelerator_model") if getattr(host, f"{f}_id") is None]
+    if required_missing:
+        raise InvalidInput(
+            "Some fields are not valid.", fields={f: ["This field is required."] for f in required_missing}
+        )
+    _validate_host(host, holdings=[])
+    host.save()
+    return host
+
+
+@transaction.atomic
+def host_update(*, host: Host, **data: Any) -> Host:
+    """Change a host's declaration. Locks the host row; capacity may not drop below what is
+    allocated; offers are recomputed in the same transaction. Entry points call
+    `orders.supply.host_update`, which also tells renters about a new price."""
+    unknown_fields_refuse(data, HOST_FIELDS)
+    _resolve_model(data)
+    host = host_lock(host_id=host.pk)
+    holdings = host_holdings(host)
+    original_policy = host.slicing_policy
+    if "accelerator_model" in data and holdings and data["accelerator_model"].pk != host.accelerator_model_id:
+        raise Conflict(
+            "The accelerator model cannot change while instances are allocated.", code=SupplierErrorCode.CAPACITY_IN_USE
+        )
+    if (
+        "name" in data
+        and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists()
+    ):
+        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+    for key, value in data.items():
+        setattr(host, key, value)
+    _validate_host(host, holdings=holdings, original_policy=original_policy)
+    host.save()
+    if host.inventory:
+        host_check_inventory(host)  # the declaration may now match (or contradict) the inventory
+    elif CAPACITY_FIELDS & set(data):
+        offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_delete(*, host: Host) -> None:
+    """Remove a host that holds no allocations."""
+    host = host_lock(host_id=host.pk)
+    if host_allocated_claims(host):
+        raise Conflict("The host still holds instances; stop them first.", code=SupplierErrorCode.CAPACITY_IN_USE)
+    host.offers.all().delete()
+    host.delete()
+
+
+@transaction.atomic
+def host_approve(*, host: Host, verified: bool = True, actor: User | None = None) -> Host:
+    """Staff approve a host (and, by default, mark the declaration verified): offers appear."""
+    host = host_lock(host_id=host.pk)
+    audit_record(
+        action="host.approve",
+        obj=host,
+        actor=actor,
+        before=snapshot(host, ["status", "verified"]),
+        after={"status": Host.Status.APPROVED, "verified": verified},
+    )
+    host.status = Host.Status.APPROVED
+    host.verified = verified
+    host.status_reason = ""
+    host.save(update_fields=["status", "verified", "status_reason", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_reject(*, host: Host, reason: str, actor: User | None = None) -> Host:
+    if not reason.strip():
+        raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+    return host_set_status(host=host, status=Host.Status.REJECTED, reason=reason, actor=actor, action="host.reject")
+
+
+@transaction.atomic
+def host_set_status(*, host: Host, status: str, reason: str, actor: User | None, action: str) -> Host:
+    """A staff decision on a host: lock it, audit, record the reason the supplier sees, recompute offers."""
+    host = host_lock(host_id=host.pk)
+    audit_record(
+        action=action, obj=host, actor=actor, reason=reason, before={"status": host.status}, after={"status": status}
+    )
+    host.status = status
+    host.status_reason = reason
+    host.save(update_fields=["status", "status_reason", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_set_listed(*, host: Host, listed: bool) -> Host:
+    """The supplier pauses (delists) or resumes an approved host's offers."""
+    host = host_lock(host_id=host.pk)
+    if listed and host.status == Host.Status.DELISTED:
+        host.status = Host.Status.APPROVED
+    elif not listed and host.status == Host.Status.APPROVED:
+        host.status = Host.Status.DELISTED
+    else:
+        raise Conflict(
+            f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.",
+            code=ErrorCode.INVALID_TRANSITION,
+        )
+    host.save(update_fields=["status", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+@transaction.atomic
+def host_set_reliability(*, host: Host, reliability: Decimal | None) -> Host:
+    """Record a host's reliability score (0-1; None = not measured) and refresh its offers."""
+    if reliability is not None and not Decimal(0) <= reliability <= Decimal(1):
+        raise InvalidInput("Reliability is a fraction between 0 and 1.", fields={"reliability": ["Out of range."]})
+    host = host_lock(host_id=host.pk)
+    host.reliability = reliability
+    host.save(update_fields=["reliability", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return host
+
+
+def host_declaration(host: Host) -> Declaration:
+    model = host.accelerator_model
+    return Declaration(
+        accelerator_kind=model.kind,
+        accelerator_names=tuple(model.inventory_names or [model.name]),
+        accelerator_count=host.accelerator_count,
+        accelerator_memory_gb=model.memory_gb,
+        vcpus=host.vcpus,
+        ram_gb=host.ram_gb,
+        disk_gb=host.disk_gb,
+    )
+
+
+def host_check_inventory(host: Host) -> list[dict]:
+    """Compare the stored inventory with the declaration; set or clear the mismatch. Lock held."""
+    differences = inventory_differences(host_declaration(host), host.inventory) if host.inventory else []
+    host.inventory_mismatch = differences or None
+    host.save(update_fields=["inventory_mismatch", "updated_at"])
+    offers_refresh_for_host(host=host)
+    return differences

@@ -1,0 +1,42 @@
+"""Row locks of this app; the global lock order is in `accounts.locks`.
+
+Hosts are always locked in id order, after the buyer and the organization and before ledger
+accounts and instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import QuerySet
+
+from .models import Host, HostRegistrationToken, Organization
+
+
+def organization_lock(*, organization_id: int) -> Organization:
+    return Organization.objects.select_for_update().get(pk=organization_id)
+
+
+def hosts_lock(queryset: QuerySet[Host]) -> list[Host]:
+    """Lock the hosts of `queryset` in id order, with what offers and placement read of them."""
+    return list(
+        queryset.select_for_update(of=("self",))
+        .select_related("organization", "accelerator_model", "region", "zone")
+        .order_by("pk")
+    )
+
+
+def hosts_lock_by_id(host_ids: Iterable[int]) -> dict[int, Host]:
+    """Lock these hosts (id order); returns them by id. Ids that do not exist are left out."""
+    return {host.pk: host for host in hosts_lock(Host.objects.filter(pk__in=set(host_ids)))}
+
+
+def host_lock(*, host_id: int) -> Host:
+    """Lock one host row for a capacity change and return it fresh."""
+    return hosts_lock(Host.objects.filter(pk=host_id))[0]
+
+
+def registration_token_lock(*, token_hash: str) -> HostRegistrationToken | None:
+    return (
+        HostRegistrationToken.objects.select_for_update().select_related("host").filter(token_hash=token_hash).first()
+    )

@@ -1,0 +1,60 @@
+"""Maintenance windows: scheduled by the supplier; offers end at a window and return after it.
+
+Entry points call `orders.supply.maintenance_schedule`, which also tells the current renters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from marketplace.errors import Forbidden, InvalidInput
+
+from .locks import host_lock
+from .models import Host, MaintenanceWindow
+from .offers import offers_refresh_for_host
+
+MAX_MAINTENANCE = timedelta(days=7)
+
+
+@transaction.atomic
+def maintenance_window_create(
+    *, user: User, host: Host, starts_at: datetime | None, ends_at: datetime | None, reason: str
+) -> MaintenanceWindow:
+    """Schedule maintenance on the user's host (locks it) and recompute its offers."""
+    errors = {}
+    now = timezone.now()
+    if starts_at is None or starts_at <= now:
+        errors["starts_at"] = ["Maintenance is scheduled in the future."]
+    if starts_at and ends_at and ends_at <= starts_at:
+        errors["ends_at"] = ["The end comes after the start."]
+    elif starts_at and ends_at and ends_at - starts_at > MAX_MAINTENANCE:
+        errors["ends_at"] = ["At most 7 days."]
+    if not (reason or "").strip():
+        errors["reason"] = ["Tell renters why."]
+    if errors:
+        raise InvalidInput("The maintenance window is not valid.", fields=errors)
+    host = host_lock(host_id=host.pk)
+    if not host.organization.memberships.filter(user=user).exists() and not user.is_staff:
+        raise Forbidden("Only the host's supplier schedules maintenance.")
+    window = MaintenanceWindow.objects.create(host=host, starts_at=starts_at, ends_at=ends_at, reason=reason.strip())
+    offers_refresh_for_host(host=host)
+    return window
+
+
+def maintenance_refresh(*, within: timedelta = timedelta(minutes=10)) -> int:
+    """Beat: re-offer hosts whose maintenance just ended, hide those where it just began."""
+    now = timezone.now()
+    host_ids = set(
+        MaintenanceWindow.objects.filter(
+            Q(starts_at__range=(now - within, now)) | Q(ends_at__range=(now - within, now))
+        ).values_list("host_id", flat=True)
+    )
+    for host_id in sorted(host_ids):
+        with transaction.atomic():
+            offers_refresh_for_host(host=host_lock(host_id=host_id))
+    return len(host_ids)

@@ -1,0 +1,160 @@
+"""What a host can carry under its slicing policy, and the offers derived from it.
+
+The capacity maths is `marketplace.capacity` (pure); this module turns a host row into its inputs.
+A host's claims are its active allocations, read through `host.allocations` (orders writes them
+under the host lock; this layer only reads them, see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from marketplace import capacity
+from marketplace.models import AcceleratorKind, InstanceType, Offer
+from marketplace.pricing import HostEconomics, OfferFigures, offer_figures
+
+from .models import Host
+
+DIMENSION_LABELS = {"accelerators": "Accelerators", "vcpus": "vCPUs", "ram_gb": "RAM (GB)", "disk_gb": "Disk (GB)"}
+
+
+def host_is_cpu_only(host: Host) -> bool:
+    return host.accelerator_model.kind == AcceleratorKind.CPU
+
+
+def host_capacity_spec(host: Host) -> capacity.HostSpec:
+    """The pure-maths view of a host: CPU-only hosts are sold by vCPU, the rest by accelerator."""
+    cpu_only = host_is_cpu_only(host)
+    amounts = {"vcpus": host.vcpus, "ram_gb": host.ram_gb, "disk_gb": host.disk_gb}
+    if not cpu_only:
+        amounts["accelerators"] = host.accelerator_count
+    policy = capacity.SlicingPolicy(host.slicing_policy)
+    return capacity.HostSpec(
+        capacity=capacity.Resources(amounts),
+        policy=policy,
+        primary="vcpus" if cpu_only else "accelerators",
+        slices=host.equal_slices if policy == capacity.SlicingPolicy.EQUAL else 1,
+        oversubscription=Decimal(host.oversubscription_ratio),
+    )
+
+
+def instance_type_shape(instance_type: InstanceType) -> capacity.Shape:
+    amounts = {"vcpus": instance_type.vcpus, "ram_gb": instance_type.ram_gb, "disk_gb": instance_type.disk_gb}
+    if instance_type.accelerator_count:
+        amounts["accelerators"] = instance_type.accelerator_count
+    return capacity.Shape(name=instance_type.name, resources=capacity.Resources(amounts))
+
+
+def host_economics(host: Host) -> HostEconomics:
+    spec = host_capacity_spec(host)
+    model = host.accelerator_model
+    return HostEconomics(
+        units=capacity.effective_capacity(spec)[spec.primary],
+        price_per_unit_hour=Decimal(host.price_per_unit_hour),
+        host_power_watts=Decimal(host.power_per_accelerator_watts * host.accelerator_count),
+        host_tflops=Decimal(model.bf16_tflops) * host.accelerator_count,
+        pue=Decimal(host.pue),
+    )
+
+
+def host_holdings(host: Host) -> list[capacity.Holding]:
+    """The host's active allocations for the capacity maths."""
+    return [a.as_holding() for a in host.allocations.active().order_by("pk")]
+
+
+def host_allocated_claims(host: Host) -> list[capacity.Resources]:
+    """What on-demand demand cannot take: every committed footprint (spot compute is preemptible)."""
+    return [capacity.committed_footprint(h) for h in host_holdings(host)]
+
+
+def host_carriable_types(host: Host, *, allocated: list[capacity.Resources] | None = None) -> dict[InstanceType, int]:
+    """Each compatible active instance type with how many more the host can carry (0 included)."""
+    spec = host_capacity_spec(host)
+    claims = host_allocated_claims(host) if allocated is None else allocated
+    types = list(InstanceType.objects.active().compatible_with(host.accelerator_model))
+    return {t: capacity.available_count(spec, claims, instance_type_shape(t)) for t in types}
+
+
+def host_is_sellable(host: Host) -> bool:
+    """Approved host of an approved organization, before its offer end date, whose agent is not
+    offline and whose reported inventory matches its declaration."""
+    return (
+        host.status == host.Status.APPROVED
+        and host.organization.is_approved
+        and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
+        and host.agent_status != host.AgentStatus.OFFLINE
+        and not host.inventory_mismatch
+        and not host.maintenance_windows.filter(starts_at__lte=timezone.now(), ends_at__gt=timezone.now()).exists()
+    )
+
+
+def _listed_until(host: Host) -> datetime | None:
+    """Offers end at the supplier's end date or the next maintenance window, whichever is first."""
+    upcoming = host.maintenance_windows.filter(starts_at__gt=timezone.now()).order_by("starts_at").first()
+    candidates = [t for t in (host.offer_ends_at, upcoming.starts_at if upcoming else None) if t is not None]
+    return min(candidates) if candidates else None
+
+
+def host_type_figures(host: Host, instance_type: InstanceType) -> OfferFigures:
+    """Price, TFLOPS and energy of one instance of `instance_type` on `host` under its policy."""
+    spec = host_capacity_spec(host)
+    claimed_units = capacity.claim_for(spec, instance_type_shape(instance_type))[spec.primary]
+    return offer_figures(host_economics(host), claimed_units)
+
+
+def offers_refresh_for_host(*, host: Host) -> list[Offer]:
+    """Rewrite the host's offers from its remaining capacity.
+
+    Precondition: the caller holds the host row lock (`select_for_update`) in the current
+    transaction, so what is listed always matches what allocation would accept.
+    """
+    counts = host_carriable_types(host) if host_is_sellable(host) else {}
+    kept: list[Offer] = []
+    for instance_type, count in counts.items():
+        if count <= 0:
+            continue
+        figures = host_type_figures(host, instance_type)
+        offer, _ = Offer.objects.update_or_create(
+            host=host,
+            instance_type=instance_type,
+            defaults={
+                "accelerator_model": host.accelerator_model,
+                "region": host.region,
+                "zone": host.zone,
+                "tier": host.region.tier,
+                "available_count": count,
+                "price_per_hour": figures.price_per_hour,
+                "price_per_tflop_hour": figures.price_per_tflop_hour,
+                "tflops": figures.tflops,
+                "energy_kwh_per_hour": figures.energy_kwh_per_hour,
+                "verified": host.verified,
+                "reliability": host.reliability,
+                "listed_until": _listed_until(host),
+            },
+        )
+        kept.append(offer)
+    Offer.objects.filter(host=host).exclude(pk__in=[o.pk for o in kept]).delete()
+    return kept
+
+
+def host_capacity_usage(host: Host) -> list[dict]:
+    """Per dimension: allocated, effective capacity (after oversubscription) and percent used."""
+    limit = capacity.effective_capacity(host_capacity_spec(host))
+    allocated = capacity.total(host_allocated_claims(host))
+    rows = []
+    for dimension, label in DIMENSION_LABELS.items():
+        if limit[dimension] == 0:
+            continue
+        used = allocated[dimension]
+        rows.append(
+            {
+                "label": label,
+                "allocated": used,
+                "capacity": limit[dimension],
+                "percent": round(100 * used / limit[dimension]),
+            }
+        )
+    return rows
