@@ -170,6 +170,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "InstanceStatusEnum": "orders.models.InstanceStatus",
         "HostStatusEnum": "suppliers.models.Host.Status",
