@@ -16,12 +16,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from marketplace.services import catalog_sync
-from orders.placement import order_place
-from orders.quotes import quote_create
-from orders.requests import OrderRequest
-from suppliers.hosts import host_approve, host_create
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.test")
@@ -48,6 +42,7 @@ def generate(hosts: int):
     import random
 
     from marketplace.models import AcceleratorModel, Region
+    from suppliers.hosts import host_approve, host_create
     from tests.factories import OrganizationFactory, UserFactory, host_data
 
     random.seed(7)
@@ -96,6 +91,10 @@ def main() -> None:
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         from marketplace.models import Offer
+        from marketplace.services import catalog_sync
+        from orders.placement import order_place
+        from orders.quotes import quote_create
+        from orders.requests import OrderRequest
 
         catalog_sync()
         started = time.perf_counter()
