@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check seed bench clean
+.PHONY: run test venv lint format check typecheck seed bench clean
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ check: venv
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py check
 
+typecheck: venv ## mypy over the domain layers of docs/architecture.md (files listed in pyproject.toml)
+	$(BIN)/mypy
+
 seed: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
@@ -39,4 +42,4 @@ bench: venv ## offer search, quotes and orders on a generated market (see BENCHM
 	$(BIN)/python bench/market.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) var db.sqlite3 staticfiles
+	rm -rf $(VENV) var db.sqlite3 staticfiles .mypy_cache

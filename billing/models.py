@@ -8,6 +8,8 @@ take; Stripe clearing goes negative by what Stripe holds for us.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -15,7 +17,13 @@ from django.utils import timezone
 
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
 
-MONEY = {"max_digits": 20, "decimal_places": PRICE_PLACES}
+
+class _MoneyDigits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: _MoneyDigits = {"max_digits": 20, "decimal_places": PRICE_PLACES}
 
 
 class LedgerAccount(models.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -123,7 +124,7 @@ def stripe_event_handle(*, event: dict) -> bool:
         obj = event.get("data", {}).get("object", {})
         handled = False
         if event["type"] == "checkout.session.completed" and obj.get("payment_status") == "paid":
-            top_up_id = (obj.get("metadata") or {}).get("top_up_id") or obj.get("client_reference_id")
+            top_up_id: Any = (obj.get("metadata") or {}).get("top_up_id") or obj.get("client_reference_id")
             handled = bool(top_up_id) and _credit_top_up(int(top_up_id), payment_intent=obj.get("payment_intent") or "")
         elif event["type"] == "payment_intent.succeeded":
             top_up_id = (obj.get("metadata") or {}).get("top_up_id")

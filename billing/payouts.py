@@ -4,6 +4,7 @@ sent once (idempotency key `payout:<id>`), failures returned to the payable acco
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 import stripe
 from django.conf import settings
@@ -100,7 +101,7 @@ def payout_transfer(*, payout_id: int) -> str:
         Payout.objects.filter(pk=payout.pk).update(last_error=str(error)[:500])
         raise  # transient: the task retries with backoff
     except stripe.APIError as error:
-        if getattr(error, "http_status", None) and error.http_status >= 500:
+        if getattr(error, "http_status", None) and cast(int, error.http_status) >= 500:
             Payout.objects.filter(pk=payout.pk).update(last_error=str(error)[:500])
             raise
         return _payout_failed(payout, str(error))

@@ -38,7 +38,8 @@ def settle_usage(*, batch_size: int = 500) -> int:
                 if record.kind == UsageRecord.Kind.COMPUTE and record.instance.backfills_id:
                     # Spot on idle reserved capacity: the reserving buyer (who paid the supplier for the
                     # term) earns it, less the commission.
-                    earner = buyer_wallet(record.instance.backfills.buyer)
+                    # backfills_id is checked above; no cast, as orders.Instance is a later layer than billing.
+                    earner = buyer_wallet(record.instance.backfills.buyer)  # type: ignore[union-attr]
                 postings = []
                 if payer is not None:
                     postings = [(payer, -parts.charge)]

@@ -36,4 +36,5 @@ def floor_cents(amount: Decimal) -> Decimal:
 
 def construct_event(payload: bytes, signature: str) -> stripe.Event:
     """Verify the Stripe-Signature header (default tolerance) and parse the event."""
-    return stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    event: stripe.Event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    return event  # the library leaves construct_event's return type unannotated

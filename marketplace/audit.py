@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import models
 
+from accounts.models import User
+
 from .models import AuditEntry
 
 
@@ -14,7 +16,7 @@ def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
     return {name: _plain(getattr(obj, name)) for name in fields}
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, models.Model):
@@ -28,9 +30,9 @@ def audit_record(
     obj: models.Model | None = None,
     object_type: str = "",
     object_id: Any = "",
-    actor=None,
-    before: dict | None = None,
-    after: dict | None = None,
+    actor: User | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
     reason: str = "",
 ) -> AuditEntry:
     """Write one audit row (in the caller's transaction, so it commits with the action)."""

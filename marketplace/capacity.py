@@ -29,6 +29,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
 OVERSUBSCRIBABLE_DIMENSIONS = frozenset({"vcpus", "ram_gb"})
 STORAGE_DIMENSIONS = frozenset({"disk_gb"})
@@ -291,7 +292,7 @@ def plan_placement(
             return None
         candidates = [h for h in holdings if h.is_preemptible]
     else:
-        candidates = [h for h in holdings if h.is_preemptible and h.spot_bid < spot_bid]
+        candidates = [h for h in holdings if h.is_preemptible and cast(Decimal, h.spot_bid) < spot_bid]
     physical = {h.key: physical_footprint(h) for h in holdings}
     victims: list[Holding] = []
     # Lowest bids go first; among equal bids, the most recent holding (largest key) goes first.
@@ -312,7 +313,7 @@ def plan_placement(
     return PlacementPlan(claims=claims, preempt=victims)
 
 
-def _negated_key(key: object):
+def _negated_key(key: object) -> int:
     return -key if isinstance(key, int) else 0
 
 
@@ -340,5 +341,5 @@ def backfilled_holding(host: HostSpec, holdings: Sequence[Holding], claim: Resou
     return idle[0]
 
 
-def _sort_key(key: object):
+def _sort_key(key: object) -> int:
     return key if isinstance(key, int) else 0

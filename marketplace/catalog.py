@@ -36,7 +36,18 @@ class AcceleratorSpec:
     cores: int | None = None  # CPUs only: physical cores per socket
 
 
-def _accel(vendor, name, slug, kind, memory_gb, bf16, fp32, tdp, share, cores=None) -> AcceleratorSpec:
+def _accel(
+    vendor: str,
+    name: str,
+    slug: str,
+    kind: str,
+    memory_gb: int,
+    bf16: str,
+    fp32: str,
+    tdp: int,
+    share: tuple[int, int, int],
+    cores: int | None = None,
+) -> AcceleratorSpec:
     vcpus, ram, disk = share
     return AcceleratorSpec(
         vendor, name, slug, kind, memory_gb, Decimal(bf16), Decimal(fp32), tdp, vcpus, ram, disk, cores
@@ -140,7 +151,7 @@ class RegionSpec:
     zones: tuple[str, ...]
 
 
-def _region(code, name, tier, country, lat, lon, zones) -> RegionSpec:
+def _region(code: str, name: str, tier: str, country: str, lat: str, lon: str, zones: tuple[str, ...]) -> RegionSpec:
     return RegionSpec(code, name, tier, country, Decimal(lat), Decimal(lon), tuple(zones))
 
 

@@ -7,7 +7,7 @@ and every DRF/Django error into the shared shape.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -22,6 +22,8 @@ class ErrorCode(StrEnum):
 
     ERROR = "error"
     INVALID = "invalid"
+    INVALID_FILTER = "invalid_filter"
+    UNKNOWN_PARAMETER = "unknown_parameter"
     CONFLICT = "conflict"
     NOT_FOUND = "not_found"
     PERMISSION_DENIED = "permission_denied"
@@ -50,7 +52,7 @@ class ApplicationError(Exception):
     """A business rule refused the operation. `code` is stable; `detail` is for people."""
 
     code: str = ErrorCode.ERROR
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, detail: str, *, code: str | None = None, fields: dict | None = None, extra: dict | None = None):
         super().__init__(detail)
@@ -62,22 +64,22 @@ class ApplicationError(Exception):
 
 
 class InvalidInput(ApplicationError):
-    code = ErrorCode.INVALID
+    code: str = ErrorCode.INVALID
     status_code = status.HTTP_400_BAD_REQUEST
 
 
 class Conflict(ApplicationError):
-    code = ErrorCode.CONFLICT
+    code: str = ErrorCode.CONFLICT
     status_code = status.HTTP_409_CONFLICT
 
 
 class NotFound(ApplicationError):
-    code = ErrorCode.NOT_FOUND
+    code: str = ErrorCode.NOT_FOUND
     status_code = status.HTTP_404_NOT_FOUND
 
 
 class Forbidden(ApplicationError):
-    code = ErrorCode.PERMISSION_DENIED
+    code: str = ErrorCode.PERMISSION_DENIED
     status_code = status.HTTP_403_FORBIDDEN
 
 
@@ -141,7 +143,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return None  # an unexpected error: let it surface as a 500 and be fixed
 
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail
+        detail: object = exc.detail
         if isinstance(detail, dict):
             fields = _flatten(detail)
             non_field = fields.get("non_field_errors")
@@ -150,11 +152,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         else:
             fields = {"non_field_errors": _flatten(detail if isinstance(detail, list) else [detail])}
             message = fields["non_field_errors"][0]
-        code = getattr(exc, "error_code", None) or ErrorCode.INVALID
+        code: str = getattr(exc, "error_code", None) or ErrorCode.INVALID
         response.data = error_body(code, message, fields)
         return response
 
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-    code = _first_code(detail) or getattr(exc, "default_code", ErrorCode.ERROR)
+    code = _first_code(detail) or cast(str, getattr(exc, "default_code", ErrorCode.ERROR))
     response.data = error_body(code, str(detail))
     return response

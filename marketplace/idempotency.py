@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from django.db import IntegrityError, transaction
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .errors import Conflict, ErrorCode, InvalidInput
@@ -21,8 +24,11 @@ from .models import IdempotencyRecord
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 
+_View = TypeVar("_View")
+_P = ParamSpec("_P")
 
-def request_fingerprint(request) -> str:
+
+def request_fingerprint(request: Request) -> str:
     body = json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
@@ -38,11 +44,13 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     return response
 
 
-def idempotent(view_method):
+def idempotent(
+    view_method: Callable[Concatenate[_View, Request, _P], Response],
+) -> Callable[Concatenate[_View, Request, _P], Response]:
     """Decorate a DRF view method (POST) that creates something for `request.user`."""
 
     @functools.wraps(view_method)
-    def wrapper(self, request, *args, **kwargs):
+    def wrapper(self: _View, request: Request, *args: _P.args, **kwargs: _P.kwargs) -> Response:
         key = request.headers.get(HEADER)
         if key is None or not request.user.is_authenticated:
             return view_method(self, request, *args, **kwargs)
@@ -64,7 +72,7 @@ def idempotent(view_method):
                     IdempotencyRecord.objects.create(
                         user=request.user,
                         key=key,
-                        method=request.method,
+                        method=cast(str, request.method),  # always set on a request being served
                         path=request.path[:255],
                         request_fingerprint=fingerprint,
                         status_code=response.status_code,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -47,7 +49,7 @@ class AcceleratorModel(models.Model):
         return f"{self.vendor} {self.name}"
 
 
-class InstanceTypeQuerySet(models.QuerySet):
+class InstanceTypeQuerySet(models.QuerySet["InstanceType"]):
     def active(self) -> InstanceTypeQuerySet:
         """Types that may be offered and ordered."""
         return self.filter(is_active=True)
@@ -105,7 +107,7 @@ class InstanceType(models.Model):
 
     @property
     def accelerator_kind(self) -> str:
-        return self.accelerator_model.kind if self.accelerator_model_id else AcceleratorKind.CPU
+        return cast(AcceleratorModel, self.accelerator_model).kind if self.accelerator_model_id else AcceleratorKind.CPU
 
 
 class Region(models.Model):
@@ -143,7 +145,7 @@ class Zone(models.Model):
         return self.code
 
 
-class OfferQuerySet(models.QuerySet):
+class OfferQuerySet(models.QuerySet["Offer"]):
     def listed(self) -> OfferQuerySet:
         """Offers a buyer can order now: capacity left and not past the supplier's end date."""
         now = timezone.now()

@@ -31,7 +31,7 @@ def catalog_sync() -> dict[str, int]:
     Existing rows are left as staff may have edited them.
     """
     created = {"accelerator_models": 0, "regions": 0, "zones": 0, "instance_types": 0}
-    models_by_slug = {}
+    models_by_slug: dict[str, AcceleratorModel] = {}
     for spec in catalog.ACCELERATORS:
         model, was_created = AcceleratorModel.objects.get_or_create(
             slug=spec.slug,
@@ -55,32 +55,34 @@ def catalog_sync() -> dict[str, int]:
             model.save(update_fields=["inventory_names"])
         models_by_slug[spec.slug] = model
         created["accelerator_models"] += was_created
-    for spec in catalog.instance_type_specs():
+    for type_spec in catalog.instance_type_specs():
         _, was_created = InstanceType.objects.get_or_create(
-            name=spec.name,
+            name=type_spec.name,
             defaults={
-                "accelerator_model": models_by_slug.get(spec.accelerator_slug) if spec.accelerator_slug else None,
-                "accelerator_count": spec.accelerator_count,
-                "family": spec.family,
-                "vcpus": spec.vcpus,
-                "ram_gb": spec.ram_gb,
-                "disk_gb": spec.disk_gb,
+                "accelerator_model": (
+                    models_by_slug.get(type_spec.accelerator_slug) if type_spec.accelerator_slug else None
+                ),
+                "accelerator_count": type_spec.accelerator_count,
+                "family": type_spec.family,
+                "vcpus": type_spec.vcpus,
+                "ram_gb": type_spec.ram_gb,
+                "disk_gb": type_spec.disk_gb,
             },
         )
         created["instance_types"] += was_created
-    for spec in catalog.REGIONS:
+    for region_spec in catalog.REGIONS:
         region, was_created = Region.objects.get_or_create(
-            code=spec.code,
+            code=region_spec.code,
             defaults={
-                "name": spec.name,
-                "tier": spec.tier,
-                "country": spec.country,
-                "latitude": spec.latitude,
-                "longitude": spec.longitude,
+                "name": region_spec.name,
+                "tier": region_spec.tier,
+                "country": region_spec.country,
+                "latitude": region_spec.latitude,
+                "longitude": region_spec.longitude,
             },
         )
         created["regions"] += was_created
-        for zone_code in spec.zones:
+        for zone_code in region_spec.zones:
             _, was_created = Zone.objects.get_or_create(
                 code=zone_code, defaults={"region": region, "name": zone_code.upper()}
             )

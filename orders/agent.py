@@ -5,8 +5,8 @@ Each call is scoped to the agent's own host. Locks: host row, then instance rows
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -93,7 +93,7 @@ def agent_report_instance_state(*, host: Host, instance_id: int, status: str, re
     return instance_agent_report(instance=instance, status=status, reason=reason)
 
 
-AGENT_REPORTS = {
+AGENT_REPORTS: dict[str, set[str]] = {
     S.RUNNING: {S.PROVISIONING, S.STARTING},
     S.STOPPED: {S.STOPPING},
     S.TERMINATED: {S.TERMINATING},
@@ -137,11 +137,13 @@ def hosts_mark_offline(*, batch_size: int = 200) -> list[int]:
     for host_id in stale:
         with transaction.atomic():
             host = host_lock(host_id=host_id)
-            if host.agent_status != Host.AgentStatus.ONLINE or host.last_heartbeat_at >= cutoff:
+            if host.agent_status != Host.AgentStatus.ONLINE or cast(datetime, host.last_heartbeat_at) >= cutoff:
                 continue  # a heartbeat arrived meanwhile
             host.agent_status = Host.AgentStatus.OFFLINE
             host.save(update_fields=["agent_status", "updated_at"])
-            HostOutage.objects.get_or_create(host=host, ended_at=None, defaults={"started_at": host.last_heartbeat_at})
+            HostOutage.objects.get_or_create(
+                host=host, ended_at=None, defaults={"started_at": cast(datetime, host.last_heartbeat_at)}
+            )
             _instance_event_for_all(
                 host, InstanceEvent.Kind.HOST_LOST, f"No heartbeat since {host.last_heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
             )

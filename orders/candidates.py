@@ -7,12 +7,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from marketplace import broker, capacity
-from marketplace.models import AcceleratorKind, InstanceType
+from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType
 from marketplace.money import quantize_price
 from suppliers.models import Host, MaintenanceWindow, Organization
 from suppliers.offers import host_capacity_spec, host_type_figures, instance_type_shape
@@ -37,7 +38,7 @@ def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
     types = InstanceType.objects.active().select_related("accelerator_model")
     if target.instance_type is not None:
         return types.filter(pk=target.instance_type.pk)
-    requirements = target.requirements
+    requirements = cast(broker.Requirements, target.requirements)  # set when no instance type is
     kinds = set(requirements.accelerator_kinds)
     kind_filter = Q(accelerator_model__kind__in=kinds - {AcceleratorKind.CPU})
     if AcceleratorKind.CPU in kinds:
@@ -47,7 +48,7 @@ def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
 
 def _memory_gb(instance_type: InstanceType) -> int:
     if instance_type.accelerator_model_id:
-        return instance_type.accelerator_model.memory_gb * instance_type.accelerator_count
+        return cast(AcceleratorModel, instance_type.accelerator_model).memory_gb * instance_type.accelerator_count
     return instance_type.ram_gb
 
 
@@ -62,6 +63,7 @@ def order_candidates(
     the caller read under the host locks; otherwise an unlocked estimate)."""
     # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
     # inventory not contradicting the declaration (maintenance is handled below).
+    hosts: QuerySet[Host] | list[Host]  # the query, then its rows
     hosts = (
         Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
         .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
@@ -137,7 +139,7 @@ def _price_for(target: OrderTarget, host: Host, on_demand: Decimal, spot_floor: 
             return None
         return spot_floor  # ranking: the host that accepts the lowest bids first
     if target.pricing == Pricing.RESERVED:
-        price = quantize_price(on_demand * (1 - host.reserved_discount(target.term_hours)))
+        price = quantize_price(on_demand * (1 - host.reserved_discount(cast(int, target.term_hours))))
     else:
         price = on_demand
     if target.max_price_per_hour is not None and price > target.max_price_per_hour:

@@ -32,7 +32,7 @@ def report_list_for_user(*, user: User) -> QuerySet[ProblemReport]:
     return queryset.filter(Q(buyer=user) | Q(instance__host__organization__memberships__user=user)).distinct()
 
 
-def report_get_for_user(*, user: User, report_id: object) -> ProblemReport:
+def report_get_for_user(*, user: User, report_id: int | str) -> ProblemReport:
     try:
         return report_list_for_user(user=user).get(pk=int(report_id))
     except (ProblemReport.DoesNotExist, ValueError, TypeError):

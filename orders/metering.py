@@ -8,6 +8,7 @@ in the same transaction (`meter_transition`); beat closes every open window up t
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -96,7 +97,7 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
             records = []
             for instance in batch:
                 kind = accrual_kind(instance)
-                record = _usage_record(instance, kind, instance.metered_until, now) if kind else None
+                record = _usage_record(instance, kind, cast(datetime, instance.metered_until), now) if kind else None
                 if record is not None:
                     records.append(record)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)

@@ -85,7 +85,7 @@ LIVE_STATUSES = (
 )
 
 
-class InstanceQuerySet(models.QuerySet):
+class InstanceQuerySet(models.QuerySet["Instance"]):
     def live(self) -> InstanceQuerySet:
         """Instances holding compute now (what spend guards count)."""
         return self.filter(status__in=LIVE_STATUSES)
@@ -172,7 +172,7 @@ class InstanceEvent(models.Model):
         return f"{self.instance_id}: {self.from_status or '-'} -> {self.to_status}"
 
 
-class AllocationQuerySet(models.QuerySet):
+class AllocationQuerySet(models.QuerySet["Allocation"]):
     def active(self) -> AllocationQuerySet:
         """Allocations still holding capacity."""
         return self.filter(released_at__isnull=True)

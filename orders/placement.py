@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -43,7 +44,7 @@ def _record_backfill(
     """A spot instance placed on idle reserved capacity: its revenue goes to the reserving buyer."""
     holding = capacity.backfilled_holding(host_capacity_spec(host), holdings, claim)
     if holding is not None:
-        reserved_id = Allocation.objects.filter(pk=holding.key).values_list("instance_id", flat=True).first()
+        reserved_id = Allocation.objects.filter(pk=cast(int, holding.key)).values_list("instance_id", flat=True).first()
         Instance.objects.filter(pk=instance.pk).update(backfills_id=reserved_id)
         instance.backfills_id = reserved_id
 
@@ -105,9 +106,9 @@ def funds_guard(*, buyer: User, adding_per_hour: Decimal, upfront: Decimal = Dec
 
 def preempt(holding: capacity.Holding, *, by: str) -> None:
     """Turn a running spot allocation into a kept disk and notify its instance (lock held on host)."""
-    allocation = Allocation.objects.select_related("instance").get(pk=holding.key)
+    allocation = Allocation.objects.select_related("instance").get(pk=cast(int, holding.key))
     Allocation.objects.filter(pk=allocation.pk).update(kind=Allocation.Kind.DISK_ONLY)
-    instance = instance_lock(instance_id=allocation.instance_id)
+    instance = instance_lock(instance_id=cast(int, allocation.instance_id))  # a running allocation has one
     grace = preemption_grace_seconds()
     instance.preemption_deadline = timezone.now() + timedelta(seconds=grace)
     instance.save(update_fields=["preemption_deadline", "updated_at"])
@@ -168,7 +169,11 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
 
     total_per_hour = sum((instance_price_for(target, hc) * n for hc, n in plan), Decimal(0))
     _spend_guard(buyer, total_per_hour)
-    upfront = quantize_price(total_per_hour * target.term_hours) if target.pricing == Pricing.RESERVED else Decimal(0)
+    upfront = (
+        quantize_price(total_per_hour * cast(int, target.term_hours))
+        if target.pricing == Pricing.RESERVED
+        else Decimal(0)
+    )
     funds_guard(buyer=buyer, adding_per_hour=Decimal(0) if upfront else total_per_hour, upfront=upfront)
 
     now = timezone.now()

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -52,7 +53,7 @@ class Quote:
 def instance_price_for(target: OrderTarget, hc: HostCandidate) -> Decimal:
     """What one instance costs per hour: the bid for spot, the ranked price otherwise."""
     if target.pricing == Pricing.SPOT:
-        return target.max_price_per_hour
+        return cast(Decimal, target.max_price_per_hour)  # spot orders always bid
     return hc.candidate.price_per_hour
 
 
@@ -62,7 +63,7 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
             hc.spot_floor_per_hour
             for hc in order_candidates(dataclasses.replace(target, max_price_per_hour=Decimal("1e9")))
         ]
-        if floors and min(floors) > target.max_price_per_hour:
+        if floors and min(floors) > cast(Decimal, target.max_price_per_hour):
             return InsufficientCapacity(
                 f"Your bid of ${target.max_price_per_hour}/h is below every matching host's minimum; the "
                 f"lowest accepted bid is ${min(floors)}/h.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from marketplace.broker import Location, Requirements
 from marketplace.errors import InvalidInput
@@ -23,8 +23,8 @@ class OrderRequest:
     count: int = 1
     pricing: str = Pricing.ON_DEMAND
     instance_type: str | None = None
-    offer: int | None = None
-    requirements: dict[str, Any] | None = None
+    offer: int | Literal[""] | None = None  # "" (an empty form value) counts as not given
+    requirements: dict[str, Any] | Literal[""] | None = None
     max_price_per_hour: Decimal | None = None
     term_hours: int | None = None
     region: str | None = None

@@ -27,7 +27,7 @@ def instance_list_for_user(*, user: User) -> QuerySet[Instance]:
     return queryset if user.is_staff else queryset.filter(buyer=user)
 
 
-def instance_get_for_user(*, user: User, instance_id: object) -> Instance:
+def instance_get_for_user(*, user: User, instance_id: int | str) -> Instance:
     """The instance if the user owns it (or is staff), else 404: others' instances do not exist."""
     try:
         return instance_list_for_user(user=user).get(pk=int(instance_id))
@@ -35,7 +35,7 @@ def instance_get_for_user(*, user: User, instance_id: object) -> Instance:
         raise Http404("No such instance.") from None
 
 
-def order_get_for_user(*, user: User, order_id: object) -> Order:
+def order_get_for_user(*, user: User, order_id: int | str) -> Order:
     try:
         return order_list_for_user(user=user).get(pk=int(order_id))
     except (Order.DoesNotExist, ValueError, TypeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
@@ -34,7 +36,7 @@ def organization_document_upload(*, user: User, kind: str, upload: UploadedFile 
         errors["kind"] = ["Choose a document kind."]
     if upload is None:
         errors["file"] = ["Choose a file."]
-    elif upload.size > MAX_DOCUMENT_BYTES:
+    elif cast(int, upload.size) > MAX_DOCUMENT_BYTES:  # a file uploaded with a request has its size
         errors["file"] = ["Files are at most 10 MB."]
     content_type = None
     if upload is not None and "file" not in errors:
@@ -45,12 +47,13 @@ def organization_document_upload(*, user: User, kind: str, upload: UploadedFile 
             errors["file"] = ["Upload a PDF, PNG or JPEG."]
     if errors:
         raise InvalidInput("The document was not accepted.", fields=errors)
+    upload = cast(UploadedFile, upload)  # no errors: the file is there and its type is known
     return OrganizationDocument.objects.create(
         organization=organization,
         kind=kind,
         file=upload,
-        original_name=upload.name[:255],
-        content_type=content_type,
-        size_bytes=upload.size,
+        original_name=cast(str, upload.name)[:255],
+        content_type=cast(str, content_type),
+        size_bytes=cast(int, upload.size),
         uploaded_by=user,
     )

@@ -9,7 +9,7 @@ resume an approved one (`delisted` <-> `approved`); staff approve, reject and de
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -18,7 +18,7 @@ from accounts.models import User
 from marketplace import capacity
 from marketplace.audit import audit_record, snapshot
 from marketplace.errors import Conflict, ErrorCode, Forbidden, InvalidInput
-from marketplace.models import AcceleratorModel
+from marketplace.models import AcceleratorModel, Zone
 
 from .errors import SupplierErrorCode
 from .inventory import Declaration, inventory_differences
@@ -67,8 +67,8 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
     """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
     full_clean_or_invalid(host, exclude=["organization"])
     errors: dict[str, list[str]] = {}
-    if host.zone_id and host.zone.region_id != host.region_id:
-        errors["zone"] = [f"Zone {host.zone.code} is not in region {host.region.code}."]
+    if host.zone_id and cast(Zone, host.zone).region_id != host.region_id:
+        errors["zone"] = [f"Zone {cast(Zone, host.zone).code} is not in region {host.region.code}."]
     if not host.accelerator_model.is_active:
         errors["accelerator_model"] = ["This model is no longer accepted."]
     if host.offer_ends_at and host.offer_ends_at <= timezone.now():

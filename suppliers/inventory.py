@@ -37,7 +37,7 @@ def inventory_differences(declared: Declaration, inventory: dict) -> list[dict]:
     """Each way the inventory contradicts the declaration: [{field, declared, reported}]."""
     differences: list[dict] = []
 
-    def differ(field: str, declared_value, reported_value) -> None:
+    def differ(field: str, declared_value: object, reported_value: object) -> None:
         differences.append({"field": field, "declared": declared_value, "reported": reported_value})
 
     if declared.accelerator_kind != "cpu":

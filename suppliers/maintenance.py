@@ -6,6 +6,7 @@ Entry points call `orders.supply.maintenance_schedule`, which also tells the cur
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db import transaction
 from django.db.models import Q
@@ -30,9 +31,11 @@ def maintenance_window_create(
     now = timezone.now()
     if starts_at is None or starts_at <= now:
         errors["starts_at"] = ["Maintenance is scheduled in the future."]
-    if starts_at and ends_at and ends_at <= starts_at:
+    if ends_at is None:
+        errors["ends_at"] = ["Give the end of the window."]
+    elif starts_at and ends_at <= starts_at:
         errors["ends_at"] = ["The end comes after the start."]
-    elif starts_at and ends_at and ends_at - starts_at > MAX_MAINTENANCE:
+    elif starts_at and ends_at - starts_at > MAX_MAINTENANCE:
         errors["ends_at"] = ["At most 7 days."]
     if not (reason or "").strip():
         errors["reason"] = ["Tell renters why."]
@@ -41,7 +44,10 @@ def maintenance_window_create(
     host = host_lock(host_id=host.pk)
     if not host.organization.memberships.filter(user=user).exists() and not user.is_staff:
         raise Forbidden("Only the host's supplier schedules maintenance.")
-    window = MaintenanceWindow.objects.create(host=host, starts_at=starts_at, ends_at=ends_at, reason=reason.strip())
+    # Both are checked above (None is a field error).
+    window = MaintenanceWindow.objects.create(
+        host=host, starts_at=cast(datetime, starts_at), ends_at=cast(datetime, ends_at), reason=reason.strip()
+    )
     offers_refresh_for_host(host=host)
     return window
 

@@ -73,7 +73,7 @@ class Membership(models.Model):
         return f"{self.user} @ {self.organization} ({self.role})"
 
 
-class HostQuerySet(models.QuerySet):
+class HostQuerySet(models.QuerySet["Host"]):
     def sellable(self) -> HostQuerySet:
         """Hosts whose capacity may be offered: approved, of an approved organization, agent not
         offline, inventory not contradicting the declaration."""
@@ -284,7 +284,7 @@ class HostRegistrationToken(models.Model):
         return f"registration token for host {self.host_id}"
 
 
-class HostCredentialQuerySet(models.QuerySet):
+class HostCredentialQuerySet(models.QuerySet["HostCredential"]):
     def active(self) -> HostCredentialQuerySet:
         """Credentials that have not been revoked."""
         return self.filter(revoked_at__isnull=True)
@@ -349,7 +349,7 @@ class MaintenanceWindow(models.Model):
         return f"host {self.host_id} maintenance {self.starts_at:%Y-%m-%d %H:%M} - {self.ends_at:%H:%M}"
 
 
-def _document_path(instance, filename: str) -> str:
+def _document_path(instance: OrganizationDocument, filename: str) -> str:
     return f"organization-documents/{instance.organization_id}/{uuid.uuid4().hex}"
 
 

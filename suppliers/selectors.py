@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
@@ -10,7 +11,7 @@ from accounts.models import User
 from .models import Host, Membership, Organization
 
 
-def organization_for_user(*, user: User) -> Organization | None:
+def organization_for_user(*, user: User | AnonymousUser) -> Organization | None:
     if not user.is_authenticated:
         return None
     membership = Membership.objects.select_related("organization").filter(user=user).first()

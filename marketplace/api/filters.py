@@ -7,18 +7,19 @@ from django.db.models import F
 from django_filters import rest_framework as filters
 from rest_framework import exceptions
 
+from marketplace.errors import ErrorCode
 from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region
 
 ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "format"})
 
 
 class InvalidFilter(exceptions.ValidationError):
-    error_code = "invalid_filter"
+    error_code = ErrorCode.INVALID_FILTER
     detail_prefix = "Invalid filter value for"
 
 
 class UnknownParameter(exceptions.ValidationError):
-    error_code = "unknown_parameter"
+    error_code = ErrorCode.UNKNOWN_PARAMETER
     detail_prefix = "Unknown query parameter"
 
 

@@ -42,7 +42,8 @@ def bare_codes(tree: ast.AST) -> list[tuple[int, str]]:
                 if isinstance(statement, ast.AnnAssign):
                     targets = [statement.target]
                 value = getattr(statement, "value", None)
-                if any(getattr(t, "id", "") == "code" for t in targets) and isinstance(value, ast.Constant):
+                names = {getattr(t, "id", "") for t in targets}
+                if names & {"code", "error_code"} and isinstance(value, ast.Constant):
                     found.append((statement.lineno, value.value))
     return found
 
@@ -59,11 +60,12 @@ def test_no_error_code_is_a_bare_string():
 def test_the_checker_finds_bare_codes():
     source = (
         "class Late(Conflict):\n    code = 'too_late'\n"
+        "class Strict(ValidationError):\n    error_code = 'strict'\n"
         "raise InvalidInput('x', code='bad_thing')\n"
         "error_body('oops', 'detail')\n"
         "raise InvalidInput('x', code=ErrorCode.INVALID)\n"
     )
-    assert sorted(bare_codes(ast.parse(source))) == [(2, "too_late"), (3, "bad_thing"), (4, "oops")]
+    assert sorted(bare_codes(ast.parse(source))) == [(2, "too_late"), (4, "strict"), (5, "bad_thing"), (6, "oops")]
 
 
 def _subclasses(cls: type) -> list[type]:

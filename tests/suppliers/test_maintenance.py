@@ -89,3 +89,15 @@ def test_schedule_from_the_host_page(client, supplier, host):
         follow=True,
     )
     assert "future" in bad.content.decode()
+
+
+def test_a_window_without_an_end_is_a_field_error_not_a_server_error(client, supplier, host):
+    client.force_login(supplier)
+    start = timezone.now() + timedelta(days=1)
+    response = client.post(
+        reverse("suppliers:host_maintenance", args=[host.pk]),
+        {"starts_at": start.strftime("%Y-%m-%dT%H:%M"), "ends_at": "", "reason": "Disks"},
+        follow=True,
+    )
+    assert response.status_code == 200 and "Give the end of the window" in response.content.decode()
+    assert not host.maintenance_windows.exists()
