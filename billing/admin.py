@@ -1,9 +1,12 @@
+from decimal import Decimal
+
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 
 from marketplace.admin_base import AppendOnlyAdmin
 
 from .models import LedgerAccount, LedgerPosting, LedgerTransaction, Payout, StripeEvent, TopUp, UsageRecord
-from .selectors import account_balance
+from .selectors import account_balances
 
 
 @admin.register(LedgerAccount)
@@ -13,9 +16,22 @@ class LedgerAccountAdmin(AppendOnlyAdmin):
     search_fields = ["key", "user__email", "organization__name"]
     list_select_related = ["user", "organization"]
 
+    def get_changelist(self, request, **kwargs):
+        return LedgerAccountChangeList
+
     @admin.display(description="balance")
-    def balance(self, obj):
-        return account_balance(obj)
+    def balance(self, obj: LedgerAccount) -> Decimal:
+        return obj.page_balance  # type: ignore[attr-defined]  # set by LedgerAccountChangeList
+
+
+class LedgerAccountChangeList(ChangeList):
+    """The balances of one page of accounts in one query (not one per row)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        balances = account_balances([account.pk for account in self.result_list])
+        for account in self.result_list:
+            account.page_balance = balances[account.pk]
 
 
 class LedgerPostingInline(admin.TabularInline):
@@ -33,6 +49,7 @@ class LedgerTransactionAdmin(AppendOnlyAdmin):
     list_display = ["id", "kind", "key", "description", "created_by", "created_at"]
     list_filter = ["kind", "created_at"]
     search_fields = ["key", "description"]
+    list_select_related = ["created_by"]
     inlines = [LedgerPostingInline]
 
 
@@ -72,4 +89,4 @@ class LedgerPostingAdmin(AppendOnlyAdmin):
     list_display = ["id", "transaction", "account", "amount", "currency"]
     list_filter = ["currency", "account__kind"]
     search_fields = ["account__key", "transaction__key"]
-    list_select_related = ["transaction", "account"]
+    list_select_related = ["transaction", "account", "account__user", "account__organization"]

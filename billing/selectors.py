@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import DecimalField, ExpressionWrapper, F, Max, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from accounts.models import User
 from marketplace.errors import InvalidInput
+from marketplace.money import PRICE_PLACES
 from suppliers.models import Organization
 
 from .ledger import buyer_wallet, supplier_payable
 from .models import LedgerAccount, LedgerPosting, Payout, TopUp, UsageRecord
-from .rating import charge_for, split
+from .rating import SECONDS_PER_HOUR, charge_for, split
 
 
 def money_sum(queryset: QuerySet[Any], field: str = "amount") -> Decimal:
@@ -27,6 +28,21 @@ def money_sum(queryset: QuerySet[Any], field: str = "amount") -> Decimal:
     if connection.vendor == "postgresql":
         return queryset.aggregate(total=Sum(field))["total"] or Decimal(0)
     return sum(queryset.values_list(field, flat=True), Decimal(0))
+
+
+def account_balances(account_ids: list[int]) -> dict[int, Decimal]:
+    """The balance of each account, in one query, exact (see `money_sum`)."""
+    postings = LedgerPosting.objects.filter(account_id__in=account_ids).order_by()
+    balances = dict.fromkeys(account_ids, Decimal(0))
+    if connection.vendor == "postgresql":
+        for account_id, total in (
+            postings.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total")
+        ):
+            balances[account_id] = total
+    else:
+        for account_id, amount in postings.values_list("account_id", "amount"):
+            balances[account_id] += amount
+    return balances
 
 
 def account_balance(account: LedgerAccount) -> Decimal:
@@ -113,26 +129,70 @@ def statement(*, user: User, month: str) -> dict:
 
 
 def revenue_by_host(*, organization: Organization, since: dt.datetime | None = None) -> list[dict]:
-    """The supplier's settled earnings per host (supplier share, the same numbers as posted)."""
-    records = UsageRecord.objects.filter(organization=organization, settled_by__isnull=False).select_related(
-        "instance__host", "instance"
+    """The supplier's settled earnings per host (supplier share, the same numbers as posted), most
+    first; on equal earnings, the host with the latest record first. One query.
+
+    Each record counts as settlement posted it (billing/rating.py): charge = seconds x rate / 3600
+    and fee = charge x take rate, each rounded half-up to $0.000001, share = charge - fee. Backfill
+    compute is left out: that revenue went to the reserving buyer."""
+    records = UsageRecord.objects.filter(organization=organization, settled_by__isnull=False).exclude(
+        kind=UsageRecord.Kind.COMPUTE, instance__backfills__isnull=False
     )
     if since is not None:
         records = records.filter(window_start__gte=since)
-    totals: dict = defaultdict(lambda: {"earned": Decimal(0), "seconds": 0})
-    names = {}
     take = Decimal(settings.PLATFORM_TAKE_RATE)
-    for record in records:
-        if record.kind == UsageRecord.Kind.COMPUTE and record.instance.backfills_id:
-            continue  # backfill revenue went to the reserving buyer
-        host = record.instance.host
-        names[host.pk] = host.name
-        totals[host.pk]["earned"] += split(usage_charge(record), take).supplier_share
-        totals[host.pk]["seconds"] += record.seconds
-    return sorted(
-        ({"host": pk, "name": names[pk], **values} for pk, values in totals.items()),
-        key=lambda row: -row["earned"],
+    if connection.vendor == "postgresql":
+        rows = _host_totals_in_sql(records, take)
+    else:
+        rows = _host_totals_in_python(records, take)
+    return sorted(rows, key=lambda row: -row["earned"])  # stable: ties stay latest-record first
+
+
+def _host_totals_in_python(records: QuerySet[UsageRecord], take: Decimal) -> list[dict]:
+    """SQLite does arithmetic in floating point, so the rule is applied here, to the four columns
+    it needs (one query, no model instances). Hosts come latest record first."""
+    totals: dict[int, dict] = {}
+    columns = ("instance__host_id", "instance__host__name", "seconds", "rate_per_hour")
+    for host_id, name, seconds, rate in records.order_by("-window_start", "-id").values_list(*columns):
+        row = totals.setdefault(host_id, {"host": host_id, "name": name, "earned": Decimal(0), "seconds": 0})
+        row["earned"] += split(charge_for(seconds, rate), take).supplier_share
+        row["seconds"] += seconds
+    return list(totals.values())
+
+
+def _host_totals_in_sql(records: QuerySet[UsageRecord], take: Decimal) -> list[dict]:
+    """PostgreSQL sums per host in the database: NUMERIC is exact, and ROUND(x, 6) rounds half
+    away from zero, which is half-up for these non-negative amounts. The product is widened to 20
+    places before the division, so the quotient is exact wherever its rounding could depend on it.
+    Hosts come latest record first (the order `revenue_by_host` keeps for equal earnings)."""
+    wide = DecimalField(max_digits=40, decimal_places=20)
+    money = DecimalField(max_digits=20, decimal_places=PRICE_PLACES)
+    charge = Round(
+        Cast(F("seconds") * F("rate_per_hour"), wide) / Value(SECONDS_PER_HOUR, output_field=wide),
+        PRICE_PLACES,
+        output_field=money,
     )
+    fee = Round(charge * Value(take, output_field=wide), PRICE_PLACES, output_field=money)
+    per_host = (
+        records.order_by()
+        .values("instance__host_id", "instance__host__name")
+        .annotate(
+            earned=Sum(ExpressionWrapper(charge - fee, output_field=money)),
+            total_seconds=Sum("seconds"),
+            latest_window=Max("window_start"),
+            latest_id=Max("id"),
+        )
+        .order_by("-latest_window", "-latest_id")
+    )
+    return [
+        {
+            "host": row["instance__host_id"],
+            "name": row["instance__host__name"],
+            "earned": row["earned"],
+            "seconds": row["total_seconds"],
+        }
+        for row in per_host
+    ]
 
 
 def daily_spend(*, user: User, days: int = 14) -> list[dict]:

@@ -160,7 +160,7 @@ def moderation_dashboard(request):
         "marketplace/moderation.html",
         {
             "queues": queues,
-            "pending_organizations": Organization.objects.filter(status="pending")[:20],
+            "pending_organizations": Organization.objects.filter(status="pending").prefetch_related("documents")[:20],
             "problem_hosts": Host.objects.exclude(inventory_mismatch=None).select_related("organization")[:20],
             "audit": AuditEntry.objects.select_related("actor")[:30],
             "open_reports": ProblemReport.objects.filter(status__in=["open", "answered"]).select_related("instance")[

@@ -30,7 +30,7 @@ class InstanceAdmin(ReadOnlyAdmin):
     list_display = ["id", "buyer", "instance_type", "status", "pricing", "price_per_hour", "host", "created_at"]
     list_filter = ["status", "pricing", "host__region", "created_at"]
     search_fields = ["id", "buyer__email", "host__name", "instance_type__name", "image"]
-    list_select_related = ["buyer", "instance_type", "host"]
+    list_select_related = ["buyer", "instance_type", "host", "host__organization"]
     inlines = [InstanceEventInline]
     actions = ["terminate"]
 
@@ -75,7 +75,7 @@ class AllocationAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind", "released_at", "created_at"]
     search_fields = ["host__name", "instance_type__name", "instance__id"]
-    list_select_related = ["host", "instance_type", "instance"]
+    list_select_related = ["host", "host__organization", "instance_type", "instance"]
 
 
 @admin.register(HostCommand)
@@ -83,7 +83,7 @@ class HostCommandAdmin(ReadOnlyAdmin):
     list_display = ["id", "host", "instance", "kind", "status", "created_at", "acknowledged_at"]
     list_filter = ["kind", "status", "created_at"]
     search_fields = ["host__name", "instance__id"]
-    list_select_related = ["host", "instance"]
+    list_select_related = ["host", "host__organization", "instance"]
 
 
 @admin.register(ProblemReport)

@@ -190,7 +190,7 @@ class HostCredentialAdmin(ReadOnlyAdmin):
     list_display = ["prefix", "host", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at", "created_at"]
     search_fields = ["prefix", "host__name"]
-    list_select_related = ["host"]
+    list_select_related = ["host", "host__organization"]
     exclude = ["secret_hash"]
 
 
@@ -199,7 +199,7 @@ class HostRegistrationTokenAdmin(ReadOnlyAdmin):
     list_display = ["host", "created_by", "created_at", "expires_at", "used_at"]
     list_filter = ["used_at", "created_at"]
     search_fields = ["host__name", "created_by__email"]
-    list_select_related = ["host", "created_by"]
+    list_select_related = ["host", "host__organization", "created_by"]
     exclude = ["token_hash"]
 
 
@@ -208,7 +208,7 @@ class HostOutageAdmin(ReadOnlyAdmin):
     list_display = ["host", "started_at", "ended_at"]
     list_filter = ["started_at", "ended_at"]
     search_fields = ["host__name", "host__organization__name"]
-    list_select_related = ["host"]
+    list_select_related = ["host", "host__organization"]
 
 
 @admin.register(MaintenanceWindow)
@@ -216,7 +216,7 @@ class MaintenanceWindowAdmin(ReadOnlyAdmin):
     list_display = ["host", "starts_at", "ends_at", "reason", "created_at"]
     list_filter = ["starts_at"]
     search_fields = ["host__name", "reason"]
-    list_select_related = ["host"]
+    list_select_related = ["host", "host__organization"]
 
 
 @admin.register(OrganizationDocument)
