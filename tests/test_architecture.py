@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,3 +201,16 @@ def test_the_checker_sees_top_level_and_function_imports(tmp_path, monkeypatch, 
 
 def test_cycles_are_found():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_mypy_checks_every_domain_module():
+    """`[tool.mypy] files` is the layers above the entry points, no more and no less."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    layers = written_layers()
+    domain = {
+        module
+        for module in _known_modules()
+        if not module.startswith("agent") and layer_of(module, layers) not in (None, len(layers) - 1)
+    }
+    checked = {path.removesuffix(".py").replace("/", ".") for path in config["files"]}
+    assert checked == domain
