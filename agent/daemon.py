@@ -208,6 +208,7 @@ def selftest(*, state_dir: Path, inventory_file: str | None = None, report: bool
             {
                 "name": "accelerators",
                 "ok": bool(accelerators),
+                "count": len(accelerators),
                 "detail": ", ".join(f"{a['index']}: {a['name']}" for a in accelerators) or "none found",
             }
         )
@@ -216,6 +217,7 @@ def selftest(*, state_dir: Path, inventory_file: str | None = None, report: bool
             {
                 "name": "accelerators",
                 "ok": True,
+                "count": len(accelerators),
                 "detail": f"{len(accelerators)} from {found['source']} (no NVIDIA driver probed)",
             }
         )

@@ -11,11 +11,12 @@ from accounts.locks import user_lock
 from accounts.models import User
 from accounts.services import notify, notify_all
 from marketplace.audit import audit_record
-from marketplace.errors import Conflict, Forbidden, InvalidInput
+from marketplace.errors import Conflict, ErrorCode, Forbidden, InvalidInput
 from orders.lifecycle import instance_stop
 from orders.models import Instance, InstanceEvent, InstanceStatus
 from orders.selectors import renters
 from suppliers.hosts import host_set_status
+from suppliers.locks import host_lock
 from suppliers.models import Host
 from suppliers.organizations import organization_notify_members
 
@@ -69,6 +70,20 @@ def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
     buyer.save(update_fields=["suspended_at", "suspension_reason"])
     notify(user=buyer, kind="moderation", title="Your account was reinstated", body=reason)
     return buyer
+
+
+@transaction.atomic
+def host_reinstate(*, host: Host, reason: str, staff: User) -> Host:
+    """Staff undo their own delisting: the host is offered again; its supplier is told."""
+    reason = _require(staff, reason)
+    host = host_lock(host_id=host.pk)
+    if host.status != Host.Status.DELISTED:
+        raise Conflict(
+            f"A {host.get_status_display().lower()} host cannot be reinstated.", code=ErrorCode.INVALID_TRANSITION
+        )
+    host = host_set_status(host=host, status=Host.Status.APPROVED, reason="", actor=staff, action="host.reinstate")
+    organization_notify_members(host.organization, f"Host {host.name} is listed again", reason)
+    return host
 
 
 @transaction.atomic

@@ -93,6 +93,7 @@ def agent_report_instance_state(*, host: Host, instance_id: int, status: str, re
     return instance_agent_report(instance=instance, status=status, reason=reason)
 
 
+# Agent reports that finish a transition the platform started.
 AGENT_REPORTS: dict[str, set[str]] = {
     S.RUNNING: {S.PROVISIONING, S.STARTING},
     S.STOPPED: {S.STOPPING},

@@ -68,7 +68,7 @@ def order_candidates(
         Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
         .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
         .exclude(agent_status=Host.AgentStatus.OFFLINE)
-        .filter(inventory_mismatch__isnull=True)
+        .filter(inventory_mismatch__isnull=True, hardware_changed_at__isnull=True)
     )
     if target.offer_host_id is not None:
         hosts = hosts.filter(pk=target.offer_host_id)

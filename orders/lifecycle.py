@@ -11,10 +11,10 @@ from django.utils import timezone
 from accounts.models import User
 from billing.reserved import reserved_cancellation_refund
 from marketplace import capacity
-from marketplace.errors import ApplicationError
+from marketplace.errors import ApplicationError, Forbidden
 from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
 
-from .errors import CapacityTaken
+from .errors import CapacityTaken, OrderErrorCode
 from .locks import instance_and_host_lock
 from .models import Allocation, HostCommand, Instance, Pricing
 from .placement import active_allocation, preempt, reoccupy
@@ -57,6 +57,11 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     Reserved instances reclaim their capacity at once, preempting spot backfill. Others need free
     capacity, else CapacityTaken (409) says how to get the type elsewhere."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
+    if instance.buyer.suspended_at and actor != Actor.STAFF:
+        # Staff stopped a suspended buyer's instances; only staff undo that (reinstating the buyer).
+        raise Forbidden(
+            f"Your account is suspended: {instance.buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED
+        )
     if instance.status != S.STOPPED:
         raise invalid_transition(instance, f"An instance that is {instance.status} cannot be started.")
     allocation = active_allocation(instance)

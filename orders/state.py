@@ -24,6 +24,7 @@ S = InstanceStatus
 Actor = InstanceEvent.Actor
 DEFAULT_PREEMPTION_GRACE_SECONDS = 30
 
+# The one table of allowed status changes.
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.REQUESTED: frozenset({S.PROVISIONING, S.FAILED}),
     S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.STOPPING, S.TERMINATING, S.PREEMPTED}),

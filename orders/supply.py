@@ -14,6 +14,7 @@ from accounts.models import User
 from accounts.services import notify_all
 from suppliers import hosts, maintenance, organizations
 from suppliers.models import Host, MaintenanceWindow, Organization
+from suppliers.verification import host_verification_update
 
 from .price_changes import renters_notify_price_change
 from .selectors import renters
@@ -24,6 +25,7 @@ def host_update(*, host: Host, **data: Any) -> Host:
     """Change a host's declaration (`suppliers.hosts.host_update`); with a new price, renters of
     on-demand instances on it are told they may accept it."""
     host = hosts.host_update(host=host, **data)
+    host = host_verification_update(host=host)  # a hardware change unverifies; its confirmation may verify
     if "price_per_unit_hour" in data:
         renters_notify_price_change(host=host)
     return host

@@ -3,6 +3,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
+from marketplace import moderation
 from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 from orders import supply
@@ -138,9 +139,17 @@ class HostAdmin(admin.ModelAdmin):
     ]
     search_fields = ["name", "organization__name"]
     list_select_related = ["organization", "region", "accelerator_model"]
-    readonly_fields = ["status", "status_reason", "verified", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "status_reason",
+        "status_decided_by",
+        "hardware_changed_at",
+        "verified",
+        "created_at",
+        "updated_at",
+    ]
     raw_id_fields = ["organization"]
-    actions = ["approve_verified", "approve_unverified", "reject_mismatch"]
+    actions = ["approve_verified", "approve_unverified", "reject_mismatch", "reinstate"]
 
     def has_add_permission(self, request):
         return False  # suppliers declare hosts; staff review them
@@ -171,6 +180,16 @@ class HostAdmin(admin.ModelAdmin):
             queryset,
             lambda h: hosts.host_approve(host=h, verified=False, actor=request.user),
             "approved",
+        )
+
+    @admin.action(description="List again (undo a staff delisting)")
+    def reinstate(self, request, queryset):
+        _run_for_each(
+            self,
+            request,
+            queryset,
+            lambda h: moderation.host_reinstate(host=h, reason="Reinstated by our staff.", staff=request.user),
+            "listed again",
         )
 
     @admin.action(description="Reject (declaration does not match the hardware)")

@@ -85,6 +85,14 @@ def agent_report_inventory(*, host: Host, inventory: dict) -> list[dict]:
     return differences
 
 
+def _finds_fewer_accelerators(host: Host, checks: list[dict]) -> bool:
+    """A selftest whose accelerator check counts fewer devices than the host declares fails."""
+    if host.accelerator_model.kind == "cpu":
+        return False
+    counts = [c["count"] for c in checks if c["name"] == "accelerators" and isinstance(c.get("count"), int)]
+    return any(count < host.accelerator_count for count in counts)
+
+
 @transaction.atomic
 def agent_report_selftest(*, host: Host, result: dict) -> Host:
     checks = result.get("checks")
@@ -92,7 +100,7 @@ def agent_report_selftest(*, host: Host, result: dict) -> Host:
         raise InvalidInput("checks is a list of {name, ok, detail}.", fields={"checks": ["Invalid."]})
     host = host_lock(host_id=host.pk)
     host.selftest = result
-    host.selftest_passed = all(bool(c["ok"]) for c in checks)
+    host.selftest_passed = all(bool(c["ok"]) for c in checks) and not _finds_fewer_accelerators(host, checks)
     host.selftest_at = timezone.now()
     host.save(update_fields=["selftest", "selftest_passed", "selftest_at", "updated_at"])
     return host_verification_update(host=host)

@@ -16,6 +16,9 @@ class SupplierErrorCode(StrEnum):
     CAPACITY_IN_USE = "capacity_in_use"
     NO_SELLABLE_INSTANCE_TYPE = "no_sellable_instance_type"
     INVALID_REGISTRATION_TOKEN = "invalid_registration_token"
+    STAFF_DECISION = "staff_decision"
+    INVENTORY_CONTRADICTS_DECLARATION = "inventory_contradicts_declaration"
+    HARDWARE_UNCONFIRMED = "hardware_unconfirmed"
 
 
 class InvalidRegistrationToken(ApplicationError):

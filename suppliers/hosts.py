@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ from marketplace.errors import Conflict, ErrorCode, Forbidden, InvalidInput
 from marketplace.models import AcceleratorModel, Zone
 
 from .errors import SupplierErrorCode
-from .inventory import Declaration, inventory_differences
+from .inventory import Declaration, inventory_differences, inventory_is_evidence
 from .locks import host_lock
 from .models import Host, Organization
 from .offers import (
@@ -59,8 +60,11 @@ HOST_FIELDS = (
     "oversubscription_ratio",
 )
 
-
+# Changing these changes what the host can carry or what it costs: offers must be recomputed.
 CAPACITY_FIELDS = frozenset(HOST_FIELDS) - {"name"}
+# What verification confirmed: a change takes a reviewed host back to unverified and unoffered
+# until the agent's inventory confirms it (and staff, for another accelerator model).
+HARDWARE_FIELDS = ("accelerator_model", "accelerator_count", "vcpus", "ram_gb", "disk_gb")
 
 
 def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_policy: str | None = None) -> None:
@@ -164,15 +168,37 @@ def host_update(*, host: Host, **data: Any) -> Host:
         and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists()
     ):
         raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+    before = snapshot(host, list(HARDWARE_FIELDS))
     for key, value in data.items():
         setattr(host, key, value)
     _validate_host(host, holdings=holdings, original_policy=original_policy)
+    changed = [name for name in HARDWARE_FIELDS if snapshot(host, [name])[name] != before[name]]
+    if changed and (host.status != Host.Status.PENDING or host.verified):
+        _hardware_changed(host, changed, before)
     host.save()
     if host.inventory:
         host_check_inventory(host)  # the declaration may now match (or contradict) the inventory
     elif CAPACITY_FIELDS & set(data):
         offers_refresh_for_host(host=host)
     return host
+
+
+def _hardware_changed(host: Host, changed: list[str], before: dict[str, Any]) -> None:
+    """A reviewed host declares other hardware: unverified and unoffered until the agent's
+    inventory confirms it; another accelerator model also goes back to staff review. Audited."""
+    host.verified = False
+    host.hardware_changed_at = timezone.now()
+    if "accelerator_model" in changed and host.status == Host.Status.APPROVED:
+        host.status = Host.Status.PENDING
+        host.status_reason = "The accelerator model changed: our staff review the host again."
+        host.status_decided_by = Host.DecidedBy.PLATFORM
+    audit_record(
+        action="host.hardware_changed",
+        obj=host,
+        reason=f"Declared hardware changed: {', '.join(changed)}",
+        before=before,
+        after=snapshot(host, list(HARDWARE_FIELDS)),
+    )
 
 
 @transaction.atomic
@@ -187,8 +213,22 @@ def host_delete(*, host: Host) -> None:
 
 @transaction.atomic
 def host_approve(*, host: Host, verified: bool = True, actor: User | None = None) -> Host:
-    """Staff approve a host (and, by default, mark the declaration verified): offers appear."""
+    """Staff approve a host (and, by default, mark the declaration verified): offers appear.
+
+    Staff cannot mark verified a host whose agent inventory contradicts its declaration, or
+    whose changed hardware the agent has not confirmed yet."""
     host = host_lock(host_id=host.pk)
+    if verified and host.inventory_mismatch:
+        raise Conflict(
+            "The agent's inventory contradicts this host's declaration; it cannot be marked verified.",
+            code=SupplierErrorCode.INVENTORY_CONTRADICTS_DECLARATION,
+            extra={"differences": host.inventory_mismatch},
+        )
+    if verified and host.hardware_changed_at:
+        raise Conflict(
+            "The host's declared hardware changed and its agent has not confirmed it yet.",
+            code=SupplierErrorCode.HARDWARE_UNCONFIRMED,
+        )
     audit_record(
         action="host.approve",
         obj=host,
@@ -199,7 +239,8 @@ def host_approve(*, host: Host, verified: bool = True, actor: User | None = None
     host.status = Host.Status.APPROVED
     host.verified = verified
     host.status_reason = ""
-    host.save(update_fields=["status", "verified", "status_reason", "updated_at"])
+    host.status_decided_by = Host.DecidedBy.STAFF
+    host.save(update_fields=["status", "verified", "status_reason", "status_decided_by", "updated_at"])
     offers_refresh_for_host(host=host)
     return host
 
@@ -213,22 +254,32 @@ def host_reject(*, host: Host, reason: str, actor: User | None = None) -> Host:
 
 @transaction.atomic
 def host_set_status(*, host: Host, status: str, reason: str, actor: User | None, action: str) -> Host:
-    """A staff decision on a host: lock it, audit, record the reason the supplier sees, recompute offers."""
+    """A staff decision on a host: lock it, audit, record the reason the supplier sees, recompute
+    offers. Only staff can undo it (`host_set_listed` refuses the supplier)."""
     host = host_lock(host_id=host.pk)
     audit_record(
         action=action, obj=host, actor=actor, reason=reason, before={"status": host.status}, after={"status": status}
     )
     host.status = status
     host.status_reason = reason
-    host.save(update_fields=["status", "status_reason", "updated_at"])
+    host.status_decided_by = Host.DecidedBy.STAFF
+    host.save(update_fields=["status", "status_reason", "status_decided_by", "updated_at"])
     offers_refresh_for_host(host=host)
     return host
 
 
 @transaction.atomic
 def host_set_listed(*, host: Host, listed: bool) -> Host:
-    """The supplier pauses (delists) or resumes an approved host's offers."""
+    """The supplier pauses (delists) or resumes an approved host's offers. A host our staff
+    delisted stays delisted until staff reinstate it (403 `staff_decision`, with the reason)."""
     host = host_lock(host_id=host.pk)
+    if listed and host.status == Host.Status.DELISTED and host.status_decided_by != Host.DecidedBy.SUPPLIER:
+        raise Forbidden(
+            f"Our staff delisted this host: {host.status_reason or 'no reason given'}. "
+            f"Only staff can list it again; to appeal, write to {settings.APPEALS_EMAIL}.",
+            code=SupplierErrorCode.STAFF_DECISION,
+            extra={"reason": host.status_reason, "appeal": settings.APPEALS_EMAIL},
+        )
     if listed and host.status == Host.Status.DELISTED:
         host.status = Host.Status.APPROVED
     elif not listed and host.status == Host.Status.APPROVED:
@@ -238,7 +289,9 @@ def host_set_listed(*, host: Host, listed: bool) -> Host:
             f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.",
             code=ErrorCode.INVALID_TRANSITION,
         )
-    host.save(update_fields=["status", "updated_at"])
+    host.status_reason = ""
+    host.status_decided_by = Host.DecidedBy.SUPPLIER
+    host.save(update_fields=["status", "status_reason", "status_decided_by", "updated_at"])
     offers_refresh_for_host(host=host)
     return host
 
@@ -269,9 +322,27 @@ def host_declaration(host: Host) -> Declaration:
 
 
 def host_check_inventory(host: Host) -> list[dict]:
-    """Compare the stored inventory with the declaration; set or clear the mismatch. Lock held."""
-    differences = inventory_differences(host_declaration(host), host.inventory) if host.inventory else []
+    """Compare the stored inventory with the declaration; set or clear the mismatch. A measured
+    inventory (not a file) that matches confirms a hardware change. Lock held."""
+    declaration = host_declaration(host)
+    inventory: dict[str, Any] = host.inventory or {}
+    differences = inventory_differences(declaration, inventory) if inventory else []
     host.inventory_mismatch = differences or None
-    host.save(update_fields=["inventory_mismatch", "updated_at"])
+    confirms = (
+        host.hardware_changed_at is not None
+        and bool(inventory)
+        and not differences
+        and inventory_is_evidence(declaration, inventory)
+    )
+    if confirms:
+        audit_record(
+            action="host.hardware_confirmed",
+            obj=host,
+            reason=f"The agent's {inventory.get('source')} inventory matches the new declaration",
+            before={"hardware_changed_at": str(host.hardware_changed_at)},
+            after={"hardware_changed_at": None},
+        )
+        host.hardware_changed_at = None
+    host.save(update_fields=["inventory_mismatch", "hardware_changed_at", "updated_at"])
     offers_refresh_for_host(host=host)
     return differences

@@ -23,6 +23,19 @@ class Declaration:
     disk_gb: int
 
 
+# Where an agent's inventory came from. A file the supplier typed is a claim, not evidence: only a
+# probe of the hardware (NVML, nvidia-smi; the OS for CPU-only hosts) can confirm a declaration.
+PROBED_SOURCES = frozenset({"nvml", "nvidia-smi"})
+
+
+def inventory_is_evidence(declared: Declaration, inventory: dict) -> bool:
+    """Whether this inventory was measured on the host rather than typed into a file."""
+    source = inventory.get("source")
+    if declared.accelerator_kind == "cpu":
+        return source != "file"
+    return source in PROBED_SOURCES
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 

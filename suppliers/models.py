@@ -76,11 +76,12 @@ class Membership(models.Model):
 class HostQuerySet(models.QuerySet["Host"]):
     def sellable(self) -> HostQuerySet:
         """Hosts whose capacity may be offered: approved, of an approved organization, agent not
-        offline, inventory not contradicting the declaration."""
+        offline, inventory not contradicting the declaration, no unconfirmed hardware change."""
         return self.filter(
             status=Host.Status.APPROVED,
             organization__status=Organization.Status.APPROVED,
             inventory_mismatch__isnull=True,
+            hardware_changed_at__isnull=True,
         ).exclude(agent_status=AgentStatus.OFFLINE)
 
 
@@ -100,6 +101,11 @@ class Host(models.Model):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
         DELISTED = "delisted", "Delisted"
+
+    class DecidedBy(models.TextChoices):
+        SUPPLIER = "supplier", "The supplier"
+        STAFF = "staff", "Staff"
+        PLATFORM = "platform", "The platform"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hosts")
     name = models.CharField(max_length=100, validators=[validate_printable])
@@ -202,6 +208,17 @@ class Host(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.CharField(max_length=500, blank=True)
+    status_decided_by = models.CharField(
+        max_length=16,
+        choices=DecidedBy.choices,
+        default=DecidedBy.SUPPLIER,
+        help_text="Who set the status: a staff decision can be undone only by staff.",
+    )
+    hardware_changed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The declared hardware changed: not offered until the agent's inventory confirms it.",
+    )
     verified = models.BooleanField(default=False, help_text="Staff (later: the agent) confirmed the declaration.")
     reliability = models.DecimalField(
         max_digits=5, decimal_places=4, null=True, blank=True, help_text="0-1 uptime score; empty until measured."

@@ -87,6 +87,7 @@ def host_is_sellable(host: Host) -> bool:
         and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
         and host.agent_status != host.AgentStatus.OFFLINE
         and not host.inventory_mismatch
+        and host.hardware_changed_at is None
         and not host.maintenance_windows.filter(starts_at__lte=timezone.now(), ends_at__gt=timezone.now()).exists()
     )
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -53,7 +54,11 @@ def dashboard(request):
     if organization is None:
         return redirect("suppliers:onboarding")
     hosts = selectors.host_list_for_user(user=request.user).filter(organization=organization).order_by("name")
-    return render(request, "suppliers/dashboard.html", {"organization": organization, "hosts": hosts})
+    return render(
+        request,
+        "suppliers/dashboard.html",
+        {"organization": organization, "hosts": hosts, "appeals_email": settings.APPEALS_EMAIL},
+    )
 
 
 @login_required
@@ -107,6 +112,7 @@ def host_detail(request, host_id: int):
             "carriable": carriable,
             "allocated_count": len(allocated),
             "usage": host_capacity_usage(host),
+            "appeals_email": settings.APPEALS_EMAIL,
         },
     )
 

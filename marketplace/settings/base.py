@@ -207,3 +207,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Where suppliers and buyers appeal a staff decision (shown with every such decision).
+APPEALS_EMAIL = env("APPEALS_EMAIL", default="appeals@compute-market.example")

@@ -136,6 +136,9 @@ class InstanceStateSerializer(serializers.Serializer):
 class SelftestCheckSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     ok = serializers.BooleanField()
+    count = serializers.IntegerField(
+        min_value=0, max_value=1024, required=False, help_text="Devices the accelerators check found."
+    )
     detail = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
 
 

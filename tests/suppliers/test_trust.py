@@ -34,7 +34,7 @@ def test_uptime_counts_gaps_in_the_last_30_days_and_failed_starts():
 
 
 L4_INVENTORY = {
-    "source": "file",
+    "source": "nvidia-smi",  # measured: a file typed by the supplier confirms nothing
     "accelerators": [{"index": i, "name": "NVIDIA L4", "memory_mib": 23034} for i in range(4)],
     "vcpus": 32,
     "ram_gb": 190,
