@@ -13,8 +13,26 @@ class AccountErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken"
     INVALID_CREDENTIALS = "invalid_credentials"
     ALREADY_SUSPENDED = "already_suspended"
+    LOGIN_LOCKED = "login_locked"
 
 
 class InvalidCredentials(ApplicationError):
     code = AccountErrorCode.INVALID_CREDENTIALS
     status_code = status.HTTP_401_UNAUTHORIZED
+
+
+class LoginLocked(ApplicationError):
+    """Too many failed logins for this account or from this address; the lock lifts by itself."""
+
+    code = AccountErrorCode.LOGIN_LOCKED
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+
+def login_locked_detail(*, lockout_seconds: int) -> str:
+    """What a locked-out person is told, on the page and in the API. It does not say whether the account
+    or the address is locked, nor whether the account exists."""
+    minutes = max(1, -(-lockout_seconds // 60))
+    return (
+        "Too many failed logins for this account or from your address. "
+        f"Logging in is paused for up to {minutes} minute{'s' if minutes != 1 else ''}; try again later."
+    )

@@ -8,15 +8,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from marketplace.errors import InvalidInput, validation_fields
 
-from .errors import AccountErrorCode, InvalidCredentials
+from .errors import AccountErrorCode, InvalidCredentials, LoginLocked, login_locked_detail
 from .locks import user_lock
 from .models import ApiKey, Notification, User
 
@@ -72,10 +74,16 @@ def api_key_issue(*, user: User, name: str) -> IssuedApiKey:
     return IssuedApiKey(api_key=api_key, key=key)
 
 
-def api_key_issue_with_password(*, email: str, password: str, name: str) -> IssuedApiKey:
-    """Exchange an email and password for a new API key."""
-    user = authenticate(username=(email or "").strip().lower(), password=password or "")
+def api_key_issue_with_password(*, email: str, password: str, name: str, request: HttpRequest) -> IssuedApiKey:
+    """Exchange an email and password for a new API key.
+
+    `request` is the login throttle's view of the client (django-axes, see AUTHENTICATION_BACKENDS): a
+    failure counts against the account and the client address, and a locked account or address raises
+    LoginLocked (429); while locked the password is not even compared."""
+    user = authenticate(request, username=(email or "").strip().lower(), password=password or "")
     if user is None or not user.is_active:
+        if getattr(request, "axes_locked_out", False):
+            raise LoginLocked(login_locked_detail(lockout_seconds=settings.LOGIN_LOCKOUT_SECONDS))
         raise InvalidCredentials("The email or password is wrong.")
     return api_key_issue(user=user, name=name)
 

@@ -1,15 +1,20 @@
+import ipaddress
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from marketplace.errors import ApplicationError
+from marketplace.errors import ApplicationError, error_body
 from marketplace.forms import add_service_errors
 
 from . import services
+from .errors import AccountErrorCode, login_locked_detail
 from .forms import ApiKeyForm, EmailAuthenticationForm, SignupForm
 from .models import ApiKey, Notification, User
 
@@ -83,3 +88,51 @@ def notifications(request):
     items = list(Notification.objects.filter(user=request.user)[:100])
     Notification.objects.filter(user=request.user, read_at__isnull=True).update(read_at=timezone.now())
     return render(request, "accounts/notifications.html", {"items": items})
+
+
+# --- Login throttling: django-axes calls these (AXES_* settings); every way in that checks a password
+# (this login page, the admin's, the API key exchange) goes through Django's authenticate() and so axes.
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address (AXES_CLIENT_IP_CALLABLE). With TRUSTED_PROXY_COUNT = 0, REMOTE_ADDR. With N,
+    the Nth X-Forwarded-For entry from the right, the one our outermost proxy wrote, as DRF's NUM_PROXIES
+    reads it: entries further left are whatever the client sent, and are never read."""
+    remote_addr = request.META.get("REMOTE_ADDR")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies <= 0 or not forwarded:
+        return remote_addr
+    entries = [entry.strip() for entry in forwarded.split(",")]
+    candidate = entries[-min(proxies, len(entries))]
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:  # fewer proxies than configured answered; do not store what the client wrote
+        return remote_addr
+    return candidate
+
+
+def login_username(request: HttpRequest, credentials: dict | None) -> str | None:
+    """The account a login names (AXES_USERNAME_CALLABLE), as accounts store emails: trimmed, lower-case,
+    so `Buyer@Example.com ` counts against the same account as buyer@example.com."""
+    field = settings.AXES_USERNAME_FORM_FIELD
+    value = credentials.get(field) if credentials is not None else request.POST.get(field)
+    username = str(value or "").strip().lower()
+    return username or None
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
+    """The answer to a locked-out login (AXES_LOCKOUT_CALLABLE, sent by AxesMiddleware): the API's error
+    shape under /api/, a page elsewhere (this login page, the admin's). 429, with Retry-After set to the
+    longest the lock can still last."""
+    seconds = settings.LOGIN_LOCKOUT_SECONDS
+    detail = login_locked_detail(lockout_seconds=seconds)
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = JsonResponse(error_body(AccountErrorCode.LOGIN_LOCKED, detail), status=429)
+    else:
+        response = render(request, "accounts/locked_out.html", {"detail": detail}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

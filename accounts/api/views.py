@@ -21,7 +21,10 @@ class ApiKeyCreateThrottle(AnonRateThrottle):
 
 
 class ApiKeyCreateView(APIView):
-    """Exchange email + password for an API key, shown once. Send it as `Authorization: Bearer <key>`."""
+    """Exchange email + password for an API key, shown once. Send it as `Authorization: Bearer <key>`.
+
+    Failed exchanges count toward the login lockout of the account and of the client address, shared with
+    the login page and the admin (429 `login_locked` once locked; it lifts by itself)."""
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
@@ -31,7 +34,8 @@ class ApiKeyCreateView(APIView):
     def post(self, request):
         data = ApiKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issued = services.api_key_issue_with_password(**data.validated_data)
+        # The Django request, not DRF's wrapper: the login throttle marks it, and AxesMiddleware reads it.
+        issued = services.api_key_issue_with_password(request=request._request, **data.validated_data)
         body = ApiKeySerializer(issued.api_key).data | {"key": issued.key}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -1,5 +1,6 @@
 """Settings shared by every environment. The environment is read here and only here."""
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,17 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("SECRET_KEY", default="insecure-local-development-key-change-me-in-production")
+# Development values. They are in the repository, so anyone knows them: production settings must
+# replace every one, and the system checks refuse them there (marketplace/settings/checks.py).
+DEVELOPMENT_DEFAULTS = {
+    "SECRET_KEY": "insecure-local-development-key-change-me-in-production",
+    "STRIPE_SECRET_KEY": "sk_test_local_development",
+    "STRIPE_WEBHOOK_SECRET": "whsec_local_development",
+}
+# Off in base, on in production.py: the production-only system checks run when it is True.
+PRODUCTION = False
+
+SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_DEFAULTS["SECRET_KEY"])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
@@ -27,6 +38,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "marketplace",
     "suppliers",
@@ -43,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a login that axes flagged as locked out into the lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -78,6 +92,11 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# AxesStandaloneBackend first: it refuses a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -143,6 +162,35 @@ CELERY_BEAT_SCHEDULE = {
 }
 AGENT_OFFLINE_AFTER_SECONDS = env.int("AGENT_OFFLINE_AFTER_SECONDS", default=90)
 
+# --- Client addresses and login throttling
+# How many reverse proxies of ours stand in front of the app, each appending the address it saw to
+# X-Forwarded-For. 0: the app faces clients, the address is REMOTE_ADDR and X-Forwarded-For is ignored
+# (any client can write it). N: the Nth entry from the right, the one our outermost proxy wrote.
+# The login throttle (accounts.views.client_ip) and DRF's throttles (NUM_PROXIES) both read it.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# django-axes: LOGIN_FAILURE_LIMIT failed logins for one account (from any address), or from one address
+# (for any accounts), lock further logins of that account or address, on every way in (login page,
+# admin, API key exchange), until LOGIN_LOCKOUT_SECONDS after the last counted failure.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks; not only the pair
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every web process and worker
+AXES_USERNAME_FORM_FIELD = "username"  # the key Django's login forms pass to authenticate()
+AXES_USERNAME_CALLABLE = "accounts.views.login_username"  # case and spaces do not make a new account
+AXES_CLIENT_IP_CALLABLE = "accounts.views.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+# Tries made while locked are refused but not counted, so the lock lifts on time rather than being
+# pushed back by every retry (the owner's included).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the failures: otherwise an attacker with one account of their own could reset
+# their address's count between guesses at others.
+AXES_RESET_ON_SUCCESS = False
+# Staff lift a lock with `manage.py axes_reset_username EMAIL` or `axes_reset_ip ADDRESS`. The axes
+# admin pages stay off: the admin tests require every registered list to grow with the real flows.
+AXES_ENABLE_ADMIN = False
+
 # --- REST API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -160,6 +208,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_THROTTLE_RATES": {"api_key_create": "20/minute", "agent_register": "240/minute"},
+    # Throttles key anonymous clients by address: the same trusted proxy count as the login throttle.
+    # (Unset, DRF would take X-Forwarded-For as the client wrote it.)
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute marketplace API",
@@ -188,8 +239,8 @@ PLATFORM_TAKE_RATE = Decimal(env.str("PLATFORM_TAKE_RATE", default="0.15"))
 
 # Stripe: test-mode keys by default; STRIPE_API_BASE points the official library elsewhere (tests
 # run it against a local server speaking Stripe's API).
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_local_development")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_local_development")
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default=DEVELOPMENT_DEFAULTS["STRIPE_SECRET_KEY"])
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default=DEVELOPMENT_DEFAULTS["STRIPE_WEBHOOK_SECRET"])
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 TOP_UP_MIN = Decimal(env.str("TOP_UP_MIN", default="5"))
 TOP_UP_MAX = Decimal(env.str("TOP_UP_MAX", default="10000"))

@@ -1,12 +1,29 @@
-"""Production: everything sensitive must come from the environment."""
+"""Production: everything sensitive must come from the environment.
+
+A secret missing from the environment stops every process at start (gunicorn, Celery, manage.py). A
+secret that is there but unfit (the development value from the repository, a Stripe test key, a weak
+SECRET_KEY) is an error of the system checks (marketplace/settings/checks.py): run
+`manage.py check --deploy --fail-level WARNING` before serving; `migrate` refuses too.
+"""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import TRUSTED_PROXY_COUNT, env
 
+PRODUCTION = True
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+
+# HTTPS only. Behind a TLS-terminating proxy, set TRUSTED_PROXY_COUNT so Django believes the proxy's
+# X-Forwarded-Proto (otherwise the redirect below loops); with no proxy nobody's header is believed.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+if TRUSTED_PROXY_COUNT > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60  # one year, the minimum the browsers' preload lists accept
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 STORAGES = {
