@@ -63,7 +63,11 @@ class LedgerAccount(models.Model):
 
 
 class LedgerTransaction(models.Model):
-    """A balanced set of postings. `key` makes each business effect happen at most once."""
+    """A balanced set of postings. `key` makes each business effect happen at most once.
+
+    Sealed on PostgreSQL: rows are never updated, deleted or truncated, and postings join a transaction
+    only in the database transaction that created it (billing migration 0005).
+    """
 
     class Kind(models.TextChoices):
         USAGE = "usage", "Usage settlement"
@@ -80,6 +84,13 @@ class LedgerTransaction(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    created_txid = models.BigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="PostgreSQL only: txid_current() of the database transaction that inserted the row, set by a "
+        "trigger (not read back on save). Postings may be added to this transaction only in that database transaction.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -89,7 +100,8 @@ class LedgerTransaction(models.Model):
 
 
 class LedgerPosting(models.Model):
-    """Append-only. On PostgreSQL the database rejects UPDATE/DELETE and unbalanced transactions."""
+    """Append-only. On PostgreSQL the database rejects UPDATE/DELETE/TRUNCATE, unbalanced transactions and
+    postings added to a transaction after the database transaction that created it."""
 
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="postings")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")

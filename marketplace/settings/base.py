@@ -89,6 +89,13 @@ else:
     # Wait for a writer rather than failing at once when web and worker share the file.
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+# Database roles (docs/database-roles.md): the app connects (DATABASE_URL) as a role that owns no
+# table, so it cannot switch the ledger's triggers off; the owner runs `manage.py migrate --database
+# owner` (DATABASE_OWNER_URL, set for the release job only).
+if env("DATABASE_OWNER_URL", default=""):
+    DATABASES["owner"] = env.db("DATABASE_OWNER_URL")
+    DATABASES["owner"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["marketplace.db_routers.OwnerMigrationsRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
