@@ -7,9 +7,15 @@ on each other): buyer (`accounts.locks`) -> organization -> hosts in id order (`
 
 from __future__ import annotations
 
+from marketplace.errors import NotFound
+
 from .models import User
 
 
 def user_lock(*, user_id: int) -> User:
-    """Lock one user row (a buyer's orders, spend limit and suspension are decided under it)."""
-    return User.objects.select_for_update().get(pk=user_id)
+    """Lock one user row (a buyer's orders, spend limit and suspension are decided under it);
+    NotFound (404) when the account is gone."""
+    user = User.objects.select_for_update().filter(pk=user_id).first()
+    if user is None:
+        raise NotFound("No such account.")
+    return user

@@ -14,6 +14,18 @@ log = logging.getLogger("agent.client")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
+def printable(value):
+    """The payload with control characters (other than tab and newline) in its strings replaced:
+    error text from a runtime may carry terminal escapes, which the platform refuses."""
+    if isinstance(value, str):
+        return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value
+
+
 class PlatformError(Exception):
     """The platform refused the call (a 4xx other than 429): retrying would not help."""
 
@@ -43,7 +55,7 @@ class PlatformClient:
 
     def post(self, path: str, body: dict | None = None) -> dict:
         """POST JSON; retries connection failures and 429/5xx (the platform may be restarting)."""
-        data = json.dumps(body or {}).encode()
+        data = json.dumps(printable(body or {})).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.credential:
             headers["Authorization"] = f"Bearer {self.credential}"

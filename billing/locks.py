@@ -9,15 +9,25 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from marketplace.errors import NotFound
+
 from .models import LedgerAccount, Payout, TopUp, UsageRecord
 
 
 def ledger_account_lock(*, account_id: int) -> LedgerAccount:
-    return LedgerAccount.objects.select_for_update().get(pk=account_id)
+    """Lock one ledger account; NotFound (404) when it is gone."""
+    account = LedgerAccount.objects.select_for_update().filter(pk=account_id).first()
+    if account is None:
+        raise NotFound("No such ledger account.")
+    return account
 
 
 def payout_lock(*, payout_id: int) -> Payout:
-    return Payout.objects.select_for_update().get(pk=payout_id)
+    """Lock one payout; NotFound (404) when it is gone."""
+    payout = Payout.objects.select_for_update().filter(pk=payout_id).first()
+    if payout is None:
+        raise NotFound("No such payout.")
+    return payout
 
 
 def top_up_lock(*, top_up_id: int) -> TopUp | None:

@@ -23,6 +23,8 @@ from .selectors import money_sum
 from .stripe_gateway import client, from_cents, to_cents
 
 logger = logging.getLogger(__name__)
+MAX_STRIPE_ID_LENGTH = 64
+MAX_EVENT_CENTS = 10**12  # $10bn: more than any top-up; a larger refund or dispute amount is malformed
 
 
 def top_up_create(*, user: User, amount: Decimal | None, success_url: str, cancel_url: str) -> TopUp:
@@ -110,45 +112,88 @@ def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, reason: 
     return True
 
 
+def _top_up_id(value: object) -> int | None:
+    """A top-up id from metadata (we wrote it: a string of ASCII digits) or a JSON integer; None
+    for anything else ("abc", "٣", a float, a bool, 19+ digits)."""
+    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return _cents(value, maximum=2**63 - 1)
+
+
+def _cents(value: object, *, maximum: int = MAX_EVENT_CENTS) -> int | None:
+    """An amount in cents as Stripe sends it: a JSON integer from 0 to `maximum`, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum:
+        return value
+    return None
+
+
+def _stripe_id(value: object) -> str:
+    """A Stripe object id ("ch_...", "pi_..."), or "" for anything else (they are under 64 characters)."""
+    return value if isinstance(value, str) and len(value) <= MAX_STRIPE_ID_LENGTH else ""
+
+
+def _apply(event_type: str, obj: dict[str, Any]) -> bool | None:
+    """The effect of one event: whether we acted on it; None when its object is not as Stripe
+    documents it (the caller records and logs it)."""
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    if event_type == "checkout.session.completed" and obj.get("payment_status") == "paid":
+        top_up_id = _top_up_id(metadata.get("top_up_id") or obj.get("client_reference_id"))
+        if top_up_id is None:
+            return None
+        return _credit_top_up(top_up_id, payment_intent=_stripe_id(obj.get("payment_intent")))
+    if event_type == "payment_intent.succeeded":
+        if not metadata.get("top_up_id"):
+            return False  # a payment that is not a top-up
+        top_up_id = _top_up_id(metadata.get("top_up_id"))
+        if top_up_id is None:
+            return None
+        return _credit_top_up(top_up_id, payment_intent=_stripe_id(obj.get("id")))
+    if event_type in ("charge.refunded", "charge.dispute.created"):
+        refund = event_type == "charge.refunded"
+        object_id = _stripe_id(obj.get("id"))
+        cents = _cents(obj.get("amount_refunded" if refund else "amount", 0))
+        if not object_id or cents is None:
+            return None
+        return _reverse_payment(
+            key=f"stripe-refund:{object_id}:{cents}" if refund else f"stripe-dispute:{object_id}",
+            payment_intent=_stripe_id(obj.get("payment_intent")),
+            amount=from_cents(cents) - (_already_reversed(object_id) if refund else Decimal(0)),
+            reason="Refund" if refund else "Dispute",
+        )
+    return False
+
+
 def stripe_event_handle(*, event: dict) -> bool:
     """Apply a verified Stripe event once. Returns whether the type is one we act on; unknown
-    types are recorded and acknowledged. The event row and its effect commit together."""
+    types are recorded and acknowledged. The event row and its effect commit together.
+
+    A signed event that is not as Stripe documents it (no `data.object`, an amount that is not an
+    integer, a top-up id that is not one) is recorded unhandled and logged, never a 500; without
+    an id and a type it is not an event at all: InvalidInput."""
+    event_id, event_type = _stripe_id(event.get("id")), event.get("type")
+    if not event_id or not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_STRIPE_ID_LENGTH:
+        raise InvalidInput(
+            "Not a Stripe event: it has no id or type.", fields={"id": ["An event id."], "type": ["An event type."]}
+        )
     with transaction.atomic():
         try:
             with transaction.atomic():
-                record = StripeEvent.objects.create(
-                    event_id=event["id"], type=event["type"], payload=event, handled=False
-                )
+                record = StripeEvent.objects.create(event_id=event_id, type=event_type, payload=event, handled=False)
         except IntegrityError:
             return True  # seen before: already applied
-        obj = event.get("data", {}).get("object", {})
-        handled = False
-        if event["type"] == "checkout.session.completed" and obj.get("payment_status") == "paid":
-            top_up_id: Any = (obj.get("metadata") or {}).get("top_up_id") or obj.get("client_reference_id")
-            handled = bool(top_up_id) and _credit_top_up(int(top_up_id), payment_intent=obj.get("payment_intent") or "")
-        elif event["type"] == "payment_intent.succeeded":
-            top_up_id = (obj.get("metadata") or {}).get("top_up_id")
-            handled = bool(top_up_id) and _credit_top_up(int(top_up_id), payment_intent=obj.get("id", ""))
-        elif event["type"] == "charge.refunded":
-            handled = _reverse_payment(
-                key=f"stripe-refund:{obj['id']}:{obj.get('amount_refunded', 0)}",
-                payment_intent=obj.get("payment_intent") or "",
-                amount=from_cents(obj.get("amount_refunded", 0)) - _already_reversed(obj),
-                reason="Refund",
-            )
-        elif event["type"] == "charge.dispute.created":
-            handled = _reverse_payment(
-                key=f"stripe-dispute:{obj['id']}",
-                payment_intent=obj.get("payment_intent") or "",
-                amount=from_cents(obj.get("amount", 0)),
-                reason="Dispute",
-            )
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        handled = _apply(event_type, obj) if isinstance(obj, dict) else None
+        if handled is None:
+            logger.warning("Stripe event %s (%s) is malformed; recorded unhandled", event_id, event_type)
+            return False
         if handled:
             StripeEvent.objects.filter(pk=record.pk).update(handled=True)
         return handled
 
 
-def _already_reversed(charge: dict) -> Decimal:
+def _already_reversed(charge_id: str) -> Decimal:
     """charge.refunded carries the cumulative amount; earlier partial refunds were posted already."""
-    keys = LedgerTransaction.objects.filter(key__startswith=f"stripe-refund:{charge['id']}:")
+    keys = LedgerTransaction.objects.filter(key__startswith=f"stripe-refund:{charge_id}:")
     return money_sum(LedgerPosting.objects.filter(transaction__in=keys, amount__gt=0))

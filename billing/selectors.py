@@ -102,10 +102,12 @@ def statement_months(*, user: User) -> list[str]:
 def statement(*, user: User, month: str) -> dict:
     """A monthly wallet statement: opening balance, totals per kind, every line, closing balance."""
     try:
+        if not (len(month) == 7 and month.isascii()):  # strptime also reads other scripts' digits
+            raise ValueError(month)
         start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
-    except ValueError:
+        end = (start + dt.timedelta(days=32)).replace(day=1)  # 9999-12 has no end: OverflowError
+    except (ValueError, OverflowError):
         raise InvalidInput("A month is YYYY-MM.", fields={"month": ["Use YYYY-MM."]}) from None
-    end = (start + dt.timedelta(days=32)).replace(day=1)
     wallet = LedgerPosting.objects.filter(account=buyer_wallet(user))
     opening = money_sum(wallet.filter(transaction__created_at__lt=start))
     lines = list(

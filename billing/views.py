@@ -1,19 +1,19 @@
 """The Stripe webhook, and the billing pages for buyers and suppliers."""
 
-from decimal import Decimal, InvalidOperation
-
 import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from marketplace.errors import ApplicationError, ErrorCode, error_body
+from marketplace.api.inputs import storable_text
+from marketplace.api.pagination import page_of
+from marketplace.errors import ApplicationError, ErrorCode, InvalidInput, error_body
+from marketplace.money import parse_money
+from marketplace.views import posted_id, posted_text, staff_page
 from orders.selectors import buyer_balance
 from suppliers.selectors import organization_for_user
 
@@ -31,7 +31,16 @@ def stripe_webhook(request):
         event = construct_event(request.body, request.headers.get("Stripe-Signature", ""))
     except (ValueError, stripe.SignatureVerificationError) as error:
         return JsonResponse(error_body(BillingErrorCode.INVALID_SIGNATURE, f"Webhook rejected: {error}"), status=400)
-    handled = payments.stripe_event_handle(event=event.to_dict())
+    except RecursionError:  # signed, but nested too deep to parse
+        return JsonResponse(
+            error_body(ErrorCode.INVALID, "Webhook rejected: the event is nested too deep."), status=400
+        )
+    try:
+        # NUL and lone surrogates cannot be stored (the payload is kept): replaced, so a payment
+        # event is never lost to an odd character in a field we do not read.
+        handled = payments.stripe_event_handle(event=storable_text(event.to_dict()))
+    except ApplicationError as error:  # not an event at all (no id or type)
+        return JsonResponse(error_body(error.code, error.detail, error.fields), status=error.status_code)
     return JsonResponse({"received": True, "handled": handled})
 
 
@@ -39,14 +48,10 @@ def stripe_webhook(request):
 def buyer_billing(request):
     if request.method == "POST":
         try:
-            amount = Decimal(request.POST.get("amount", ""))
-        except InvalidOperation:
-            amount = None
-        try:
             base = request.build_absolute_uri("/billing/")
             top_up = payments.top_up_create(
                 user=request.user,
-                amount=amount,
+                amount=parse_money(request.POST.get("amount")),  # malformed: None, an "out of range" error
                 success_url=f"{base}?top_up=success",
                 cancel_url=f"{base}?top_up=cancelled",
             )
@@ -56,8 +61,8 @@ def buyer_billing(request):
             return redirect(top_up.checkout_url)
     if request.GET.get("top_up") == "success":
         messages.success(request, "Payment received: your balance updates as soon as Stripe confirms it.")
-    usage = Paginator(selectors.usage_for_user(user=request.user), 25).get_page(request.GET.get("usage_page"))
-    ledger = Paginator(selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("ledger_page"))
+    usage = page_of(selectors.usage_for_user(user=request.user), 25, request.GET.get("usage_page"))
+    ledger = page_of(selectors.ledger_for_user(user=request.user), 25, request.GET.get("ledger_page"))
     return render(
         request,
         "billing/buyer.html",
@@ -112,26 +117,25 @@ def statement_page(request, month: str):
     return render(request, "billing/statement.html", {"statement": data})
 
 
-@login_required
+@staff_page
 def staff_adjustments(request):
     """Staff: credit notes for buyers and refunds of usage charges, each with a reason."""
-    if not request.user.is_staff:
-        raise PermissionDenied
     if request.method == "POST":
-        reason = request.POST.get("reason", "")
         try:
+            reason = posted_text(request, "reason")
             if request.POST.get("action") == "credit":
-                user = User.objects.filter(email__iexact=request.POST.get("email", "").strip()).first()
+                user = User.objects.filter(email__iexact=posted_text(request, "email").strip()).first()
                 if user is None:
                     raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
-                try:
-                    amount = Decimal(request.POST.get("amount", ""))
-                except InvalidOperation:
-                    amount = None
+                amount = parse_money(request.POST.get("amount"))
+                if amount is None:
+                    raise InvalidInput(
+                        "Enter the amount in dollars and cents, such as 25.00.", fields={"amount": ["Invalid amount."]}
+                    )
                 adjustments.credit_note_issue(user=user, amount=amount, reason=reason, staff=request.user)
                 messages.success(request, f"Credited {user.email}.")
             else:
-                tx = LedgerTransaction.objects.filter(pk=request.POST.get("transaction") or 0).first()
+                tx = LedgerTransaction.objects.filter(pk=posted_id(request, "transaction", "transaction")).first()
                 if tx is None:
                     raise ApplicationError("No such transaction.", code=ErrorCode.NOT_FOUND)
                 adjustments.usage_refund(ledger_transaction=tx, reason=reason, staff=request.user)

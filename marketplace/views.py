@@ -1,8 +1,9 @@
 """Public catalog pages (offer search, instance types) and the staff moderation dashboard."""
 
+import functools
+
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
+from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.models import User
@@ -14,7 +15,9 @@ from suppliers.models import Host, Organization
 
 from . import moderation
 from .api.filters import InstanceTypeFilterSet, OfferFilterSet
-from .errors import ApplicationError, ErrorCode
+from .api.inputs import lookup_or_404, text_or_invalid, whole_number
+from .api.pagination import page_of
+from .errors import ApplicationError, ErrorCode, InvalidInput
 from .models import AuditEntry, InstanceType
 from .selectors import instance_type_list_with_market, offer_list
 
@@ -52,7 +55,7 @@ def offer_search(request):
     filterset = OfferFilterSet(params, queryset=offer_list())
     # Invalid filters show their errors and no results, never silently unfiltered rows.
     offers = filterset.qs if filterset.is_valid() else offer_list().none()
-    page = Paginator(offers, OFFERS_PER_PAGE).get_page(request.GET.get("page"))
+    page = page_of(offers, OFFERS_PER_PAGE, request.GET.get("page"))
     return render(
         request,
         "marketplace/offer_list.html",
@@ -83,7 +86,7 @@ def instance_type_list(request):
         types = filterset.qs if filterset.is_valid() else instance_type_list_with_market().none()
     else:
         types = instance_type_list_with_market()
-    page = Paginator(types, 50).get_page(request.GET.get("page"))
+    page = page_of(types, 50, request.GET.get("page"))
     return render(
         request,
         "marketplace/instance_type_list.html",
@@ -92,9 +95,10 @@ def instance_type_list(request):
 
 
 def instance_type_detail(request, name: str):
+    lookup_or_404(name)
     instance_type = get_object_or_404(InstanceType.objects.active().select_related("accelerator_model"), name=name)
     offers = offer_list().filter(instance_type=instance_type).order_by("price_per_hour", "id")
-    page = Paginator(offers, OFFERS_PER_PAGE).get_page(request.GET.get("page"))
+    page = page_of(offers, OFFERS_PER_PAGE, request.GET.get("page"))
     return render(
         request,
         "marketplace/instance_type_detail.html",
@@ -102,30 +106,54 @@ def instance_type_detail(request, name: str):
     )
 
 
-def _staff_only(request) -> None:
-    if not (request.user.is_authenticated and request.user.is_staff):
-        raise PermissionDenied
+def staff_page(view):
+    """A staff-only page: an anonymous visitor goes to the login page (and back after), a signed-in
+    non-staff user gets a 403 page. No exception is raised, so nothing logs a traceback."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            return render(request, "marketplace/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
+def posted_id(request, name: str, what: str) -> int:
+    """An id typed into a staff form: a whole number in ASCII digits, else a form error."""
+    value = whole_number((request.POST.get(name) or "").strip())
+    if value is None:
+        raise InvalidInput(f"Enter the {what} id (a whole number).", fields={name: ["A whole number."]})
+    return value
+
+
+def posted_text(request, name: str) -> str:
+    """A text field of a form, refused (a form error) when it holds control characters."""
+    return text_or_invalid(request.POST.get(name) or "", field=name)
+
+
+@staff_page
 def moderation_dashboard(request):
     """Staff: queues with counts, and moderation actions that take a reason."""
-    _staff_only(request)
     if request.method == "POST":
-        action, reason, target = request.POST.get("action"), request.POST.get("reason", ""), request.POST.get("target")
+        action = request.POST.get("action")
         try:
+            reason, target = posted_text(request, "reason"), posted_text(request, "target")
             if action in ("suspend_buyer", "reinstate_buyer"):
-                buyer = User.objects.filter(email__iexact=(target or "").strip()).first()
+                buyer = User.objects.filter(email__iexact=target.strip()).first()
                 if buyer is None:
                     raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
                 operation = moderation.buyer_suspend if action == "suspend_buyer" else moderation.buyer_reinstate
                 operation(buyer=buyer, reason=reason, staff=request.user)
             elif action == "delist_host":
-                host = Host.objects.filter(pk=int(target or 0)).first()
+                host = Host.objects.filter(pk=posted_id(request, "target", "host")).first()
                 if host is None:
                     raise ApplicationError("No such host.", code=ErrorCode.NOT_FOUND)
                 moderation.host_delist(host=host, reason=reason, staff=request.user)
             elif action in ("approve_supplier", "reject_supplier"):
-                organization = Organization.objects.filter(pk=int(target or 0)).first()
+                organization = Organization.objects.filter(pk=posted_id(request, "target", "organization")).first()
                 if organization is None:
                     raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
                 if action == "approve_supplier":
@@ -133,7 +161,7 @@ def moderation_dashboard(request):
                 else:
                     organizations.organization_reject(organization=organization, reason=reason, actor=request.user)
             elif action == "suspend_supplier":
-                organization = Organization.objects.filter(name=(target or "").strip()).first()
+                organization = Organization.objects.filter(name=target.strip()).first()
                 if organization is None:
                     raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
                 if not reason.strip():
@@ -141,8 +169,8 @@ def moderation_dashboard(request):
                 supply.organization_suspend(organization=organization, reason=reason, actor=request.user)
             else:
                 raise ApplicationError("Unknown action.", code=ErrorCode.INVALID)
-        except (ApplicationError, ValueError) as error:
-            messages.error(request, getattr(error, "detail", str(error)))
+        except ApplicationError as error:
+            messages.error(request, error.detail)
         else:
             messages.success(request, "Done; it is in the audit log.")
         return redirect("moderation")

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.errors import NotFound
-from suppliers.locks import host_lock
+from suppliers.locks import host_lock, host_lock_if_present
 from suppliers.models import Host, HostOutage
 from suppliers.offers import offers_refresh_for_host
 
@@ -137,7 +137,9 @@ def hosts_mark_offline(*, batch_size: int = 200) -> list[int]:
     marked = []
     for host_id in stale:
         with transaction.atomic():
-            host = host_lock(host_id=host_id)
+            host = host_lock_if_present(host_id=host_id)
+            if host is None:
+                continue  # removed meanwhile
             if host.agent_status != Host.AgentStatus.ONLINE or cast(datetime, host.last_heartbeat_at) >= cutoff:
                 continue  # a heartbeat arrived meanwhile
             host.agent_status = Host.AgentStatus.OFFLINE

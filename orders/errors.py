@@ -10,6 +10,8 @@ from marketplace.errors import Conflict, ErrorCode
 class OrderErrorCode(StrEnum):
     INSUFFICIENT_CAPACITY = "insufficient_capacity"
     BID_TOO_LOW = "bid_too_low"
+    PRICE_CEILING_TOO_LOW = "price_ceiling_too_low"
+    OFFER_SOLD_OUT = "offer_sold_out"
     CAPACITY_TAKEN = "capacity_taken"
     SPEND_LIMIT_EXCEEDED = "spend_limit_exceeded"
     ACCOUNT_SUSPENDED = "account_suspended"
@@ -28,3 +30,9 @@ class InsufficientCapacity(Conflict):
 
 class CapacityTaken(Conflict):
     code = OrderErrorCode.CAPACITY_TAKEN
+
+
+class OfferSoldOut(Conflict):
+    """A pinned offer that exists but cannot be ordered now (no capacity left, or past its end)."""
+
+    code = OrderErrorCode.OFFER_SOLD_OUT

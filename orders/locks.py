@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from marketplace.errors import NotFound
 from suppliers.locks import host_lock
 from suppliers.models import Host
 
@@ -15,13 +16,23 @@ from .models import HostCommand, Instance, InstanceStatus, Pricing, ProblemRepor
 
 
 def instance_lock(*, instance_id: int) -> Instance:
-    """Lock one instance row (its host must already be locked by the caller)."""
-    return Instance.objects.select_for_update(of=("self",)).select_related("instance_type", "host").get(pk=instance_id)
+    """Lock one instance row (its host must already be locked by the caller); NotFound (404) when gone."""
+    instance = (
+        Instance.objects.select_for_update(of=("self",))
+        .select_related("instance_type", "host")
+        .filter(pk=instance_id)
+        .first()
+    )
+    if instance is None:
+        raise NotFound("No such instance.")
+    return instance
 
 
 def instance_and_host_lock(*, instance_id: int) -> tuple[Instance, Host]:
-    """Lock the instance's host, then the instance (the global lock order)."""
-    host_id = Instance.objects.values_list("host_id", flat=True).get(pk=instance_id)
+    """Lock the instance's host, then the instance (the global lock order); NotFound (404) when gone."""
+    host_id = Instance.objects.filter(pk=instance_id).values_list("host_id", flat=True).first()
+    if host_id is None:
+        raise NotFound("No such instance.")
     host = host_lock(host_id=host_id)
     return instance_lock(instance_id=instance_id), host
 
@@ -51,8 +62,13 @@ def host_command_lock(*, command_id: int, host: Host) -> HostCommand | None:
 
 
 def problem_report_lock(*, report_id: int) -> ProblemReport:
-    return (
+    """Lock one problem report; NotFound (404) when it is gone."""
+    report = (
         ProblemReport.objects.select_for_update(of=("self",))
         .select_related("instance__host__organization", "buyer")
-        .get(pk=report_id)
+        .filter(pk=report_id)
+        .first()
     )
+    if report is None:
+        raise NotFound("No such report.")
+    return report

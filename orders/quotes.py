@@ -58,6 +58,23 @@ def instance_price_for(target: OrderTarget, hc: HostCandidate) -> Decimal:
 
 
 def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> InsufficientCapacity:
+    """Why the order cannot be placed: a spot bid below every floor (`bid_too_low`), a price
+    ceiling below every matching price (`price_ceiling_too_low`), or not enough capacity."""
+    ceiling = target.max_price_per_hour
+    if target.pricing != Pricing.SPOT and ceiling is not None and not any(hc.candidate.available for hc in ranked):
+        uncapped = dataclasses.replace(target, max_price_per_hour=None)
+        prices = [
+            hc.candidate.price_per_hour
+            for hc in rank_candidates(uncapped, order_candidates(uncapped))
+            if hc.candidate.available
+        ]
+        if prices and min(prices) > ceiling:
+            return InsufficientCapacity(
+                f"Your ceiling of ${ceiling}/h is below every matching price; the lowest is ${min(prices)}/h.",
+                code=OrderErrorCode.PRICE_CEILING_TOO_LOW,
+                fields={"max_price_per_hour": [f"Below the lowest matching price, ${min(prices)}/h."]},
+                extra={"lowest_price_per_hour": str(min(prices))},
+            )
     if target.pricing == Pricing.SPOT and not ranked:
         floors = [
             hc.spot_floor_per_hour

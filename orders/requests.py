@@ -11,6 +11,7 @@ from marketplace.errors import InvalidInput
 from marketplace.models import InstanceType, Offer, Region
 from marketplace.money import quantize_price
 
+from .errors import OfferSoldOut
 from .models import RESERVED_TERMS_HOURS, Pricing
 
 MAX_COUNT = 64
@@ -58,8 +59,10 @@ class OrderTarget:
 
 
 def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> OrderTarget:
-    """Validate the request and resolve names to rows. Raises InvalidInput naming every bad field."""
+    """Validate the request and resolve names to rows. Raises InvalidInput naming every bad field;
+    then OfferSoldOut (409) when the pinned offer exists but is sold out or past its end."""
     errors: dict[str, list[str]] = {}
+    sold_out: Offer | None = None
     targets = [name for name in ("instance_type", "offer", "requirements") if getattr(request, name) not in (None, "")]
     if len(targets) != 1:
         errors["instance_type"] = ["Give exactly one of instance_type, offer or requirements."]
@@ -91,10 +94,12 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
             errors["instance_type"] = [f"Unknown instance type {request.instance_type!r}."]
     if request.offer not in (None, ""):
         offer = Offer.objects.listed().select_related("instance_type").filter(pk=request.offer).first()
-        if offer is None:
-            errors["offer"] = ["No such offer is listed now."]
-        else:
+        if offer is not None:
             instance_type, offer_host_id = offer.instance_type, offer.host_id
+        else:
+            sold_out = Offer.objects.select_related("instance_type").filter(pk=request.offer).first()
+            if sold_out is None:
+                errors["offer"] = ["No such offer."]
     if request.requirements not in (None, ""):
         requirements = _parse_requirements(request.requirements, errors)
     if request.region:
@@ -111,6 +116,13 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
             near = Location(float(lat), float(lon))
     if errors:
         raise InvalidInput("The order is not valid.", fields=errors)
+    if sold_out is not None:
+        raise OfferSoldOut(
+            f"Offer {sold_out.pk} ({sold_out.instance_type.name}) is sold out or no longer listed; "
+            "order the instance type to get the cheapest other host.",
+            fields={"offer": ["Sold out or no longer listed."]},
+            extra={"offer": sold_out.pk, "instance_type": sold_out.instance_type.name},
+        )
     return OrderTarget(
         pricing=request.pricing,
         count=int(request.count),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from marketplace import capacity
-from suppliers.locks import host_lock
+from suppliers.locks import host_lock_if_present
 from suppliers.models import Host
 from suppliers.offers import (
     host_capacity_spec,
@@ -71,7 +71,9 @@ def spot_resume(*, batch_size: int = 100) -> int:
     resumed = 0
     for host_id in host_ids:
         with transaction.atomic():
-            host = host_lock(host_id=host_id)
+            host = host_lock_if_present(host_id=host_id)
+            if host is None:
+                continue  # removed meanwhile
             count = len(spot_resume_for_host(host=host))
             if count:
                 offers_refresh_for_host(host=host)

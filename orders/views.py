@@ -1,6 +1,6 @@
 """Buyer pages: rent from an offer with a live quote, my instances (live), instance detail."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,9 +9,11 @@ from django.views.decorators.http import require_POST
 
 from accounts.services import buyer_set_spend_limit
 from billing.selectors import money_sum
-from marketplace.errors import ApplicationError
+from marketplace.errors import ApplicationError, InvalidInput
 from marketplace.forms import add_service_errors
+from marketplace.money import parse_money
 from marketplace.selectors import offer_list
+from marketplace.views import posted_text
 
 from . import disputes, lifecycle, placement, price_changes, quotes, selectors
 from .forms import RentForm, SpendLimitForm
@@ -140,14 +142,27 @@ def instance_report(request, instance_id: int):
         report = disputes.report_create(
             buyer=request.user,
             instance=instance,
-            category=request.POST.get("category", ""),
-            description=request.POST.get("description", ""),
+            category=posted_text(request, "category"),
+            description=posted_text(request, "description"),
         )
     except ApplicationError as error:
         messages.error(request, f"{error.detail} {' '.join(m for ms in error.fields.values() for m in ms)}")
         return redirect("orders:instance_detail", instance_id=instance.pk)
     messages.success(request, "Report filed: the supplier and our staff are told.")
     return redirect("orders:report_detail", report_id=report.pk)
+
+
+def _posted_credit(request) -> Decimal | None:
+    """The credit of a resolution: none when left empty (a rejection), else dollars and cents."""
+    raw = (request.POST.get("credit") or "").strip()
+    if not raw:
+        return None
+    credit = parse_money(raw)
+    if credit is None:
+        raise InvalidInput(
+            "A credit is a positive amount in whole cents, such as 12.50.", fields={"credit": ["Invalid amount."]}
+        )
+    return credit
 
 
 @login_required
@@ -157,15 +172,13 @@ def report_detail(request, report_id: int):
     if request.method == "POST":
         try:
             if request.POST.get("action") == "answer":
-                disputes.report_answer(user=request.user, report=report, answer=request.POST.get("answer", ""))
+                disputes.report_answer(user=request.user, report=report, answer=posted_text(request, "answer"))
             elif request.POST.get("action") == "resolve":
-                raw = (request.POST.get("credit") or "").strip()
-                try:
-                    credit = Decimal(raw) if raw else None
-                except InvalidOperation:
-                    credit = Decimal("-1")
                 disputes.report_resolve(
-                    staff=request.user, report=report, credit=credit, reason=request.POST.get("reason", "")
+                    staff=request.user,
+                    report=report,
+                    credit=_posted_credit(request),
+                    reason=posted_text(request, "reason"),
                 )
         except ApplicationError as error:
             messages.error(request, error.detail)

@@ -10,11 +10,17 @@ from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
+from marketplace.errors import NotFound
+
 from .models import Host, HostRegistrationToken, Organization
 
 
 def organization_lock(*, organization_id: int) -> Organization:
-    return Organization.objects.select_for_update().get(pk=organization_id)
+    """Lock one organization row; NotFound (404) when it is gone."""
+    organization = Organization.objects.select_for_update().filter(pk=organization_id).first()
+    if organization is None:
+        raise NotFound("No such organization.")
+    return organization
 
 
 def hosts_lock(queryset: QuerySet[Host]) -> list[Host]:
@@ -32,8 +38,19 @@ def hosts_lock_by_id(host_ids: Iterable[int]) -> dict[int, Host]:
 
 
 def host_lock(*, host_id: int) -> Host:
-    """Lock one host row for a capacity change and return it fresh."""
-    return hosts_lock(Host.objects.filter(pk=host_id))[0]
+    """Lock one host row for a capacity change and return it fresh. NotFound (404) when the row is
+    gone: a delete that committed while we waited for the lock won, and this change has nothing
+    left to change."""
+    locked = hosts_lock(Host.objects.filter(pk=host_id))
+    if not locked:
+        raise NotFound("No such host: it was removed.")
+    return locked[0]
+
+
+def host_lock_if_present(*, host_id: int) -> Host | None:
+    """`host_lock` for batch loops: None when the host was removed meanwhile (the loop goes on)."""
+    locked = hosts_lock(Host.objects.filter(pk=host_id))
+    return locked[0] if locked else None
 
 
 def registration_token_lock(*, token_hash: str) -> HostRegistrationToken | None:

@@ -5,6 +5,7 @@ Entry points call `orders.supply.maintenance_schedule`, which also tells the cur
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -15,7 +16,7 @@ from django.utils import timezone
 from accounts.models import User
 from marketplace.errors import Forbidden, InvalidInput
 
-from .locks import host_lock
+from .locks import host_lock, host_lock_if_present
 from .models import Host, MaintenanceWindow
 from .offers import offers_refresh_for_host
 
@@ -29,6 +30,14 @@ def maintenance_window_create(
     """Schedule maintenance on the user's host (locks it) and recompute its offers."""
     errors = {}
     now = timezone.now()
+    for name, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
+        try:
+            if moment is not None:
+                moment.astimezone(dt.UTC)  # stored in UTC: 9999-12-31T23:00-05:00 is in year 10000
+        except OverflowError:
+            errors[name] = ["Out of range."]
+    if errors:
+        raise InvalidInput("The maintenance window is not valid.", fields=errors)
     if starts_at is None or starts_at <= now:
         errors["starts_at"] = ["Maintenance is scheduled in the future."]
     if ends_at is None:
@@ -62,5 +71,7 @@ def maintenance_refresh(*, within: timedelta = timedelta(minutes=10)) -> int:
     )
     for host_id in sorted(host_ids):
         with transaction.atomic():
-            offers_refresh_for_host(host=host_lock(host_id=host_id))
+            host = host_lock_if_present(host_id=host_id)
+            if host is not None:  # else removed meanwhile
+                offers_refresh_for_host(host=host)
     return len(host_ids)

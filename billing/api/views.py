@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
+from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from orders.selectors import buyer_balance
@@ -104,7 +105,7 @@ class LedgerView(generics.ListAPIView):
         return selectors.ledger_for_user(user=self.request.user)
 
 
-class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TopUpViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """POST creates a Stripe Checkout Session: pay at `checkout_url`; the webhook credits you."""
 
     permission_classes = [permissions.IsAuthenticated]
@@ -170,7 +171,7 @@ class StatementListView(APIView):
         return Response({"results": [{"month": m, "url": request.build_absolute_uri(f"{m}/")} for m in months]})
 
 
-class StatementView(APIView):
+class StatementView(CheckedLookupMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(responses=StatementSerializer)

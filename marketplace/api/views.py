@@ -4,10 +4,11 @@ from rest_framework import viewsets
 from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 
 from .filters import InstanceTypeFilterSet, OfferFilterSet
+from .inputs import CheckedLookupMixin
 from .serializers import AcceleratorModelSerializer, InstanceTypeSerializer, OfferSerializer, RegionSerializer
 
 
-class AcceleratorModelViewSet(viewsets.ReadOnlyModelViewSet):
+class AcceleratorModelViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     """Reference data: accelerator and CPU models with their public figures."""
 
     queryset = AcceleratorModel.objects.filter(is_active=True)
@@ -15,7 +16,7 @@ class AcceleratorModelViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "slug"
 
 
-class InstanceTypeViewSet(viewsets.ReadOnlyModelViewSet):
+class InstanceTypeViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     """Standard instance types buyers order."""
 
     queryset = InstanceType.objects.active().select_related("accelerator_model")
@@ -25,14 +26,14 @@ class InstanceTypeViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # names contain dots (h100-80g.8x)
 
 
-class RegionViewSet(viewsets.ReadOnlyModelViewSet):
+class RegionViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Region.objects.prefetch_related("zones")
     serializer_class = RegionSerializer
     lookup_field = "code"
 
 
 @extend_schema(description="Offers that can be ordered now, one per host x instance type.")
-class OfferViewSet(viewsets.ReadOnlyModelViewSet):
+class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Offer.objects.all()
     serializer_class = OfferSerializer
     filterset_class = OfferFilterSet

@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.idempotency import idempotent
 from orders import disputes, lifecycle, placement, price_changes, quotes, selectors
 from orders.models import Instance, ProblemReport
@@ -34,7 +35,7 @@ class QuoteView(APIView):
         return Response(QuoteSerializer(quote).data)
 
 
-class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The caller's orders. POST places one (send an Idempotency-Key)."""
 
     serializer_class = OrderSerializer
@@ -61,7 +62,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data, status=status.HTTP_201_CREATED)
 
 
-class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The caller's instances, with start / stop / terminate actions. Others' instances are 404."""
 
     permission_classes = [permissions.IsAuthenticated]
@@ -110,7 +111,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return Response(InstanceDetailSerializer(self.get_object()).data)
 
 
-class ProblemReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ProblemReportViewSet(
+    CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Problem reports: buyers file them on their instances, suppliers answer, staff resolve."""
 
     permission_classes = [permissions.IsAuthenticated]

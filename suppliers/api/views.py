@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from marketplace.models import Offer
@@ -49,7 +50,7 @@ class OrganizationView(APIView):
         return Response(OrganizationSerializer(organization).data)
 
 
-class HostViewSet(viewsets.ModelViewSet):
+class HostViewSet(CheckedLookupMixin, viewsets.ModelViewSet):
     """The caller's organization's hosts (staff see all). Another supplier's host is a 404."""
 
     serializer_class = HostSerializer

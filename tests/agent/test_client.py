@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.client import PlatformClient, PlatformError
+from agent.client import PlatformClient, PlatformError, printable
 
 
 class FlakyPlatform(BaseHTTPRequestHandler):
@@ -73,3 +73,11 @@ def test_gives_up_on_a_platform_that_is_down():
     client = PlatformClient(f"http://127.0.0.1:{port}", "x", max_attempts=3, sleep=lambda s: None)
     with pytest.raises(ConnectionError, match="after 3 attempts"):
         client.post("heartbeat/")
+
+
+def test_payload_text_is_made_printable_before_it_is_sent():
+    body = {"detail": "Start failed: \x1b[31mno such image\x1b[0m\n\ttrace", "checks": [{"name": "gpu\x00"}]}
+    assert printable(body) == {
+        "detail": "Start failed: \ufffd[31mno such image\ufffd[0m\n\ttrace",
+        "checks": [{"name": "gpu\ufffd"}],
+    }

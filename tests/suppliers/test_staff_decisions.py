@@ -12,6 +12,7 @@ from orders.agent import instance_agent_report
 from orders.lifecycle import instance_stop
 from orders.supply import organization_suspend
 from suppliers.hosts import host_reject, host_set_listed
+from suppliers.locks import host_lock_if_present
 from suppliers.models import Host
 from tests.conftest import bearer_client
 from tests.factories import HostFactory, UserFactory, l4_host_data
@@ -109,3 +110,10 @@ def test_only_staff_moderate(buyer, host):
     with pytest.raises(Exception) as error:
         host_reinstate(host=host, reason="x", staff=outsider)
     assert getattr(error.value, "code", None) == "permission_denied"
+
+
+def test_batch_loops_skip_a_host_removed_meanwhile(host):
+    host_id = host.pk
+    host.offers.all().delete()
+    host.delete()
+    assert host_lock_if_present(host_id=host_id) is None
