@@ -147,11 +147,12 @@ def moderation_dashboard(request):
                     raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
                 operation = moderation.buyer_suspend if action == "suspend_buyer" else moderation.buyer_reinstate
                 operation(buyer=buyer, reason=reason, staff=request.user)
-            elif action == "delist_host":
+            elif action in ("delist_host", "reinstate_host"):
                 host = Host.objects.filter(pk=posted_id(request, "target", "host")).first()
                 if host is None:
                     raise ApplicationError("No such host.", code=ErrorCode.NOT_FOUND)
-                moderation.host_delist(host=host, reason=reason, staff=request.user)
+                host_operation = moderation.host_delist if action == "delist_host" else moderation.host_reinstate
+                host_operation(host=host, reason=reason, staff=request.user)
             elif action in ("approve_supplier", "reject_supplier"):
                 organization = Organization.objects.filter(pk=posted_id(request, "target", "organization")).first()
                 if organization is None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.reserved import reserved_cancellation_refund
 from marketplace import capacity
+from marketplace.audit import audit_record
 from marketplace.errors import ApplicationError, Forbidden
 from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
 
@@ -33,12 +34,23 @@ from .state import (
 logger = logging.getLogger(__name__)
 
 
+def _actor_of(instance: Instance, actor: str, actor_user: User | None, action: str) -> str:
+    """Staff acting on someone else's instance act as staff, whatever the way in (page, API,
+    admin), and every such action is audited. Precondition: the instance row is locked."""
+    if actor_user is not None and actor_user.is_staff and actor_user.pk != instance.buyer_id:
+        actor = Actor.STAFF
+    if actor == Actor.STAFF:
+        audit_record(action=f"instance.{action}", obj=instance, actor=actor_user, before={"status": instance.status})
+    return actor
+
+
 @transaction.atomic
 def instance_stop(*, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER) -> Instance:
     """Stop: compute goes back to the market, the disk stays on the host.
 
     Reserved instances keep their whole claim (idle capacity is backfilled with spot)."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
+    actor = _actor_of(instance, actor, actor_user, "stop")
     instance_transition(instance=instance, to=S.STOPPING, reason="Stop requested", actor=actor, actor_user=actor_user)
     allocation = active_allocation(instance)
     if allocation is not None:
@@ -57,6 +69,7 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     Reserved instances reclaim their capacity at once, preempting spot backfill. Others need free
     capacity, else CapacityTaken (409) says how to get the type elsewhere."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
+    actor = _actor_of(instance, actor, actor_user, "start")
     if instance.buyer.suspended_at and actor != Actor.STAFF:
         # Staff stopped a suspended buyer's instances; only staff undo that (reinstating the buyer).
         raise Forbidden(
@@ -100,6 +113,7 @@ def instance_terminate(
 ) -> Instance:
     """Terminate: release everything the instance holds on its host."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
+    actor = _actor_of(instance, actor, actor_user, "terminate")
     instance_transition(instance=instance, to=S.TERMINATING, reason=reason, actor=actor, actor_user=actor_user)
     if instance.pricing == Pricing.RESERVED and instance.reserved_until:
         reserved_cancellation_refund(

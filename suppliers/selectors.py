@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
@@ -29,6 +30,15 @@ def host_list_for_user(*, user: User) -> QuerySet[Host]:
     if organization is None:
         return queryset.none()
     return queryset.filter(organization=organization)
+
+
+def host_get_for_member(*, user: User, host_id: int) -> Host:
+    """A host its supplier may change: their organization's, else 404 (403 for staff, who see every
+    host but change them only through moderation, where each decision is audited)."""
+    host = host_get_for_user(user=user, host_id=host_id)
+    if not host.organization.memberships.filter(user=user).exists():
+        raise PermissionDenied("Staff change hosts through moderation, where each decision is audited.")
+    return host
 
 
 def host_get_for_user(*, user: User, host_id: int) -> Host:

@@ -80,7 +80,7 @@ def host_create(request):
 
 @login_required
 def host_edit(request, host_id: int):
-    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    host = selectors.host_get_for_member(user=request.user, host_id=host_id)
     form = HostForm(request.POST or None, instance=host)
     if request.method == "POST" and form.is_valid():
         changed = {name: form.service_data()[name] for name in form.changed_data if name in form.service_data()}
@@ -127,7 +127,7 @@ def host_agent_status(request, host_id: int):
 @login_required
 @require_POST
 def host_registration_token(request, host_id: int):
-    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    host = selectors.host_get_for_member(user=request.user, host_id=host_id)
     token = agent_services.host_registration_token_issue(host=host, user=request.user)
     platform = request.build_absolute_uri("/").rstrip("/")
     return render(request, "suppliers/registration_token.html", {"host": host, "token": token, "platform": platform})
@@ -136,7 +136,7 @@ def host_registration_token(request, host_id: int):
 @login_required
 @require_POST
 def host_listing(request, host_id: int):
-    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    host = selectors.host_get_for_member(user=request.user, host_id=host_id)
     listed = request.POST.get("listed") == "1"
     try:
         hosts.host_set_listed(host=host, listed=listed)
@@ -150,7 +150,7 @@ def host_listing(request, host_id: int):
 @login_required
 @require_POST
 def host_delete(request, host_id: int):
-    host = selectors.host_get_for_user(user=request.user, host_id=host_id)
+    host = selectors.host_get_for_member(user=request.user, host_id=host_id)
     try:
         hosts.host_delete(host=host)
     except ApplicationError as error:

@@ -66,7 +66,10 @@ class HostViewSet(CheckedLookupMixin, viewsets.ModelViewSet):
         )
 
     def get_object(self):
-        host = selectors.host_get_for_user(user=self.request.user, host_id=self.kwargs["pk"])
+        if self.request.method in permissions.SAFE_METHODS:
+            host = selectors.host_get_for_user(user=self.request.user, host_id=self.kwargs["pk"])
+        else:
+            host = selectors.host_get_for_member(user=self.request.user, host_id=self.kwargs["pk"])
         self.check_object_permissions(self.request, host)
         return host
 

@@ -117,3 +117,12 @@ def test_batch_loops_skip_a_host_removed_meanwhile(host):
     host.offers.all().delete()
     host.delete()
     assert host_lock_if_present(host_id=host_id) is None
+
+
+def test_staff_list_a_host_again_from_the_moderation_page(client, host, staff):
+    host_delist(host=host, reason="Fraud review", staff=staff)
+    client.force_login(staff)
+    response = client.post(reverse("moderation"), {"action": "reinstate_host", "target": host.pk, "reason": "Cleared"})
+    assert response.status_code == 302
+    host.refresh_from_db()
+    assert host.status == Host.Status.APPROVED and Offer.objects.filter(host=host).exists()
