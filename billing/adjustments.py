@@ -1,55 +1,258 @@
-"""Staff adjustments: credit notes for buyers and refunds of usage charges, each with a reason."""
+"""Staff adjustments: credit notes for buyers and refunds of usage charges, each with a reason.
+
+Every staff money action is bounded:
+
+- a credit note above CREDIT_NOTE_MAX is refused (`credit_note_too_large`);
+- a credit note above CREDIT_NOTE_APPROVAL_ABOVE is only requested: a pending `CreditNoteRequest`,
+  nothing posted, until a second staff member approves it (the requester never can:
+  `second_approver_required`) or someone rejects it with a reason;
+- a usage refund reverses one settled usage charge that the buyer's wallet paid, once
+  (`already_refunded`), and never more than the buyer paid for that rental less what was already
+  given back for it (`credit_exceeds_paid`);
+- no staff member credits or refunds their own account.
+"""
 
 from __future__ import annotations
 
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import notify
+from marketplace.audit import audit_record
 from marketplace.errors import Forbidden, InvalidInput
+from marketplace.models import clean_text
+from marketplace.money import CENT
 
-from .ledger import Kind, buyer_wallet, platform_account, post_transaction
-from .models import LedgerTransaction
+from .errors import AlreadyRefunded, CreditExceedsPaid, CreditNoteDecided, CreditNoteTooLarge, SecondApproverRequired
+from .ledger import Kind, buyer_wallet, lock_wallet, platform_account, post_transaction
+from .locks import credit_note_request_lock
+from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerPosting, LedgerTransaction, UsageRecord
+from .selectors import money_sum, rental_payments
+
+REASON_MAX_LENGTH = 2000
 
 
-def credit_note_issue(*, user: User, amount: Decimal | None, reason: str, staff: User) -> LedgerTransaction:
-    """Staff credit a buyer (goodwill, SLA): credits expense -> wallet, with the reason on record."""
-    if not staff.is_staff:
-        raise Forbidden("Only staff issue credit notes.")
-    if not (reason or "").strip():
-        raise InvalidInput("A credit note needs a reason.", fields={"reason": ["Required."]})
-    if amount is None or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+def staff_reason(reason: str | None, *, what: str, field: str = "reason") -> str:
+    """A staff member's reason as stored: required, at most 2000 characters, no control characters."""
+    try:
+        text = clean_text(reason, max_length=REASON_MAX_LENGTH)
+    except ValidationError as error:
+        raise InvalidInput(error.messages[0], fields={field: error.messages}) from None
+    if not text:
+        raise InvalidInput(f"{what} needs a reason.", fields={field: ["Required."]})
+    return text
+
+
+def credit_note_maximum() -> Decimal:
+    """The absolute ceiling of one credit note: CREDIT_NOTE_MAX, never above the database's bound."""
+    return min(Decimal(settings.CREDIT_NOTE_MAX), CREDIT_NOTE_CEILING)
+
+
+def _check_amount(amount: Decimal | None) -> Decimal:
+    if amount is None or amount <= 0 or amount != amount.quantize(CENT):
         raise InvalidInput("A positive amount in whole cents.", fields={"amount": ["Invalid amount."]})
+    maximum = credit_note_maximum()
+    if amount > maximum:
+        raise CreditNoteTooLarge(
+            f"A credit note is at most ${maximum}.",
+            fields={"amount": [f"At most ${maximum}."]},
+            extra={"maximum": str(maximum)},
+        )
+    return amount
+
+
+def _check_staff(staff: User, *, buyer_id: int, what: str) -> None:
+    if not staff.is_staff:
+        raise Forbidden(f"Only staff {what}.")
+    if staff.pk == buyer_id:
+        raise Forbidden("Staff do not credit or refund their own account.")
+
+
+def credit_note_issue(
+    *, user: User, amount: Decimal | None, reason: str, staff: User
+) -> LedgerTransaction | CreditNoteRequest:
+    """Staff credit a buyer (goodwill, SLA): credits expense -> wallet, with the reason on record.
+
+    Up to CREDIT_NOTE_APPROVAL_ABOVE the credit is posted at once (the LedgerTransaction is
+    returned). Above it, a pending CreditNoteRequest is returned and nothing is posted until a
+    second staff member approves it (`credit_note_approve`). Above CREDIT_NOTE_MAX: refused."""
+    _check_staff(staff, buyer_id=user.pk, what="issue credit notes")
+    reason = staff_reason(reason, what="A credit note")
+    amount = _check_amount(amount)
+    if amount > Decimal(settings.CREDIT_NOTE_APPROVAL_ABOVE):
+        with transaction.atomic():
+            request = CreditNoteRequest.objects.create(user=user, amount=amount, reason=reason, requested_by=staff)
+            audit_record(
+                action="credit_note.requested",
+                obj=request,
+                actor=staff,
+                reason=reason,
+                after={"user": user.pk, "amount": str(amount), "requested_by": staff.pk, "status": request.status},
+            )
+        return request
     with transaction.atomic():
         ledger_transaction = post_transaction(
             kind=LedgerTransaction.Kind.CREDIT,
             key=f"credit-note:{uuid.uuid4()}",
-            description=f"Credit note: {reason.strip()}"[:255],
+            description=f"Credit note: {reason}"[:255],
             created_by=staff,
             postings=[(platform_account(Kind.CREDITS_EXPENSE), -amount), (buyer_wallet(user), amount)],
-            reference={"user": user.pk, "reason": reason.strip()},
+            reference={"user": user.pk, "reason": reason},
         )
-        notify(user=user, kind="credit_note", title=f"You received a ${amount} credit", body=reason.strip())
+        notify(user=user, kind="credit_note", title=f"You received a ${amount} credit", body=reason)
     return ledger_transaction
 
 
+@transaction.atomic
+def credit_note_approve(*, request_id: int, staff: User) -> CreditNoteRequest:
+    """A second staff member approves a pending credit note: the credit is posted (key
+    `credit-note-request:<id>`) with both staff members named in the ledger reference and the
+    audit log. The requester (and the credited buyer) cannot approve it."""
+    request = credit_note_request_lock(request_id=request_id)
+    _check_staff(staff, buyer_id=request.user_id, what="approve credit notes")
+    if request.status != CreditNoteRequest.Status.PENDING:
+        raise CreditNoteDecided(f"This credit note was already {request.get_status_display().lower()}.")
+    if request.requested_by_id == staff.pk:
+        raise SecondApproverRequired("Another staff member must approve a credit note you requested.")
+    maximum = credit_note_maximum()
+    if request.amount > maximum:  # the ceiling was lowered since the request
+        raise CreditNoteTooLarge(f"A credit note is at most ${maximum}.", extra={"maximum": str(maximum)})
+    requester = User.objects.get(pk=request.requested_by_id)
+    ledger_transaction = post_transaction(
+        kind=LedgerTransaction.Kind.CREDIT,
+        key=f"credit-note-request:{request.pk}",
+        description=f"Credit note: {request.reason}"[:255],
+        created_by=staff,
+        postings=[
+            (platform_account(Kind.CREDITS_EXPENSE), -request.amount),
+            (buyer_wallet(request.user), request.amount),
+        ],
+        reference={
+            "user": request.user_id,
+            "reason": request.reason,
+            "credit_note_request": request.pk,
+            "requested_by": requester.pk,
+            "requested_by_email": requester.email,
+            "approved_by": staff.pk,
+            "approved_by_email": staff.email,
+        },
+    )
+    request.status = CreditNoteRequest.Status.APPROVED
+    request.decided_by = staff
+    request.decided_at = timezone.now()
+    request.ledger_transaction = ledger_transaction
+    request.save(update_fields=["status", "decided_by", "decided_at", "ledger_transaction"])
+    audit_record(
+        action="credit_note.approved",
+        obj=request,
+        actor=staff,
+        reason=request.reason,
+        before={"status": CreditNoteRequest.Status.PENDING},
+        after={
+            "status": request.status,
+            "user": request.user_id,
+            "amount": str(request.amount),
+            "requested_by": requester.pk,
+            "approved_by": staff.pk,
+            "ledger_transaction": ledger_transaction.pk,
+        },
+    )
+    notify(user=request.user, kind="credit_note", title=f"You received a ${request.amount} credit", body=request.reason)
+    return request
+
+
+@transaction.atomic
+def credit_note_reject(*, request_id: int, staff: User, reason: str) -> CreditNoteRequest:
+    """Staff reject a pending credit note with a reason; nothing is posted. The requester may
+    withdraw their own request this way."""
+    if not staff.is_staff:
+        raise Forbidden("Only staff reject credit notes.")
+    reason = staff_reason(reason, what="A rejection")
+    request = credit_note_request_lock(request_id=request_id)
+    if request.status != CreditNoteRequest.Status.PENDING:
+        raise CreditNoteDecided(f"This credit note was already {request.get_status_display().lower()}.")
+    request.status = CreditNoteRequest.Status.REJECTED
+    request.decided_by = staff
+    request.decided_at = timezone.now()
+    request.decision_reason = reason
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    audit_record(
+        action="credit_note.rejected",
+        obj=request,
+        actor=staff,
+        reason=reason,
+        before={"status": CreditNoteRequest.Status.PENDING},
+        after={"status": request.status, "requested_by": request.requested_by_id, "rejected_by": staff.pk},
+    )
+    return request
+
+
 def usage_refund(*, ledger_transaction: LedgerTransaction, reason: str, staff: User) -> LedgerTransaction:
-    """Staff refund a usage charge by reversing its transaction exactly (every posting negated)."""
+    """Staff refund a usage charge by reversing its transaction exactly (every posting negated).
+
+    Only a settled usage charge that the buyer's wallet paid (a reserved term is refunded pro rata
+    by terminating the instance), once (`reversal:<id>`: a second try is `already_refunded`), and
+    only while what the buyer paid for that rental, less what was already given back for it
+    (disputes, SLA credits, other refunds), covers it (`credit_exceeds_paid`). Decided under the
+    buyer's wallet lock, so a concurrent dispute credit or refund cannot both fit."""
     if not staff.is_staff:
         raise Forbidden("Only staff refund charges.")
-    if not (reason or "").strip():
-        raise InvalidInput("A refund needs a reason.", fields={"reason": ["Required."]})
+    reason = staff_reason(reason, what="A refund")
     if ledger_transaction.kind != LedgerTransaction.Kind.USAGE:
         raise InvalidInput("Only usage charges are refunded this way.", fields={"transaction": ["Not a usage charge."]})
-    postings = [(p.account, -p.amount) for p in ledger_transaction.postings.select_related("account")]
-    return post_transaction(
-        kind=LedgerTransaction.Kind.REFUND,
-        key=f"reversal:{ledger_transaction.pk}",
-        description=f"Refund of {ledger_transaction.description}: {reason.strip()}"[:255],
-        created_by=staff,
-        postings=postings,
-        reference={"reverses": ledger_transaction.pk, "reason": reason.strip()},
+    record = (
+        UsageRecord.objects.select_related("buyer", "instance", "instance__order")
+        .filter(settled_by=ledger_transaction)
+        .first()
     )
+    if record is None:
+        raise InvalidInput(
+            "Only the charge of a settled usage record is refunded this way (a reserved term is refunded by "
+            "terminating the instance).",
+            fields={"transaction": ["Not a settled usage charge."]},
+        )
+    _check_staff(staff, buyer_id=record.buyer_id, what="refund charges")
+    with transaction.atomic():
+        wallet = lock_wallet(record.buyer)
+        if LedgerTransaction.objects.filter(key=f"reversal:{ledger_transaction.pk}").exists():
+            raise AlreadyRefunded(
+                f"Transaction {ledger_transaction.pk} was already refunded.",
+                fields={"transaction": ["Already refunded."]},
+            )
+        refund = -money_sum(LedgerPosting.objects.filter(transaction=ledger_transaction, account=wallet))
+        if refund <= 0:
+            raise InvalidInput(
+                "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term).",
+                fields={"transaction": ["Not paid from the buyer's wallet."]},
+            )
+        instance = record.instance
+        payments = rental_payments(
+            buyer=record.buyer,
+            instance_id=instance.pk,
+            order_id=instance.order_id,
+            price_per_hour=instance.price_per_hour,
+            term_hours=instance.order.term_hours,
+            report_ids=instance.problem_reports.values_list("pk", flat=True),
+        )
+        if refund > payments.room():
+            raise CreditExceedsPaid(
+                f"Refunding ${refund} would give back more than the buyer paid for i-{instance.pk} "
+                f"(${payments.paid}, of which ${payments.credited} was already given back).",
+                fields={"transaction": [f"At most ${payments.room()} can still be given back for this rental."]},
+                extra={"bound": str(payments.room()), "paid": str(payments.paid), "credited": str(payments.credited)},
+            )
+        postings = [(p.account, -p.amount) for p in ledger_transaction.postings.select_related("account")]
+        return post_transaction(
+            kind=LedgerTransaction.Kind.REFUND,
+            key=f"reversal:{ledger_transaction.pk}",
+            description=f"Refund of {ledger_transaction.description}: {reason}"[:255],
+            created_by=staff,
+            postings=postings,
+            reference={"reverses": ledger_transaction.pk, "instance": instance.pk, "reason": reason},
+        )

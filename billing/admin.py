@@ -5,7 +5,16 @@ from django.contrib.admin.views.main import ChangeList
 
 from marketplace.admin_base import AppendOnlyAdmin
 
-from .models import LedgerAccount, LedgerPosting, LedgerTransaction, Payout, StripeEvent, TopUp, UsageRecord
+from .models import (
+    CreditNoteRequest,
+    LedgerAccount,
+    LedgerPosting,
+    LedgerTransaction,
+    Payout,
+    StripeEvent,
+    TopUp,
+    UsageRecord,
+)
 from .selectors import account_balances
 
 
@@ -90,3 +99,14 @@ class LedgerPostingAdmin(AppendOnlyAdmin):
     list_filter = ["currency", "account__kind"]
     search_fields = ["account__key", "transaction__key"]
     list_select_related = ["transaction", "account", "account__user", "account__organization"]
+
+
+@admin.register(CreditNoteRequest)
+class CreditNoteRequestAdmin(AppendOnlyAdmin):
+    """Read-only here: credit notes are approved or rejected on the staff adjustments page, where a
+    second staff member is required (`billing.adjustments.credit_note_approve`)."""
+
+    list_display = ["id", "user", "amount", "status", "requested_by", "decided_by", "created_at", "decided_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["user__email", "requested_by__email", "decided_by__email", "reason"]
+    list_select_related = ["user", "requested_by", "decided_by"]

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from marketplace.errors import NotFound
 
-from .models import LedgerAccount, Payout, TopUp, UsageRecord
+from .models import CreditNoteRequest, LedgerAccount, Payout, TopUp, UsageRecord
 
 
 def ledger_account_lock(*, account_id: int) -> LedgerAccount:
@@ -28,6 +28,17 @@ def payout_lock(*, payout_id: int) -> Payout:
     if payout is None:
         raise NotFound("No such payout.")
     return payout
+
+
+def credit_note_request_lock(*, request_id: int) -> CreditNoteRequest:
+    """Lock one credit note request (approve and reject decide under it); NotFound (404) when gone.
+    Taken on its own, before any ledger account."""
+    request = (
+        CreditNoteRequest.objects.select_for_update(of=("self",)).select_related("user").filter(pk=request_id).first()
+    )
+    if request is None:
+        raise NotFound("No such credit note request.")
+    return request
 
 
 def top_up_lock(*, top_up_id: int) -> TopUp | None:

@@ -8,6 +8,7 @@ take; Stripe clearing goes negative by what Stripe holds for us.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TypedDict
 
 from django.conf import settings
@@ -24,6 +25,7 @@ class _MoneyDigits(TypedDict):
 
 
 MONEY: _MoneyDigits = {"max_digits": 20, "decimal_places": PRICE_PLACES}
+CREDIT_NOTE_CEILING = Decimal("1000000.00")  # the database's bound; CREDIT_NOTE_MAX (settings) is lower
 
 
 class LedgerAccount(models.Model):
@@ -229,3 +231,59 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"payout {self.pk}: {self.amount} to {self.organization_id} ({self.status})"
+
+
+class CreditNoteRequest(models.Model):
+    """A staff credit note above CREDIT_NOTE_APPROVAL_ABOVE, waiting for a second staff member.
+
+    Nothing is posted while pending; approval posts the credit (`ledger_transaction`, key
+    `credit-note-request:<id>`) naming both staff members. The requester may withdraw (reject) their
+    own request but never approve it: the database refuses that too."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    reason = models.TextField(max_length=2000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True, max_length=2000)
+    ledger_transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_note_request"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                name="credit_note_request_amount_bounded",
+                condition=Q(amount__gt=0, amount__lte=CREDIT_NOTE_CEILING),
+            ),
+            models.CheckConstraint(
+                name="credit_note_request_decision_matches_status",
+                condition=(Q(status="pending", decided_by__isnull=True, decided_at__isnull=True))
+                | (~Q(status="pending") & Q(decided_by__isnull=False, decided_at__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="credit_note_request_posted_iff_approved",
+                condition=(Q(status="approved", ledger_transaction__isnull=False))
+                | (~Q(status="approved") & Q(ledger_transaction__isnull=True)),
+            ),
+            models.CheckConstraint(
+                name="credit_note_request_second_approver",
+                condition=~Q(status="approved", decided_by=models.F("requested_by")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"credit note request {self.pk}: {self.amount} {self.currency} to {self.user_id} ({self.status})"

@@ -54,8 +54,15 @@ def connect_onboarding_link(*, organization: Organization, return_url: str, refr
 
 
 def payouts_create(*, minimum: Decimal | None = None) -> list[Payout]:
-    """Beat: one pending payout per connected supplier whose payable is at least the minimum.
-    The ledger moves payable -> clearing in the same transaction (key `payout:<id>`)."""
+    """Beat: one pending payout per connected supplier whose payable balance, with what it owes
+    already netted, is above zero and at least the minimum. The ledger moves payable -> clearing in
+    the same transaction (key `payout:<id>`).
+
+    What a supplier owes is its payable's negative balance (dispute and SLA credits charged after
+    its earnings were paid out; see `selectors.supplier_earnings` for why it is not a separate
+    account). Earnings post to the same account, so they repay the debt first: a supplier who owes
+    $50 and then earns $80 has a balance of $30 and is paid $30. While the balance is zero or
+    negative nothing is paid out, whatever PAYOUT_MINIMUM says."""
     minimum = settings.PAYOUT_MINIMUM if minimum is None else minimum
     created = []
     for organization in Organization.objects.exclude(stripe_account_id="").order_by("pk"):
@@ -64,7 +71,7 @@ def payouts_create(*, minimum: Decimal | None = None) -> list[Payout]:
             if Payout.objects.filter(organization=organization, status=Payout.Status.PENDING).exists():
                 continue
             amount = floor_cents(account_balance(payable))
-            if amount < minimum:
+            if amount <= 0 or amount < minimum:
                 continue
             payout = Payout.objects.create(
                 organization=organization, amount=amount, stripe_account_id=organization.stripe_account_id
@@ -82,11 +89,25 @@ def payouts_create(*, minimum: Decimal | None = None) -> list[Payout]:
 
 def payout_transfer(*, payout_id: int) -> str:
     """Send one pending payout with `stripe.Transfer.create`, idempotency key `payout:<id>`: a retry
-    after a timeout returns the same transfer, so a supplier is never paid twice. Returns status."""
-    payout = Payout.objects.get(pk=payout_id)
-    if payout.status != Payout.Status.PENDING:
-        return payout.status
-    Payout.objects.filter(pk=payout.pk).update(attempts=payout.attempts + 1)
+    after a timeout returns the same transfer, so a supplier is never paid twice. Returns status.
+
+    Nothing pays out while the supplier owes: if its payable went negative after the payout was
+    created (a dispute or SLA credit in between) and Stripe was never asked yet, the payout is held
+    instead: its amount goes back to the payable, netting the debt, and the rest is paid by the
+    next `payouts_create`. Decided under the payout's lock, with the attempt counted in the same
+    transaction, so a payout that may already have reached Stripe is never held (and paid too)."""
+    with transaction.atomic():
+        payout = payout_lock(payout_id=payout_id)
+        if payout.status != Payout.Status.PENDING:
+            return payout.status
+        if payout.attempts == 0:
+            balance = account_balance(supplier_payable(payout.organization))
+            if balance < 0:
+                return _payout_failed(
+                    payout, f"Held: the supplier owes ${-balance:.2f}; this payout was returned to its payable."
+                )
+        payout.attempts += 1
+        payout.save(update_fields=["attempts"])
     try:
         transfer = client().v1.transfers.create(
             params={

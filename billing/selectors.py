@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import DecimalField, ExpressionWrapper, F, Max, QuerySet, Sum, Value
+from django.db.models import DecimalField, ExpressionWrapper, F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from accounts.models import User
 from marketplace.errors import InvalidInput
-from marketplace.money import PRICE_PLACES
+from marketplace.money import CENT, PRICE_PLACES, PRICE_QUANTUM, quantize_price
 from suppliers.models import Organization
 
 from .ledger import buyer_wallet, supplier_payable
-from .models import LedgerAccount, LedgerPosting, Payout, TopUp, UsageRecord
+from .models import CreditNoteRequest, LedgerAccount, LedgerPosting, LedgerTransaction, Payout, TopUp, UsageRecord
 from .rating import SECONDS_PER_HOUR, charge_for, split
 
 
@@ -79,12 +81,103 @@ def top_ups_for_user(*, user: User) -> QuerySet[TopUp]:
 
 
 def supplier_earnings(*, organization: Organization) -> dict:
-    payable = supplier_payable(organization)
+    """The supplier's payable balance, split into what the platform owes it (`payable`, paid out
+    by `billing.payouts`) and what it owes the platform (`owed_by_supplier`), and what was paid out.
+
+    "Owed" is derived from the ledger, not stored: dispute and SLA credits are charged to the
+    supplier payable, so when they exceed what is left of its earnings the balance goes negative,
+    and that negative balance is the debt. Later earnings post to the same account and so repay it
+    before anything becomes payable again; payouts are made only from a positive balance. A
+    separate "owed" account (or column) would be a second source of truth that every credit,
+    earning and payout would have to keep in step; one signed balance cannot disagree with itself.
+    """
+    balance = account_balance(supplier_payable(organization))
+    zero = Decimal(0).quantize(PRICE_QUANTUM)
     return {
-        "payable": account_balance(payable),
+        "balance": balance,
+        "payable": balance if balance > 0 else zero,
+        "owed_by_supplier": -balance if balance < 0 else zero,
         "paid_out": money_sum(Payout.objects.filter(organization=organization, status="paid")),
         "currency": "USD",
     }
+
+
+@dataclass(frozen=True)
+class RentalPayments:
+    """What a buyer paid for one rental (an instance) and what was already given back for it."""
+
+    paid: Decimal  # usage charges the buyer's wallet paid for it, plus its share of a reserved prepayment
+    credited: Decimal  # refunds and credits paid into the buyer's wallet for it
+
+    def room(self, multiple: Decimal = Decimal(1)) -> Decimal:
+        """Exactly how much more may be given back: paid x multiple - credited (never negative)."""
+        return max(self.paid * multiple - self.credited, Decimal(0))
+
+    def bound(self, multiple: Decimal = Decimal(1)) -> Decimal:
+        """The largest credit in whole cents that fits in `room` (rounded down)."""
+        return self.room(multiple).quantize(CENT, rounding=ROUND_DOWN)
+
+
+def rental_payments(
+    *,
+    buyer: User,
+    instance_id: int,
+    order_id: int,
+    price_per_hour: Decimal,
+    term_hours: int | None,
+    report_ids: Iterable[int] = (),
+) -> RentalPayments:
+    """Read from the ledger, on the buyer's wallet only:
+
+    - paid: the net of the wallet's postings in the usage transactions settled for this instance
+      (`reference.instance`), plus, for a reserved term, the instance's share of the order's
+      prepayment (`reserved:<order>`; its price x the term, at most what the wallet paid);
+    - credited: what the wallet received in credit and refund transactions for this instance: SLA
+      credits, reserved cancellation refunds and dispute credits (`reference.instance`), reversals
+      of its usage charges (`reference.reverses`), and dispute credits of `report_ids` (dispute
+      credits posted before they named their instance)."""
+    on_wallet = LedgerPosting.objects.filter(account=buyer_wallet(buyer))
+    usage_ids = list(
+        LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.USAGE, reference__instance=instance_id)
+        .order_by()
+        .values_list("pk", flat=True)
+    )
+    paid = -money_sum(on_wallet.filter(transaction_id__in=usage_ids)) if usage_ids else Decimal(0)
+    if term_hours:
+        prepaid = -money_sum(on_wallet.filter(transaction__key=f"reserved:{order_id}"))
+        paid += max(min(prepaid, quantize_price(price_per_hour * term_hours)), Decimal(0))
+    given_for_it = Q(transaction__reference__instance=instance_id)
+    if usage_ids:
+        given_for_it |= Q(transaction__reference__reverses__in=usage_ids)
+    report_ids = list(report_ids)
+    if report_ids:
+        given_for_it |= Q(transaction__reference__problem_report__in=report_ids)
+    credited = money_sum(
+        on_wallet.filter(
+            given_for_it,
+            transaction__kind__in=[LedgerTransaction.Kind.CREDIT, LedgerTransaction.Kind.REFUND],
+            amount__gt=0,
+        )
+    )
+    return RentalPayments(paid=max(paid, Decimal(0)), credited=credited)
+
+
+def credit_note_requests_pending() -> QuerySet[CreditNoteRequest]:
+    """Staff: credit notes waiting for a second staff member, oldest first."""
+    return (
+        CreditNoteRequest.objects.filter(status=CreditNoteRequest.Status.PENDING)
+        .select_related("user", "requested_by")
+        .order_by("created_at", "id")
+    )
+
+
+def credit_note_requests_decided() -> QuerySet[CreditNoteRequest]:
+    """Staff: the latest approved or rejected credit note requests."""
+    return (
+        CreditNoteRequest.objects.exclude(status=CreditNoteRequest.Status.PENDING)
+        .select_related("user", "requested_by", "decided_by")
+        .order_by("-decided_at", "-id")
+    )
 
 
 def payouts_for_organization(*, organization: Organization) -> QuerySet[Payout]:

@@ -1,6 +1,7 @@
 """The Stripe webhook, and the billing pages for buyers and suppliers."""
 
 import stripe
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
@@ -8,18 +9,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from accounts.models import User
-from marketplace.api.inputs import storable_text
+from marketplace.api.inputs import storable_text, whole_number
 from marketplace.api.pagination import page_of
-from marketplace.errors import ApplicationError, ErrorCode, InvalidInput, error_body
+from marketplace.errors import ApplicationError, ErrorCode, error_body
+from marketplace.forms import add_service_errors
 from marketplace.money import parse_money
-from marketplace.views import posted_id, posted_text, staff_page
+from marketplace.views import staff_page
 from orders.selectors import buyer_balance
 from suppliers.selectors import organization_for_user
 
 from . import adjustments, payments, payouts, selectors
 from .errors import BillingErrorCode
-from .models import LedgerTransaction
+from .forms import CreditNoteDecisionForm, CreditNoteForm, UsageRefundForm
+from .models import CreditNoteRequest, LedgerTransaction
 from .stripe_gateway import construct_event
 
 
@@ -117,31 +119,70 @@ def statement_page(request, month: str):
     return render(request, "billing/statement.html", {"statement": data})
 
 
+def _staff_adjust(request, action: str, form) -> str:
+    """Run the flow the posted form names; the message to show when it succeeds."""
+    data = form.cleaned_data
+    if action == "credit":
+        result = adjustments.credit_note_issue(
+            user=form.buyer, amount=data["amount"], reason=data["reason"], staff=request.user
+        )
+        if isinstance(result, CreditNoteRequest):
+            return (
+                f"${result.amount} for {form.buyer.email} is above ${settings.CREDIT_NOTE_APPROVAL_ABOVE}: "
+                "requested; another staff member must approve it."
+            )
+        return f"Credited {form.buyer.email}."
+    if action == "refund":
+        adjustments.usage_refund(ledger_transaction=data["transaction"], reason=data["reason"], staff=request.user)
+        return f"Transaction {data['transaction'].pk} refunded."
+    credit_request = data["request"]
+    if data["decision"] == "approve":
+        adjustments.credit_note_approve(request_id=credit_request.pk, staff=request.user)
+        return f"Credit note {credit_request.pk} approved: {credit_request.user.email} was credited."
+    adjustments.credit_note_reject(request_id=credit_request.pk, staff=request.user, reason=data["reason"])
+    return f"Credit note {credit_request.pk} rejected."
+
+
 @staff_page
 def staff_adjustments(request):
-    """Staff: credit notes for buyers and refunds of usage charges, each with a reason."""
-    if request.method == "POST":
+    """Staff: credit notes for buyers (above the approval threshold, requests a second staff member
+    approves or rejects here) and refunds of usage charges, each with a reason. A refused form is
+    shown again with its errors next to the fields and what was typed kept."""
+    action = request.POST.get("action") if request.method == "POST" else None
+    page_forms = {
+        "credit": CreditNoteForm(request.POST if action == "credit" else None),
+        "refund": UsageRefundForm(request.POST if action == "refund" else None),
+        "decide": CreditNoteDecisionForm(request.POST if action == "decide" else None),
+    }
+    posted = page_forms.get(action or "")
+    if posted is not None and posted.is_valid():
         try:
-            reason = posted_text(request, "reason")
-            if request.POST.get("action") == "credit":
-                user = User.objects.filter(email__iexact=posted_text(request, "email").strip()).first()
-                if user is None:
-                    raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
-                amount = parse_money(request.POST.get("amount"))
-                if amount is None:
-                    raise InvalidInput(
-                        "Enter the amount in dollars and cents, such as 25.00.", fields={"amount": ["Invalid amount."]}
-                    )
-                adjustments.credit_note_issue(user=user, amount=amount, reason=reason, staff=request.user)
-                messages.success(request, f"Credited {user.email}.")
-            else:
-                tx = LedgerTransaction.objects.filter(pk=posted_id(request, "transaction", "transaction")).first()
-                if tx is None:
-                    raise ApplicationError("No such transaction.", code=ErrorCode.NOT_FOUND)
-                adjustments.usage_refund(ledger_transaction=tx, reason=reason, staff=request.user)
-                messages.success(request, f"Transaction {tx.pk} refunded.")
+            message = _staff_adjust(request, action or "", posted)
         except ApplicationError as error:
-            messages.error(request, error.detail)
-        return redirect("billing:staff_adjustments")
+            add_service_errors(posted, error)
+        else:
+            messages.success(request, message)
+            return redirect("billing:staff_adjustments")
+    elif request.method == "POST" and posted is None:
+        messages.error(request, "Unknown action.")
     recent = LedgerTransaction.objects.filter(kind__in=["credit", "refund"]).select_related("created_by")[:50]
-    return render(request, "billing/staff.html", {"recent": recent})
+    pending = list(selectors.credit_note_requests_pending()[:100])
+    # The row a refused decision came from shows its errors and keeps the reason typed there.
+    decision_row = whole_number((request.POST.get("request") or "").strip()) if action == "decide" else None
+    if decision_row not in {row.pk for row in pending}:
+        decision_row = None
+    return render(
+        request,
+        "billing/staff.html",
+        {
+            "recent": recent,
+            "credit_form": page_forms["credit"],
+            "refund_form": page_forms["refund"],
+            "decision_form": page_forms["decide"],
+            "pending": pending,
+            "decision_row": decision_row,
+            "decided": selectors.credit_note_requests_decided()[:20],
+            "approval_above": settings.CREDIT_NOTE_APPROVAL_ABOVE,
+            "credit_maximum": adjustments.credit_note_maximum(),
+        },
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import cast
 
 from django.core.exceptions import ValidationError
@@ -244,3 +245,30 @@ def validate_printable(value: str) -> None:
     """Names people read: no control characters (newlines, escapes, NULs)."""
     if any(not ch.isprintable() for ch in value):
         raise ValidationError("Use printable characters only (no control characters).", code=ErrorCode.NOT_PRINTABLE)
+
+
+# Control characters nobody types in free text: C0 but tab, newline and carriage return (a line break
+# is CRLF in a form post), DEL, C1, and lone surrogates (UTF-8 cannot store them). The same set as
+# the API body parser refuses (`marketplace.api.inputs.CONTROL_CHARACTERS`).
+_UNCLEAN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def validate_clean_text(value: str, *, max_length: int) -> None:
+    """Free text people write (a report, an answer, a reason): at most `max_length` characters, and
+    no control characters but newline and tab (and CR, part of a CRLF line break; callers that
+    store the text normalize line breaks to newlines first). A ValidationError otherwise, so the
+    caller shows a field error instead of storing what the column was not meant to hold."""
+    if _UNCLEAN_TEXT.search(value):
+        raise ValidationError(
+            "Control characters are not allowed (only newlines and tabs).", code=ErrorCode.NOT_PRINTABLE
+        )
+    if len(value) > max_length:
+        raise ValidationError(f"At most {max_length} characters (this has {len(value)}).", code=ErrorCode.INVALID)
+
+
+def clean_text(value: str | None, *, max_length: int) -> str:
+    """`value` as stored: line breaks as newlines (CRLF and CR become LF), spaces around removed,
+    then `validate_clean_text`. Raises its ValidationError."""
+    text = (value or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    validate_clean_text(text, max_length=max_length)
+    return text

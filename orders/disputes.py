@@ -1,27 +1,71 @@
-"""Problem reports and disputes: buyer reports, supplier answers, staff resolve with evidence."""
+"""Problem reports and disputes: buyer reports, supplier answers, staff resolve with evidence.
+
+The text of each (description, answer, reason) is bounded by its column's max_length and holds no
+control characters but newlines and tabs: a field error (400), never a database error. A dispute
+credit is bounded by what the buyer paid for the rental (times SLA_CREDIT_MULTIPLE for a lost host)
+less what was already given back for it (`credit_exceeds_paid`).
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Field, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import notify
-from billing.ledger import buyer_wallet, post_transaction, supplier_payable
+from billing.errors import CreditExceedsPaid
+from billing.ledger import buyer_wallet, lock_wallet, post_transaction, supplier_payable
 from billing.models import LedgerTransaction
+from billing.selectors import RentalPayments, rental_payments
 from marketplace.audit import audit_record
 from marketplace.errors import Conflict, Forbidden, InvalidInput
+from marketplace.models import clean_text
+from marketplace.money import CENT
 
 from .errors import OrderErrorCode
 from .locks import problem_report_lock
 from .models import Instance, InstanceStatus, ProblemReport
 
 OPEN_STATUSES = (ProblemReport.Status.OPEN, ProblemReport.Status.ANSWERED)
+
+
+def _max_length(name: str) -> int:
+    field = ProblemReport._meta.get_field(name)
+    if not (isinstance(field, Field) and field.max_length):
+        raise TypeError(f"ProblemReport.{name} has no max_length")
+    return field.max_length
+
+
+DESCRIPTION_MAX_LENGTH = _max_length("description")  # 4000
+ANSWER_MAX_LENGTH = _max_length("supplier_answer")  # 4000
+REASON_MAX_LENGTH = _max_length("resolution_reason")  # 2000
+
+
+def _text(value: str | None, *, field: str, max_length: int, required: str, errors: dict[str, list[str]]) -> str:
+    """The text as stored (line breaks normalized, trimmed), or its problem added to `errors`."""
+    try:
+        text = clean_text(value, max_length=max_length)
+    except ValidationError as error:
+        errors[field] = list(error.messages)
+        return ""
+    if not text:
+        errors[field] = [required]
+    return text
+
+
+def _text_or_invalid(value: str | None, *, field: str, max_length: int, required: str, detail: str) -> str:
+    errors: dict[str, list[str]] = {}
+    text = _text(value, field=field, max_length=max_length, required=required, errors=errors)
+    if errors:
+        raise InvalidInput(detail, fields=errors)
+    return text
 
 
 def report_list_for_user(*, user: User) -> QuerySet[ProblemReport]:
@@ -43,16 +87,19 @@ def report_get_for_user(*, user: User, report_id: int | str) -> ProblemReport:
 def report_create(*, buyer: User, instance: Instance, category: str, description: str) -> ProblemReport:
     if instance.buyer_id != buyer.pk:
         raise Http404("No such instance.")
-    errors = {}
+    errors: dict[str, list[str]] = {}
     if category not in ProblemReport.Category.values:
         errors["category"] = [f"One of {', '.join(ProblemReport.Category.values)}."]
-    if not (description or "").strip():
-        errors["description"] = ["Tell us what happened."]
+    description = _text(
+        description,
+        field="description",
+        max_length=DESCRIPTION_MAX_LENGTH,
+        required="Tell us what happened.",
+        errors=errors,
+    )
     if errors:
         raise InvalidInput("The report is not complete.", fields=errors)
-    report = ProblemReport.objects.create(
-        instance=instance, buyer=buyer, category=category, description=description.strip()
-    )
+    report = ProblemReport.objects.create(instance=instance, buyer=buyer, category=category, description=description)
     for membership in instance.host.organization.memberships.select_related("user"):
         notify(
             user=membership.user,
@@ -70,9 +117,9 @@ def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemR
         raise Forbidden("Only the supplier answers a report.")
     if report.status not in OPEN_STATUSES:
         raise Conflict("This report is resolved.", code=OrderErrorCode.REPORT_RESOLVED)
-    if not (answer or "").strip():
-        raise InvalidInput("An answer cannot be empty.", fields={"answer": ["Required."]})
-    report.supplier_answer = answer.strip()
+    report.supplier_answer = _text_or_invalid(
+        answer, field="answer", max_length=ANSWER_MAX_LENGTH, required="Required.", detail="An answer cannot be empty."
+    )
     report.answered_at = timezone.now()
     report.status = ProblemReport.Status.ANSWERED
     report.save(update_fields=["supplier_answer", "answered_at", "status"])
@@ -85,33 +132,83 @@ def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemR
     return report
 
 
+def report_rental_payments(*, report: ProblemReport) -> RentalPayments:
+    """What the buyer paid for the reported rental and what was already given back for it."""
+    instance = report.instance
+    return rental_payments(
+        buyer=report.buyer,
+        instance_id=instance.pk,
+        order_id=instance.order_id,
+        price_per_hour=instance.price_per_hour,
+        term_hours=instance.order.term_hours,
+        report_ids=instance.problem_reports.values_list("pk", flat=True),
+    )
+
+
+def report_credit_multiple(report: ProblemReport) -> Decimal:
+    """A lost host may earn up to SLA_CREDIT_MULTIPLE times what was paid (the SLA rule); else 1x."""
+    if report.category == ProblemReport.Category.HOST_LOST:
+        return Decimal(settings.SLA_CREDIT_MULTIPLE)
+    return Decimal(1)
+
+
 @transaction.atomic
 def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None, reason: str) -> ProblemReport:
-    """Staff resolve: a credit (charged to the supplier's payable) or a rejection, with a reason."""
+    """Staff resolve: a credit (charged to the supplier's payable) or a rejection, with a reason.
+
+    The credit is at most what the buyer paid for this rental (usage charges and its reserved
+    prepayment), times SLA_CREDIT_MULTIPLE when the host was lost, less what was already given back
+    for it; above that: `credit_exceeds_paid` with the bound in `extra`. Decided under the buyer's
+    wallet lock, so two resolutions (or a refund) on one rental cannot both fit. The supplier's
+    payable may go negative: it then owes, and repays from later earnings before any payout."""
     if not staff.is_staff:
         raise Forbidden("Only staff resolve reports.")
-    if not (reason or "").strip():
-        raise InvalidInput("A resolution needs a reason.", fields={"reason": ["Required."]})
+    reason = _text_or_invalid(
+        reason,
+        field="reason",
+        max_length=REASON_MAX_LENGTH,
+        required="Required.",
+        detail="A resolution needs a reason.",
+    )
     report = problem_report_lock(report_id=report.pk)
     if report.status not in OPEN_STATUSES:
         raise Conflict("This report is already resolved.", code=OrderErrorCode.REPORT_RESOLVED)
-    if credit is not None and (credit <= 0 or credit != credit.quantize(Decimal("0.01"))):
+    if report.buyer_id == staff.pk:
+        raise Forbidden("Staff do not resolve a report on their own rental.")
+    if credit is not None and (credit <= 0 or credit != credit.quantize(CENT)):
         raise InvalidInput("A credit is a positive amount in whole cents.", fields={"credit": ["Invalid amount."]})
     if credit:
+        lock_wallet(report.buyer)
+        payments = report_rental_payments(report=report)
+        multiple = report_credit_multiple(report)
+        if credit > payments.room(multiple):
+            bound = payments.bound(multiple)
+            raise CreditExceedsPaid(
+                f"A credit for this rental is at most ${bound}: the buyer paid ${payments.paid:.2f}"
+                f"{f' (x{multiple} for a lost host)' if multiple != 1 else ''}"
+                f" and ${payments.credited:.2f} was already given back.",
+                fields={"credit": [f"At most ${bound}."]},
+                extra={
+                    "bound": str(bound),
+                    "paid": str(payments.paid),
+                    "credited": str(payments.credited),
+                    "multiple": str(multiple),
+                },
+            )
         post_transaction(
             kind=LedgerTransaction.Kind.REFUND,
             key=f"dispute:{report.pk}",
             created_by=staff,
-            description=f"Dispute {report.pk} on i-{report.instance_id}: {reason.strip()}"[:255],
+            description=f"Dispute {report.pk} on i-{report.instance_id}: {reason}"[:255],
             postings=[
                 (supplier_payable(report.instance.host.organization), -credit),
                 (buyer_wallet(report.buyer), credit),
             ],
-            reference={"problem_report": report.pk},
+            reference={"problem_report": report.pk, "instance": report.instance_id},
         )
     report.status = ProblemReport.Status.REFUNDED if credit else ProblemReport.Status.REJECTED
     report.credit_amount = credit
-    report.resolution_reason = reason.strip()
+    report.resolution_reason = reason
     report.resolved_by = staff
     report.resolved_at = timezone.now()
     report.save(update_fields=["status", "credit_amount", "resolution_reason", "resolved_by", "resolved_at"])
@@ -119,14 +216,14 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
         action=f"dispute.{report.status}",
         obj=report,
         actor=staff,
-        reason=reason.strip(),
+        reason=reason,
         after={"credit": str(credit) if credit else None},
     )
     notify(
         user=report.buyer,
         kind="problem_report",
         title=f"Your report on i-{report.instance_id} was {report.get_status_display().lower()}",
-        body=reason.strip(),
+        body=reason,
     )
     return report
 

@@ -1,5 +1,8 @@
 from django import forms
 
+from billing.forms import CleanTextField, MoneyField
+
+from .disputes import ANSWER_MAX_LENGTH, REASON_MAX_LENGTH
 from .models import RESERVED_TERMS_HOURS, Pricing
 from .requests import OrderRequest
 
@@ -46,3 +49,38 @@ class RentForm(forms.Form):
 
 class SpendLimitForm(forms.Form):
     spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, label="Limit ($/hour)")
+
+
+class ReportAnswerForm(forms.Form):
+    """The supplier's answer to a problem report."""
+
+    answer = CleanTextField(
+        max_length=ANSWER_MAX_LENGTH,
+        label="Your answer",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"required": "An answer cannot be empty."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "answer_%s")
+        super().__init__(*args, **kwargs)
+
+
+class ReportResolveForm(forms.Form):
+    """Staff resolve a report: a credit to the buyer (charged to the supplier) or, empty, a rejection."""
+
+    credit = MoneyField(
+        required=False,
+        label="Credit to the buyer (USD, charged to the supplier; empty to reject)",
+        invalid_message="A credit is a positive amount in whole cents, such as 12.50.",
+    )
+    reason = CleanTextField(
+        max_length=REASON_MAX_LENGTH,
+        label="Reason (both parties see it)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "A resolution needs a reason."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "resolve_%s")
+        super().__init__(*args, **kwargs)

@@ -6,15 +6,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from django.core.exceptions import ValidationError
+
 from marketplace.broker import Location, Requirements
 from marketplace.errors import InvalidInput
-from marketplace.models import InstanceType, Offer, Region
+from marketplace.models import InstanceType, Offer, Region, validate_clean_text
 from marketplace.money import quantize_price
 
 from .errors import OfferSoldOut
 from .models import RESERVED_TERMS_HOURS, Pricing
 
 MAX_COUNT = 64
+MAX_COMMAND_LENGTH = 4000  # Order.command; it is sent to the host agent as is
 
 
 @dataclass
@@ -82,8 +85,12 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         errors["terminate_after_hours"] = ["Between 1 and 8784 hours."]
     if not for_quote:
         image = (request.image or "").strip()
-        if not image or len(image) > 255 or any(ch.isspace() for ch in image):
+        if not image or len(image) > 255 or not all(ch.isprintable() and not ch.isspace() for ch in image):
             errors["image"] = ["A container image reference such as pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime."]
+        try:
+            validate_clean_text(request.command or "", max_length=MAX_COMMAND_LENGTH)
+        except ValidationError as error:
+            errors["command"] = list(error.messages)
 
     instance_type = offer_host_id = requirements = region_id = near = None
     if request.instance_type not in (None, ""):

@@ -1,5 +1,9 @@
 """SLA credits: a rented instance that lost its host beyond the grace period earns its buyer a
-credit charged to the supplier, with the heartbeat gap as evidence. No ticket needed."""
+credit charged to the supplier, with the heartbeat gap as evidence. No ticket needed.
+
+The credit is charged to the supplier's payable even when that takes it below zero: a negative
+payable is what the supplier owes ("owed by supplier" on its earnings page), repaid from its later
+earnings before any payout (`billing.payouts`), never a separate balance."""
 
 from __future__ import annotations
 

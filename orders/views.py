@@ -9,14 +9,13 @@ from django.views.decorators.http import require_POST
 
 from accounts.services import buyer_set_spend_limit
 from billing.selectors import money_sum
-from marketplace.errors import ApplicationError, InvalidInput
+from marketplace.errors import ApplicationError, Forbidden
 from marketplace.forms import add_service_errors
-from marketplace.money import parse_money
 from marketplace.selectors import offer_list
 from marketplace.views import posted_text
 
 from . import disputes, lifecycle, placement, price_changes, quotes, selectors
-from .forms import RentForm, SpendLimitForm
+from .forms import RentForm, ReportAnswerForm, ReportResolveForm, SpendLimitForm
 from .models import Instance, InstanceStatus, ProblemReport
 from .state import TRANSITIONS
 
@@ -152,41 +151,51 @@ def instance_report(request, instance_id: int):
     return redirect("orders:report_detail", report_id=report.pk)
 
 
-def _posted_credit(request) -> Decimal | None:
-    """The credit of a resolution: none when left empty (a rejection), else dollars and cents."""
-    raw = (request.POST.get("credit") or "").strip()
-    if not raw:
-        return None
-    credit = parse_money(raw)
-    if credit is None:
-        raise InvalidInput(
-            "A credit is a positive amount in whole cents, such as 12.50.", fields={"credit": ["Invalid amount."]}
-        )
-    return credit
-
-
 @login_required
 def report_detail(request, report_id: int):
-    """One report: the buyer, the supplier (answer) and staff (evidence, resolve) each see their part."""
+    """One report: the buyer, the supplier (answer) and staff (evidence, resolve) each see their part.
+    A refused answer or resolution is shown again with its errors next to the fields, as typed."""
     report = disputes.report_get_for_user(user=request.user, report_id=report_id)
-    if request.method == "POST":
+    action = request.POST.get("action") if request.method == "POST" else None
+    answer_form = ReportAnswerForm(request.POST if action == "answer" else None)
+    resolve_form = ReportResolveForm(request.POST if action == "resolve" else None)
+    posted = {"answer": answer_form, "resolve": resolve_form}.get(action or "")
+    if posted is not None and posted.is_valid():
         try:
-            if request.POST.get("action") == "answer":
-                disputes.report_answer(user=request.user, report=report, answer=posted_text(request, "answer"))
-            elif request.POST.get("action") == "resolve":
+            if action == "answer":
+                disputes.report_answer(user=request.user, report=report, answer=posted.cleaned_data["answer"])
+            else:
                 disputes.report_resolve(
                     staff=request.user,
                     report=report,
-                    credit=_posted_credit(request),
-                    reason=posted_text(request, "reason"),
+                    credit=posted.cleaned_data["credit"],
+                    reason=posted.cleaned_data["reason"],
                 )
         except ApplicationError as error:
-            messages.error(request, error.detail)
+            add_service_errors(posted, error)
+            report.refresh_from_db()  # resolved meanwhile by someone else: the forms go away
+            if report.resolved_at or isinstance(error, Forbidden):  # no form left to show the error on
+                messages.error(request, error.detail)
         else:
             messages.success(request, "Saved.")
+            return redirect("orders:report_detail", report_id=report.pk)
+    elif request.method == "POST" and posted is None:
         return redirect("orders:report_detail", report_id=report.pk)
     is_supplier = report.instance.host.organization.memberships.filter(user=request.user).exists()
-    context = {"report": report, "is_supplier": is_supplier}
+    context = {
+        "report": report,
+        "is_supplier": is_supplier,
+        "answer_form": answer_form,
+        "resolve_form": resolve_form,
+    }
     if request.user.is_staff:
         context["evidence"] = disputes.report_evidence(report=report)
+        payments = disputes.report_rental_payments(report=report)
+        multiple = disputes.report_credit_multiple(report)
+        context["credit_bound"] = {
+            "paid": payments.paid,
+            "credited": payments.credited,
+            "multiple": multiple,
+            "bound": payments.bound(multiple),
+        }
     return render(request, "orders/report_detail.html", context)

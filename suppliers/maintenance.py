@@ -9,18 +9,21 @@ import datetime as dt
 from datetime import datetime, timedelta
 from typing import cast
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from marketplace.errors import Forbidden, InvalidInput
+from marketplace.models import validate_clean_text
 
 from .locks import host_lock, host_lock_if_present
 from .models import Host, MaintenanceWindow
 from .offers import offers_refresh_for_host
 
 MAX_MAINTENANCE = timedelta(days=7)
+MAX_REASON_LENGTH = 500  # MaintenanceWindow.reason
 
 
 @transaction.atomic
@@ -48,6 +51,11 @@ def maintenance_window_create(
         errors["ends_at"] = ["At most 7 days."]
     if not (reason or "").strip():
         errors["reason"] = ["Tell renters why."]
+    else:
+        try:
+            validate_clean_text(reason, max_length=MAX_REASON_LENGTH)
+        except ValidationError as error:
+            errors["reason"] = list(error.messages)
     if errors:
         raise InvalidInput("The maintenance window is not valid.", fields=errors)
     host = host_lock(host_id=host.pk)

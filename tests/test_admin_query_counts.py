@@ -71,6 +71,7 @@ def grow(count: int, *, staff, buyer) -> None:
         Group.objects.create(name=f"QA group {k}")
         api_key_issue(user=buyer, name=f"key {k}")
         credit_note_issue(user=buyer, amount=Decimal("1.00"), reason=f"Goodwill {k}", staff=staff)
+        credit_note_issue(user=buyer, amount=Decimal("150.00"), reason=f"Big goodwill {k}", staff=staff)  # a request
         TopUp.objects.create(user=buyer, amount=Decimal("10.00"))
         StripeEvent.objects.create(event_id=f"evt_qa_{k}", type="charge.succeeded", payload={}, handled=False)
         Payout.objects.create(organization=organization, amount=Decimal("1.00"), stripe_account_id=f"acct_qa_{k}")

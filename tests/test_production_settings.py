@@ -211,3 +211,10 @@ def test_development_settings_are_not_judged(settings):
     settings.SECRET_KEY = settings.DEVELOPMENT_DEFAULTS["SECRET_KEY"]
     settings.STRIPE_SECRET_KEY = settings.DEVELOPMENT_DEFAULTS["STRIPE_SECRET_KEY"]
     assert reported() == set()
+
+
+def test_a_secret_key_starting_with_a_dollar_sign_is_taken_as_is(tmp_path):
+    """Generated keys can start with "$", which django-environ would read as another variable's name."""
+    values = real_looking_values() | {"SECRET_KEY": "$" + get_random_secret_key()}
+    result = production(tmp_path, *CHECK_DEPLOY, **values)
+    assert result.returncode == 0, result.stdout + result.stderr

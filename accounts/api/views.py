@@ -65,10 +65,13 @@ class MeView(APIView):
 
     @extend_schema(request=SpendLimitSerializer, responses=MeSerializer)
     def patch(self, request):
-        """Set your ceiling on the total hourly price of your live instances."""
-        data = SpendLimitSerializer(data=request.data)
+        """Set your ceiling on the total hourly price of your live instances. A PATCH changes only
+        the fields it names: an empty one changes nothing."""
+        data = SpendLimitSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        user = services.buyer_set_spend_limit(
-            buyer=request.user, limit_per_hour=data.validated_data["spend_limit_per_hour"]
-        )
+        user = request.user
+        if "spend_limit_per_hour" in data.validated_data:
+            user = services.buyer_set_spend_limit(
+                buyer=user, limit_per_hour=data.validated_data["spend_limit_per_hour"]
+            )
         return Response(MeSerializer(user).data)

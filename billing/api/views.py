@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -171,16 +171,25 @@ class StatementListView(APIView):
         return Response({"results": [{"month": m, "url": request.build_absolute_uri(f"{m}/")} for m in months]})
 
 
+MONTH_PATTERN = r"^(?!0000)\d{4}-(?:0[1-9]|1[0-2])$"
+
+
 class StatementView(CheckedLookupMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses=StatementSerializer)
+    @extend_schema(
+        responses=StatementSerializer,
+        parameters=[
+            OpenApiParameter("month", str, OpenApiParameter.PATH, pattern=MONTH_PATTERN, description="YYYY-MM")
+        ],
+    )
     def get(self, request, month: str):
         return Response(StatementSerializer(selectors.statement(user=request.user, month=month)).data)
 
 
 class EarningsView(APIView):
-    """Suppliers: payable balance, what was paid out, and settled earnings per host."""
+    """Suppliers: payable balance, what the supplier owes (credits charged beyond its earnings, repaid
+    from later earnings before any payout), what was paid out, and settled earnings per host."""
 
     permission_classes = [permissions.IsAuthenticated]
 
@@ -194,6 +203,7 @@ class EarningsView(APIView):
         return Response(
             {
                 "payable": str(earnings["payable"]),
+                "owed_by_supplier": str(earnings["owed_by_supplier"]),
                 "paid_out": str(earnings["paid_out"]),
                 "currency": "USD",
                 "revenue_by_host": [{**row, "earned": str(row["earned"])} for row in by_host],

@@ -20,7 +20,7 @@ class AcceleratorModelSerializer(serializers.ModelSerializer):
 
 
 class InstanceTypeSerializer(serializers.ModelSerializer):
-    accelerator_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    accelerator_model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)  # CPU types
     accelerator_kind = serializers.CharField(read_only=True)
     accelerator_memory_gb = serializers.SerializerMethodField()
 
@@ -67,7 +67,7 @@ class OfferSerializer(serializers.ModelSerializer):
     ram_gb = serializers.IntegerField(source="instance_type.ram_gb", read_only=True)
     disk_gb = serializers.IntegerField(source="instance_type.disk_gb", read_only=True)
     region = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    zone = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    zone = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     supplier = serializers.CharField(source="host.organization.name", read_only=True)
     host = serializers.IntegerField(source="host_id", read_only=True)
     slicing_policy = serializers.CharField(source="host.slicing_policy", read_only=True)

@@ -261,6 +261,9 @@ RESERVED_CANCELLATION_FEE = Decimal(env.str("RESERVED_CANCELLATION_FEE", default
 SLA_GRACE_SECONDS = env.int("SLA_GRACE_SECONDS", default=300)
 SLA_CREDIT_MULTIPLE = Decimal(env.str("SLA_CREDIT_MULTIPLE", default="5"))
 PAYOUT_MINIMUM = Decimal(env.str("PAYOUT_MINIMUM", default="10"))
+# Staff credit notes: above CREDIT_NOTE_APPROVAL_ABOVE a second staff member approves; none above CREDIT_NOTE_MAX.
+CREDIT_NOTE_APPROVAL_ABOVE = Decimal(env.str("CREDIT_NOTE_APPROVAL_ABOVE", default="100.00"))
+CREDIT_NOTE_MAX = Decimal(env.str("CREDIT_NOTE_MAX", default="10000.00"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="marketplace@example.com")

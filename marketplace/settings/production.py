@@ -6,15 +6,29 @@ SECRET_KEY) is an error of the system checks (marketplace/settings/checks.py): r
 `manage.py check --deploy --fail-level WARNING` before serving; `migrate` refuses too.
 """
 
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import TRUSTED_PROXY_COUNT, env
 
+
+def secret(name: str) -> str:
+    """A secret from the environment, taken as is. django-environ reads a value that starts with "$"
+    as the name of another variable, and generated keys can start with "$"."""
+    try:
+        return os.environ[name]
+    except KeyError:
+        raise ImproperlyConfigured(f"Set the {name} environment variable.") from None
+
+
 PRODUCTION = True
 DEBUG = False
-SECRET_KEY = env("SECRET_KEY")
+SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+STRIPE_SECRET_KEY = secret("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = secret("STRIPE_WEBHOOK_SECRET")
 
 # HTTPS only. Behind a TLS-terminating proxy, set TRUSTED_PROXY_COUNT so Django believes the proxy's
 # X-Forwarded-Proto (otherwise the redirect below loops); with no proxy nobody's header is believed.

@@ -121,7 +121,7 @@ class InstanceDetailSerializer(InstanceSerializer):
 
 class OrderSerializer(serializers.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    region = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    region = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     instances = InstanceSerializer(many=True, read_only=True)
 
     class Meta:

@@ -1,12 +1,16 @@
 """Problem reports: buyer files, supplier answers, staff resolve with evidence; scoping."""
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.ledger import supplier_payable
+from billing.models import UsageRecord
 from billing.selectors import account_balance, wallet_balance
+from billing.settlement import settle_usage
 from orders.models import ProblemReport
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
@@ -26,7 +30,24 @@ def instance(buyer, l4_host):
     return order(buyer).instances.get()
 
 
+def paid_for(instance, hours: int) -> None:
+    """The buyer pays for `hours` of the instance (a settled usage record): what a credit may give back."""
+    start = timezone.now() - dt.timedelta(hours=hours)
+    UsageRecord.objects.create(
+        instance=instance,
+        buyer=instance.buyer,
+        organization=instance.host.organization,
+        kind=UsageRecord.Kind.COMPUTE,
+        window_start=start,
+        window_end=start + dt.timedelta(hours=hours),
+        seconds=3600 * hours,
+        rate_per_hour=instance.price_per_hour,
+    )
+    settle_usage()
+
+
 def test_report_answer_and_resolve_with_a_credit(buyer, supplier, staff, instance, supplier_org):
+    paid_for(instance, hours=10)  # $4.00 paid: a $3.50 credit fits
     buyer_api, supplier_api, staff_api = bearer_client(buyer), bearer_client(supplier), bearer_client(staff)
     created = buyer_api.post(
         "/api/v1/problem-reports/",
@@ -103,6 +124,7 @@ def test_reports_are_visible_only_to_their_parties(buyer, instance):
 
 
 def test_report_pages(client, buyer, staff, instance):
+    paid_for(instance, hours=3)  # $1.20 paid: a $1.00 credit fits
     client.force_login(buyer)
     response = client.post(
         reverse("orders:instance_report", args=[instance.pk]),

@@ -1,0 +1,151 @@
+"""Forms of the staff billing page. They parse what was typed (money through `parse_money`, ids
+as ASCII whole numbers, text without control characters) and show each problem next to its field,
+keeping what was typed; the flows in `billing.adjustments` decide the rest."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from accounts.models import User
+from marketplace.api.inputs import whole_number
+from marketplace.errors import ErrorCode
+from marketplace.models import validate_clean_text
+from marketplace.money import parse_money
+
+from .adjustments import REASON_MAX_LENGTH
+from .models import CreditNoteRequest, LedgerTransaction
+
+
+class CleanTextField(forms.CharField):
+    """Free text: trimmed, line breaks as newlines, at most `max_length` characters and no control
+    characters but newline and tab (`marketplace.models.validate_clean_text`)."""
+
+    def __init__(self, *, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.text_max_length = max_length
+        self.widget.attrs.setdefault("maxlength", str(max_length))
+
+    def to_python(self, value):
+        text = super().to_python(value).replace("\r\n", "\n").replace("\r", "\n")
+        validate_clean_text(text, max_length=self.text_max_length)
+        return text
+
+
+class MoneyField(forms.Field):
+    """Dollars and cents as typed ("25", "25.50"): a Decimal, never a float; exponents, NaN,
+    other scripts' digits and the like are a field error with `invalid_message`."""
+
+    widget = forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
+
+    def __init__(self, *, invalid_message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.invalid_message = invalid_message
+
+    def to_python(self, value) -> Decimal | None:
+        text = (value or "").strip() if isinstance(value, str) else ""
+        if not text:
+            return None
+        amount = parse_money(text)
+        if amount is None:
+            raise ValidationError(self.invalid_message, code=ErrorCode.INVALID)
+        return amount
+
+
+class WholeNumberField(forms.Field):
+    """An id typed by staff: ASCII digits only (`marketplace.api.inputs.whole_number`)."""
+
+    widget = forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"})
+
+    def __init__(self, *, invalid_message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.invalid_message = invalid_message
+        self.error_messages["required"] = invalid_message
+
+    def to_python(self, value) -> int | None:
+        text = (value or "").strip() if isinstance(value, str) else ""
+        if not text:
+            return None
+        number = whole_number(text)
+        if number is None:
+            raise ValidationError(self.invalid_message, code=ErrorCode.INVALID)
+        return number
+
+
+def _reason_field(label: str, required_message: str) -> CleanTextField:
+    return CleanTextField(max_length=REASON_MAX_LENGTH, label=label, error_messages={"required": required_message})
+
+
+class CreditNoteForm(forms.Form):
+    """A credit note to a buyer; above CREDIT_NOTE_APPROVAL_ABOVE it becomes a request for approval."""
+
+    action = "credit"
+
+    email = CleanTextField(max_length=254, label="Buyer email", error_messages={"required": "Enter the buyer's email."})
+    amount = MoneyField(
+        label="Amount (USD)",
+        invalid_message="Enter the amount in dollars and cents, such as 25.00.",
+        error_messages={"required": "Enter the amount in dollars and cents, such as 25.00."},
+    )
+    reason = _reason_field("Reason (the buyer sees it)", "A credit note needs a reason.")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "credit_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["email"].widget.input_type = "email"
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        self.buyer = User.objects.filter(email__iexact=email).first()
+        if self.buyer is None:
+            raise ValidationError("No account with that email.", code=ErrorCode.NOT_FOUND)
+        return email
+
+
+class UsageRefundForm(forms.Form):
+    """A refund that reverses one usage charge exactly."""
+
+    action = "refund"
+
+    transaction = WholeNumberField(
+        label="Ledger transaction id", invalid_message="Enter the transaction id (a whole number)."
+    )
+    reason = _reason_field("Reason", "A refund needs a reason.")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "refund_%s")
+        super().__init__(*args, **kwargs)
+
+    def clean_transaction(self) -> LedgerTransaction:
+        ledger_transaction = LedgerTransaction.objects.filter(pk=self.cleaned_data["transaction"]).first()
+        if ledger_transaction is None:
+            raise ValidationError("No such transaction.", code=ErrorCode.NOT_FOUND)
+        return ledger_transaction
+
+
+class CreditNoteDecisionForm(forms.Form):
+    """Approve or reject one pending credit note request (a reason is needed to reject)."""
+
+    DECISIONS = ("approve", "reject")
+
+    request = WholeNumberField(invalid_message="Choose a credit note request.")
+    decision = forms.ChoiceField(choices=[(d, d.capitalize()) for d in DECISIONS])
+    reason = CleanTextField(max_length=REASON_MAX_LENGTH, required=False, label="Reason to reject")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "decision_%s")
+        super().__init__(*args, **kwargs)
+
+    def clean_request(self) -> CreditNoteRequest:
+        request = CreditNoteRequest.objects.filter(pk=self.cleaned_data["request"]).first()
+        if request is None:
+            raise ValidationError("No such credit note request.", code=ErrorCode.NOT_FOUND)
+        return request
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "reject" and not data.get("reason"):
+            self.add_error("reason", "A rejection needs a reason.")
+        return data
