@@ -103,3 +103,20 @@ def l4_host_data(**overrides) -> dict:
         "price_per_unit_hour": Decimal("0.40"),
     }
     return {**defaults, **overrides}
+
+
+def dsa_model(*, slug: str, name: str) -> AcceleratorModel:
+    """A small dedicated accelerator for the catalog, for tests that need new catalog rows."""
+    return AcceleratorModel.objects.create(
+        vendor="Test",
+        name=name,
+        slug=slug,
+        kind="dsa",
+        memory_gb=16,
+        bf16_tflops=Decimal("10.0"),
+        fp32_tflops=Decimal("5.0"),
+        tdp_watts=75,
+        vcpus_per_unit=4,
+        ram_gb_per_unit=16,
+        disk_gb_per_unit=100,
+    )

@@ -20,13 +20,13 @@ from accounts.services import api_key_issue, notify
 from billing.adjustments import credit_note_issue
 from billing.models import Payout, StripeEvent, TopUp, UsageRecord
 from billing.settlement import settle_usage
-from marketplace.models import AcceleratorModel, IdempotencyRecord, InstanceType, Region, Zone
+from marketplace.models import IdempotencyRecord, InstanceType, Region, Zone
 from orders.agent import instance_agent_report
 from orders.disputes import report_create
 from suppliers.agent_services import agent_register, host_registration_token_issue
 from suppliers.documents import organization_document_upload
 from suppliers.models import HostOutage, MaintenanceWindow
-from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
+from tests.factories import HostFactory, OrganizationFactory, UserFactory, dsa_model, l4_host_data
 from tests.orders.conftest import order
 
 pytestmark = pytest.mark.django_db
@@ -88,19 +88,7 @@ def grow(count: int, *, staff, buyer) -> None:
             code=f"qa-{k}", name=f"QA {k}", tier="cloud", country="US", latitude=Decimal(1), longitude=Decimal(1)
         )
         Zone.objects.create(region=region, code=f"qa-{k}a", name="A")
-        model = AcceleratorModel.objects.create(
-            vendor="QA",
-            name=f"QA Part {k}",
-            slug=f"qa-part-{k}",
-            kind="dsa",
-            memory_gb=16,
-            bf16_tflops=Decimal("10.0"),
-            fp32_tflops=Decimal("5.0"),
-            tdp_watts=75,
-            vcpus_per_unit=4,
-            ram_gb_per_unit=16,
-            disk_gb_per_unit=100,
-        )
+        model = dsa_model(slug=f"qa-part-{k}", name=f"QA Part {k}")
         InstanceType.objects.create(
             name=f"qa-part-{k}.1x", accelerator_model=model, accelerator_count=1, vcpus=4, ram_gb=16, disk_gb=100
         )

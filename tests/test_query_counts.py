@@ -37,7 +37,7 @@ from suppliers.agent_services import agent_register, host_registration_token_iss
 from suppliers.documents import organization_document_upload
 from suppliers.models import Host, MaintenanceWindow, Organization
 from tests.conftest import bearer_client
-from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
+from tests.factories import HostFactory, OrganizationFactory, UserFactory, dsa_model, l4_host_data
 from tests.orders.conftest import order
 
 pytestmark = pytest.mark.django_db
@@ -233,21 +233,7 @@ def test_api_accelerator_models(buyer_api):
         made = []
         for _ in range(n):
             k = next(_serial)
-            made.append(
-                AcceleratorModel.objects.create(
-                    vendor="QC",
-                    name=f"QC Part {k}",
-                    slug=f"qc-part-{k}",
-                    kind="dsa",
-                    memory_gb=16,
-                    bf16_tflops=Decimal("10.0"),
-                    fp32_tflops=Decimal("5.0"),
-                    tdp_watts=75,
-                    vcpus_per_unit=4,
-                    ram_gb_per_unit=16,
-                    disk_gb_per_unit=100,
-                ).slug
-            )
+            made.append(dsa_model(slug=f"qc-part-{k}", name=f"QC Part {k}").slug)
         return made
 
     assert_constant_queries(

@@ -4,7 +4,6 @@ paid nothing until later earnings repay it. The staff page validates like the bu
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -23,10 +22,9 @@ from billing.errors import (
     SecondApproverRequired,
 )
 from billing.ledger import platform_account, post_transaction, supplier_payable
-from billing.models import CreditNoteRequest, LedgerTransaction, Payout, UsageRecord
+from billing.models import CreditNoteRequest, LedgerTransaction, Payout
 from billing.payouts import payout_transfer, payouts_create
 from billing.selectors import account_balance, supplier_earnings, wallet_balance
-from billing.settlement import settle_usage
 from marketplace.errors import ApplicationError, Forbidden, InvalidInput
 from marketplace.models import AuditEntry
 from orders.disputes import report_resolve
@@ -34,7 +32,7 @@ from orders.models import ProblemReport
 from tests.billing.test_stripe import stripe_api  # noqa: F401 - the fake Stripe server fixture
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
-from tests.orders.conftest import order
+from tests.orders.conftest import order, usage_paid
 from tests.test_query_counts import assert_constant_queries, body
 
 pytestmark = pytest.mark.django_db
@@ -48,24 +46,6 @@ def staff(db):
 @pytest.fixture
 def second_staff(db):
     return UserFactory(email="second-staff@example.com", is_staff=True, credit=0)
-
-
-def usage_paid(instance, seconds: int) -> LedgerTransaction:
-    """One settled usage record of `seconds` for the instance: the buyer's wallet pays for it."""
-    start = timezone.now() - dt.timedelta(seconds=seconds + 60)
-    record = UsageRecord.objects.create(
-        instance=instance,
-        buyer=instance.buyer,
-        organization=instance.host.organization,
-        kind=UsageRecord.Kind.COMPUTE,
-        window_start=start,
-        window_end=start + dt.timedelta(seconds=seconds),
-        seconds=seconds,
-        rate_per_hour=instance.price_per_hour,
-    )
-    settle_usage()
-    record.refresh_from_db()
-    return record.settled_by
 
 
 def earn(organization, amount: str, key: str) -> None:

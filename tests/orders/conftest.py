@@ -1,6 +1,10 @@
+import datetime as dt
+
 import pytest
 from django.utils import timezone
 
+from billing.models import LedgerTransaction, UsageRecord
+from billing.settlement import settle_usage
 from orders.agent import instance_agent_report
 from orders.placement import order_place
 from orders.requests import OrderRequest
@@ -33,3 +37,21 @@ def order(buyer, **fields):
 
 def at(seconds: float):
     return timezone.now() + timezone.timedelta(seconds=seconds)
+
+
+def usage_paid(instance, seconds: int) -> LedgerTransaction:
+    """One settled usage record of `seconds` for the instance, paid from the buyer's wallet."""
+    start = timezone.now() - dt.timedelta(seconds=seconds + 60)
+    record = UsageRecord.objects.create(
+        instance=instance,
+        buyer=instance.buyer,
+        organization=instance.host.organization,
+        kind=UsageRecord.Kind.COMPUTE,
+        window_start=start,
+        window_end=start + dt.timedelta(seconds=seconds),
+        seconds=seconds,
+        rate_per_hour=instance.price_per_hour,
+    )
+    settle_usage()
+    record.refresh_from_db()
+    return record.settled_by

@@ -17,9 +17,8 @@ from django.utils import timezone
 from billing.adjustments import usage_refund
 from billing.errors import CreditExceedsPaid
 from billing.ledger import supplier_payable
-from billing.models import LedgerTransaction, UsageRecord
+from billing.models import LedgerTransaction
 from billing.selectors import account_balance, wallet_balance
-from billing.settlement import settle_usage
 from marketplace.errors import ApplicationError, Forbidden, InvalidInput
 from orders.disputes import report_answer, report_create, report_resolve
 from orders.models import Instance, ProblemReport
@@ -27,6 +26,7 @@ from orders.sla import sla_credits_for_outage
 from suppliers.models import HostOutage
 from tests.conftest import bearer_client
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
+from tests.orders.conftest import usage_paid
 
 from .conftest import order
 
@@ -36,24 +36,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(db):
     return UserFactory(is_staff=True, credit=0)
-
-
-def usage_paid(instance, seconds: int) -> LedgerTransaction:
-    """One settled usage record of `seconds` for the instance, paid from the buyer's wallet."""
-    start = timezone.now() - dt.timedelta(seconds=seconds + 60)
-    record = UsageRecord.objects.create(
-        instance=instance,
-        buyer=instance.buyer,
-        organization=instance.host.organization,
-        kind=UsageRecord.Kind.COMPUTE,
-        window_start=start,
-        window_end=start + dt.timedelta(seconds=seconds),
-        seconds=seconds,
-        rate_per_hour=instance.price_per_hour,
-    )
-    settle_usage()
-    record.refresh_from_db()
-    return record.settled_by
 
 
 def report_on(instance, category: str = "performance") -> ProblemReport:
