@@ -5,7 +5,9 @@ Every staff money action is bounded:
 - a credit note above CREDIT_NOTE_MAX is refused (`credit_note_too_large`);
 - a credit note above CREDIT_NOTE_APPROVAL_ABOVE is only requested: a pending `CreditNoteRequest`,
   nothing posted, until a second staff member approves it (the requester never can:
-  `second_approver_required`) or someone rejects it with a reason;
+  `second_approver_required`) or someone rejects it with a reason. The threshold is a rolling one:
+  what the same staff member credited alone in the last CREDIT_NOTE_APPROVAL_WINDOW counts, so ten
+  notes of $99 are not a way around one of $990;
 - a usage refund reverses one settled usage charge that the buyer's wallet paid, once
   (`already_refunded`), and never more than the buyer paid for that rental less what was already
   given back for it (`credit_exceeds_paid`);
@@ -22,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.locks import user_lock
 from accounts.models import User
 from accounts.services import notify
 from marketplace.audit import audit_record
@@ -33,7 +36,7 @@ from .errors import AlreadyRefunded, CreditExceedsPaid, CreditNoteDecided, Credi
 from .ledger import Kind, buyer_wallet, lock_wallet, platform_account, post_transaction
 from .locks import credit_note_request_lock
 from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerPosting, LedgerTransaction, UsageRecord
-from .selectors import money_sum, rental_payments
+from .selectors import credited_alone_recently, money_sum, rental_payments
 
 REASON_MAX_LENGTH = 2000
 
@@ -85,8 +88,11 @@ def credit_note_issue(
     _check_staff(staff, buyer_id=user.pk, what="issue credit notes")
     reason = staff_reason(reason, what="A credit note")
     amount = _check_amount(amount)
-    if amount > Decimal(settings.CREDIT_NOTE_APPROVAL_ABOVE):
-        with transaction.atomic():
+    with transaction.atomic():
+        # The staff member's row serializes their own credit notes, so two at once cannot both
+        # stay under the rolling threshold.
+        user_lock(user_id=staff.pk)
+        if amount + credited_alone_recently(staff) > Decimal(settings.CREDIT_NOTE_APPROVAL_ABOVE):
             request = CreditNoteRequest.objects.create(user=user, amount=amount, reason=reason, requested_by=staff)
             audit_record(
                 action="credit_note.requested",
@@ -95,8 +101,7 @@ def credit_note_issue(
                 reason=reason,
                 after={"user": user.pk, "amount": str(amount), "requested_by": staff.pk, "status": request.status},
             )
-        return request
-    with transaction.atomic():
+            return request
         ledger_transaction = post_transaction(
             kind=LedgerTransaction.Kind.CREDIT,
             key=f"credit-note:{uuid.uuid4()}",

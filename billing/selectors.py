@@ -302,3 +302,17 @@ def daily_spend(*, user: User, days: int = 14) -> list[dict]:
         totals[created_at.date()] = totals.get(created_at.date(), Decimal(0)) - amount
     peak = max(totals.values()) or Decimal(1)
     return [{"day": day, "amount": amount, "percent": int(amount / peak * 100)} for day, amount in totals.items()]
+
+
+def credited_alone_recently(staff: User) -> Decimal:
+    """What `staff` credited buyers without a second approver within CREDIT_NOTE_APPROVAL_WINDOW
+    (credit notes at or under the approval threshold, posted under keys `credit-note:<uuid>`)."""
+    since = timezone.now() - settings.CREDIT_NOTE_APPROVAL_WINDOW
+    postings = LedgerPosting.objects.filter(
+        transaction__kind=LedgerTransaction.Kind.CREDIT,
+        transaction__key__startswith="credit-note:",
+        transaction__created_by=staff,
+        transaction__created_at__gte=since,
+        amount__gt=0,
+    )
+    return money_sum(postings)

@@ -247,10 +247,14 @@ def validate_printable(value: str) -> None:
         raise ValidationError("Use printable characters only (no control characters).", code=ErrorCode.NOT_PRINTABLE)
 
 
-# Control characters nobody types in free text: C0 but tab, newline and carriage return (a line break
-# is CRLF in a form post), DEL, C1, and lone surrogates (UTF-8 cannot store them). The same set as
-# the API body parser refuses (`marketplace.api.inputs.CONTROL_CHARACTERS`).
-_UNCLEAN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# Characters nobody types in free text: C0 controls but tab, newline and carriage return (a line
+# break is CRLF in a form post), DEL, C1, lone surrogates (UTF-8 cannot store them), and the bidi
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) that make a name or a command
+# display as something other than what it is. Written as a regex character class in escapes, so
+# the same text serves Python's `re` and the API schema's JSON Schema pattern; the API body parser
+# refuses the same set (`marketplace.api.inputs.CONTROL_CHARACTERS`).
+UNCLEAN_TEXT_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
+_UNCLEAN_TEXT = re.compile(f"[{UNCLEAN_TEXT_CLASS}]")
 
 
 def validate_clean_text(value: str, *, max_length: int) -> None:

@@ -13,15 +13,16 @@ from .models import AcceleratorModel, InstanceType, Offer, Region, Zone
 
 
 def offers_delist_expired(*, batch_size: int = 500) -> int:
-    """Remove offers whose host's offer end date has passed. Returns how many were removed.
+    """Take offers past their end date off sale (count 0). Returns how many were taken off.
 
-    Listing already hides them (see `OfferQuerySet.listed`); this keeps the table to what is live.
+    Listing already hides them (see `OfferQuerySet.listed`); the row stays so that an order pinned
+    to it is told it is no longer listed rather than that it never existed.
     """
-    expired_ids = list(Offer.objects.filter(listed_until__lte=timezone.now()).values_list("pk", flat=True)[:batch_size])
+    expired = Offer.objects.filter(listed_until__lte=timezone.now(), available_count__gt=0)
+    expired_ids = list(expired.values_list("pk", flat=True)[:batch_size])
     if not expired_ids:
         return 0
-    deleted, _ = Offer.objects.filter(pk__in=expired_ids, listed_until__lte=timezone.now()).delete()
-    return deleted
+    return expired.filter(pk__in=expired_ids).update(available_count=0)
 
 
 @transaction.atomic

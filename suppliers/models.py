@@ -12,8 +12,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.capacity import SlicingPolicy
-from marketplace.models import validate_printable
+from marketplace.models import validate_clean_text, validate_printable
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
+
+ORGANIZATION_DESCRIPTION_MAX_LENGTH = 2000
+
+
+def validate_organization_description(value: str) -> None:
+    """A supplier's description is free text buyers read: bounded, no control or bidi characters."""
+    validate_clean_text(value, max_length=ORGANIZATION_DESCRIPTION_MAX_LENGTH)
 
 
 class Organization(models.Model):
@@ -28,7 +35,7 @@ class Organization(models.Model):
     name = models.CharField(max_length=150, unique=True, validators=[validate_printable])
     legal_name = models.CharField(max_length=200, blank=True, validators=[validate_printable])
     website = models.URLField(blank=True)
-    description = models.TextField(blank=True, max_length=2000)
+    description = models.TextField(blank=True, max_length=2000, validators=[validate_organization_description])
     contact_name = models.CharField(max_length=150, validators=[validate_printable])
     contact_email = models.EmailField()
     contact_phone = models.CharField(

@@ -107,15 +107,22 @@ def host_type_figures(host: Host, instance_type: InstanceType) -> OfferFigures:
 
 
 def offers_refresh_for_host(*, host: Host) -> list[Offer]:
-    """Rewrite the host's offers from its remaining capacity.
+    """Rewrite the host's offers from its remaining capacity; returns those on sale.
+
+    An offer the host can carry keeps its row (and id) at count 0 while it is full or unsellable, so
+    an order pinned to it is told it sold out rather than that it never existed; only the rows of
+    types the host can no longer carry at all are removed.
 
     Precondition: the caller holds the host row lock (`select_for_update`) in the current
     transaction, so what is listed always matches what allocation would accept.
     """
-    counts = host_carriable_types(host) if host_is_sellable(host) else {}
+    sellable = host_is_sellable(host)
+    listed_until = _listed_until(host)
+    existing_type_ids = set(Offer.objects.filter(host=host).values_list("instance_type_id", flat=True))
     kept: list[Offer] = []
-    for instance_type, count in counts.items():
-        if count <= 0:
+    on_sale: list[Offer] = []
+    for instance_type, count in host_carriable_types(host).items():
+        if instance_type.pk not in existing_type_ids and not (sellable and count > 0):
             continue
         figures = host_type_figures(host, instance_type)
         offer, _ = Offer.objects.update_or_create(
@@ -126,19 +133,21 @@ def offers_refresh_for_host(*, host: Host) -> list[Offer]:
                 "region": host.region,
                 "zone": host.zone,
                 "tier": host.region.tier,
-                "available_count": count,
+                "available_count": count if sellable else 0,
                 "price_per_hour": figures.price_per_hour,
                 "price_per_tflop_hour": figures.price_per_tflop_hour,
                 "tflops": figures.tflops,
                 "energy_kwh_per_hour": figures.energy_kwh_per_hour,
                 "verified": host.verified,
                 "reliability": host.reliability,
-                "listed_until": _listed_until(host),
+                "listed_until": listed_until,
             },
         )
         kept.append(offer)
+        if offer.available_count > 0:
+            on_sale.append(offer)
     Offer.objects.filter(host=host).exclude(pk__in=[o.pk for o in kept]).delete()
-    return kept
+    return on_sale
 
 
 def host_capacity_usage(host: Host) -> list[dict]:

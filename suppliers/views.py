@@ -97,7 +97,8 @@ def host_edit(request, host_id: int):
 @login_required
 def host_detail(request, host_id: int):
     host = selectors.host_get_for_user(user=request.user, host_id=host_id)
-    offers = host.offers.select_related("instance_type").order_by("instance_type__accelerator_count", "price_per_hour")
+    offers = host.offers.listed().select_related("instance_type")
+    offers = offers.order_by("instance_type__accelerator_count", "price_per_hour")
     allocated = host_allocated_claims(host)
     carriable = sorted(
         ((t, n) for t, n in host_carriable_types(host, allocated=allocated).items() if n > 0),

@@ -554,3 +554,45 @@ def _host_credential(host) -> str:
     owner = host.organization.memberships.get(role="owner").user
     _host, credential = agent_register(token=host_registration_token_issue(host=host, user=owner))
     return credential
+
+
+# --- Bidi controls ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("character", ["\u202e", "\u202a", "\u2066", "\u2069"])
+def test_bidi_overrides_are_refused_in_a_command_sent_to_the_agent(buyer, approved_host, character):
+    """U+202E makes `rm -rf ~ #gnp.tac` display as `cat.png# ~ fr- mr`: the command a buyer, the
+    supplier or staff reads is not the command that runs."""
+    response = bearer_client(buyer).post(
+        "/api/v1/orders/",
+        {"instance_type": "h100-80g.1x", "image": "ubuntu:24.04", "command": f"echo {character}gnp.tac"},
+        format="json",
+    )
+    assert_error(response, 400, "invalid")
+
+
+def test_right_to_left_text_itself_is_text(buyer, running):
+    response = bearer_client(buyer).post(
+        "/api/v1/problem-reports/",
+        {"instance": running.pk, "category": "performance", "description": "איטי מאוד — بطيء جدا"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("description", ["Fast GPUs\x00", "Fast \u202egnp.exe", "x" * 2001])
+def test_an_organization_description_from_the_page_is_clean_text(client, supplier, description):
+    client.force_login(supplier)
+    organization = supplier.membership.organization
+    form = {
+        "name": organization.name,
+        "contact_name": "A",
+        "contact_email": "a@example.com",
+        "country": "US",
+        "payout_country": "US",
+        "description": description,
+    }
+    response = client.post(reverse("suppliers:onboarding"), form)
+    assert response.status_code == 200 and "description" in response.context["form"].errors
+    organization.refresh_from_db()
+    assert organization.description != description

@@ -1,15 +1,16 @@
 from rest_framework import serializers
 
 from accounts.models import ApiKey, User
+from marketplace.api import json_types
 
 
-class ApiKeyCreateInputSerializer(serializers.Serializer):
+class ApiKeyCreateInputSerializer(json_types.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(trim_whitespace=False, max_length=256)
     name = serializers.CharField(max_length=100)
 
 
-class ApiKeySerializer(serializers.ModelSerializer):
+class ApiKeySerializer(json_types.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
@@ -22,7 +23,7 @@ class ApiKeyIssuedSerializer(ApiKeySerializer):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
 
 
-class MeSerializer(serializers.ModelSerializer):
+class MeSerializer(json_types.ModelSerializer):
     organization = serializers.SerializerMethodField()
 
     class Meta:
@@ -38,5 +39,5 @@ class MeSerializer(serializers.ModelSerializer):
         return {"id": org.id, "name": org.name, "status": org.status, "role": membership.role}
 
 
-class SpendLimitSerializer(serializers.Serializer):
+class SpendLimitSerializer(json_types.Serializer):
     spend_limit_per_hour = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)

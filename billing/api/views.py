@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
+from marketplace.api import json_types
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
@@ -15,14 +16,14 @@ from suppliers.errors import SupplierErrorCode
 from suppliers.selectors import organization_for_user
 
 
-class BalanceSerializer(serializers.Serializer):
+class BalanceSerializer(json_types.Serializer):
     balance = serializers.DecimalField(max_digits=20, decimal_places=6)
     currency = serializers.CharField()
     burn_per_hour = serializers.DecimalField(max_digits=20, decimal_places=6)
     runway_hours = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
 
 
-class UsageSerializer(serializers.ModelSerializer):
+class UsageSerializer(json_types.ModelSerializer):
     instance = serializers.IntegerField(source="instance_id")
     charge = serializers.SerializerMethodField()
     settled = serializers.SerializerMethodField()
@@ -48,7 +49,7 @@ class UsageSerializer(serializers.ModelSerializer):
         return obj.settled_by_id is not None
 
 
-class LedgerEntrySerializer(serializers.ModelSerializer):
+class LedgerEntrySerializer(json_types.ModelSerializer):
     kind = serializers.CharField(source="transaction.kind")
     description = serializers.CharField(source="transaction.description")
     created_at = serializers.DateTimeField(source="transaction.created_at")
@@ -58,18 +59,18 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         fields = ["id", "amount", "currency", "kind", "description", "created_at"]
 
 
-class TopUpSerializer(serializers.ModelSerializer):
+class TopUpSerializer(json_types.ModelSerializer):
     class Meta:
         model = TopUp
         fields = ["id", "amount", "currency", "status", "checkout_url", "created_at", "completed_at"]
         read_only_fields = ["id", "currency", "status", "checkout_url", "created_at", "completed_at"]
 
 
-class TopUpInputSerializer(serializers.Serializer):
+class TopUpInputSerializer(json_types.Serializer):
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
 
 
-class PayoutSerializer(serializers.ModelSerializer):
+class PayoutSerializer(json_types.ModelSerializer):
     class Meta:
         model = Payout
         fields = ["id", "amount", "currency", "status", "stripe_transfer_id", "created_at", "paid_at"]
@@ -144,14 +145,14 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.payouts_for_organization(organization=organization)
 
 
-class StatementLineSerializer(serializers.Serializer):
+class StatementLineSerializer(json_types.Serializer):
     date = serializers.DateTimeField(source="transaction.created_at")
     kind = serializers.CharField(source="transaction.kind")
     description = serializers.CharField(source="transaction.description")
     amount = serializers.DecimalField(max_digits=20, decimal_places=6)
 
 
-class StatementSerializer(serializers.Serializer):
+class StatementSerializer(json_types.Serializer):
     month = serializers.CharField()
     currency = serializers.CharField()
     opening_balance = serializers.DecimalField(max_digits=20, decimal_places=6)

@@ -34,6 +34,10 @@ class StrictFilterBackend(filters.DjangoFilterBackend):
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             raise UnknownParameter({name: ["Unknown query parameter."] for name in unknown})
+        # django-filter reads `?verified=` as "no filter"; the schema says a value, so say one is missing.
+        empty = sorted(name for name, values in request.query_params.lists() if "" in values)
+        if empty:
+            raise InvalidFilter({name: ["A value is required (leave the parameter out for any)."] for name in empty})
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset

@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 from django.http import Http404
 
 from marketplace.errors import InvalidInput
+from marketplace.models import UNCLEAN_TEXT_CLASS
 
-CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_CHARACTERS = re.compile(f"[{UNCLEAN_TEXT_CLASS}]")
 CONTROL_CHARACTER_MESSAGE = "Control characters (such as NUL) are not allowed."
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL refuses NUL; UTF-8 cannot encode a lone surrogate
 MAX_BODY_DEPTH = 32

@@ -14,6 +14,7 @@ from accounts.errors import AccountErrorCode
 from billing.errors import BillingErrorCode
 from marketplace.api.pagination import MAX_PAGE_NUMBER, MAX_PAGE_SIZE
 from marketplace.errors import ErrorCode, FrameworkErrorCode
+from marketplace.models import UNCLEAN_TEXT_CLASS
 from orders.errors import OrderErrorCode
 from suppliers.errors import SupplierErrorCode
 
@@ -51,7 +52,7 @@ PAGING_PARAMETER_BOUNDS = {
 REQUEST_CONTENT_TYPE = "application/json"
 # Text the API refuses in any request string (`marketplace.api.inputs.CONTROL_CHARACTERS`), as a
 # JSON Schema pattern for strings that have no pattern of their own.
-NO_CONTROL_CHARACTERS = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*$"
+NO_CONTROL_CHARACTERS = f"^[^{UNCLEAN_TEXT_CLASS}]*$"
 # drf-spectacular's pattern for a DecimalField, `^-?\d{0,N}(?:\.\d{0,M})?$`, also matches "", "-"
 # and "."; DRF refuses those. The same bounds, with at least one digit.
 SPECTACULAR_DECIMAL_PATTERN = re.compile(r"^\^-\?\\d\{0,(\d+)\}\(\?:\\\.\\d\{0,(\d+)\}\)\?\$$")

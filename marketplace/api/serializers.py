@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
+from marketplace.api import json_types
 from marketplace.models import AcceleratorModel, InstanceType, Offer, Region, Zone
 
 
-class AcceleratorModelSerializer(serializers.ModelSerializer):
+class AcceleratorModelSerializer(json_types.ModelSerializer):
     class Meta:
         model = AcceleratorModel
         fields = [
@@ -19,7 +20,7 @@ class AcceleratorModelSerializer(serializers.ModelSerializer):
         ]
 
 
-class InstanceTypeSerializer(serializers.ModelSerializer):
+class InstanceTypeSerializer(json_types.ModelSerializer):
     accelerator_model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)  # CPU types
     accelerator_kind = serializers.CharField(read_only=True)
     accelerator_memory_gb = serializers.SerializerMethodField()
@@ -42,13 +43,13 @@ class InstanceTypeSerializer(serializers.ModelSerializer):
         return obj.accelerator_model.memory_gb * obj.accelerator_count if obj.accelerator_model_id else 0
 
 
-class ZoneSerializer(serializers.ModelSerializer):
+class ZoneSerializer(json_types.ModelSerializer):
     class Meta:
         model = Zone
         fields = ["code", "name"]
 
 
-class RegionSerializer(serializers.ModelSerializer):
+class RegionSerializer(json_types.ModelSerializer):
     zones = ZoneSerializer(many=True, read_only=True)
 
     class Meta:
@@ -56,7 +57,7 @@ class RegionSerializer(serializers.ModelSerializer):
         fields = ["code", "name", "tier", "country", "latitude", "longitude", "zones"]
 
 
-class OfferSerializer(serializers.ModelSerializer):
+class OfferSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     accelerator_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     accelerator_name = serializers.CharField(source="accelerator_model.name", read_only=True)

@@ -264,6 +264,8 @@ PAYOUT_MINIMUM = Decimal(env.str("PAYOUT_MINIMUM", default="10"))
 # Staff credit notes: above CREDIT_NOTE_APPROVAL_ABOVE a second staff member approves; none above CREDIT_NOTE_MAX.
 CREDIT_NOTE_APPROVAL_ABOVE = Decimal(env.str("CREDIT_NOTE_APPROVAL_ABOVE", default="100.00"))
 CREDIT_NOTE_MAX = Decimal(env.str("CREDIT_NOTE_MAX", default="10000.00"))
+# The approval threshold is rolling: what one staff member credited alone in this window counts.
+CREDIT_NOTE_APPROVAL_WINDOW = timedelta(hours=env.int("CREDIT_NOTE_APPROVAL_WINDOW_HOURS", default=24))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="marketplace@example.com")

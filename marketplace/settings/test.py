@@ -12,6 +12,7 @@ WHITENOISE_AUTOREFRESH = True  # serve from the finders; tests do not run collec
 
 # A file, not memory, for SQLite: Celery worker processes started by tests must see the test data.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    VAR_DIR.mkdir(exist_ok=True)  # noqa: F405 - a fresh clone has no var/ yet
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
 
 # No connection pool in tests: threads in concurrency tests must really close their connections,

@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from marketplace.api import json_types
 from orders.models import RESERVED_TERMS_HOURS, Instance, InstanceEvent, Order, Pricing, ProblemReport
 from orders.requests import OrderRequest
 
 
-class RequirementsSerializer(serializers.Serializer):
+class RequirementsSerializer(json_types.Serializer):
     min_memory_gb = serializers.IntegerField(min_value=0, required=False, default=0)
     min_tflops = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, default=0)
     accelerator_kinds = serializers.ListField(
@@ -15,12 +16,12 @@ class RequirementsSerializer(serializers.Serializer):
     )
 
 
-class NearSerializer(serializers.Serializer):
+class NearSerializer(json_types.Serializer):
     lat = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-90, max_value=90)
     lon = serializers.DecimalField(max_digits=10, decimal_places=6, min_value=-180, max_value=180)
 
 
-class OrderInputSerializer(serializers.Serializer):
+class OrderInputSerializer(json_types.Serializer):
     """Exactly one of instance_type, offer or requirements."""
 
     instance_type = serializers.CharField(required=False, max_length=64)
@@ -55,7 +56,7 @@ class OrderInputSerializer(serializers.Serializer):
         )
 
 
-class QuoteLineSerializer(serializers.Serializer):
+class QuoteLineSerializer(json_types.Serializer):
     host_id = serializers.IntegerField()
     supplier = serializers.CharField()
     region = serializers.CharField()
@@ -65,7 +66,7 @@ class QuoteLineSerializer(serializers.Serializer):
     energy_kwh_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, help_text="Per instance.")
 
 
-class QuoteSerializer(serializers.Serializer):
+class QuoteSerializer(json_types.Serializer):
     pricing = serializers.CharField()
     count = serializers.IntegerField()
     price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="All instances.")
@@ -77,13 +78,13 @@ class QuoteSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
-class InstanceEventSerializer(serializers.ModelSerializer):
+class InstanceEventSerializer(json_types.ModelSerializer):
     class Meta:
         model = InstanceEvent
         fields = ["from_status", "to_status", "reason", "actor", "created_at"]
 
 
-class InstanceSerializer(serializers.ModelSerializer):
+class InstanceSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     region = serializers.CharField(source="host.region.code", read_only=True)
     supplier = serializers.CharField(source="host.organization.name", read_only=True)
@@ -119,7 +120,7 @@ class InstanceDetailSerializer(InstanceSerializer):
         fields = [*InstanceSerializer.Meta.fields, "events"]
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     region = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     instances = InstanceSerializer(many=True, read_only=True)
@@ -145,7 +146,7 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
 
-class ProblemReportSerializer(serializers.ModelSerializer):
+class ProblemReportSerializer(json_types.ModelSerializer):
     instance = serializers.IntegerField(source="instance_id")
 
     class Meta:
@@ -175,10 +176,10 @@ class ProblemReportSerializer(serializers.ModelSerializer):
         ]
 
 
-class AnswerSerializer(serializers.Serializer):
+class AnswerSerializer(json_types.Serializer):
     answer = serializers.CharField(max_length=4000)
 
 
-class ResolveSerializer(serializers.Serializer):
+class ResolveSerializer(json_types.Serializer):
     credit = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     reason = serializers.CharField(max_length=2000)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from marketplace.api import json_types
 from marketplace.errors import ErrorCode, InvalidInput
 from orders import agent as instance_agent
 from orders.models import InstanceStatus
@@ -86,11 +87,11 @@ class AgentView(APIView):
 # --- Serializers ----------------------------------------------------------------------------
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(json_types.Serializer):
     token = serializers.CharField(max_length=200)
 
 
-class AcceleratorSerializer(serializers.Serializer):
+class AcceleratorSerializer(json_types.Serializer):
     index = serializers.IntegerField(min_value=0, max_value=1024)
     name = serializers.CharField(max_length=200)
     uuid = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -99,7 +100,7 @@ class AcceleratorSerializer(serializers.Serializer):
     mig_mode = serializers.CharField(max_length=32, required=False, allow_blank=True, allow_null=True)
 
 
-class InventorySerializer(serializers.Serializer):
+class InventorySerializer(json_types.Serializer):
     source = serializers.ChoiceField(choices=["nvml", "nvidia-smi", "file", "none"])
     accelerators = AcceleratorSerializer(many=True, max_length=256)
     driver_version = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
@@ -111,29 +112,29 @@ class InventorySerializer(serializers.Serializer):
     agent_version = serializers.CharField(max_length=32, required=False, allow_blank=True)
 
 
-class InstanceReportSerializer(serializers.Serializer):
+class InstanceReportSerializer(json_types.Serializer):
     id = serializers.IntegerField(min_value=1)
     status = serializers.CharField(max_length=32)
     usage = serializers.DictField(child=serializers.FloatField(), required=False)
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(json_types.Serializer):
     instances = InstanceReportSerializer(many=True, max_length=1024, required=False, default=list)
 
 
-class AckSerializer(serializers.Serializer):
+class AckSerializer(json_types.Serializer):
     ok = serializers.BooleanField()
     detail = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class InstanceStateSerializer(serializers.Serializer):
+class InstanceStateSerializer(json_types.Serializer):
     status = serializers.ChoiceField(
         choices=[InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.TERMINATED, InstanceStatus.FAILED]
     )
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class SelftestCheckSerializer(serializers.Serializer):
+class SelftestCheckSerializer(json_types.Serializer):
     name = serializers.CharField(max_length=64)
     ok = serializers.BooleanField()
     count = serializers.IntegerField(
@@ -142,7 +143,7 @@ class SelftestCheckSerializer(serializers.Serializer):
     detail = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
 
 
-class SelftestSerializer(serializers.Serializer):
+class SelftestSerializer(json_types.Serializer):
     checks = SelftestCheckSerializer(many=True, max_length=64)
 
 

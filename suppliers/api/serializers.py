@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from marketplace.api import json_types
 from marketplace.models import AcceleratorModel, Offer, Region, Zone
 from suppliers.models import Host, MaintenanceWindow, Organization
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(json_types.ModelSerializer):
     class Meta:
         model = Organization
         fields = [
@@ -25,7 +26,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "status", "status_reason", "created_at"]
 
 
-class HostOfferSerializer(serializers.ModelSerializer):
+class HostOfferSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
@@ -33,7 +34,7 @@ class HostOfferSerializer(serializers.ModelSerializer):
         fields = ["id", "instance_type", "available_count", "price_per_hour", "energy_kwh_per_hour"]
 
 
-class HostSerializer(serializers.ModelSerializer):
+class HostSerializer(json_types.ModelSerializer):
     """Input and output of /api/v1/hosts/. Relations are by code/slug, never by internal id."""
 
     region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
@@ -112,7 +113,7 @@ class HostSerializer(serializers.ModelSerializer):
         validators: list = []
 
 
-class MaintenanceSerializer(serializers.ModelSerializer):
+class MaintenanceSerializer(json_types.ModelSerializer):
     class Meta:
         model = MaintenanceWindow
         fields = ["id", "starts_at", "ends_at", "reason", "created_at"]

@@ -58,7 +58,7 @@ class HostViewSet(CheckedLookupMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        offers = Offer.objects.select_related("instance_type").order_by("price_per_hour")
+        offers = Offer.objects.listed().select_related("instance_type").order_by("price_per_hour")
         return (
             selectors.host_list_for_user(user=self.request.user)
             .prefetch_related(Prefetch("offers", queryset=offers))

@@ -97,11 +97,11 @@ def test_agent_runs_an_instance_end_to_end(catalog, live_server, tmp_path, setti
         agent.wait(timeout=30)
         time.sleep(1.5)
         assert hosts_mark_offline() == [host.pk]
-        assert not Offer.objects.filter(host=host).exists()
+        assert not Offer.objects.listed().filter(host=host).exists()
 
         agent = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert wait_until(lambda: Host.objects.get(pk=host.pk).agent_status == "online")
-        assert Offer.objects.filter(host=host).exists()
+        assert Offer.objects.listed().filter(host=host).exists()
 
         instance_terminate(instance=Instance.objects.get(pk=instance.pk))
         assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "terminated")

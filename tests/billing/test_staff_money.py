@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
+from freezegun import freeze_time
 
 from billing.adjustments import credit_note_approve, credit_note_issue, credit_note_reject, usage_refund
 from billing.errors import (
@@ -132,6 +134,49 @@ def test_above_the_threshold_a_second_staff_member_approves(buyer, staff, second
         credit_note_approve(request_id=request.pk, staff=second_staff)
     assert twice.value.status_code == 409
     assert wallet_balance(buyer) == before + Decimal("100.01")
+
+
+def test_the_threshold_is_rolling_so_small_notes_do_not_add_up_past_it(buyer, staff, second_staff):
+    """Ten notes of $99 from one staff member are one of $990: past the threshold they wait."""
+    first = credit_note_issue(user=buyer, amount=Decimal("60.00"), reason="Outage", staff=staff)
+    assert isinstance(first, LedgerTransaction)
+    second = credit_note_issue(user=buyer, amount=Decimal("40.01"), reason="Outage", staff=staff)
+    assert isinstance(second, CreditNoteRequest) and second.status == "pending"
+    other_buyer = UserFactory(email="other-buyer@example.com", credit=0)
+    assert isinstance(
+        credit_note_issue(user=other_buyer, amount=Decimal("40.01"), reason="x", staff=staff), CreditNoteRequest
+    )
+    # Another staff member has a threshold of their own; approved notes do not count toward it.
+    assert isinstance(
+        credit_note_issue(user=buyer, amount=Decimal("99.00"), reason="y", staff=second_staff), LedgerTransaction
+    )
+    credit_note_approve(request_id=second.pk, staff=second_staff)
+    assert isinstance(
+        credit_note_issue(user=buyer, amount=Decimal("1.00"), reason="z", staff=second_staff), LedgerTransaction
+    )
+    # A day later the window has moved on.
+    with freeze_time(timezone.now() + timedelta(hours=24, minutes=1)):
+        assert isinstance(
+            credit_note_issue(user=buyer, amount=Decimal("100.00"), reason="w", staff=staff), LedgerTransaction
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_small_notes_cannot_both_pass_under_the_threshold(buyer, staff):
+    """Eight threads each credit $30 at once: at most three ($90) are posted without approval."""
+    barrier = threading.Barrier(8)
+
+    def issue(_: int):
+        try:
+            barrier.wait()
+            return credit_note_issue(user=buyer, amount=Decimal("30.00"), reason="Outage", staff=staff)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(issue, range(8)))
+    posted = [r for r in results if isinstance(r, LedgerTransaction)]
+    assert len(posted) == 3 and sum(isinstance(r, CreditNoteRequest) for r in results) == 5
 
 
 def test_the_threshold_is_a_setting(buyer, staff, settings):

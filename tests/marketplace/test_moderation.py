@@ -44,7 +44,7 @@ def test_suspended_buyer_is_stopped_and_cannot_order(staff, buyer, l4_host):
 def test_delisting_a_host_tells_supplier_and_renters(staff, buyer, supplier, l4_host):
     order(buyer)
     host_delist(host=l4_host, reason="Overheating reports", staff=staff)
-    assert not Offer.objects.filter(host=l4_host).exists()
+    assert not Offer.objects.listed().filter(host=l4_host).exists()
     assert Notification.objects.filter(user=supplier, title__contains="delisted").exists()
     assert Notification.objects.filter(user=buyer, kind="moderation").exists()
 
@@ -64,7 +64,7 @@ def test_dashboard_and_actions_are_staff_only(client, buyer, staff, l4_host):
     page = client.get(reverse("moderation"))
     assert page.status_code == 200 and "Suppliers pending review" in page.content.decode()
     client.post(reverse("moderation"), {"action": "delist_host", "target": l4_host.pk, "reason": "Abuse"})
-    assert not Offer.objects.filter(host=l4_host).exists()
+    assert not Offer.objects.listed().filter(host=l4_host).exists()
     missing = client.post(
         reverse("moderation"), {"action": "suspend_buyer", "target": buyer.email, "reason": ""}, follow=True
     )

@@ -46,6 +46,34 @@ def test_a_pinned_offer_with_nothing_left_is_a_409_offer_sold_out(buyer, l4_host
     assert body["offer"] == offer.pk and body["instance_type"] == "l4-24g.1x"
 
 
+def test_an_offer_filled_by_orders_is_still_a_409_offer_sold_out(buyer, l4_host):
+    """Filling the host rewrites its offers; the full one keeps its id at count 0, not deleted."""
+    offer = l4_offer(l4_host)
+    client = bearer_client(buyer)
+    for _ in range(4):
+        assert client.post("/api/v1/orders/", {"offer": offer.pk, "image": IMAGE}, format="json").status_code == 201
+    assert Offer.objects.get(pk=offer.pk).available_count == 0
+    assert_error(
+        client.post("/api/v1/orders/", {"offer": offer.pk, "image": IMAGE}, format="json"), 409, "offer_sold_out"
+    )
+    assert_error(client.post("/api/v1/quotes/", {"offer": offer.pk}, format="json"), 409, "offer_sold_out")
+    assert not client.get("/api/v1/offers/", {"instance_type": "l4-24g.1x"}).json()["results"]
+
+
+def test_an_offer_of_a_delisted_host_is_a_409_and_comes_back_with_the_host(buyer, supplier, l4_host):
+    offer = l4_offer(l4_host)
+    supplier_client = bearer_client(supplier)
+    assert supplier_client.post(f"/api/v1/hosts/{l4_host.pk}/delist/").status_code == 200
+    assert Offer.objects.get(pk=offer.pk).available_count == 0
+    client = bearer_client(buyer)
+    assert_error(
+        client.post("/api/v1/orders/", {"offer": offer.pk, "image": IMAGE}, format="json"), 409, "offer_sold_out"
+    )
+    assert supplier_client.post(f"/api/v1/hosts/{l4_host.pk}/relist/").status_code == 200
+    assert l4_offer(l4_host).pk == offer.pk and l4_offer(l4_host).available_count == 4
+    assert client.post("/api/v1/orders/", {"offer": offer.pk, "image": IMAGE}, format="json").status_code == 201
+
+
 def test_a_pinned_offer_past_its_end_is_a_409_offer_sold_out(buyer, l4_host):
     offer = l4_offer(l4_host)
     Offer.objects.filter(pk=offer.pk).update(listed_until=timezone.now() - timedelta(minutes=1))

@@ -83,7 +83,7 @@ def test_contradicting_inventory_delists_until_resolved(agent, host, supplier_cl
     response = agent.post("/api/v1/agent/inventory/", l4_inventory(count=2), format="json")
     assert response.json()["differences"] == [{"field": "accelerator_count", "declared": 4, "reported": 2}]
     host.refresh_from_db()
-    assert host.inventory_mismatch and not Offer.objects.filter(host=host).exists()
+    assert host.inventory_mismatch and not Offer.objects.listed().filter(host=host).exists()
     # The supplier sees the exact difference...
     seen = supplier_client.get(f"/api/v1/hosts/{host.pk}/").json()["inventory_mismatch"]
     assert seen == [{"field": "accelerator_count", "declared": 4, "reported": 2}]
@@ -197,7 +197,7 @@ def test_silent_hosts_go_offline_and_recover(agent, host, buyer):
         assert hosts_mark_offline() == [host.pk]
     host.refresh_from_db()
     assert host.agent_status == Host.AgentStatus.OFFLINE
-    assert not Offer.objects.filter(host=host).exists()
+    assert not Offer.objects.listed().filter(host=host).exists()
     lost = InstanceEvent.objects.get(instance=instance, kind="host_lost")
     assert lost.from_status == lost.to_status == "provisioning"
 

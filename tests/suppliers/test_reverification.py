@@ -62,18 +62,18 @@ def test_redeclaring_as_cheap_8x_h100_takes_the_host_off_the_market(host, suppli
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "pending" and body["verified"] is False and body["hardware_changed_at"]
-    assert not Offer.objects.filter(host=host).exists()
+    assert not Offer.objects.listed().filter(host=host).exists()
     assert not Offer.objects.listed().filter(instance_type__name="h100-80g.8x", price_per_hour__lt=1).exists()
 
 
 def test_a_count_change_waits_for_a_measured_inventory(host):
     host_update(host=host, accelerator_count=2, vcpus=16, ram_gb=95, disk_gb=2000)
     host.refresh_from_db()
-    assert not host.verified and host.hardware_changed_at and not Offer.objects.filter(host=host).exists()
+    assert not host.verified and host.hardware_changed_at and not Offer.objects.listed().filter(host=host).exists()
     # A file the supplier typed confirms nothing ...
     agent_report_inventory(host=host, inventory=l4_inventory(2, source="file"))
     host.refresh_from_db()
-    assert host.hardware_changed_at and not Offer.objects.filter(host=host).exists()
+    assert host.hardware_changed_at and not Offer.objects.listed().filter(host=host).exists()
     # ... the agent's measurement does: offers come back, verified again.
     agent_report_inventory(host=host, inventory=l4_inventory(2))
     host.refresh_from_db()
@@ -123,7 +123,7 @@ def test_staff_cannot_verify_unconfirmed_new_hardware(supplier_org):
     host = HostFactory(organization=supplier_org, name="l4-c", **l4_host_data())  # verified by staff, no agent
     host_update(host=host, accelerator_count=2, vcpus=16, ram_gb=95, disk_gb=2000)
     host.refresh_from_db()
-    assert not host.verified and not Offer.objects.filter(host=host).exists()
+    assert not host.verified and not Offer.objects.listed().filter(host=host).exists()
     with pytest.raises(Exception) as error:
         host_approve(host=host, verified=True)
     assert error.value.code == SupplierErrorCode.HARDWARE_UNCONFIRMED
@@ -144,6 +144,6 @@ def test_a_new_model_needs_staff_even_when_the_agent_confirms_it(host):
     )
     host.refresh_from_db()
     assert host.hardware_changed_at is None and host.status == Host.Status.PENDING
-    assert not Offer.objects.filter(host=host).exists()
+    assert not Offer.objects.listed().filter(host=host).exists()
     host_approve(host=host, verified=True)
     assert Offer.objects.filter(host=host, instance_type__name="h100-80g.1x").exists()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 def test_new_host_is_pending_and_not_offered(supplier, supplier_org):
     host = host_create(user=supplier, **host_data())
     assert host.status == Host.Status.PENDING
-    assert not Offer.objects.filter(host=host).exists()
+    assert not Offer.objects.listed().filter(host=host).exists()
 
 
 def test_power_defaults_to_the_model_tdp(supplier):
@@ -47,11 +47,11 @@ def test_approval_derives_one_offer_per_carriable_instance_type(supplier_org):
 def test_offers_need_an_approved_organization(db):
     organization = OrganizationFactory(status=Organization.Status.PENDING)
     host = HostFactory(organization=organization)
-    assert host.offers.count() == 0
+    assert host.offers.listed().count() == 0
     organization_approve(organization=organization)
     assert host.offers.count() > 0
     organization_suspend(organization=organization, reason="fraud check")
-    assert host.offers.count() == 0
+    assert host.offers.listed().count() == 0
 
 
 def test_whole_policy_sells_the_host_once(supplier_org):
@@ -151,7 +151,7 @@ def test_allocations_reduce_offers_and_capacity_cannot_drop_below_them(approved_
     host_update(host=approved_host, price_per_unit_hour=Decimal("2.60"))
     offers = {o.instance_type.name: o.available_count for o in approved_host.offers.select_related("instance_type")}
     assert offers["h100-80g.1x"] == 4
-    assert "h100-80g.8x" not in offers
+    assert offers["h100-80g.8x"] == 0  # sold out, kept at 0 (not on sale)
 
     with pytest.raises(Conflict) as error:
         host_update(host=approved_host, accelerator_count=2)
@@ -165,7 +165,7 @@ def test_allocations_reduce_offers_and_capacity_cannot_drop_below_them(approved_
 
 def test_delist_and_relist(approved_host):
     host_set_listed(host=approved_host, listed=False)
-    assert approved_host.offers.count() == 0
+    assert approved_host.offers.listed().count() == 0
     host_set_listed(host=approved_host, listed=True)
     assert approved_host.offers.count() > 0
     with pytest.raises(Conflict):
@@ -178,10 +178,10 @@ def test_reject_needs_a_reason_and_removes_offers(approved_host):
     host_reject(host=approved_host, reason="Inventory does not match")
     approved_host.refresh_from_db()
     assert approved_host.status == Host.Status.REJECTED
-    assert approved_host.offers.count() == 0
+    assert approved_host.offers.listed().count() == 0
 
 
-def test_offer_end_date_hides_offers_and_the_expiry_sweep_removes_them(approved_host):
+def test_offer_end_date_hides_offers_and_the_expiry_sweep_takes_them_off_sale(approved_host):
 
     ends = timezone.now() + timezone.timedelta(days=2)
     host_update(host=approved_host, offer_ends_at=ends)
@@ -191,7 +191,8 @@ def test_offer_end_date_hides_offers_and_the_expiry_sweep_removes_them(approved_
         assert not OfferModel.objects.listed().filter(host=approved_host).exists()
         removed = offers_delist_expired()
     assert removed == offered > 0
-    assert approved_host.offers.count() == 0
+    # Off sale at count 0; the rows stay so an order pinned to one is told it is no longer listed.
+    assert approved_host.offers.count() == offered and not approved_host.offers.filter(available_count__gt=0).exists()
 
 
 def test_onboarding_makes_a_pending_organization_and_a_supplier(db):

@@ -39,7 +39,7 @@ def test_a_staff_delisting_cannot_be_undone_by_the_supplier_over_the_api(host, s
     assert body["code"] == "staff_decision"
     assert "Buyers report the GPUs throttle" in body["detail"] and settings.APPEALS_EMAIL in body["detail"]
     host.refresh_from_db()
-    assert host.status == Host.Status.DELISTED and not Offer.objects.filter(host=host).exists()
+    assert host.status == Host.Status.DELISTED and not Offer.objects.listed().filter(host=host).exists()
     shown = supplier_client.get(f"/api/v1/hosts/{host.pk}/").json()
     assert shown["status_decided_by"] == "staff" and shown["status_reason"] == "Buyers report the GPUs throttle"
 
@@ -77,7 +77,7 @@ def test_a_suspended_suppliers_hosts_stay_off_the_market(host, staff, supplier_c
     organization_suspend(organization=supplier_org, reason="Chargebacks", actor=staff)
     supplier_client.post(f"/api/v1/hosts/{host.pk}/delist/")
     supplier_client.post(f"/api/v1/hosts/{host.pk}/relist/")
-    assert not Offer.objects.filter(host=host).exists()
+    assert not Offer.objects.listed().filter(host=host).exists()
     page = supplier_client.get("/api/v1/organization/").json()
     assert page["status"] == "suspended"
 
