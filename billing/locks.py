@@ -45,12 +45,13 @@ def top_up_lock(*, top_up_id: int) -> TopUp | None:
     return TopUp.objects.select_for_update().filter(pk=top_up_id).first()
 
 
-def unsettled_usage_batch(*, batch_size: int) -> list[UsageRecord]:
-    """The next unsettled usage records no other worker holds, locked, with what settlement reads."""
+def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UsageRecord]:
+    """The next unsettled usage records (ids above `after`) no other worker holds, locked, with
+    what settlement reads."""
     batch: QuerySet[UsageRecord] = (
         UsageRecord.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("instance", "instance__backfills", "buyer", "organization")
-        .filter(settled_by__isnull=True)
+        .filter(pk__gt=after, settled_by__isnull=True)
         .order_by("pk")
     )
     return list(batch[:batch_size])

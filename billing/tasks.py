@@ -2,11 +2,12 @@ from celery import shared_task
 from django.db import transaction
 from stripe import APIConnectionError, APIError, RateLimitError
 
+from marketplace.tasks import walk_step
 from orders.enforcement import low_balance_check
 from orders.metering import meter_usage
 
 from .payouts import payout_transfer, payouts_create
-from .settlement import settle_usage
+from .settlement import settle_usage_batch
 
 
 @shared_task(bind=True, name="billing.tasks.meter_usage_task", time_limit=300, soft_time_limit=280)
@@ -14,22 +15,24 @@ def meter_usage_task(self, batch_size: int = 500) -> int:
     """Beat: record usage of every accruing instance up to now, then have it settled."""
     created = meter_usage(batch_size=batch_size)
     if created:
-        # Settle on the same queue, and only once the usage rows are committed.
+        # Settle on the same queue, and only once the usage rows are committed. (When a settlement
+        # walk is already under way it goes on to these newer records: keys only grow.)
         queue = (self.request.delivery_info or {}).get("routing_key")
         transaction.on_commit(lambda: settle_usage_task.apply_async(queue=queue))
     return created
 
 
-@shared_task(name="billing.tasks.settle_usage_task", time_limit=300, soft_time_limit=280)
-def settle_usage_task(batch_size: int = 500) -> int:
-    """Beat: turn unsettled usage into ledger transactions, exactly once."""
-    return settle_usage(batch_size=batch_size)
+@shared_task(bind=True, name="billing.tasks.settle_usage_task", time_limit=300, soft_time_limit=280)
+def settle_usage_task(self, after: int = 0, batch_size: int = 500) -> int:
+    """Beat: turn unsettled usage into ledger transactions, exactly once, walking every record."""
+    return walk_step(self, settle_usage_batch, after=after, batch_size=batch_size)
 
 
-@shared_task(name="billing.tasks.low_balance_check_task", time_limit=300, soft_time_limit=280)
-def low_balance_check_task(batch_size: int = 200) -> dict:
-    """Beat: warn on low runway, stop instances at zero balance."""
-    return low_balance_check(batch_size=batch_size)
+@shared_task(bind=True, name="billing.tasks.low_balance_check_task", time_limit=300, soft_time_limit=280)
+def low_balance_check_task(self, after: int = 0, batch_size: int = 200) -> int:
+    """Beat: walk every paying buyer: warn on low runway; at zero stop instances, then release kept
+    disks after the grace."""
+    return walk_step(self, low_balance_check, after=after, batch_size=batch_size)
 
 
 @shared_task(name="billing.tasks.payouts_create_task", time_limit=300, soft_time_limit=280)

@@ -10,19 +10,23 @@ from django.utils import timezone
 
 from . import catalog
 from .models import AcceleratorModel, InstanceType, Offer, Region, Zone
+from .walks import Walk, walk_from
 
 
-def offers_delist_expired(*, batch_size: int = 500) -> int:
-    """Take offers past their end date off sale (count 0). Returns how many were taken off.
+def offers_delist_expired(*, after: int = 0, batch_size: int = 500) -> Walk:
+    """Take offers past their end date off sale (count 0), one keyset batch of offer ids after
+    `after` (see `marketplace.walks`); `done` is how many were taken off.
 
     Listing already hides them (see `OfferQuerySet.listed`); the row stays so that an order pinned
     to it is told it is no longer listed rather than that it never existed.
     """
-    expired = Offer.objects.filter(listed_until__lte=timezone.now(), available_count__gt=0)
-    expired_ids = list(expired.values_list("pk", flat=True)[:batch_size])
-    if not expired_ids:
-        return 0
-    return expired.filter(pk__in=expired_ids).update(available_count=0)
+    keys = list(
+        Offer.objects.filter(pk__gt=after, listed_until__lte=timezone.now(), available_count__gt=0)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    taken_off = Offer.objects.filter(pk__in=keys, listed_until__lte=timezone.now()).update(available_count=0)
+    return walk_from(keys, batch_size=batch_size, done=taken_off)
 
 
 @transaction.atomic

@@ -1,9 +1,38 @@
-from celery import shared_task
+from collections.abc import Callable
+
+from celery import Task, shared_task
+from django.core.cache import cache
 
 from .services import offers_delist_expired
+from .walks import Walk
+
+# A walk's guard outlives one batch's time limit, so a walk killed for good frees it soon after.
+WALK_GUARD_SECONDS = 330
 
 
-@shared_task(name="marketplace.tasks.offers_delist_expired_task", time_limit=120, soft_time_limit=100)
-def offers_delist_expired_task(batch_size: int = 500) -> int:
-    """Beat: drop offers past their host's end date, one bounded batch per tick."""
-    return offers_delist_expired(batch_size=batch_size)
+def walk_step(task: Task, service: Callable[..., Walk], *, after: int, batch_size: int, **kwargs) -> int:
+    """Run one batch of `service` (see `marketplace.walks`) and enqueue the next batch of the same
+    task on the same queue until the walk is finished. Returns what the batch did.
+
+    A walk starts at `after=0` (beat) only when none of the same task is under way: a second beat
+    scheduler, or a tick that comes while the previous walk is still going, adds no duplicate walk
+    (the guard is in the cache: Redis, shared by every worker, where configured)."""
+    guard = f"walk:{task.name}"
+    if after == 0:
+        if not cache.add(guard, "running", timeout=WALK_GUARD_SECONDS):
+            return 0
+    else:
+        cache.set(guard, "running", timeout=WALK_GUARD_SECONDS)
+    walk = service(after=after, batch_size=batch_size, **kwargs)
+    if walk.next_after is None:
+        cache.delete(guard)
+    else:
+        queue = (task.request.delivery_info or {}).get("routing_key")
+        task.apply_async(kwargs={"after": walk.next_after, "batch_size": batch_size, **kwargs}, queue=queue)
+    return walk.done
+
+
+@shared_task(bind=True, name="marketplace.tasks.offers_delist_expired_task", time_limit=120, soft_time_limit=100)
+def offers_delist_expired_task(self, after: int = 0, batch_size: int = 500) -> int:
+    """Beat: take offers past their end date off sale, walking every offer in batches."""
+    return walk_step(self, offers_delist_expired, after=after, batch_size=batch_size)

@@ -1,62 +1,165 @@
-"""Low-balance enforcement: nothing runs on credit. Buyers with under an hour of runway are warned;
-at zero their instances are stopped (disks kept)."""
+"""Low-balance enforcement: nothing runs on credit, and what a buyer can owe is bounded.
+
+Every buyer whose instances cost something (running compute, or a kept disk) is visited on every
+tick, in keyset batches of buyer ids (`marketplace.walks`), whatever their number:
+
+- under an hour of runway: a warning (once an hour);
+- at zero: running instances are stopped (disks kept) and each kept disk gets a release time,
+  `STOPPED_DISK_GRACE` from then, told to the buyer when the grace starts and again 24 h before
+  its end; at that time the disk is released (the instance is terminated, the supplier's capacity
+  freed) with a final notice. Topping up clears the release times.
+
+So the most a buyer can owe is the storage of their disks for the grace (`disk_grace_cost`, shown
+in the quote) plus the compute of the tick in which the balance ran out.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.locks import user_lock
+from accounts.models import User
 from accounts.services import notify
+from billing import rating
 from billing.ledger import lock_wallet
 from billing.selectors import account_balance
+from marketplace.walks import Walk, walk_from
 
-from .lifecycle import instance_stop
+from .lifecycle import instance_stop, instance_terminate
 from .models import Instance, InstanceStatus, Pricing
 from .state import Actor
 
 WARN_RUNWAY_HOURS = Decimal(1)
+RELEASE_WARNING = timedelta(hours=24)
+S = InstanceStatus
+COMPUTE_STATUSES = (S.REQUESTED, S.PROVISIONING, S.RUNNING, S.STARTING)
+STOPPABLE_STATUSES = (S.RUNNING, S.PROVISIONING, S.STARTING)
+DISK_KEPT_STATUSES = (S.STOPPING, S.STOPPED, S.PREEMPTED)
+# What a buyer pays for as they go (reserved instances were paid for up front).
+COSTING_STATUSES = COMPUTE_STATUSES + DISK_KEPT_STATUSES
 
 
-def low_balance_check(*, batch_size: int = 200) -> dict[str, int]:
-    """Beat: warn buyers with under an hour of runway; at zero, stop their instances (disks kept)."""
-    result = {"warned": 0, "stopped": 0}
+def stopped_disk_grace() -> timedelta:
+    return timedelta(days=settings.STOPPED_DISK_GRACE_DAYS)
+
+
+def disk_storage_per_hour(instance: Instance) -> Decimal:
+    return rating.storage_rate_per_hour(instance.instance_type.disk_gb, instance.storage_price_per_gb_month)
+
+
+def disk_grace_cost(*, disk_gb: int, storage_price_per_gb_month: Decimal) -> Decimal:
+    """What keeping a stopped disk costs for the whole grace at zero balance: the most a buyer of
+    one instance can owe on its disk."""
+    hours = Decimal(stopped_disk_grace().total_seconds()) / 3600
+    return rating.charge_for(int(hours * 3600), rating.storage_rate_per_hour(disk_gb, storage_price_per_gb_month))
+
+
+def low_balance_check(*, after: int = 0, batch_size: int = 200, now: datetime | None = None) -> Walk:
+    """Beat: one keyset batch of buyers (ids above `after`) with pay-as-you-go instances that cost
+    something; see the module docstring. `done` is how many buyers were acted on (warned, stopped,
+    given a release time or had a disk released)."""
+    now = now or timezone.now()
     buyer_ids = list(
-        Instance.objects.live().values_list("buyer_id", flat=True).distinct().order_by("buyer_id")[:batch_size]
+        Instance.objects.filter(buyer_id__gt=after, status__in=COSTING_STATUSES)
+        .exclude(pricing=Pricing.RESERVED)
+        .values_list("buyer_id", flat=True)
+        .distinct()
+        .order_by("buyer_id")[:batch_size]
     )
-    for buyer_id in buyer_ids:
-        with transaction.atomic():
-            buyer = user_lock(user_id=buyer_id)  # lock order: buyer, wallet, hosts
-            balance = account_balance(lock_wallet(buyer))
-            live = list(Instance.objects.live().filter(buyer=buyer).exclude(pricing=Pricing.RESERVED))
-            burn = sum((i.price_per_hour for i in live), Decimal(0))
-            if not live or burn == 0:
-                continue
-            if balance <= 0:
-                for instance in live:
-                    if instance.status in (
-                        InstanceStatus.RUNNING,
-                        InstanceStatus.PROVISIONING,
-                        InstanceStatus.STARTING,
-                    ):
-                        instance_stop(instance=instance, actor=Actor.PLATFORM)
-                        result["stopped"] += 1
-                notify(
-                    user=buyer,
-                    kind="balance_exhausted",
-                    title="Your instances were stopped",
-                    body=f"Your balance reached ${balance:.2f}. Disks are kept; top up and start them again.",
-                )
-            elif balance / burn < WARN_RUNWAY_HOURS:
-                minutes = int(balance / burn * 60)
-                sent = notify(
-                    user=buyer,
-                    kind="balance_low",
-                    title="Low balance: under an hour left",
-                    body=f"${balance:.2f} left at ${burn:.2f}/h: about {minutes} minutes. Top up to keep running.",
-                    dedupe_key=f"balance_low:{buyer.pk}:{timezone.now():%Y-%m-%d-%H}",
-                )
-                result["warned"] += sent is not None
-    return result
+    acted = sum(_enforce_for_buyer(buyer_id, now=now) for buyer_id in buyer_ids)
+    return walk_from(buyer_ids, batch_size=batch_size, done=acted)
+
+
+@transaction.atomic
+def _enforce_for_buyer(buyer_id: int, *, now: datetime) -> bool:
+    buyer = user_lock(user_id=buyer_id)  # lock order: buyer, wallet, hosts, instances
+    balance = account_balance(lock_wallet(buyer))
+    instances = list(
+        Instance.objects.filter(buyer=buyer, status__in=COSTING_STATUSES)
+        .exclude(pricing=Pricing.RESERVED)
+        .select_related("instance_type")
+        .order_by("pk")
+    )
+    if balance > 0:
+        if any(i.disk_release_at for i in instances):
+            Instance.objects.filter(pk__in=[i.pk for i in instances]).update(disk_release_at=None)
+            return True
+        return _warn_low_runway(buyer, balance, instances, now=now)
+    return _at_zero(buyer, balance, instances, now=now)
+
+
+def _warn_low_runway(buyer: User, balance: Decimal, instances: list[Instance], *, now: datetime) -> bool:
+    burn = sum((i.price_per_hour for i in instances if i.status in COMPUTE_STATUSES), Decimal(0))
+    burn += sum((disk_storage_per_hour(i) for i in instances if i.status in DISK_KEPT_STATUSES), Decimal(0))
+    if burn == 0 or balance / burn >= WARN_RUNWAY_HOURS:
+        return False
+    minutes = int(balance / burn * 60)
+    sent = notify(
+        user=buyer,
+        kind="balance_low",
+        title="Low balance: under an hour left",
+        body=f"${balance:.2f} left at ${burn:.2f}/h: about {minutes} minutes. Top up to keep running.",
+        dedupe_key=f"balance_low:{buyer.pk}:{now:%Y-%m-%d-%H}",
+    )
+    return sent is not None
+
+
+def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: datetime) -> bool:
+    acted = False
+    stopped = []
+    for instance in instances:
+        if instance.status in STOPPABLE_STATUSES:
+            stopped.append(instance_stop(instance=instance, actor=Actor.PLATFORM))
+    grace_ends = now + stopped_disk_grace()
+    new_release = [i.pk for i in instances if i.disk_release_at is None and i.status != S.REQUESTED]
+    if new_release:
+        Instance.objects.filter(pk__in=new_release, disk_release_at__isnull=True).update(disk_release_at=grace_ends)
+    if stopped or new_release:
+        acted = True
+        notify(
+            user=buyer,
+            kind="balance_exhausted",
+            title="Your balance is used up: instances stopped, disks kept for now",
+            body=(
+                f"Your balance reached ${balance:.2f}. Running instances were stopped; their disks are kept "
+                f"until {grace_ends:%Y-%m-%d %H:%M} UTC and then released with everything on them. "
+                "Top up to keep them and start again."
+            ),
+            dedupe_key=f"balance_exhausted:{buyer.pk}:{grace_ends:%Y%m%d%H%M%S}",
+        )
+    releasing = [i for i in instances if i.disk_release_at is not None]
+    soonest = min((i.disk_release_at for i in releasing if i.disk_release_at), default=None)
+    if soonest is not None and soonest - RELEASE_WARNING <= now < soonest:
+        sent = notify(
+            user=buyer,
+            kind="disk_release_soon",
+            title="Your disks will be released within 24 hours",
+            body=(
+                f"Your balance is ${balance:.2f}. Stopped disks are released from {soonest:%Y-%m-%d %H:%M} UTC, "
+                "with everything on them. Top up to keep them."
+            ),
+            dedupe_key=f"disk_release_soon:{buyer.pk}:{soonest:%Y%m%d%H%M%S}",
+        )
+        acted = acted or sent is not None
+    due = [i for i in releasing if i.disk_release_at and i.disk_release_at <= now]
+    for instance in due:
+        instance_terminate(
+            instance=instance,
+            actor=Actor.PLATFORM,
+            reason=f"Balance at zero through the {settings.STOPPED_DISK_GRACE_DAYS}-day grace: disk released",
+        )
+    if due:
+        acted = True
+        names = ", ".join(f"i-{i.pk}" for i in due)
+        notify(
+            user=buyer,
+            kind="disk_released",
+            title="Disks released",
+            body=f"Your balance stayed at ${balance:.2f} through the grace; the disks of {names} were released.",
+        )
+    return acted

@@ -123,6 +123,17 @@ class Instance(models.Model):
     metered_until = models.DateTimeField(
         null=True, blank=True, help_text="Usage is recorded up to here; null while nothing accrues."
     )
+    minimum_billed_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The host's minimum rental at order: compute is billed at least up to here.",
+    )
+    disk_release_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Balance at zero with the disk kept: the disk is released at this time unless topped up.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db.models import Q
 from django.utils import timezone
 
+from marketplace.walks import Walk, walk_from
 from suppliers.hosts import host_set_reliability
 from suppliers.models import Host
 from suppliers.reliability import DEVERIFY_BELOW, WINDOW, uptime
@@ -39,14 +40,15 @@ def host_reliability_refresh(*, host: Host) -> Host:
     return host
 
 
-def hosts_reliability_refresh(*, batch_size: int = 500) -> int:
-    """Beat: refresh every registered host's reliability."""
+def hosts_reliability_refresh(*, after: int = 0, batch_size: int = 500) -> Walk:
+    """Beat: refresh the reliability of one keyset batch of registered hosts (ids above `after`);
+    the task walks them all (`marketplace.walks`)."""
     ids = list(
-        Host.objects.filter(credentials__isnull=False)
+        Host.objects.filter(pk__gt=after, credentials__isnull=False)
         .distinct()
         .order_by("pk")
         .values_list("pk", flat=True)[:batch_size]
     )
     for host in Host.objects.filter(pk__in=ids).select_related("organization", "accelerator_model", "region"):
         host_reliability_refresh(host=host)
-    return len(ids)
+    return walk_from(ids, batch_size=batch_size, done=len(ids))

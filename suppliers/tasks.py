@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from marketplace.tasks import walk_step
 from orders.agent import hosts_mark_offline
 from orders.reliability import hosts_reliability_refresh
 
@@ -12,10 +13,10 @@ def hosts_mark_offline_task(batch_size: int = 200) -> int:
     return len(hosts_mark_offline(batch_size=batch_size))
 
 
-@shared_task(name="suppliers.tasks.hosts_reliability_refresh_task", time_limit=600, soft_time_limit=580)
-def hosts_reliability_refresh_task(batch_size: int = 500) -> int:
-    """Beat: recompute 30-day uptime scores (and deverify unreliable hosts)."""
-    return hosts_reliability_refresh(batch_size=batch_size)
+@shared_task(bind=True, name="suppliers.tasks.hosts_reliability_refresh_task", time_limit=600, soft_time_limit=580)
+def hosts_reliability_refresh_task(self, after: int = 0, batch_size: int = 500) -> int:
+    """Beat: recompute 30-day uptime scores (and deverify unreliable hosts), walking every host."""
+    return walk_step(self, hosts_reliability_refresh, after=after, batch_size=batch_size)
 
 
 @shared_task(name="suppliers.tasks.maintenance_refresh_task", time_limit=120, soft_time_limit=100)

@@ -248,6 +248,9 @@ SPECTACULAR_SETTINGS = {
 # --- Marketplace rules
 PLATFORM_CURRENCY = "USD"
 SPOT_PREEMPTION_GRACE_SECONDS = env.int("SPOT_PREEMPTION_GRACE_SECONDS", default=30)
+# At zero balance a stopped instance's disk is kept this long (and billed: the most a buyer can
+# owe), then released.
+STOPPED_DISK_GRACE_DAYS = env.int("STOPPED_DISK_GRACE_DAYS", default=7)
 PLATFORM_TAKE_RATE = Decimal(env.str("PLATFORM_TAKE_RATE", default="0.15"))
 
 # Stripe: test-mode keys by default; STRIPE_API_BASE points the official library elsewhere (tests
