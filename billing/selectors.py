@@ -316,3 +316,9 @@ def credited_alone_recently(staff: User) -> Decimal:
         amount__gt=0,
     )
     return money_sum(postings)
+
+
+def payouts_pending_ids() -> list[int]:
+    """Payouts not yet sent (or whose sending was cut short): every payouts run sends them again,
+    under the same idempotency key, so none is stranded by a worker that died after creating it."""
+    return list(Payout.objects.filter(status=Payout.Status.PENDING).order_by("pk").values_list("pk", flat=True))

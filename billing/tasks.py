@@ -7,6 +7,7 @@ from orders.enforcement import low_balance_check
 from orders.metering import meter_usage
 
 from .payouts import payout_transfer, payouts_create
+from .selectors import payouts_pending_ids
 from .settlement import settle_usage_batch
 
 
@@ -35,13 +36,15 @@ def low_balance_check_task(self, after: int = 0, batch_size: int = 200) -> int:
     return walk_step(self, low_balance_check, after=after, batch_size=batch_size)
 
 
-@shared_task(name="billing.tasks.payouts_create_task", time_limit=300, soft_time_limit=280)
-def payouts_create_task() -> int:
-    """Beat: create payouts for payable balances above the minimum, then send each."""
-    payouts = payouts_create()
-    for payout in payouts:
-        transaction.on_commit(lambda pk=payout.pk: payout_transfer_task.delay(pk))
-    return len(payouts)
+@shared_task(bind=True, name="billing.tasks.payouts_create_task", time_limit=300, soft_time_limit=280)
+def payouts_create_task(self) -> int:
+    """Beat: create payouts for payable balances above the minimum, then send every pending payout
+    (the new ones and any a killed worker left unsent) on this task's queue."""
+    created = payouts_create()
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    for payout_id in payouts_pending_ids():
+        transaction.on_commit(lambda pk=payout_id: payout_transfer_task.apply_async((pk,), queue=queue))
+    return len(created)
 
 
 @shared_task(

@@ -135,6 +135,9 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # A task taken by a worker that dies unacknowledged is delivered again after this long (acks
+    # late): longer than the longest task time limit, so a slow task is never run twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=900)}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CELERY_BROKER_URL = "filesystem://"
@@ -148,6 +151,8 @@ else:
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
+# A task whose worker process is killed goes back to the queue instead of being acknowledged.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
@@ -168,6 +173,15 @@ CELERY_BEAT_SCHEDULE = {
     "payouts": {"task": "billing.tasks.payouts_create_task", "schedule": env.float("PAYOUT_INTERVAL_SECONDS", 86400.0)},
 }
 AGENT_OFFLINE_AFTER_SECONDS = env.int("AGENT_OFFLINE_AFTER_SECONDS", default=90)
+# A host silent this long is lost: its instances are terminated, their capacity released and the
+# outage's SLA credit granted, whether or not it comes back.
+HOST_LOST_AFTER_SECONDS = env.int("HOST_LOST_AFTER_SECONDS", default=7200)
+# A running instance its host's agent has not reported running for this long is failed.
+AGENT_RECONCILE_GRACE_SECONDS = env.int("AGENT_RECONCILE_GRACE_SECONDS", default=120)
+# The agent's uptime counter is compared with metered compute over windows this long; a difference
+# above the percentage (and above a minute) is flagged for staff.
+AGENT_USAGE_WINDOW_SECONDS = env.int("AGENT_USAGE_WINDOW_SECONDS", default=3600)
+AGENT_USAGE_DISAGREEMENT_PERCENT = env.int("AGENT_USAGE_DISAGREEMENT_PERCENT", default=10)
 
 # --- Client addresses and login throttling
 # How many reverse proxies of ours stand in front of the app, each appending the address it saw to

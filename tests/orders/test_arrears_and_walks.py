@@ -73,7 +73,7 @@ def test_buyers_past_the_first_batch_are_stopped_too(l4_host):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_walks_every_buyer_one_batch_per_task(l4_host):
+def test_a_real_worker_walks_every_buyer_one_batch_per_task(catalog, l4_host):
     cache.delete("walk:billing.tasks.low_balance_check_task")
     buyers = [UserFactory(email=f"w{i}@example.com", credit=Decimal("5.00")) for i in range(3)]
     instances = [running_instance(b) for b in buyers]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,3 +92,40 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, interval
             return True
         time.sleep(interval)
     return condition()
+
+
+@contextlib.contextmanager
+def killable_workers(queue: str, *, extra_env: dict[str, str] | None = None) -> Iterator[Callable[[], None]]:
+    """Prefork Celery workers on `queue` that the test kills with SIGKILL (the whole process group:
+    the parent and its children, as an out-of-memory kill or a lost machine would) and restarts.
+    Yields `kill_and_restart`; the last worker is stopped normally at the end."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "DATABASE_POOL": "false",
+        **(extra_env or {}),
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    else:
+        env["CELERY_BROKER_DIR"] = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+    command = [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-Q", queue, "--pool=prefork"]
+    command += ["--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+
+    workers = [start()]
+
+    def kill_and_restart() -> None:
+        os.killpg(workers[-1].pid, signal.SIGKILL)
+        workers[-1].wait()
+        workers.append(start())
+
+    try:
+        yield kill_and_restart
+    finally:
+        stop_process(workers[-1])
