@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check typecheck seed bench clean
+.PHONY: run test venv lint format check typecheck seed bench oversell clean
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ seed: venv
 
 bench: venv ## offer search, quotes and orders on a generated market (see BENCHMARKS.md)
 	$(BIN)/python bench/market.py $(ARGS)
+
+oversell: venv ## buyers race over HTTP for the last slots, against gunicorn and PostgreSQL (see RELIABILITY.md)
+	$(BIN)/python bench/oversell.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 staticfiles .mypy_cache

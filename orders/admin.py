@@ -4,7 +4,16 @@ from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
 from . import lifecycle
-from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, ProblemReport
+from .models import (
+    AgentUsageDisagreement,
+    AgentUsageReport,
+    Allocation,
+    HostCommand,
+    Instance,
+    InstanceEvent,
+    Order,
+    ProblemReport,
+)
 
 
 @admin.register(Order)
@@ -94,3 +103,24 @@ class ProblemReportAdmin(ReadOnlyAdmin):
     list_filter = ["status", "category", "created_at"]
     search_fields = ["buyer__email", "instance__id", "description"]
     list_select_related = ["instance", "buyer"]
+
+
+@admin.register(AgentUsageReport)
+class AgentUsageReportAdmin(ReadOnlyAdmin):
+    """What each host agent last reported about each instance, beside what the platform metered."""
+
+    list_display = ["instance", "host", "status", "counters", "reported_at", "last_running_at", "window_started_at"]
+    list_filter = ["status", "reported_at"]
+    search_fields = ["instance__id", "host__name"]
+    list_select_related = ["instance", "host", "host__organization"]
+
+
+@admin.register(AgentUsageDisagreement)
+class AgentUsageDisagreementAdmin(ReadOnlyAdmin):
+    """Windows where an agent's uptime and the metered compute differ: evidence to look into
+    (a host misreporting, or metering wrong), before a dispute or a payout."""
+
+    list_display = ["instance", "host", "window_start", "window_end", "agent_seconds", "platform_seconds", "created_at"]
+    list_filter = ["created_at", "host__organization"]
+    search_fields = ["instance__id", "host__name", "host__organization__name"]
+    list_select_related = ["instance", "host", "host__organization"]

@@ -16,7 +16,13 @@ from marketplace import broker, capacity
 from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType
 from marketplace.money import quantize_price
 from suppliers.models import Host, MaintenanceWindow, Organization
-from suppliers.offers import host_capacity_spec, host_type_figures, instance_type_shape
+from suppliers.offers import (
+    RentalTerms,
+    host_capacity_spec,
+    host_type_figures,
+    instance_type_shape,
+    next_maintenance_subquery,
+)
 
 from .models import Allocation, Pricing
 from .requests import OrderTarget
@@ -32,6 +38,7 @@ class HostCandidate:
     host: Host
     instance_type: InstanceType
     spot_floor_per_hour: Decimal
+    terms: RentalTerms  # what the host's offers can be had on (the order met them, or was not held to them)
 
 
 def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
@@ -57,10 +64,16 @@ def order_candidates(
     *,
     host_ids: list[int] | None = None,
     holdings: dict[int, list[capacity.Holding]] | None = None,
+    apply_terms: bool = True,
 ) -> list[HostCandidate]:
     """Every (sellable host x instance type) that could serve the order, with the price under the
     order's pricing model and how many the host can take now (from `holdings` when given, which
-    the caller read under the host locks; otherwise an unlocked estimate)."""
+    the caller read under the host locks; otherwise an unlocked estimate).
+
+    Hosts whose offers cannot be had on the order's terms are left out, by the rule of
+    `suppliers.offers.rental_terms_refusal` written in SQL: unverified hosts unless the buyer opts
+    in, a minimum rental above the order's stated length, maintenance before the order ends.
+    `apply_terms=False` keeps them (to explain a refusal)."""
     # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
     # inventory not contradicting the declaration (maintenance is handled below).
     hosts: QuerySet[Host] | list[Host]  # the query, then its rows
@@ -69,16 +82,12 @@ def order_candidates(
         .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
         .exclude(agent_status=Host.AgentStatus.OFFLINE)
         .filter(inventory_mismatch__isnull=True, hardware_changed_at__isnull=True)
+        .annotate(next_maintenance_at=next_maintenance_subquery())
     )
     if target.offer_host_id is not None:
         hosts = hosts.filter(pk=target.offer_host_id)
-    # Orders that would overlap a maintenance window go elsewhere.
-    now = timezone.now()
-    order_end = now + timedelta(hours=target.rental_hours) if target.rental_hours else None
-    windows = MaintenanceWindow.objects.filter(ends_at__gt=now)
-    if order_end is not None:
-        windows = windows.filter(starts_at__lt=order_end)
-    hosts = hosts.exclude(pk__in=windows.values("host_id"))
+    if apply_terms:
+        hosts = _meeting_terms(hosts, target)
     if target.region_id is not None:
         hosts = hosts.filter(region_id=target.region_id)
     if host_ids is not None:
@@ -122,8 +131,27 @@ def order_candidates(
                 region=host.region.code,
                 reliability=host.reliability,
             )
-            results.append(HostCandidate(candidate, host, instance_type, floor))
+            terms = RentalTerms(
+                verified=host.verified,
+                min_rental_hours=host.min_rental_hours,
+                available_until=host.next_maintenance_at,  # type: ignore[attr-defined]  # annotated above
+            )
+            results.append(HostCandidate(candidate, host, instance_type, floor, terms))
     return results
+
+
+def _meeting_terms(hosts: QuerySet[Host], target: OrderTarget) -> QuerySet[Host]:
+    """The hosts whose offers can be had on the order's terms (see `order_candidates`)."""
+    if not target.allow_unverified:
+        hosts = hosts.filter(verified=True)  # as search shows by default
+    if target.minimum_applies and target.rental_hours is not None:
+        hosts = hosts.filter(min_rental_hours__lte=target.rental_hours)
+    # A rental must end by the next maintenance; an open-ended one cannot start before it.
+    now = timezone.now()
+    windows = MaintenanceWindow.objects.filter(ends_at__gt=now)
+    if target.rental_hours:
+        windows = windows.filter(starts_at__lt=now + timedelta(hours=target.rental_hours))
+    return hosts.exclude(pk__in=windows.values("host_id"))
 
 
 def _compatible(host: Host, instance_type: InstanceType) -> bool:

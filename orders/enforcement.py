@@ -31,6 +31,7 @@ from billing.selectors import account_balance
 from marketplace.walks import Walk, walk_from
 
 from .lifecycle import instance_stop, instance_terminate
+from .metering import stopped_disk_grace
 from .models import Instance, InstanceStatus, Pricing
 from .state import Actor
 
@@ -44,19 +45,8 @@ DISK_KEPT_STATUSES = (S.STOPPING, S.STOPPED, S.PREEMPTED)
 COSTING_STATUSES = COMPUTE_STATUSES + DISK_KEPT_STATUSES
 
 
-def stopped_disk_grace() -> timedelta:
-    return timedelta(days=settings.STOPPED_DISK_GRACE_DAYS)
-
-
 def disk_storage_per_hour(instance: Instance) -> Decimal:
     return rating.storage_rate_per_hour(instance.instance_type.disk_gb, instance.storage_price_per_gb_month)
-
-
-def disk_grace_cost(*, disk_gb: int, storage_price_per_gb_month: Decimal) -> Decimal:
-    """What keeping a stopped disk costs for the whole grace at zero balance: the most a buyer of
-    one instance can owe on its disk."""
-    hours = Decimal(stopped_disk_grace().total_seconds()) / 3600
-    return rating.charge_for(int(hours * 3600), rating.storage_rate_per_hour(disk_gb, storage_price_per_gb_month))
 
 
 def low_balance_check(*, after: int = 0, batch_size: int = 200, now: datetime | None = None) -> Walk:

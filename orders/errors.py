@@ -18,6 +18,9 @@ class OrderErrorCode(StrEnum):
     PRICE_FIXED = "price_fixed"
     PRICE_UNCHANGED = "price_unchanged"
     REPORT_RESOLVED = "report_resolved"
+    UNVERIFIED_HOST = "unverified_host"
+    RENTAL_BELOW_MINIMUM = "rental_below_minimum"
+    RENTAL_PAST_AVAILABILITY = "rental_past_availability"
 
 
 class InvalidTransition(Conflict):

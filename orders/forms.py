@@ -30,7 +30,14 @@ class RentForm(forms.Form):
     image = forms.CharField(max_length=255, initial="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime")
     command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
     terminate_after_hours = forms.IntegerField(
-        required=False, min_value=1, max_value=24 * 366, help_text="Optional: terminate automatically after this."
+        required=False,
+        min_value=1,
+        max_value=24 * 366,
+        help_text="Optional: terminate automatically after this many hours (at least the minimum rental, and "
+        "ending before any maintenance the offer shows).",
+    )
+    allow_unverified = forms.BooleanField(
+        required=False, label="Accept an unverified host", help_text="Needed to rent from a host not verified yet."
     )
 
     def order_request(self, *, offer_id: int) -> OrderRequest:
@@ -44,6 +51,7 @@ class RentForm(forms.Form):
             image=data["image"],
             command=data.get("command") or "",
             terminate_after_hours=data.get("terminate_after_hours"),
+            allow_unverified=bool(data.get("allow_unverified")),
         )
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from billing.models import UsageRecord
 from billing.reserved import reserved_cancellation_refund
 from marketplace import capacity
 from marketplace.audit import audit_record
 from marketplace.errors import ApplicationError, Forbidden
+from marketplace.walks import Walk, walk_from
 from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
 
 from .errors import CapacityTaken, OrderErrorCode
 from .locks import instance_and_host_lock
+from .metering import _usage_record
 from .models import Allocation, HostCommand, Instance, Pricing
 from .placement import active_allocation, preempt, reoccupy
 from .selectors import offers_elsewhere
@@ -107,39 +111,64 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     return instance
 
 
+# Statuses an instance has run in: ending it from one of these is ending a rental that started.
+HAS_RUN = frozenset({S.RUNNING, S.STOPPING, S.STOPPED, S.STARTING})
+
+
+def _minimum_rental_charge(instance: Instance, *, ended_from: str, actor: str, at: datetime) -> datetime:
+    """A buyer who ends a started rental before the host's minimum is billed compute up to it: the
+    rest is written as one usage record from `at` (settled like any other; reserved from the
+    prepaid term). Returns from when the rental is no longer billed. The platform or staff ending an
+    instance, or one that never ran, owe no minimum. Precondition: the instance row is locked and its
+    metering window was closed at the transition."""
+    until = instance.minimum_billed_until
+    if actor != Actor.BUYER or ended_from not in HAS_RUN or until is None or until <= at:
+        return at
+    record = _usage_record(instance, UsageRecord.Kind.COMPUTE, at, until)
+    if record is not None:
+        UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
+    return until
+
+
 @transaction.atomic
 def instance_terminate(
     *, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER, reason: str = "Terminate requested"
 ) -> Instance:
-    """Terminate: release everything the instance holds on its host."""
+    """Terminate: release everything the instance holds on its host. A buyer ending a rental before
+    the host's minimum is billed up to it (a reserved term is refunded only past the minimum)."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
     actor = _actor_of(instance, actor, actor_user, "terminate")
+    ended_from = instance.status
     instance_transition(instance=instance, to=S.TERMINATING, reason=reason, actor=actor, actor_user=actor_user)
+    now = timezone.now()
+    billed_until = _minimum_rental_charge(instance, ended_from=ended_from, actor=actor, at=now)
     if instance.pricing == Pricing.RESERVED and instance.reserved_until:
         reserved_cancellation_refund(
             buyer=instance.buyer,
             instance_id=instance.pk,
             reserved_until=instance.reserved_until,
             price_per_hour=instance.price_per_hour,
-            at=timezone.now(),
+            at=billed_until,
         )
-    Allocation.objects.active().filter(instance=instance).update(released_at=timezone.now())
+    Allocation.objects.active().filter(instance=instance).update(released_at=now)
     command_queue(instance, HostCommand.Kind.TERMINATE, reason="terminate")
     spot_resume_for_host(host=host)
     offers_refresh_for_host(host=host)
     return instance
 
 
-def instances_expire(*, batch_size: int = 200) -> int:
-    """Beat: terminate instances past `terminate_after_hours` or the end of their reserved term."""
+def instances_expire(*, after: int = 0, batch_size: int = 200) -> Walk:
+    """Beat: terminate instances past `terminate_after_hours` or the end of their reserved term, one
+    keyset batch of instance ids after `after` (see `marketplace.walks`); `done` is how many ended."""
     now = timezone.now()
     due = list(
         Instance.objects.exclude(status__in=(S.TERMINATING, S.TERMINATED))
-        .filter(Q(terminate_at__lte=now) | Q(reserved_until__lte=now))
-        .values_list("pk", "terminate_at", "reserved_until")[:batch_size]
+        .filter(Q(terminate_at__lte=now) | Q(reserved_until__lte=now), pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "reserved_until")[:batch_size]
     )
     done = 0
-    for pk, _terminate_at, reserved_until in due:
+    for pk, reserved_until in due:
         reason = (
             "The reserved term ended" if reserved_until and reserved_until <= now else "terminate_after_hours reached"
         )
@@ -148,4 +177,4 @@ def instances_expire(*, batch_size: int = 200) -> int:
             done += 1
         except ApplicationError as error:  # raced with the buyer; nothing to do
             logger.info("instance %s not expired: %s", pk, error.detail)
-    return done
+    return walk_from([pk for pk, _ in due], batch_size=batch_size, done=done)

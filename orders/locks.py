@@ -6,6 +6,7 @@ a problem report or a host command is locked on its own, never while holding a h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from marketplace.errors import NotFound
@@ -72,3 +73,25 @@ def problem_report_lock(*, report_id: int) -> ProblemReport:
     if report is None:
         raise NotFound("No such report.")
     return report
+
+
+def instances_to_meter_after(*, now: datetime, after: int, batch_size: int) -> list[Instance]:
+    """`instances_to_meter_batch` walking by id (ids above `after`): a window that cannot close yet
+    (its host's last heartbeat is behind it) leaves the row as it was, so the walk must move on."""
+    return list(
+        Instance.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("instance_type", "host")
+        .filter(pk__gt=after, metered_until__isnull=False, metered_until__lt=now)
+        .order_by("pk")[:batch_size]
+    )
+
+
+def host_instances_lock(*, host: Host, instance_ids: Iterable[int] | None = None) -> list[Instance]:
+    """Lock the host's instances that are not terminated (only those of `instance_ids` when given),
+    in id order. Precondition: the host row is locked (the global lock order)."""
+    queryset = Instance.objects.filter(host=host).exclude(status=InstanceStatus.TERMINATED)
+    if instance_ids is not None:
+        queryset = queryset.filter(pk__in=list(instance_ids))
+    return list(
+        queryset.select_for_update(of=("self",)).select_related("instance_type", "host", "buyer").order_by("pk")
+    )

@@ -3,20 +3,28 @@
 A status change closes the window the old status was accruing and opens one for the new status,
 in the same transaction (`meter_transition`); beat closes every open window up to now
 (`meter_usage`). Settlement (`billing.settlement`) turns the records into ledger transactions.
+
+What a buyer pays as they go is billed only while the host's agent vouches for it: beat meters those
+windows up to the host's last heartbeat, a host marked offline has them closed at its last heartbeat
+(`meter_pause`), and one that comes back accrues again from the heartbeat that brought it back
+(`meter_resume_for_host`). Reserved terms are prepaid and keep accruing through an outage: the
+capacity stays held for the buyer, and the SLA credit (`orders.sla`) is the remedy for the outage.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import cast
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from billing import rating
 from billing.models import UsageRecord
 
-from .locks import instances_to_meter_batch
+from .locks import instances_to_meter_after
 from .models import Instance, InstanceStatus, Pricing
 
 
@@ -83,25 +91,92 @@ def meter_rate_change(*, instance: Instance, at: datetime) -> None:
         Instance.objects.filter(pk=instance.pk).update(metered_until=record.window_end)
 
 
+def vouched_until(instance: Instance, now: datetime) -> datetime:
+    """How far beat may meter an instance: pay-as-you-go windows on a host with an agent stop at
+    its last heartbeat (time after it is billed once a heartbeat vouches for it); reserved terms and
+    hosts without an agent up to now."""
+    heartbeat = instance.host.last_heartbeat_at
+    if instance.pricing == Pricing.RESERVED or heartbeat is None:
+        return now
+    return min(now, heartbeat)
+
+
 def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
-    """Beat: every accruing instance records usage since its last metered point, in bounded
-    batches with set-based writes (one bulk insert, one update per batch). Rows are locked with
-    SKIP LOCKED; a unique (instance, kind, window_start) makes a re-run add nothing."""
+    """Beat: every accruing instance records usage since its last metered point (up to now, or its
+    host's last heartbeat, see `vouched_until`), walking instances by id in bounded batches with
+    set-based writes (one bulk insert, one update per batch). Rows are locked with SKIP LOCKED; a
+    unique (instance, kind, window_start) makes a re-run add nothing."""
     now = now or timezone.now()
-    created = 0
+    created, after = 0, 0
     while True:
         with transaction.atomic():
-            batch = instances_to_meter_batch(now=now, batch_size=batch_size)
+            batch = instances_to_meter_after(now=now, after=after, batch_size=batch_size)
             if not batch:
                 return created
-            records = []
+            records, metered = [], []
             for instance in batch:
                 kind = accrual_kind(instance)
-                record = _usage_record(instance, kind, cast(datetime, instance.metered_until), now) if kind else None
+                start = cast(datetime, instance.metered_until)
+                end = vouched_until(instance, now)
+                if end <= start:
+                    continue
+                record = _usage_record(instance, kind, start, end) if kind else None
                 if record is not None:
                     records.append(record)
+                instance.metered_until = end
+                metered.append(instance)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
-            Instance.objects.filter(pk__in=[i.pk for i in batch]).update(metered_until=now)
+            Instance.objects.bulk_update(metered, ["metered_until"])
             created += len(records)
+            after = batch[-1].pk
         if len(batch) < batch_size:
             return created
+
+
+def meter_pause(*, instances: list[Instance], at: datetime) -> None:
+    """Stop the pay-as-you-go accrual of these instances at `at` (a host's last heartbeat, or the
+    last report vouching for an instance): the open window is closed there, and nothing accrues
+    until `meter_resume_for_host`. Time metered past `at` already stands. Reserved terms are left
+    accruing. Precondition: the instance rows are locked; set-based (one insert, one update)."""
+    paused = [i for i in instances if i.pricing != Pricing.RESERVED and i.metered_until is not None]
+    records = []
+    for instance in paused:
+        kind = accrual_kind(instance)
+        if kind is not None and cast(datetime, instance.metered_until) < at:
+            record = _usage_record(instance, kind, cast(datetime, instance.metered_until), at)
+            if record is not None:
+                records.append(record)
+        instance.metered_until = None
+    UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
+    Instance.objects.filter(pk__in=[i.pk for i in paused]).update(metered_until=None)
+
+
+# Statuses in which a pay-as-you-go instance accrues something (see `accrual_kind`).
+PAY_AS_YOU_GO_ACCRUING = (
+    InstanceStatus.RUNNING,
+    InstanceStatus.STOPPING,
+    InstanceStatus.STOPPED,
+    InstanceStatus.PREEMPTED,
+)
+
+
+def meter_resume_for_host(*, host_id: int, at: datetime) -> int:
+    """A host is back: its pay-as-you-go instances paused by `meter_pause` accrue again from `at`.
+    Precondition: the host row is locked. One update; returns how many resumed."""
+    return (
+        Instance.objects.filter(host_id=host_id, metered_until__isnull=True, status__in=PAY_AS_YOU_GO_ACCRUING)
+        .exclude(pricing=Pricing.RESERVED)
+        .update(metered_until=at)
+    )
+
+
+def stopped_disk_grace() -> timedelta:
+    """How long a stopped disk is kept (and billed) once its buyer's balance is at zero."""
+    return timedelta(days=settings.STOPPED_DISK_GRACE_DAYS)
+
+
+def disk_grace_cost(*, disk_gb: int, storage_price_per_gb_month: Decimal) -> Decimal:
+    """What keeping one stopped disk costs through the whole zero-balance grace: the most its buyer
+    can owe on it (`orders.enforcement` releases it then)."""
+    seconds = int(stopped_disk_grace().total_seconds())
+    return rating.charge_for(seconds, rating.storage_rate_per_hour(disk_gb, storage_price_per_gb_month))

@@ -307,3 +307,54 @@ class ProblemReport(models.Model):
 
     def __str__(self) -> str:
         return f"report {self.pk} on i-{self.instance_id} ({self.status})"
+
+
+class AgentUsageReport(models.Model):
+    """What the host agent last said about one instance (its status and usage counters), kept as
+    evidence beside metering. One row per instance, overwritten by each heartbeat that reports it,
+    so the table grows with instances, not with heartbeats; the history kept is the disagreements
+    (`AgentUsageDisagreement`). Only the instance's own host writes it."""
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="agent_report")
+    host = models.ForeignKey("suppliers.Host", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=32, help_text="As the agent reported it.")
+    counters = models.JSONField(default=dict, blank=True, help_text="The agent's usage counters (bounded).")
+    reported_at = models.DateTimeField()
+    last_running_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last heartbeat that reported the instance running."
+    )
+    window_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the window compared with metering; empty: no window open."
+    )
+    window_counters = models.JSONField(default=dict, blank=True, help_text="The counters at the window's start.")
+
+    class Meta:
+        ordering = ["-reported_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"agent report i-{self.instance_id}: {self.status}"
+
+
+class AgentUsageDisagreement(models.Model):
+    """A window in which the agent's uptime for an instance and the platform's metered compute
+    seconds differ by more than AGENT_USAGE_DISAGREEMENT_PERCENT: for staff to look into."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="usage_disagreements")
+    host = models.ForeignKey("suppliers.Host", on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    agent_seconds = models.PositiveIntegerField(help_text="Uptime the agent counted in the window.")
+    platform_seconds = models.PositiveIntegerField(help_text="Compute seconds the platform metered in the window.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_end", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "window_start"], name="usage_disagreement_one_per_window"),
+            models.CheckConstraint(
+                name="usage_disagreement_window_ordered", condition=Q(window_end__gt=models.F("window_start"))
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"i-{self.instance_id}: agent {self.agent_seconds}s vs metered {self.platform_seconds}s"

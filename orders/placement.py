@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.locks import user_lock
-from accounts.models import User
+from accounts.models import Notification, User
+from accounts.services import notify
 from billing.errors import InsufficientFunds
 from billing.ledger import lock_wallet
 from billing.reserved import reserved_prepay
@@ -32,7 +33,7 @@ from .candidates import MAX_LOCKED_CANDIDATE_HOSTS, order_candidates, rank_candi
 from .errors import OrderErrorCode
 from .locks import instance_lock
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, Pricing
-from .quotes import instance_price_for, insufficient_capacity, order_plan
+from .quotes import instance_price_for, insufficient_capacity, line_minimum_hours, order_plan
 from .requests import OrderRequest, order_target_resolve
 from .selectors import buyer_burn_per_hour
 from .state import Actor, S, command_queue, instance_transition, preemption_grace_seconds, start_payload
@@ -90,18 +91,41 @@ def _spend_guard(buyer: User, adding_per_hour: Decimal) -> None:
         )
 
 
-def funds_guard(*, buyer: User, adding_per_hour: Decimal, upfront: Decimal = Decimal(0)) -> None:
+def funds_guard(
+    *, buyer: User, adding_per_hour: Decimal, upfront: Decimal = Decimal(0), minimum: Decimal = Decimal(0)
+) -> None:
     """Nothing runs on credit: the wallet must cover any upfront charge plus one hour of
-    everything the buyer would then run. Precondition: the wallet row is locked (`lock_wallet`)."""
+    everything the buyer would then run, and the new rentals' minimum charge where that is more
+    than their hour. Precondition: the wallet row is locked (`lock_wallet`)."""
     balance = wallet_balance(buyer)
     burn = buyer_burn_per_hour(user=buyer)
-    needed = upfront + burn + adding_per_hour
+    needed = upfront + burn + max(adding_per_hour, minimum)
     if balance < needed:
+        also = " plus the reserved term" if upfront else " plus the hosts' minimum rental" if minimum else ""
         raise InsufficientFunds(
             f"Your balance is ${balance:.2f}; this order needs ${needed:.2f} (one hour of everything running"
-            f"{' plus the reserved term' if upfront else ''}). Top up first.",
+            f"{also}). Top up first.",
             extra={"balance": str(balance), "needed": str(needed)},
         )
+
+
+def preemption_notify(*, instance: Instance) -> Notification | None:
+    """Tell the buyer that their spot instance was preempted and when it is shut down (in-app, and
+    by email after commit). Once per preemption: a repeated step sends nothing."""
+    preemptions = InstanceEvent.objects.filter(instance=instance, to_status=S.PREEMPTED).count()
+    deadline = instance.preemption_deadline
+    when = f"{deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline else "now"
+    return notify(
+        user=instance.buyer,
+        kind="spot_preempted",
+        title=f"Spot instance i-{instance.pk} preempted",
+        body=(
+            f"Higher-priority demand needs the capacity of your spot instance i-{instance.pk}. It is shut down at "
+            f"{when} (save your work before then). Its disk is kept, and it resumes by itself when capacity "
+            "frees while your bid stands; storage is billed meanwhile."
+        ),
+        dedupe_key=f"spot-preempted:{instance.pk}:{preemptions}",
+    )
 
 
 def preempt(holding: capacity.Holding, *, by: str) -> None:
@@ -119,6 +143,7 @@ def preempt(holding: capacity.Holding, *, by: str) -> None:
         reason=f"Preempted by {by}; {grace} s to shut down. The disk is kept; it resumes when capacity frees.",
     )
     command_queue(instance, HostCommand.Kind.STOP, grace_seconds=grace, reason="preempted")
+    preemption_notify(instance=instance)
 
 
 def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot_bid: Decimal | None) -> Allocation:
@@ -174,7 +199,15 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
         if target.pricing == Pricing.RESERVED
         else Decimal(0)
     )
-    funds_guard(buyer=buyer, adding_per_hour=Decimal(0) if upfront else total_per_hour, upfront=upfront)
+    minimum_charge = sum(
+        (instance_price_for(target, hc) * n * line_minimum_hours(target, hc) for hc, n in plan), Decimal(0)
+    )
+    funds_guard(
+        buyer=buyer,
+        adding_per_hour=Decimal(0) if upfront else total_per_hour,
+        upfront=upfront,
+        minimum=Decimal(0) if upfront else quantize_price(minimum_charge),  # a prepaid term covers it
+    )
 
     now = timezone.now()
     first_type = plan[0][0].instance_type
@@ -203,6 +236,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
         spec = host_capacity_spec(host)
         shape = instance_type_shape(hc.instance_type)
         placement = capacity.plan_placement(spec, holdings[host.pk], [shape] * n, spot_bid=target.spot_bid)
+        minimum_hours = line_minimum_hours(target, hc)
         if placement is None:  # cannot happen: `available` came from the same holdings
             raise insufficient_capacity(target, ranked)
         for victim in placement.preempt:
@@ -221,7 +255,9 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 if request.terminate_after_hours
                 else None,
                 reserved_until=now + timedelta(hours=target.term_hours) if target.term_hours else None,
+                minimum_billed_until=now + timedelta(hours=minimum_hours) if minimum_hours else None,
                 storage_price_per_gb_month=host.storage_price_per_gb_month,
+                created_at=now,
             )
             InstanceEvent.objects.create(
                 instance=instance,

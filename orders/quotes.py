@@ -15,11 +15,14 @@ from typing import cast
 from django.conf import settings
 from django.utils import timezone
 
+from billing import rating
 from marketplace.broker import place
 from marketplace.money import quantize_price
+from suppliers.offers import TermsRefusal, rental_terms_refusal
 
 from .candidates import HostCandidate, order_candidates, rank_candidates
 from .errors import InsufficientCapacity, OrderErrorCode
+from .metering import disk_grace_cost
 from .models import Pricing
 from .requests import OrderRequest, OrderTarget, order_target_resolve
 
@@ -35,6 +38,8 @@ class QuoteLine:
     count: int
     price_per_hour: Decimal
     energy_kwh_per_hour: Decimal
+    min_rental_hours: int = 0  # 0: none binds this order (none set, or spot)
+    available_until: datetime | None = None  # the host's next maintenance: the rental must end by then
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,20 @@ class Quote:
     expires_at: datetime
     term_hours: int | None = None
     term_total: Decimal | None = None
+    minimum_charge: Decimal = Decimal(0)  # billed for compute even if ended sooner (hosts' minimum rentals)
+    stopped_disk_per_hour: Decimal = Decimal(0)  # all instances' disks, kept while stopped
+    stopped_disk_grace_days: int = 0  # at zero balance stopped disks are kept this long, then released
+    stopped_disk_grace_cost: Decimal = Decimal(0)  # what that grace costs: the most owed on the disks
+
+
+# How the refusal explains hosts left out for the order's terms.
+SKIPPED_HOSTS_ADVICE = {
+    TermsRefusal.UNVERIFIED: "not verified (send allow_unverified: true to accept them)",
+    TermsRefusal.MINIMUM_RENTAL: "with a minimum rental longer than the order (ask for longer, or leave "
+    "terminate_after_hours out and be billed at least the minimum)",
+    TermsRefusal.MAINTENANCE: "with maintenance before the order would end (set terminate_after_hours so that "
+    "it ends before; the offers say until when they are available)",
+}
 
 
 def instance_price_for(target: OrderTarget, hc: HostCandidate) -> Decimal:
@@ -57,9 +76,37 @@ def instance_price_for(target: OrderTarget, hc: HostCandidate) -> Decimal:
     return hc.candidate.price_per_hour
 
 
+def line_minimum_hours(target: OrderTarget, hc: HostCandidate) -> int:
+    """The minimum rental that binds this order on this host (see `minimum_rental_applies`)."""
+    return hc.terms.min_rental_hours if target.minimum_applies else 0
+
+
+def _skipped_hosts(target: OrderTarget) -> dict[str, int]:
+    """Capable hosts with room that the order's terms left out, counted by why (error path only)."""
+    now = timezone.now()
+    why_by_host: dict[int, str] = {}
+    for hc in order_candidates(target, apply_terms=False):
+        if not hc.candidate.available or hc.host.pk in why_by_host:
+            continue
+        refusal = rental_terms_refusal(
+            hc.terms,
+            rental_hours=target.rental_hours,
+            minimum_applies=target.minimum_applies,
+            allow_unverified=target.allow_unverified,
+            now=now,
+        )
+        if refusal is not None:
+            why_by_host[hc.host.pk] = refusal
+    counts: dict[str, int] = defaultdict(int)
+    for why in why_by_host.values():
+        counts[why] += 1
+    return dict(counts)
+
+
 def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> InsufficientCapacity:
     """Why the order cannot be placed: a spot bid below every floor (`bid_too_low`), a price
-    ceiling below every matching price (`price_ceiling_too_low`), or not enough capacity."""
+    ceiling below every matching price (`price_ceiling_too_low`), or not enough capacity (naming
+    the capable hosts the order's terms left out: unverified, minimum rental, maintenance)."""
     ceiling = target.max_price_per_hour
     if target.pricing != Pricing.SPOT and ceiling is not None and not any(hc.candidate.available for hc in ranked):
         uncapped = dataclasses.replace(target, max_price_per_hour=None)
@@ -93,10 +140,18 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
     available = sum(by_host.values())
     most_on_one_host = max(by_host.values(), default=0)
     what = "on one host" if target.same_host else "in total"
+    skipped = _skipped_hosts(target)
+    left_out = "; ".join(f"{n} {SKIPPED_HOSTS_ADVICE[TermsRefusal(why)]}" for why, n in sorted(skipped.items()))
     return InsufficientCapacity(
         f"Not enough capacity for {target.count} instance(s): {most_on_one_host if target.same_host else available} "
-        f"can be placed {what} right now with these constraints.",
-        extra={"available": available, "available_on_one_host": most_on_one_host, "requested": target.count},
+        f"can be placed {what} right now with these constraints."
+        + (f" Capable hosts left out for the order's terms: {left_out}." if skipped else ""),
+        extra={
+            "available": available,
+            "available_on_one_host": most_on_one_host,
+            "requested": target.count,
+            "skipped_hosts": skipped,
+        },
     )
 
 
@@ -125,11 +180,19 @@ def quote_create(*, request: OrderRequest) -> Quote:
             count=n,
             price_per_hour=instance_price_for(target, hc),
             energy_kwh_per_hour=hc.candidate.energy_kwh_per_hour,
+            min_rental_hours=line_minimum_hours(target, hc),
+            available_until=hc.terms.available_until,
         )
         for hc, n in plan
     ]
     total = sum((line.price_per_hour * line.count for line in lines), Decimal(0))
     term_total = quantize_price(total * target.term_hours) if target.term_hours else None
+    minimum = sum((line.price_per_hour * line.count * line.min_rental_hours for line in lines), Decimal(0))
+    disks = [(hc.instance_type.disk_gb, hc.host.storage_price_per_gb_month, n) for hc, n in plan]
+    disk_per_hour = sum((rating.storage_rate_per_hour(gb, price) * n for gb, price, n in disks), Decimal(0))
+    grace_cost = sum(
+        (disk_grace_cost(disk_gb=gb, storage_price_per_gb_month=price) * n for gb, price, n in disks), Decimal(0)
+    )
     return Quote(
         pricing=target.pricing,
         count=target.count,
@@ -140,4 +203,8 @@ def quote_create(*, request: OrderRequest) -> Quote:
         expires_at=timezone.now() + QUOTE_VALID_FOR,
         term_hours=target.term_hours,
         term_total=term_total,
+        minimum_charge=quantize_price(minimum),
+        stopped_disk_per_hour=quantize_price(disk_per_hour),
+        stopped_disk_grace_days=settings.STOPPED_DISK_GRACE_DAYS,
+        stopped_disk_grace_cost=quantize_price(grace_cost),
     )

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from marketplace.broker import Location, Requirements
-from marketplace.errors import InvalidInput
+from marketplace.errors import Conflict, InvalidInput
 from marketplace.models import InstanceType, Offer, Region, validate_clean_text
 from marketplace.money import quantize_price
+from suppliers.offers import TermsRefusal, host_rental_terms, rental_terms_refusal
 
-from .errors import OfferSoldOut
+from .errors import OfferSoldOut, OrderErrorCode
 from .models import RESERVED_TERMS_HOURS, Pricing
 
 MAX_COUNT = 64
@@ -37,6 +40,7 @@ class OrderRequest:
     image: str = ""
     command: str = ""
     terminate_after_hours: int | None = None
+    allow_unverified: bool = False
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -55,10 +59,22 @@ class OrderTarget:
     near: Location | None = None
     same_host: bool = False
     rental_hours: int | None = None  # how long the rental may last: term, or terminate_after_hours
+    allow_unverified: bool = False  # the buyer accepts hosts whose declaration is not verified
 
     @property
     def spot_bid(self) -> Decimal | None:
         return self.max_price_per_hour if self.pricing == Pricing.SPOT else None
+
+    @property
+    def minimum_applies(self) -> bool:
+        return minimum_rental_applies(self.pricing)
+
+
+def minimum_rental_applies(pricing: str) -> bool:
+    """Whether the host's minimum rental binds an order of this pricing. Spot is preemptible: the
+    platform may end it at any moment, so a minimum would bind only the buyer; on-demand and
+    reserved rentals are the buyer's to end, so the minimum holds (see `orders.lifecycle`)."""
+    return pricing != Pricing.SPOT
 
 
 def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> OrderTarget:
@@ -66,6 +82,7 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
     then OfferSoldOut (409) when the pinned offer exists but is sold out or past its end."""
     errors: dict[str, list[str]] = {}
     sold_out: Offer | None = None
+    pinned: Offer | None = None
     targets = [name for name in ("instance_type", "offer", "requirements") if getattr(request, name) not in (None, "")]
     if len(targets) != 1:
         errors["instance_type"] = ["Give exactly one of instance_type, offer or requirements."]
@@ -100,9 +117,9 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         if instance_type is None:
             errors["instance_type"] = [f"Unknown instance type {request.instance_type!r}."]
     if request.offer not in (None, ""):
-        offer = Offer.objects.listed().select_related("instance_type").filter(pk=request.offer).first()
-        if offer is not None:
-            instance_type, offer_host_id = offer.instance_type, offer.host_id
+        pinned = Offer.objects.listed().select_related("instance_type", "host").filter(pk=request.offer).first()
+        if pinned is not None:
+            instance_type, offer_host_id = pinned.instance_type, pinned.host_id
         else:
             sold_out = Offer.objects.select_related("instance_type").filter(pk=request.offer).first()
             if sold_out is None:
@@ -130,6 +147,9 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
             fields={"offer": ["Sold out or no longer listed."]},
             extra={"offer": sold_out.pk, "instance_type": sold_out.instance_type.name},
         )
+    rental_hours = request.term_hours if request.pricing == Pricing.RESERVED else request.terminate_after_hours
+    if pinned is not None:
+        _pinned_terms_check(pinned, request, rental_hours)
     return OrderTarget(
         pricing=request.pricing,
         count=int(request.count),
@@ -141,8 +161,53 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         region_id=region_id,
         near=near,
         same_host=bool(request.same_host),
-        rental_hours=request.term_hours if request.pricing == Pricing.RESERVED else request.terminate_after_hours,
+        rental_hours=rental_hours,
+        allow_unverified=bool(request.allow_unverified),
     )
+
+
+def _pinned_terms_check(offer: Offer, request: OrderRequest, rental_hours: int | None) -> None:
+    """A pinned offer is listed but may not be had on the order's terms: say which, and how to fix
+    the order (409 with a code of its own)."""
+    terms = host_rental_terms(offer.host)
+    now = timezone.now()
+    refusal = rental_terms_refusal(
+        terms,
+        rental_hours=rental_hours,
+        minimum_applies=minimum_rental_applies(request.pricing),
+        allow_unverified=bool(request.allow_unverified),
+        now=now,
+    )
+    what = f"Offer {offer.pk} ({offer.instance_type.name})"
+    length_field = "term_hours" if request.pricing == Pricing.RESERVED else "terminate_after_hours"
+    if refusal == TermsRefusal.UNVERIFIED:
+        raise Conflict(
+            f"{what} is on a host whose declaration is not verified yet. Send allow_unverified: true to "
+            "rent it anyway, or order the instance type to get a verified host.",
+            code=OrderErrorCode.UNVERIFIED_HOST,
+            fields={"allow_unverified": ["The host is not verified yet: accept it explicitly to rent it."]},
+            extra={"offer": offer.pk},
+        )
+    if refusal == TermsRefusal.MINIMUM_RENTAL:
+        raise Conflict(
+            f"{what} is rented for at least {terms.min_rental_hours} h; this order asks for {rental_hours} h. "
+            f"Ask for {terms.min_rental_hours} h or more, or leave terminate_after_hours out (billed at least "
+            "the minimum), or order the instance type to get another host.",
+            code=OrderErrorCode.RENTAL_BELOW_MINIMUM,
+            fields={length_field: [f"The host's minimum rental is {terms.min_rental_hours} h."]},
+            extra={"offer": offer.pk, "min_rental_hours": terms.min_rental_hours},
+        )
+    if refusal == TermsRefusal.MAINTENANCE:
+        until = cast(datetime, terms.available_until)  # the refusal is about it
+        longest = max(0, int((until - now).total_seconds() // 3600))
+        raise Conflict(
+            f"{what} is available until {until:%Y-%m-%d %H:%M} UTC (planned maintenance): an order on it must end "
+            f"by then. Set terminate_after_hours to at most {longest}, or order the instance type to get "
+            "another host.",
+            code=OrderErrorCode.RENTAL_PAST_AVAILABILITY,
+            fields={length_field: [f"Must end by {until:%Y-%m-%d %H:%M} UTC (at most {longest} h from now)."]},
+            extra={"offer": offer.pk, "available_until": until.isoformat(), "max_terminate_after_hours": longest},
+        )
 
 
 def _parse_requirements(raw: object, errors: dict[str, list[str]]) -> Requirements | None:

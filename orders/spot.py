@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.models import Notification
+from accounts.services import notify
 from marketplace import capacity
+from marketplace.walks import Walk, walk_from
 from suppliers.locks import host_lock_if_present
 from suppliers.models import Host
 from suppliers.offers import (
@@ -18,7 +21,7 @@ from suppliers.offers import (
 )
 
 from .locks import preempted_spot_instances_lock
-from .models import HostCommand, Instance, InstanceStatus, Pricing
+from .models import HostCommand, Instance, InstanceEvent, InstanceStatus, Pricing
 from .placement import active_allocation, reoccupy
 from .state import Actor, S, command_queue, instance_transition, start_payload
 
@@ -56,14 +59,33 @@ def spot_resume_for_host(*, host: Host) -> list[Instance]:
             reason="Capacity freed while the bid stands: resuming",
         )
         command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
+        spot_resume_notify(instance=instance)
         resumed.append(instance)
     return resumed
 
 
-def spot_resume(*, batch_size: int = 100) -> int:
-    """Beat: try to resume preempted spot instances, one short transaction per host."""
+def spot_resume_notify(*, instance: Instance) -> Notification | None:
+    """Tell the buyer that their preempted spot instance is starting again (in-app, and by email
+    after commit). Once per preemption: a repeated step sends nothing."""
+    preemptions = InstanceEvent.objects.filter(instance=instance, to_status=S.PREEMPTED).count()
+    return notify(
+        user=instance.buyer,
+        kind="spot_resumed",
+        title=f"Spot instance i-{instance.pk} resumed",
+        body=(
+            f"Capacity freed while your bid of ${instance.price_per_hour}/h stands: your spot instance "
+            f"i-{instance.pk} is starting again on the same host, with its disk. Compute is billed once it runs."
+        ),
+        dedupe_key=f"spot-resumed:{instance.pk}:{preemptions}",
+    )
+
+
+def spot_resume(*, after: int = 0, batch_size: int = 100) -> Walk:
+    """Beat: try to resume preempted spot instances, one short transaction per host, walking the
+    hosts that have any in keyset batches of host ids after `after` (see `marketplace.walks`);
+    `done` is how many instances resumed."""
     host_ids = list(
-        Instance.objects.filter(status=InstanceStatus.PREEMPTED, pricing=Pricing.SPOT)
+        Instance.objects.filter(status=InstanceStatus.PREEMPTED, pricing=Pricing.SPOT, host_id__gt=after)
         .values_list("host_id", flat=True)
         .distinct()
         .order_by("host_id")[:batch_size]
@@ -78,4 +100,4 @@ def spot_resume(*, batch_size: int = 100) -> int:
             if count:
                 offers_refresh_for_host(host=host)
             resumed += count
-    return resumed
+    return walk_from(host_ids, batch_size=batch_size, done=resumed)

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
@@ -100,6 +101,7 @@ def instance_detail(request, instance_id: int):
         "actions": actions,
         "current_price": current_price,
         "report_categories": ProblemReport.Category.choices,
+        "disk_grace_days": settings.STOPPED_DISK_GRACE_DAYS,
     }
     return render(request, template, context)
 

@@ -7,16 +7,19 @@ under the host lock; this layer only reads them, see docs/architecture.md).
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from marketplace import capacity
 from marketplace.models import AcceleratorKind, InstanceType, Offer
 from marketplace.pricing import HostEconomics, OfferFigures, offer_figures
 
-from .models import Host
+from .models import Host, MaintenanceWindow
 
 DIMENSION_LABELS = {"accelerators": "Accelerators", "vcpus": "vCPUs", "ram_gb": "RAM (GB)", "disk_gb": "Disk (GB)"}
 
@@ -92,10 +95,78 @@ def host_is_sellable(host: Host) -> bool:
     )
 
 
-def _listed_until(host: Host) -> datetime | None:
-    """Offers end at the supplier's end date or the next maintenance window, whichever is first."""
-    upcoming = host.maintenance_windows.filter(starts_at__gt=timezone.now()).order_by("starts_at").first()
-    candidates = [t for t in (host.offer_ends_at, upcoming.starts_at if upcoming else None) if t is not None]
+SHORTEST_RENTAL_HOURS = 1  # orders state their length in whole hours, at least one
+
+
+class TermsRefusal(StrEnum):
+    """Why a listed offer cannot be had on an order's terms."""
+
+    UNVERIFIED = "unverified"
+    MINIMUM_RENTAL = "minimum_rental"
+    MAINTENANCE = "maintenance"
+
+
+@dataclass(frozen=True)
+class RentalTerms:
+    """The terms a host's offers can be had on."""
+
+    verified: bool
+    min_rental_hours: int
+    available_until: datetime | None  # the next maintenance starts: a rental must end by then
+
+
+def next_maintenance_subquery(host_ref: str = "pk") -> Subquery:
+    """The start of the current or next maintenance window of the host `host_ref` names (null when
+    none), to annotate many rows in one query."""
+    windows = MaintenanceWindow.objects.filter(host=OuterRef(host_ref), ends_at__gt=timezone.now())
+    return Subquery(windows.order_by("starts_at").values("starts_at")[:1])
+
+
+def host_rental_terms(host: Host) -> RentalTerms:
+    """The terms the host's offers can be had on now (one query for the next maintenance)."""
+    upcoming = (
+        host.maintenance_windows.filter(ends_at__gt=timezone.now())
+        .order_by("starts_at")
+        .values_list("starts_at", flat=True)
+        .first()
+    )
+    return RentalTerms(verified=host.verified, min_rental_hours=host.min_rental_hours, available_until=upcoming)
+
+
+def rental_terms_refusal(
+    terms: RentalTerms,
+    *,
+    rental_hours: int | None,
+    minimum_applies: bool,
+    allow_unverified: bool,
+    now: datetime,
+) -> TermsRefusal | None:
+    """Whether a rental of `rental_hours` (None: open-ended) starting `now` can be had on these
+    terms. Candidate selection (`orders.candidates`) applies the same rule in SQL.
+
+    An unverified host needs the buyer's opt-in; a stated length below the minimum rental is
+    refused where the minimum applies (an open-ended rental is billed at least the minimum instead);
+    a rental must end by the next maintenance, so an open-ended one cannot start before it."""
+    if not terms.verified and not allow_unverified:
+        return TermsRefusal.UNVERIFIED
+    if minimum_applies and rental_hours is not None and rental_hours < terms.min_rental_hours:
+        return TermsRefusal.MINIMUM_RENTAL
+    if terms.available_until is not None and (
+        rental_hours is None or now + timedelta(hours=rental_hours) > terms.available_until
+    ):
+        return TermsRefusal.MAINTENANCE
+    return None
+
+
+def _listed_until(host: Host, terms: RentalTerms) -> datetime | None:
+    """The last moment a new rental can start: the supplier's end date, or the latest start from
+    which the shortest rental the host takes (its minimum, at least an hour) still ends before the
+    next maintenance, whichever is first."""
+    latest_start = None
+    if terms.available_until is not None:
+        shortest = max(SHORTEST_RENTAL_HOURS, terms.min_rental_hours)
+        latest_start = terms.available_until - timedelta(hours=shortest)
+    candidates = [t for t in (host.offer_ends_at, latest_start) if t is not None]
     return min(candidates) if candidates else None
 
 
@@ -117,7 +188,7 @@ def offers_refresh_for_host(*, host: Host) -> list[Offer]:
     transaction, so what is listed always matches what allocation would accept.
     """
     sellable = host_is_sellable(host)
-    listed_until = _listed_until(host)
+    listed_until = _listed_until(host, host_rental_terms(host))
     existing_type_ids = set(Offer.objects.filter(host=host).values_list("instance_type_id", flat=True))
     kept: list[Offer] = []
     on_sale: list[Offer] = []

@@ -3,10 +3,12 @@ import os
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
 from billing.selectors import ledger_total
+from marketplace.celery import app as celery_app
 from marketplace.services import catalog_sync
 
 from .factories import HostFactory, OrganizationFactory, UserFactory
@@ -30,6 +32,14 @@ def _ledger_sums_to_zero(request, django_db_blocker):
     if uses_db:
         with django_db_blocker.unblock():
             assert ledger_total() == 0
+
+
+@pytest.fixture(autouse=True)
+def _no_walk_under_way():
+    """Each test starts with no beat walk marked as under way (`marketplace.tasks.walk_step`): a walk a
+    test left unfinished must not make another test's beat task skip."""
+    cache.delete_many([f"walk:{name}" for name in celery_app.tasks])
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,9 @@ from billing.adjustments import credit_note_issue
 from billing.models import Payout, StripeEvent, TopUp, UsageRecord
 from billing.settlement import settle_usage
 from marketplace.models import IdempotencyRecord, InstanceType, Region, Zone
-from orders.agent import instance_agent_report
+from orders.agent import agent_heartbeat, instance_agent_report
 from orders.disputes import report_create
+from orders.models import AgentUsageDisagreement
 from suppliers.agent_services import agent_register, host_registration_token_issue
 from suppliers.documents import organization_document_upload
 from suppliers.models import HostOutage, MaintenanceWindow
@@ -67,6 +68,15 @@ def grow(count: int, *, staff, buyer) -> None:
             user=owner, kind="registration", upload=SimpleUploadedFile(f"reg-{k}.pdf", PDF, "application/pdf")
         )
         report_create(buyer=buyer, instance=instance, category="other", description=f"Report {k}")
+        agent_heartbeat(host=instance.host, instances=[{"id": instance.pk, "status": "running", "usage": {"k": 1.0}}])
+        AgentUsageDisagreement.objects.create(
+            instance=instance,
+            host=instance.host,
+            window_start=start,
+            window_end=start + dt.timedelta(hours=1),
+            agent_seconds=60,
+            platform_seconds=3600,
+        )
         notify(user=buyer, kind="qa", title=f"Notice {k}")
         Group.objects.create(name=f"QA group {k}")
         api_key_issue(user=buyer, name=f"key {k}")

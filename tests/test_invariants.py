@@ -21,7 +21,6 @@ changes, over a moving clock. After every step:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import os
 from collections import defaultdict
@@ -45,7 +44,7 @@ from marketplace import capacity
 from marketplace.errors import ApplicationError
 from marketplace.models import Offer
 from orders import agent, enforcement, lifecycle, spot
-from orders.metering import meter_usage
+from orders.metering import disk_grace_cost, meter_usage
 from orders.models import Instance, InstanceStatus
 from orders.placement import order_place
 from orders.requests import OrderRequest
@@ -62,16 +61,12 @@ PRICE_B = Decimal("0.55")
 
 def walk_all(service, **kwargs) -> None:
     """Run a batched beat service (`marketplace.walks`) to the end, as its re-enqueued task would."""
-    if "after" not in inspect.signature(service).parameters:
-        service(**kwargs)
-        return
     after = 0
     while True:
         result = service(after=after, **kwargs)
-        next_after = getattr(result, "next_after", None)
-        if next_after is None:
+        if result.next_after is None:
             return
-        after = next_after
+        after = result.next_after
 
 
 class Market(RuleBasedStateMachine):
@@ -146,8 +141,7 @@ class Market(RuleBasedStateMachine):
         """Agents stop beating; the platform marks their hosts offline (and, past the lost time, lost)."""
         self.advance(timedelta(minutes=minutes))
         walk_all(agent.hosts_mark_offline, batch_size=1)
-        if hasattr(agent, "hosts_release_lost"):
-            walk_all(agent.hosts_release_lost, batch_size=1)
+        walk_all(agent.hosts_release_lost, batch_size=1)
         self.beat()
 
     @rule()
@@ -275,7 +269,7 @@ class Market(RuleBasedStateMachine):
         for buyer in self.buyers:
             floor = Decimal(0)
             for instance in Instance.objects.filter(buyer=buyer).select_related("instance_type"):
-                floor -= enforcement.disk_grace_cost(
+                floor -= disk_grace_cost(
                     disk_gb=instance.instance_type.disk_gb,
                     storage_price_per_gb_month=instance.storage_price_per_gb_month,
                 )

@@ -9,6 +9,7 @@ from rest_framework import exceptions
 
 from marketplace.errors import ErrorCode
 from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region
+from marketplace.selectors import offers_with_terms
 
 ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "format"})
 
@@ -152,10 +153,11 @@ class OfferFilterSet(filters.FilterSet):
         fields: list[str] = []
 
     def filter_queryset(self, queryset):
-        # Search defaults to verified hosts; `verified=all` (or `false`) shows the rest.
+        # Search defaults to verified hosts, as orders do; `verified=all` (or `false`) shows the
+        # rest (orders take them with `allow_unverified`).
         if not self.form.cleaned_data.get("verified"):
             queryset = queryset.filter(verified=True)
-        return super().filter_queryset(queryset)
+        return offers_with_terms(super().filter_queryset(queryset))
 
     def filter_verified(self, queryset, name, value):
         if value == "true":

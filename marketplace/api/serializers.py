@@ -72,7 +72,24 @@ class OfferSerializer(json_types.ModelSerializer):
     supplier = serializers.CharField(source="host.organization.name", read_only=True)
     host = serializers.IntegerField(source="host_id", read_only=True)
     slicing_policy = serializers.CharField(source="host.slicing_policy", read_only=True)
-    min_rental_hours = serializers.IntegerField(source="host.min_rental_hours", read_only=True)
+    min_rental_hours = serializers.IntegerField(
+        source="host.min_rental_hours",
+        read_only=True,
+        help_text="On-demand and reserved rentals are billed at least this long; a shorter terminate_after_hours or "
+        "term is refused. Spot has no minimum.",
+    )
+    available_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The host's next maintenance starts then: a rental on this offer must end by this time, so an "
+        "open-ended order does not get it. Null: rentals may be open-ended.",
+    )
+    listed_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The last moment a rental on this offer can start (the supplier's end date, or the latest start "
+        "for the shortest rental before maintenance).",
+    )
     storage_price_per_gb_month = serializers.DecimalField(
         source="host.storage_price_per_gb_month", max_digits=14, decimal_places=6, read_only=True
     )
@@ -110,6 +127,7 @@ class OfferSerializer(json_types.ModelSerializer):
             "network_up_mbps",
             "network_down_mbps",
             "listed_until",
+            "available_until",
         ]
 
     def get_accelerator_memory_gb(self, obj: Offer) -> int:

@@ -165,6 +165,7 @@ CELERY_BEAT_SCHEDULE = {
     "spot-resume": {"task": "orders.tasks.spot_resume_task", "schedule": 30.0},
     "instances-expire": {"task": "orders.tasks.instances_expire_task", "schedule": 60.0},
     "hosts-mark-offline": {"task": "suppliers.tasks.hosts_mark_offline_task", "schedule": 30.0},
+    "hosts-release-lost": {"task": "suppliers.tasks.hosts_release_lost_task", "schedule": 120.0},
     "meter-usage": {"task": "billing.tasks.meter_usage_task", "schedule": env.float("METERING_INTERVAL_SECONDS", 60.0)},
     "settle-usage": {"task": "billing.tasks.settle_usage_task", "schedule": 60.0},
     "low-balance": {"task": "billing.tasks.low_balance_check_task", "schedule": 60.0},

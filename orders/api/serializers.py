@@ -43,7 +43,20 @@ class OrderInputSerializer(json_types.Serializer):
     same_host = serializers.BooleanField(default=False)
     image = serializers.CharField(required=False, max_length=255, default="")
     command = serializers.CharField(required=False, max_length=4000, allow_blank=True, default="")
-    terminate_after_hours = serializers.IntegerField(min_value=1, max_value=24 * 366, required=False, allow_null=True)
+    terminate_after_hours = serializers.IntegerField(
+        min_value=1,
+        max_value=24 * 366,
+        required=False,
+        allow_null=True,
+        help_text="End the rental after this many hours. It must be at least the host's minimum rental (spot "
+        "excepted) and end before the host's next maintenance (the offer's available_until); left out, the "
+        "rental is open-ended, goes only to hosts without maintenance ahead, and is billed at least the minimum.",
+    )
+    allow_unverified = serializers.BooleanField(
+        default=False,
+        help_text="Accept hosts whose declaration is not verified yet. By default orders, like offer search, use "
+        "verified hosts only; a pinned offer on an unverified host is a 409 unverified_host without this.",
+    )
 
     def to_order_request(self) -> OrderRequest:
         data = dict(self.validated_data)
@@ -64,6 +77,13 @@ class QuoteLineSerializer(json_types.Serializer):
     count = serializers.IntegerField()
     price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="Per instance.")
     energy_kwh_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, help_text="Per instance.")
+    min_rental_hours = serializers.IntegerField(
+        help_text="The host's minimum rental binding this order (0: none; spot has none): ending sooner is "
+        "billed up to it."
+    )
+    available_until = serializers.DateTimeField(
+        allow_null=True, help_text="The host's next maintenance starts then: the rental must end by this time."
+    )
 
 
 class QuoteSerializer(json_types.Serializer):
@@ -74,6 +94,22 @@ class QuoteSerializer(json_types.Serializer):
     energy_kwh_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4)
     term_hours = serializers.IntegerField(allow_null=True)
     term_total = serializers.DecimalField(max_digits=16, decimal_places=6, allow_null=True)
+    minimum_charge = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=6,
+        help_text="All instances: compute billed even if the order is ended sooner (the hosts' minimum rentals).",
+    )
+    stopped_disk_per_hour = serializers.DecimalField(
+        max_digits=14, decimal_places=6, help_text="All instances: what keeping their disks costs while stopped."
+    )
+    stopped_disk_grace_days = serializers.IntegerField(
+        help_text="At zero balance, stopped disks are kept (and billed) this many days, then released."
+    )
+    stopped_disk_grace_cost = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=6,
+        help_text="What keeping the disks through that grace costs: the most the buyer can owe on them.",
+    )
     lines = QuoteLineSerializer(many=True)
     expires_at = serializers.DateTimeField()
 
@@ -108,6 +144,8 @@ class InstanceSerializer(json_types.ModelSerializer):
             "terminate_at",
             "reserved_until",
             "preemption_deadline",
+            "minimum_billed_until",
+            "disk_release_at",
             "created_at",
             "updated_at",
         ]

@@ -115,7 +115,24 @@ class InventorySerializer(json_types.Serializer):
 class InstanceReportSerializer(json_types.Serializer):
     id = serializers.IntegerField(min_value=1)
     status = serializers.CharField(max_length=32)
-    usage = serializers.DictField(child=serializers.FloatField(), required=False)
+    usage = serializers.DictField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text=(
+            f"At most {instance_agent.MAX_USAGE_COUNTERS} counters, names of at most "
+            f"{instance_agent.MAX_COUNTER_NAME} characters. `{instance_agent.UPTIME_COUNTER}` (seconds the "
+            "instance has been up) is compared with metered compute."
+        ),
+    )
+
+    def validate_usage(self, usage: dict) -> dict:
+        if len(usage) > instance_agent.MAX_USAGE_COUNTERS:
+            raise serializers.ValidationError(f"At most {instance_agent.MAX_USAGE_COUNTERS} counters.")
+        if any(len(name) > instance_agent.MAX_COUNTER_NAME for name in usage):
+            raise serializers.ValidationError(
+                f"Counter names are at most {instance_agent.MAX_COUNTER_NAME} characters."
+            )
+        return usage
 
 
 class HeartbeatSerializer(json_types.Serializer):

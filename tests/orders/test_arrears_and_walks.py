@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
 
@@ -17,17 +18,20 @@ from billing.models import UsageRecord
 from billing.selectors import wallet_balance
 from billing.settlement import settle_usage
 from billing.tasks import low_balance_check_task
+from marketplace.models import InstanceType
 from marketplace.tasks import walk_step
 from marketplace.walks import Walk
 from orders.agent import instance_agent_report
-from orders.enforcement import disk_grace_cost, low_balance_check
+from orders.enforcement import low_balance_check
 from orders.lifecycle import instance_stop
-from orders.metering import meter_usage
+from orders.metering import disk_grace_cost, meter_usage
 from orders.models import Allocation, Instance
 from orders.reliability import hosts_reliability_refresh
 from suppliers.agent_services import agent_register, host_registration_token_issue
+from tests.conftest import bearer_client
 from tests.factories import HostFactory, UserFactory
 from tests.orders.conftest import order
+from tests.orders.test_pages import RENT
 from tests.support.celery_worker import celery_worker, wait_until
 
 pytestmark = pytest.mark.django_db
@@ -230,3 +234,29 @@ def test_a_top_up_during_the_grace_keeps_the_disk(l4_host, buyer):
     with freeze_time(release_at + timedelta(minutes=1)):
         low_balance_check()
         assert Instance.objects.get(pk=instance.pk).status == "stopped"
+
+
+def test_the_quote_shows_what_a_stopped_disk_costs_and_the_grace(buyer, l4_host, client):
+    body = bearer_client(buyer).post("/api/v1/quotes/", {"instance_type": "l4-24g.1x", "count": 2}, format="json")
+    quote = body.json()
+    assert body.status_code == 200, quote
+    disk_gb = InstanceType.objects.get(name="l4-24g.1x").disk_gb
+    one = disk_grace_cost(disk_gb=disk_gb, storage_price_per_gb_month=l4_host.storage_price_per_gb_month)
+    assert quote["stopped_disk_grace_days"] == 7
+    assert Decimal(quote["stopped_disk_grace_cost"]) == 2 * one > 0
+    assert Decimal(quote["stopped_disk_per_hour"]) > 0
+    client.force_login(buyer)
+    offer = l4_host.offers.get(instance_type__name="l4-24g.1x")
+    page = client.post(reverse("orders:offer_quote", args=[offer.pk]), RENT)
+    assert "Stopped disks" in page.content.decode() and "kept 7 days" in page.content.decode()
+
+
+def test_the_instance_says_when_its_disk_is_released(buyer, l4_host, client):
+    instance = stopped_at_zero(buyer)
+    low_balance_check()
+    released_at = Instance.objects.get(pk=instance.pk).disk_release_at
+    body = bearer_client(buyer).get(f"/api/v1/instances/{instance.pk}/").json()
+    assert body["disk_release_at"].startswith(f"{released_at:%Y-%m-%dT%H:%M}")
+    client.force_login(buyer)
+    page = client.get(reverse("orders:instance_detail", args=[instance.pk])).content.decode()
+    assert "top up to keep this disk" in page

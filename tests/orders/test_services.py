@@ -227,11 +227,11 @@ def test_terminate_after_hours_and_reserved_term_end(buyer, l4_host):
     short = order(buyer, terminate_after_hours=2).instances.get()
     reserved = order(buyer, pricing="reserved", term_hours=168).instances.get()
     with freeze_time(timezone.now() + timezone.timedelta(hours=3)):
-        assert instances_expire() == 1
+        assert instances_expire().done == 1
     short.refresh_from_db()
     assert short.status == S.TERMINATING
     with freeze_time(timezone.now() + timezone.timedelta(hours=169)):
-        assert instances_expire() == 1
+        assert instances_expire().done == 1
     reserved.refresh_from_db()
     assert reserved.status == S.TERMINATING
     assert "reserved term ended" in reserved.events.last().reason

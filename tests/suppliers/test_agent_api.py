@@ -194,7 +194,7 @@ def test_silent_hosts_go_offline_and_recover(agent, host, buyer):
     instance = order(buyer).instances.get()
     agent.post("/api/v1/agent/heartbeat/", {}, format="json")
     with freeze_time(timezone.now() + timezone.timedelta(minutes=5)):
-        assert hosts_mark_offline() == [host.pk]
+        assert hosts_mark_offline().done == 1
     host.refresh_from_db()
     assert host.agent_status == Host.AgentStatus.OFFLINE
     assert not Offer.objects.listed().filter(host=host).exists()
