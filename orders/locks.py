@@ -48,16 +48,6 @@ def preempted_spot_instances_lock(*, host: Host) -> list[Instance]:
     )
 
 
-def instances_to_meter_batch(*, now: datetime, batch_size: int) -> list[Instance]:
-    """Accruing instances metered up to before `now` that no other worker holds (SKIP LOCKED)."""
-    return list(
-        Instance.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("instance_type", "host")
-        .filter(metered_until__isnull=False, metered_until__lt=now)
-        .order_by("pk")[:batch_size]
-    )
-
-
 def host_command_lock(*, command_id: int, host: Host) -> HostCommand | None:
     return HostCommand.objects.select_for_update().filter(pk=command_id, host=host).first()
 
@@ -76,8 +66,9 @@ def problem_report_lock(*, report_id: int) -> ProblemReport:
 
 
 def instances_to_meter_after(*, now: datetime, after: int, batch_size: int) -> list[Instance]:
-    """`instances_to_meter_batch` walking by id (ids above `after`): a window that cannot close yet
-    (its host's last heartbeat is behind it) leaves the row as it was, so the walk must move on."""
+    """Accruing instances metered up to before `now` (ids above `after`) that no other worker holds
+    (SKIP LOCKED). Walked by id: a window that cannot close yet (its host's last heartbeat is behind
+    it) leaves the row as it was, so the walk must move on."""
     return list(
         Instance.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("instance_type", "host")

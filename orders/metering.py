@@ -117,13 +117,16 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
             for instance in batch:
                 kind = accrual_kind(instance)
                 start = cast(datetime, instance.metered_until)
-                end = vouched_until(instance, now)
-                if end <= start:
+                # Whole seconds only; the fraction stays open and is billed with the next window
+                # (advancing to `end` would drop up to a second from every tick).
+                whole = int((vouched_until(instance, now) - start).total_seconds())
+                if whole <= 0:
                     continue
+                end = start + timedelta(seconds=whole)
                 record = _usage_record(instance, kind, start, end) if kind else None
                 if record is not None:
                     records.append(record)
-                instance.metered_until = end
+                instance.metered_until = record.window_end if record is not None else end
                 metered.append(instance)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
             Instance.objects.bulk_update(metered, ["metered_until"])

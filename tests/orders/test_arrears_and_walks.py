@@ -21,7 +21,7 @@ from billing.tasks import low_balance_check_task
 from marketplace.models import InstanceType
 from marketplace.tasks import walk_step
 from marketplace.walks import Walk
-from orders.agent import instance_agent_report
+from orders.agent import agent_heartbeat, instance_agent_report
 from orders.enforcement import low_balance_check
 from orders.lifecycle import instance_stop
 from orders.metering import disk_grace_cost, meter_usage
@@ -260,3 +260,21 @@ def test_the_instance_says_when_its_disk_is_released(buyer, l4_host, client):
     client.force_login(buyer)
     page = client.get(reverse("orders:instance_detail", args=[instance.pk])).content.decode()
     assert "top up to keep this disk" in page
+
+
+# --- No second lost -------------------------------------------------------------------------------
+
+
+def test_fractions_of_a_second_carry_to_the_next_tick(buyer, l4_host):
+    """Ticks 1.5 s apart bill 1 s, then 2 s (the carried half): three ticks, 4 whole seconds of 4.5,
+    where dropping each fraction billed 3."""
+    instance = running_instance(buyer)
+    start = Instance.objects.get(pk=instance.pk).metered_until
+    for tick in (1.5, 3.0, 4.5):
+        with freeze_time(start + timedelta(seconds=tick)):
+            agent_heartbeat(host=l4_host, instances=[{"id": instance.pk, "status": "running", "usage": {}}])
+            meter_usage()
+    records = UsageRecord.objects.filter(instance=instance, kind="compute").order_by("window_start")
+    assert [r.seconds for r in records] == [1, 2, 1]
+    assert records.first().window_start == start
+    assert Instance.objects.get(pk=instance.pk).metered_until == start + timedelta(seconds=4)
