@@ -122,11 +122,19 @@ class ProcessRuntime(Runtime):
         shutil.rmtree(self._dir(instance_id), ignore_errors=True)
 
     def usage(self, instance_id: int) -> dict:
+        """CPU seconds of the instance's process, and how long it has been up (`uptime_seconds`,
+        which the platform compares with the compute it bills)."""
         pid = self._pid(instance_id)
         try:
+            # /proc/<pid>/stat after the command name: utime, stime and starttime are fields 14, 15
+            # and 22 (1-based), i.e. 11, 12 and 19 here; starttime counts clock ticks since boot.
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks = os.sysconf("SC_CLK_TCK")
-            return {"cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks}
+            booted_for = float(Path("/proc/uptime").read_text().split()[0])
+            return {
+                "cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks,
+                "uptime_seconds": round(max(0.0, booted_for - int(fields[19]) / ticks), 2),
+            }
         except (OSError, ValueError, IndexError, TypeError):
             return {}
 

@@ -20,7 +20,7 @@ from suppliers.offers import host_capacity_spec, host_holdings, instance_type_sh
 
 from .errors import CapacityTaken, OrderErrorCode
 from .locks import instance_and_host_lock
-from .metering import _usage_record
+from .metering import usage_record_for_window
 from .models import Allocation, HostCommand, Instance, Pricing
 from .placement import active_allocation, preempt, reoccupy
 from .selectors import offers_elsewhere
@@ -124,7 +124,7 @@ def _minimum_rental_charge(instance: Instance, *, ended_from: str, actor: str, a
     until = instance.minimum_billed_until
     if actor != Actor.BUYER or ended_from not in HAS_RUN or until is None or until <= at:
         return at
-    record = _usage_record(instance, UsageRecord.Kind.COMPUTE, at, until)
+    record = usage_record_for_window(instance, UsageRecord.Kind.COMPUTE, at, until)
     if record is not None:
         UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
     return until

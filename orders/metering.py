@@ -41,7 +41,9 @@ def accrual_kind(instance: Instance) -> str | None:
     return None
 
 
-def _usage_record(instance: Instance, kind: str, start: datetime, end: datetime) -> UsageRecord | None:
+def usage_record_for_window(instance: Instance, kind: str, start: datetime, end: datetime) -> UsageRecord | None:
+    """The (unsaved) usage record of `kind` for [start, end) in whole seconds at the instance's rate;
+    None when nothing is owed (under a second, past a reserved term, a free disk)."""
     if instance.pricing == Pricing.RESERVED and instance.reserved_until:
         end = min(end, instance.reserved_until)
     seconds = int((end - start).total_seconds())
@@ -72,7 +74,7 @@ def meter_transition(*, instance: Instance, old_status: str, at: datetime) -> No
     old = Instance(pk=instance.pk, status=old_status, pricing=instance.pricing)
     old_kind = accrual_kind(old)
     if old_kind is not None and instance.metered_until is not None:
-        record = _usage_record(instance, old_kind, instance.metered_until, at)
+        record = usage_record_for_window(instance, old_kind, instance.metered_until, at)
         if record is not None:
             UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
     instance.metered_until = at if new_kind is not None else None
@@ -84,7 +86,7 @@ def meter_rate_change(*, instance: Instance, at: datetime) -> None:
     kind = accrual_kind(instance)
     if kind is None or instance.metered_until is None or instance.metered_until >= at:
         return
-    record = _usage_record(instance, kind, instance.metered_until, at)
+    record = usage_record_for_window(instance, kind, instance.metered_until, at)
     if record is not None:
         UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
         instance.metered_until = record.window_end
@@ -123,7 +125,7 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
                 if whole <= 0:
                     continue
                 end = start + timedelta(seconds=whole)
-                record = _usage_record(instance, kind, start, end) if kind else None
+                record = usage_record_for_window(instance, kind, start, end) if kind else None
                 if record is not None:
                     records.append(record)
                 instance.metered_until = record.window_end if record is not None else end
@@ -146,7 +148,7 @@ def meter_pause(*, instances: list[Instance], at: datetime) -> None:
     for instance in paused:
         kind = accrual_kind(instance)
         if kind is not None and cast(datetime, instance.metered_until) < at:
-            record = _usage_record(instance, kind, cast(datetime, instance.metered_until), at)
+            record = usage_record_for_window(instance, kind, cast(datetime, instance.metered_until), at)
             if record is not None:
                 records.append(record)
         instance.metered_until = None

@@ -36,6 +36,18 @@ def test_process_runtime_runs_the_command_with_its_devices(tmp_path):
     assert not (tmp_path / "7").exists()
 
 
+def test_process_usage_reports_uptime_for_the_platform_to_compare(tmp_path):
+    runtime = ProcessRuntime(tmp_path)
+    runtime.start(8, {"command": "sleep 60"}, [0])
+    try:
+        time.sleep(1.2)
+        usage = runtime.usage(8)
+        assert 1.0 <= usage["uptime_seconds"] < 30 and usage["cpu_seconds"] >= 0
+    finally:
+        runtime.remove(8)
+    assert runtime.usage(8) == {}
+
+
 def test_stop_kills_after_the_grace_period(tmp_path):
     runtime = ProcessRuntime(tmp_path)
     stubborn = (
