@@ -14,11 +14,25 @@ class AccountErrorCode(StrEnum):
     INVALID_CREDENTIALS = "invalid_credentials"
     ALREADY_SUSPENDED = "already_suspended"
     LOGIN_LOCKED = "login_locked"
+    INVALID_SSH_KEY = "invalid_ssh_key"
+    SSH_KEY_EXISTS = "ssh_key_exists"
 
 
 class InvalidCredentials(ApplicationError):
     code = AccountErrorCode.INVALID_CREDENTIALS
     status_code = status.HTTP_401_UNAUTHORIZED
+
+
+class InvalidSshKey(ApplicationError):
+    """Not an OpenSSH public key line the platform accepts (a private key, a weak or unknown type)."""
+
+    code = AccountErrorCode.INVALID_SSH_KEY
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class SshKeyExists(ApplicationError):
+    code = AccountErrorCode.SSH_KEY_EXISTS
+    status_code = status.HTTP_409_CONFLICT
 
 
 class LoginLocked(ApplicationError):

@@ -29,3 +29,13 @@ class SignupForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the key is for, e.g. 'CI pipeline'.")
+
+
+class SshKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, help_text="A label; defaults to the key's comment.")
+    public_key = forms.CharField(
+        label="Public key",
+        max_length=16384,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "ssh-ed25519 AAAAC3Nza... you@laptop"}),
+        help_text="The contents of your .pub file (e.g. ~/.ssh/id_ed25519.pub). Never the private key.",
+    )

@@ -96,6 +96,27 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
+class SshKey(models.Model):
+    """A public SSH key of an account, installed into the `authorized_keys` of the instances its owner
+    chooses. Stored as the parser wrote it back (`type base64 [comment]`), never as typed."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    key_type = models.CharField(max_length=32, help_text="ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...")
+    public_key = models.TextField(help_text="One OpenSSH authorized_keys line.")
+    fingerprint = models.CharField(max_length=64, help_text="SHA256:..., as ssh-keygen -lf prints it.")
+    bits = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "SSH key"
+        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="ssh_key_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+
 class Notification(models.Model):
     """An in-app message (also emailed). `dedupe_key` stops the same alert being sent twice."""
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
 from django.core.exceptions import ValidationError
@@ -16,11 +22,11 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from marketplace.errors import InvalidInput, validation_fields
+from marketplace.errors import InvalidInput, NotFound, validation_fields
 
-from .errors import AccountErrorCode, InvalidCredentials, LoginLocked, login_locked_detail
+from .errors import AccountErrorCode, InvalidCredentials, InvalidSshKey, LoginLocked, SshKeyExists, login_locked_detail
 from .locks import user_lock
-from .models import ApiKey, Notification, User
+from .models import ApiKey, Notification, SshKey, User
 
 API_KEY_PREFIX = "cmk"
 
@@ -142,3 +148,113 @@ def buyer_set_spend_limit(*, buyer: User, limit_per_hour: Decimal | None) -> Use
     buyer.spend_limit_per_hour = limit_per_hour.quantize(Decimal("0.01"))
     buyer.save(update_fields=["spend_limit_per_hour"])
     return buyer
+
+
+# --- SSH keys -----------------------------------------------------------------------------------------
+
+MAX_SSH_KEY_LENGTH = 16_384
+MAX_SSH_KEYS_PER_USER = 50
+MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True)
+class ParsedSshKey:
+    key_type: str
+    line: str  # `type base64 [comment]`, as written back by the parser
+    fingerprint: str  # SHA256:<base64 without padding>, as `ssh-keygen -lf` prints it
+    bits: int
+
+
+def _ssh_key_refused(message: str) -> InvalidSshKey:
+    return InvalidSshKey(message, fields={"public_key": [message]})
+
+
+def ssh_public_key_parse(text: str | None) -> ParsedSshKey:
+    """One OpenSSH public key line, parsed by `cryptography`'s SSH loader and written back by it (so
+    nothing but the key and a plain comment reaches an authorized_keys file). Ed25519, ECDSA and RSA
+    of at least 2048 bits; InvalidSshKey (400) otherwise, saying what is wrong."""
+    raw = (text or "").strip()
+    if not raw or len(raw) > MAX_SSH_KEY_LENGTH:
+        raise _ssh_key_refused("An OpenSSH public key line is required (at most 16 KiB).")
+    if "PRIVATE KEY" in raw:
+        raise _ssh_key_refused(
+            "That is a private key: never paste it anywhere. Paste the public key (the .pub file) instead."
+        )
+    if "\n" in raw or "\r" in raw:
+        raise _ssh_key_refused("One key per entry: the text has several lines.")
+    parts = raw.split(None, 2)
+    try:
+        key = serialization.load_ssh_public_key(" ".join(parts[:2]).encode("ascii"))
+    except (ValueError, UnsupportedAlgorithm, UnicodeEncodeError):
+        raise _ssh_key_refused("Not an OpenSSH public key (expected e.g. 'ssh-ed25519 AAAA... you@host').")
+    if isinstance(key, Ed25519PublicKey):
+        bits = 256
+    elif isinstance(key, RSAPublicKey):
+        bits = key.key_size
+        if bits < MIN_RSA_BITS:
+            raise _ssh_key_refused(f"RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits}).")
+    elif isinstance(key, EllipticCurvePublicKey):
+        bits = key.curve.key_size
+    else:
+        raise _ssh_key_refused("Use an Ed25519, ECDSA or RSA (2048+ bits) key; DSA keys are not accepted.")
+    written = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode("ascii")
+    key_type, blob = written.split()[:2]
+    digest = hashlib.sha256(base64.b64decode(blob)).digest()
+    fingerprint = "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    comment = parts[2] if len(parts) > 2 else ""
+    if comment and (len(comment) > 100 or not comment.isprintable()):
+        comment = ""  # only a plain label survives into authorized_keys
+    return ParsedSshKey(key_type=key_type, line=f"{written} {comment}".strip(), fingerprint=fingerprint, bits=bits)
+
+
+def ssh_key_add(*, user: User, public_key: str | None, name: str | None = None) -> SshKey:
+    """Add a public key to the account: parsed, fingerprinted, once per account (409 otherwise)."""
+    parsed = ssh_public_key_parse(public_key)
+    comment = parsed.line.split(" ", 2)[2] if parsed.line.count(" ") >= 2 else ""
+    label = (name or "").strip() or comment or parsed.key_type
+    if len(label) > 100 or not label.isprintable():
+        raise InvalidInput("A name of at most 100 printable characters.", fields={"name": ["Invalid name."]})
+    with transaction.atomic():
+        user_lock(user_id=user.pk)  # the per-account limit is decided under the user's row
+        if SshKey.objects.filter(user=user).count() >= MAX_SSH_KEYS_PER_USER:
+            raise InvalidInput(
+                f"An account holds at most {MAX_SSH_KEYS_PER_USER} SSH keys; delete one first.",
+                fields={"public_key": ["Too many keys."]},
+            )
+        if SshKey.objects.filter(user=user, fingerprint=parsed.fingerprint).exists():
+            raise SshKeyExists(
+                f"This key is already on your account ({parsed.fingerprint}).",
+                fields={"public_key": ["Already added."]},
+                extra={"fingerprint": parsed.fingerprint},
+            )
+        return SshKey.objects.create(
+            user=user,
+            name=label or parsed.key_type,
+            key_type=parsed.key_type,
+            public_key=parsed.line,
+            fingerprint=parsed.fingerprint,
+            bits=parsed.bits,
+        )
+
+
+def ssh_key_delete(*, user: User, key_id: int) -> None:
+    """Remove one of the account's keys (instances already started keep theirs). 404 if not theirs."""
+    deleted, _ = SshKey.objects.filter(user=user, pk=key_id).delete()
+    if not deleted:
+        raise NotFound("No such SSH key.")
+
+
+def ssh_keys_authorized(*, user: User, key_ids: list[int] | None) -> str:
+    """The authorized_keys text for an order: the chosen keys of `user` (all of them when None).
+    An id that is not one of theirs is an InvalidInput naming it: another user's key is never used."""
+    keys = SshKey.objects.filter(user=user).order_by("pk")
+    if key_ids is not None:
+        chosen = list(keys.filter(pk__in=key_ids))
+        unknown = sorted(set(key_ids) - {k.pk for k in chosen})
+        if unknown:
+            raise InvalidInput(
+                "Unknown SSH key: " + ", ".join(map(str, unknown)) + ".",
+                fields={"ssh_keys": [f"Not one of your keys: {', '.join(map(str, unknown))}."]},
+            )
+        keys = chosen  # type: ignore[assignment]
+    return "".join(f"{key.public_key}\n" for key in keys)

@@ -12,5 +12,7 @@ urlpatterns = [
     path("home/", views.home, name="home"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("notifications/", views.notifications, name="notifications"),
+    path("ssh-keys/", views.ssh_keys, name="ssh_keys"),
+    path("ssh-keys/<int:key_id>/delete/", views.ssh_key_delete, name="ssh_key_delete"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -15,8 +15,8 @@ from marketplace.forms import add_service_errors
 
 from . import services
 from .errors import AccountErrorCode, login_locked_detail
-from .forms import ApiKeyForm, EmailAuthenticationForm, SignupForm
-from .models import ApiKey, Notification, User
+from .forms import ApiKeyForm, EmailAuthenticationForm, SignupForm, SshKeyForm
+from .models import ApiKey, Notification, SshKey, User
 
 
 class LoginView(auth_views.LoginView):
@@ -80,6 +80,31 @@ def api_key_revoke(request, key_id: int):
     services.api_key_revoke(api_key=api_key)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("accounts:api_keys")
+
+
+@login_required
+def ssh_keys(request):
+    """The account's SSH public keys: orders install them (all, unless the API order names some)."""
+    form = SshKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key = services.ssh_key_add(user=request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Key “{key.name}” added ({key.fingerprint}).")
+            return redirect("accounts:ssh_keys")
+    keys = SshKey.objects.filter(user=request.user)
+    return render(request, "accounts/ssh_keys.html", {"form": form, "keys": keys})
+
+
+@login_required
+@require_POST
+def ssh_key_delete(request, key_id: int):
+    key = get_object_or_404(SshKey, pk=key_id, user=request.user)
+    services.ssh_key_delete(user=request.user, key_id=key.pk)
+    messages.success(request, f"Key “{key.name}” deleted; instances already ordered keep it.")
+    return redirect("accounts:ssh_keys")
 
 
 @login_required

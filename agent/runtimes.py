@@ -3,19 +3,34 @@
 - `process`: the instance's command as a local subprocess in its own directory, with
   CUDA_VISIBLE_DEVICES set to its devices; stop = SIGTERM, then SIGKILL after the grace period.
 - `docker`: `docker run --gpus device=...` with the image, command and resource limits.
+
+Both install the `authorized_keys` of the start payload (OpenSSH public key lines separated by
+"\n") as the instance's `authorized_keys` file: see `authorized_keys_lines` and `write_authorized_keys`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import unicodedata
 from pathlib import Path
+
+log = logging.getLogger("agent.runtimes")
+
+# The start payload's key with the instance's SSH public keys, and what the instance sees.
+AUTHORIZED_KEYS_KEY = "authorized_keys"
+AUTHORIZED_KEYS_ENV = "SSH_AUTHORIZED_KEYS_FILE"
+AUTHORIZED_KEYS_FILE = "authorized_keys"
+AUTHORIZED_KEYS_MOUNT = "/root/.ssh/authorized_keys"
+AUTHORIZED_KEYS_MAX_BYTES = 64 * 1024
 
 # What an instance runs when its order gave no command: stays up and prints a heartbeat.
 IDLE_COMMAND = [
@@ -23,6 +38,53 @@ IDLE_COMMAND = [
     "-c",
     "import time\nwhile True:\n    print('instance alive', flush=True)\n    time.sleep(5)",
 ]
+
+
+def authorized_keys_lines(instance_id: int, spec: dict) -> list[str]:
+    """The key lines of the start payload, or [] (with a warning) when it breaks the rules the agent
+    enforces whatever the platform validated: a string, at most 64 KiB, no control characters but
+    the "\n" separator. Blank lines are dropped; the others are kept as they are."""
+    value = spec.get(AUTHORIZED_KEYS_KEY)
+    if value is None or value == "":
+        return []
+    if not isinstance(value, str):
+        log.warning(
+            "instance %s: authorized_keys is not a string (%s); no keys installed", instance_id, type(value).__name__
+        )
+        return []
+    if len(value.encode("utf-8", "surrogatepass")) > AUTHORIZED_KEYS_MAX_BYTES:
+        log.warning(
+            "instance %s: authorized_keys over %s bytes; no keys installed", instance_id, AUTHORIZED_KEYS_MAX_BYTES
+        )
+        return []
+    lines = value.split("\n")
+    for number, line in enumerate(lines, 1):
+        # Cc: C0/C1 controls and DEL ("\r", "\t", NUL, ESC...); Cs: lone surrogates; Zl/Zp: the
+        # Unicode line and paragraph separators, which some readers take for a newline.
+        if any(unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") for char in line):
+            log.warning(
+                "instance %s: authorized_keys line %s has a control character; no keys installed", instance_id, number
+            )
+            return []
+    return [line for line in lines if line.strip()]
+
+
+def write_authorized_keys(path: Path, lines: list[str]) -> None:
+    """Replace `path` with the key lines, mode 0600, atomically (a temp file in the same directory,
+    then rename): a reader never sees half a file, and a re-delivered start never duplicates lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write("".join(f"{line}\n" for line in lines).encode())
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class Runtime:
@@ -56,11 +118,25 @@ class ProcessRuntime(Runtime):
         except (OSError, ValueError, KeyError):
             return None
 
+    def keys_file(self, instance_id: int) -> Path:
+        return self._dir(instance_id) / AUTHORIZED_KEYS_FILE
+
+    def _install_keys(self, instance_id: int, spec: dict) -> Path | None:
+        """The payload's keys as `<instance dir>/authorized_keys` (overwritten), or no file."""
+        path = self.keys_file(instance_id).absolute()
+        lines = authorized_keys_lines(instance_id, spec)
+        if lines:
+            write_authorized_keys(path, lines)
+            return path
+        path.unlink(missing_ok=True)
+        return None
+
     def start(self, instance_id: int, spec: dict, devices: list[int]) -> None:
         if self.is_running(instance_id):
-            return  # re-delivered command: already started
+            return  # re-delivered command: already started (its keys file was written then)
         workdir = self._dir(instance_id)
         workdir.mkdir(parents=True, exist_ok=True)
+        keys = self._install_keys(instance_id, spec)
         command = spec.get("command") or ""
         argv = ["/bin/sh", "-c", command] if command.strip() else IDLE_COMMAND
         env = {
@@ -69,6 +145,9 @@ class ProcessRuntime(Runtime):
             "INSTANCE_ID": str(instance_id),
             "INSTANCE_IMAGE": spec.get("image", ""),
         }
+        env.pop(AUTHORIZED_KEYS_ENV, None)  # never the agent's own
+        if keys is not None:
+            env[AUTHORIZED_KEYS_ENV] = str(keys)
         log = open(workdir / "output.log", "ab")  # noqa: SIM115 (the child owns it)
         process = subprocess.Popen(
             argv,
@@ -119,6 +198,7 @@ class ProcessRuntime(Runtime):
 
     def remove(self, instance_id: int) -> None:
         self.stop(instance_id, grace_seconds=5)
+        self.keys_file(instance_id).unlink(missing_ok=True)
         shutil.rmtree(self._dir(instance_id), ignore_errors=True)
 
     def usage(self, instance_id: int) -> dict:
@@ -165,12 +245,31 @@ def _is_zombie(pid: int) -> bool:
 
 
 class DockerRuntime(Runtime):
-    """Containers named `instance-<id>` on the local Docker engine."""
+    """Containers named `instance-<id>` on the local Docker engine. The instance's SSH keys live on
+    the host under `<keys_dir>/<id>/authorized_keys`, bind-mounted read-only into the container."""
 
     name = "docker"
 
-    def __init__(self, docker: str = "docker"):
+    def __init__(self, docker: str = "docker", keys_dir: Path | None = None):
         self.docker = docker
+        # `runtime_for` passes `<state dir>/instance-keys`; the default matches the CLI's state dir.
+        self.keys_dir = Path(keys_dir) if keys_dir is not None else Path.home() / ".marketplace-agent" / "instance-keys"
+
+    def keys_file(self, instance_id: int) -> Path:
+        return (self.keys_dir / str(instance_id) / AUTHORIZED_KEYS_FILE).absolute()
+
+    def _install_keys(self, instance_id: int, spec: dict) -> Path | None:
+        """Write the payload's keys (overwritten). Without keys, a file left by an earlier start is
+        emptied, not deleted: a container created with the mount needs its source on `docker start`."""
+        path = self.keys_file(instance_id)
+        lines = authorized_keys_lines(instance_id, spec)
+        if lines:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_authorized_keys(path, lines)
+            return path
+        if path.exists():
+            write_authorized_keys(path, [])
+        return None
 
     def _name(self, instance_id: int) -> str:
         return f"instance-{instance_id}"
@@ -178,7 +277,9 @@ class DockerRuntime(Runtime):
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([self.docker, *args], capture_output=True, text=True, timeout=600, check=check)
 
-    def run_arguments(self, instance_id: int, spec: dict, devices: list[int]) -> list[str]:
+    def run_arguments(
+        self, instance_id: int, spec: dict, devices: list[int], keys_file: Path | None = None
+    ) -> list[str]:
         args = [
             "run",
             "-d",
@@ -195,6 +296,8 @@ class DockerRuntime(Runtime):
             args += ["--cpus", str(spec["vcpus"])]
         if spec.get("ram_gb"):
             args += ["--memory", f"{spec['ram_gb']}g"]
+        if keys_file is not None:
+            args += ["-v", f"{keys_file}:{AUTHORIZED_KEYS_MOUNT}:ro"]
         args.append(spec["image"])
         if (spec.get("command") or "").strip():
             args += ["/bin/sh", "-c", spec["command"]]
@@ -203,11 +306,12 @@ class DockerRuntime(Runtime):
     def start(self, instance_id: int, spec: dict, devices: list[int]) -> None:
         if self.is_running(instance_id):
             return
+        keys = self._install_keys(instance_id, spec)
         exists = self._run("inspect", self._name(instance_id), check=False).returncode == 0
         if exists:
-            self._run("start", self._name(instance_id))
+            self._run("start", self._name(instance_id))  # its mount (if any) reads the rewritten file
         else:
-            self._run(*self.run_arguments(instance_id, spec, devices))
+            self._run(*self.run_arguments(instance_id, spec, devices, keys))
 
     def is_running(self, instance_id: int) -> bool:
         result = self._run("inspect", "-f", "{{.State.Running}}", self._name(instance_id), check=False)
@@ -218,11 +322,12 @@ class DockerRuntime(Runtime):
 
     def remove(self, instance_id: int) -> None:
         self._run("rm", "-f", "-v", self._name(instance_id), check=False)
+        shutil.rmtree(self.keys_file(instance_id).parent, ignore_errors=True)
 
 
 def runtime_for(name: str, state_dir: Path) -> Runtime:
     if name == "docker":
-        return DockerRuntime()
+        return DockerRuntime(keys_dir=state_dir / "instance-keys")
     if name == "process":
         return ProcessRuntime(state_dir / "instances")
     raise ValueError(f"unknown runtime {name!r}: use process or docker")

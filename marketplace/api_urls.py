@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView
+from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView, SshKeyViewSet
 from billing.api.views import (
     BalanceView,
     EarningsView,
@@ -33,6 +33,7 @@ router.register("regions", RegionViewSet, basename="region")
 router.register("offers", OfferViewSet, basename="offer")
 router.register("hosts", HostViewSet, basename="host")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("ssh-keys", SshKeyViewSet, basename="ssh-key")
 router.register("orders", OrderViewSet, basename="order")
 router.register("instances", InstanceViewSet, basename="instance")
 router.register("problem-reports", ProblemReportViewSet, basename="problem-report")

@@ -106,6 +106,9 @@ class Instance(models.Model):
     status = models.CharField(max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.REQUESTED)
     image = models.CharField(max_length=255)
     command = models.TextField(blank=True)
+    authorized_keys = models.TextField(
+        blank=True, help_text="The buyer's SSH public keys chosen at order, installed by the agent (one per line)."
+    )
     terminate_at = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
     preemption_deadline = models.DateTimeField(null=True, blank=True)

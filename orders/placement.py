@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.locks import user_lock
 from accounts.models import Notification, User
-from accounts.services import notify
+from accounts.services import notify, ssh_keys_authorized
 from billing.errors import InsufficientFunds
 from billing.ledger import lock_wallet
 from billing.reserved import reserved_prepay
@@ -173,6 +173,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     if buyer.suspended_at:
         raise Forbidden(f"Your account is suspended: {buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED)
     lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
+    authorized_keys = ssh_keys_authorized(user=buyer, key_ids=request.ssh_keys)
 
     estimate = order_candidates(target)
     ranked_estimate = rank_candidates(target, estimate)
@@ -251,6 +252,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 price_per_hour=instance_price_for(target, hc),
                 image=order.image,
                 command=order.command,
+                authorized_keys=authorized_keys,
                 terminate_at=now + timedelta(hours=request.terminate_after_hours)
                 if request.terminate_after_hours
                 else None,

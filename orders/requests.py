@@ -41,6 +41,7 @@ class OrderRequest:
     command: str = ""
     terminate_after_hours: int | None = None
     allow_unverified: bool = False
+    ssh_keys: list[int] | None = None  # the buyer's SSH key ids to install; None: all of them
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 

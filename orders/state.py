@@ -81,6 +81,7 @@ def start_payload(instance: Instance) -> dict[str, Any]:
         "vcpus": t.vcpus,
         "ram_gb": t.ram_gb,
         "disk_gb": t.disk_gb,
+        "authorized_keys": instance.authorized_keys,
     }
 
 

@@ -37,12 +37,14 @@ AGENT_PATHS = r"^/api/v1/agent/"
 # rejected included: JSON types are strict, see marketplace/api/json_types.py) runs everywhere.
 # - UNKNOWN_REFERENCES: a well-formed slug or id naming no row (region "0", instance type "0",
 #   `?accelerator_model=x`) is a 400; the catalog's slugs are data, not schema.
+# - KEY_FORMAT: an SSH public key is a base64 blob whose content the parser checks (type, size,
+#   curve); the schema can only say "a string".
 # - DECIMAL_BOUNDS: a DecimalField's min/max is not in the schema (decimals are patterned strings).
 # - URL_FORMAT: Django's URLValidator refuses some URLs that JSON Schema's `uri` format allows.
 # - CONTROL_CHARACTER_KEYS (every operation with a body): unknown body keys are ignored, but one
 #   with a control character is a 400 (`marketplace.api.parsers`); OpenAPI 3.0 has no
 #   `propertyNames` to say so.
-UNKNOWN_REFERENCES = DECIMAL_BOUNDS = URL_FORMAT = CONTROL_CHARACTER_KEYS = [positive_data_acceptance]
+UNKNOWN_REFERENCES = KEY_FORMAT = DECIMAL_BOUNDS = URL_FORMAT = CONTROL_CHARACTER_KEYS = [positive_data_acceptance]
 KNOWN_GAPS = {
     "POST /api/v1/organization/": URL_FORMAT,
     "PATCH /api/v1/organization/": URL_FORMAT,
@@ -52,6 +54,7 @@ KNOWN_GAPS = {
     "GET /api/v1/offers/": UNKNOWN_REFERENCES,
     "GET /api/v1/instance-types/": UNKNOWN_REFERENCES,
     "POST /api/v1/billing/top-ups/": DECIMAL_BOUNDS,
+    "POST /api/v1/ssh-keys/": KEY_FORMAT,
 }
 
 # Fixtures shared with the orders tests (an L4 host of `supplier_org`, a running instance on it) and

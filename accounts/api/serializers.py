@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, SshKey, User
 from marketplace.api import json_types
 
 
@@ -41,3 +41,19 @@ class MeSerializer(json_types.ModelSerializer):
 
 class SpendLimitSerializer(json_types.Serializer):
     spend_limit_per_hour = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+
+
+class SshKeySerializer(json_types.ModelSerializer):
+    class Meta:
+        model = SshKey
+        fields = ["id", "name", "key_type", "bits", "fingerprint", "public_key", "created_at"]
+        read_only_fields = fields
+
+
+class SshKeyInputSerializer(json_types.Serializer):
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="A label; defaults to the key's comment."
+    )
+    public_key = serializers.CharField(
+        max_length=16384, help_text="One OpenSSH public key line (Ed25519, ECDSA or RSA of 2048+ bits)."
+    )

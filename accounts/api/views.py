@@ -5,7 +5,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.models import ApiKey
+from accounts.models import ApiKey, SshKey
 
 from .serializers import (
     ApiKeyCreateInputSerializer,
@@ -13,6 +13,8 @@ from .serializers import (
     ApiKeySerializer,
     MeSerializer,
     SpendLimitSerializer,
+    SshKeyInputSerializer,
+    SshKeySerializer,
 )
 
 
@@ -54,6 +56,30 @@ class ApiKeyViewSet(
 
     def perform_destroy(self, instance):
         services.api_key_revoke(api_key=instance)
+
+
+class SshKeyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """The caller's own SSH public keys. An order installs the ones it names (`ssh_keys`), or all of
+    them, as its instances' authorized_keys; deleting a key leaves instances already ordered as they are."""
+
+    serializer_class = SshKeySerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = SshKey.objects.none()
+
+    def get_queryset(self):
+        return SshKey.objects.filter(user=self.request.user)
+
+    @extend_schema(request=SshKeyInputSerializer, responses={201: SshKeySerializer})
+    def create(self, request):
+        data = SshKeyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = services.ssh_key_add(user=request.user, **data.validated_data)
+        return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.ssh_key_delete(user=self.request.user, key_id=instance.pk)
 
 
 class MeView(APIView):

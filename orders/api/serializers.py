@@ -52,6 +52,13 @@ class OrderInputSerializer(json_types.Serializer):
         "excepted) and end before the host's next maintenance (the offer's available_until); left out, the "
         "rental is open-ended, goes only to hosts without maintenance ahead, and is billed at least the minimum.",
     )
+    ssh_keys = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        max_length=50,
+        help_text="Ids of your SSH keys (/api/v1/ssh-keys/) to install as the instances' authorized_keys; "
+        "left out: all of your keys; []: none.",
+    )
     allow_unverified = serializers.BooleanField(
         default=False,
         help_text="Accept hosts whose declaration is not verified yet. By default orders, like offer search, use "
@@ -141,6 +148,7 @@ class InstanceSerializer(json_types.ModelSerializer):
             "supplier",
             "image",
             "command",
+            "authorized_keys",
             "terminate_at",
             "reserved_until",
             "preemption_deadline",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.runtimes import DockerRuntime, ProcessRuntime
+from agent.runtimes import DockerRuntime, ProcessRuntime, runtime_for
 
 
 def wait_for(condition, timeout=10.0):
@@ -124,3 +124,144 @@ def test_docker_runtime_drives_the_docker_cli(fake_docker, tmp_path):
     assert ["start", "instance-5"] in calls
     assert ["rm", "-f", "-v", "instance-5"] in calls
     assert os.path.exists(tmp_path / "containers.json")
+
+
+# -- authorized_keys: the start payload's SSH public keys ----------------------------------------
+
+KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1111111111111111111111111111111111111111111 alice@laptop"
+KEY_B = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC2222222222222222222222222222222222222 bob@desk"
+
+
+def test_process_runtime_installs_the_authorized_keys(tmp_path):
+    runtime = ProcessRuntime(tmp_path)
+    spec = {
+        "command": 'echo "keys=$SSH_AUTHORIZED_KEYS_FILE"; cat "$SSH_AUTHORIZED_KEYS_FILE"; sleep 60',
+        "authorized_keys": f"{KEY_A}\n{KEY_B}",
+    }
+    runtime.start(11, spec, [])
+    keys = tmp_path / "11" / "authorized_keys"
+    log = tmp_path / "11" / "output.log"
+    try:
+        assert keys.read_text().splitlines() == [KEY_A, KEY_B]
+        assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+        assert wait_for(lambda: log.exists() and KEY_B in log.read_text())
+        assert f"keys={keys.absolute()}" in log.read_text()
+        assert KEY_A in log.read_text()
+        assert not list(keys.parent.glob(".authorized_keys*"))  # no temp file left behind
+
+        runtime.start(11, spec, [])  # re-delivered while running
+        runtime.stop(11, grace_seconds=5)
+        runtime.start(11, spec, [])  # started again after a stop: the file is rewritten, not appended
+        assert keys.read_text().splitlines() == [KEY_A, KEY_B]
+    finally:
+        runtime.remove(11)
+    assert not keys.exists()
+    assert not (tmp_path / "11").exists()
+
+
+def test_process_runtime_without_keys_has_no_file_and_no_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSH_AUTHORIZED_KEYS_FILE", "/agent/own/file")  # never leaks to the instance
+    runtime = ProcessRuntime(tmp_path)
+    runtime.start(
+        12, {"command": 'echo "keys=[${SSH_AUTHORIZED_KEYS_FILE-unset}]"; sleep 60', "authorized_keys": ""}, []
+    )
+    log = tmp_path / "12" / "output.log"
+    try:
+        assert wait_for(lambda: log.exists() and "keys=" in log.read_text())
+        assert "keys=[unset]" in log.read_text()
+        assert not (tmp_path / "12" / "authorized_keys").exists()
+    finally:
+        runtime.remove(12)
+
+
+def test_process_runtime_restart_without_keys_removes_the_old_file(tmp_path):
+    runtime = ProcessRuntime(tmp_path)
+    runtime.start(13, {"command": "sleep 60", "authorized_keys": KEY_A}, [])
+    runtime.stop(13, grace_seconds=5)
+    runtime.start(13, {"command": "sleep 60"}, [])  # no key in the payload: the old keys do not stay
+    try:
+        assert not (tmp_path / "13" / "authorized_keys").exists()
+    finally:
+        runtime.remove(13)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{KEY_A}\r\n{KEY_B}",  # a carriage return
+        f"{KEY_A}\n{KEY_B}\x1b[2J",  # an escape sequence
+        f"{KEY_A}\x00",  # NUL
+        f"{KEY_A}\u2028{KEY_B}",  # the Unicode line separator
+        f"{KEY_A}\n" * 1000,  # over 64 KiB
+        ["not", "a", "string"],
+    ],
+)
+def test_keys_that_break_the_rules_are_dropped_with_a_warning(tmp_path, caplog, value):
+    runtime = ProcessRuntime(tmp_path)
+    with caplog.at_level("WARNING", logger="agent.runtimes"):
+        runtime.start(14, {"command": 'echo "keys=[${SSH_AUTHORIZED_KEYS_FILE-unset}]"', "authorized_keys": value}, [])
+    log = tmp_path / "14" / "output.log"
+    try:
+        assert wait_for(lambda: log.exists() and "keys=" in log.read_text())
+        assert "keys=[unset]" in log.read_text()
+        assert not (tmp_path / "14" / "authorized_keys").exists()
+        assert any(
+            "authorized_keys" in r.getMessage() and "no keys installed" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        runtime.remove(14)
+
+
+def test_blank_lines_are_dropped(tmp_path):
+    runtime = ProcessRuntime(tmp_path)
+    runtime.start(15, {"command": "true", "authorized_keys": f"\n{KEY_A}\n\n{KEY_B}\n"}, [])
+    try:
+        assert (tmp_path / "15" / "authorized_keys").read_text() == f"{KEY_A}\n{KEY_B}\n"
+    finally:
+        runtime.remove(15)
+
+
+def docker_calls(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "calls.log").read_text().splitlines()]
+
+
+def test_docker_runtime_mounts_the_authorized_keys_read_only(fake_docker, tmp_path):
+    keys_dir = tmp_path / "state" / "instance-keys"
+    runtime = DockerRuntime(docker=str(fake_docker), keys_dir=keys_dir)
+    spec = {"image": "pytorch/pytorch:2.5.1", "command": "python train.py", "authorized_keys": f"{KEY_A}\n{KEY_B}"}
+    runtime.start(6, spec, [0])
+    keys = keys_dir / "6" / "authorized_keys"
+    assert keys.read_text().splitlines() == [KEY_A, KEY_B]
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    run = next(c for c in docker_calls(tmp_path) if c[0] == "run")
+    assert run[run.index("-v") + 1] == f"{keys.absolute()}:/root/.ssh/authorized_keys:ro"
+    assert run.index("-v") < run.index("pytorch/pytorch:2.5.1")  # an option of `run`, not of the command
+    assert run[-4:] == ["pytorch/pytorch:2.5.1", "/bin/sh", "-c", "python train.py"]
+
+    runtime.stop(6, grace_seconds=5)
+    runtime.start(6, spec, [0])  # `docker start` of the same container: the file is rewritten, not appended
+    assert keys.read_text().splitlines() == [KEY_A, KEY_B]
+    assert [c[0] for c in docker_calls(tmp_path)].count("run") == 1
+
+    runtime.remove(6)
+    assert not keys.exists()
+    assert not (keys_dir / "6").exists()
+
+
+def test_docker_runtime_without_keys_mounts_nothing(fake_docker, tmp_path):
+    keys_dir = tmp_path / "state" / "instance-keys"
+    runtime = DockerRuntime(docker=str(fake_docker), keys_dir=keys_dir)
+    runtime.start(7, {"image": "ubuntu:24.04", "command": ""}, [])
+    runtime.start(8, {"image": "ubuntu:24.04", "authorized_keys": "ssh-ed25519 AAAA\x07bell"}, [])  # dropped
+    runs = [c for c in docker_calls(tmp_path) if c[0] == "run"]
+    assert len(runs) == 2
+    for run in runs:
+        assert "-v" not in run
+        assert not any("authorized_keys" in arg for arg in run)
+    assert not (keys_dir / "7").exists() and not (keys_dir / "8").exists()
+
+
+def test_runtime_for_keeps_docker_keys_under_the_agent_state(tmp_path):
+    runtime = runtime_for("docker", tmp_path)
+    assert isinstance(runtime, DockerRuntime)
+    assert runtime.keys_dir == tmp_path / "instance-keys"

@@ -5,6 +5,8 @@ import shutil
 from decimal import Decimal
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import connections
 from playwright.sync_api import sync_playwright
 
@@ -138,3 +140,24 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
     page.click("button:has-text('Stop')")
     page.wait_for_selector("text=Stop requested.")
     assert Instance.objects.filter(status="stopping").count() == 1
+
+
+def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live_server, page, tmp_path):
+    UserFactory(email="k@example.com")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "k@example.com")
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+    page.click(".who >> text=SSH keys")
+
+    page.fill("#id_public_key", "ssh-rsa not-a-key")
+    page.click("button:has-text('Add key')")
+    assert "Not an OpenSSH public key" in page.locator("form.card").inner_text()
+
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    page.fill("#id_public_key", f"{line} k@laptop")
+    page.click("button:has-text('Add key')")
+    row = page.locator("table tbody tr").first.inner_text()
+    assert "k@laptop" in row and "SHA256:" in row and "ssh-ed25519" in row
+    page.screenshot(path=str(tmp_path / "ssh-keys.png"), full_page=True)
