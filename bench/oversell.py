@@ -91,6 +91,7 @@ def race(url: str, keys: list[str], offer_id: int) -> list[tuple[int, str]]:
 
 def capacity_problems(host) -> list[str]:
     """What is wrong with the host's capacity after a trial (empty when the identities hold)."""
+    # Project modules are imported once Django is set up on the trial database (see `main`).
     from marketplace import capacity
     from marketplace.models import Offer
     from suppliers.offers import host_allocated_claims, host_capacity_spec, host_carriable_types
@@ -128,7 +129,7 @@ def main() -> int:
     os.environ.pop("REDIS_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
 
-    import django
+    import django  # set up only now: DATABASE_URL names the database this script just created
 
     django.setup()
     from accounts.services import api_key_issue

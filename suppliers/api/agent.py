@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from marketplace.api import json_types
 from marketplace.errors import ErrorCode, InvalidInput
 from orders import agent as instance_agent
+from orders import reconciliation
 from orders.models import InstanceStatus
 from suppliers import agent_services
 from suppliers.models import HostCredential
@@ -119,18 +120,18 @@ class InstanceReportSerializer(json_types.Serializer):
         child=serializers.FloatField(),
         required=False,
         help_text=(
-            f"At most {instance_agent.MAX_USAGE_COUNTERS} counters, names of at most "
-            f"{instance_agent.MAX_COUNTER_NAME} characters. `{instance_agent.UPTIME_COUNTER}` (seconds the "
+            f"At most {reconciliation.MAX_USAGE_COUNTERS} counters, names of at most "
+            f"{reconciliation.MAX_COUNTER_NAME} characters. `{reconciliation.UPTIME_COUNTER}` (seconds the "
             "instance has been up) is compared with metered compute."
         ),
     )
 
     def validate_usage(self, usage: dict) -> dict:
-        if len(usage) > instance_agent.MAX_USAGE_COUNTERS:
-            raise serializers.ValidationError(f"At most {instance_agent.MAX_USAGE_COUNTERS} counters.")
-        if any(len(name) > instance_agent.MAX_COUNTER_NAME for name in usage):
+        if len(usage) > reconciliation.MAX_USAGE_COUNTERS:
+            raise serializers.ValidationError(f"At most {reconciliation.MAX_USAGE_COUNTERS} counters.")
+        if any(len(name) > reconciliation.MAX_COUNTER_NAME for name in usage):
             raise serializers.ValidationError(
-                f"Counter names are at most {instance_agent.MAX_COUNTER_NAME} characters."
+                f"Counter names are at most {reconciliation.MAX_COUNTER_NAME} characters."
             )
         return usage
 
