@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from marketplace.walks import Walk, walk_from
+from marketplace.walks import Walk, walk_from, walk_to_end
 
 from . import rating
 from .ledger import Kind, buyer_wallet, platform_account, post_transaction, supplier_payable
@@ -17,13 +17,7 @@ from .models import LedgerTransaction, UsageRecord
 
 def settle_usage(*, batch_size: int = 500) -> int:
     """Settle every unsettled usage record now, batch after batch; returns how many were settled."""
-    settled, after = 0, 0
-    while True:
-        walk = settle_usage_batch(after=after, batch_size=batch_size)
-        settled += walk.done
-        if walk.next_after is None:
-            return settled
-        after = walk.next_after
+    return walk_to_end(settle_usage_batch, batch_size=batch_size)
 
 
 def settle_usage_batch(*, after: int = 0, batch_size: int = 500) -> Walk:

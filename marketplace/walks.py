@@ -11,8 +11,8 @@ larger takes ten times as many short tasks instead of being cut off at the first
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 
 class Walk(NamedTuple):
@@ -23,3 +23,15 @@ class Walk(NamedTuple):
 def walk_from(keys: Sequence[int], *, batch_size: int, done: int) -> Walk:
     """The Walk for a batch whose keys (in order) were `keys`: a full batch may have more after it."""
     return Walk(done=done, next_after=keys[-1] if len(keys) >= batch_size and keys else None)
+
+
+def walk_to_end(service: Callable[..., Walk], **kwargs: Any) -> int:
+    """Run a batched service from the start to the end in this process (what its re-enqueued task
+    does over many executions); returns the sum of `done`."""
+    done, after = 0, 0
+    while True:
+        walk = service(after=after, **kwargs)
+        done += walk.done
+        if walk.next_after is None:
+            return done
+        after = walk.next_after

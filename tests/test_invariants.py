@@ -42,6 +42,7 @@ from billing.settlement import settle_usage
 from marketplace import capacity
 from marketplace.errors import ApplicationError
 from marketplace.models import Offer
+from marketplace.walks import walk_to_end
 from orders import agent, enforcement, lifecycle, spot
 from orders.metering import disk_grace_cost, meter_usage
 from orders.models import Instance, InstanceStatus
@@ -56,16 +57,6 @@ EXAMPLES = int(os.environ.get("INVARIANT_EXAMPLES", "8"))
 TICK = timedelta(hours=1)  # the beat interval the runs use (the floor allows one tick of compute)
 S = InstanceStatus
 PRICE_B = Decimal("0.55")
-
-
-def walk_all(service, **kwargs) -> None:
-    """Run a batched beat service (`marketplace.walks`) to the end, as its re-enqueued task would."""
-    after = 0
-    while True:
-        result = service(after=after, **kwargs)
-        if result.next_after is None:
-            return
-        after = result.next_after
 
 
 class Market(RuleBasedStateMachine):
@@ -109,9 +100,9 @@ class Market(RuleBasedStateMachine):
     def beat(self) -> None:
         meter_usage()
         settle_usage()
-        walk_all(enforcement.low_balance_check, batch_size=2)
-        walk_all(lifecycle.instances_expire, batch_size=2)
-        walk_all(spot.spot_resume, batch_size=2)
+        walk_to_end(enforcement.low_balance_check, batch_size=2)
+        walk_to_end(lifecycle.instances_expire, batch_size=2)
+        walk_to_end(spot.spot_resume, batch_size=2)
 
     def heartbeat(self, host: Host | None = None) -> None:
         for h in [host] if host else self.hosts:
@@ -139,8 +130,8 @@ class Market(RuleBasedStateMachine):
     def host_silence(self, minutes):
         """Agents stop beating; the platform marks their hosts offline (and, past the lost time, lost)."""
         self.advance(timedelta(minutes=minutes))
-        walk_all(agent.hosts_mark_offline, batch_size=1)
-        walk_all(agent.hosts_release_lost, batch_size=1)
+        walk_to_end(agent.hosts_mark_offline, batch_size=1)
+        walk_to_end(agent.hosts_release_lost, batch_size=1)
         self.beat()
 
     @rule()

@@ -20,7 +20,7 @@ from billing.settlement import settle_usage
 from billing.tasks import low_balance_check_task
 from marketplace.models import InstanceType
 from marketplace.tasks import walk_step
-from marketplace.walks import Walk
+from marketplace.walks import Walk, walk_to_end
 from orders.agent import agent_heartbeat, instance_agent_report
 from orders.enforcement import low_balance_check
 from orders.lifecycle import instance_stop
@@ -52,16 +52,6 @@ def running_instance(buyer) -> Instance:
     return instance_agent_report(instance=order(buyer).instances.get(), status="running")
 
 
-def walk_all(service, **kwargs) -> int:
-    done, after = 0, 0
-    while True:
-        walk = service(after=after, **kwargs)
-        done += walk.done
-        if walk.next_after is None:
-            return done
-        after = walk.next_after
-
-
 # --- Every buyer is checked ----------------------------------------------------------------------
 
 
@@ -72,7 +62,7 @@ def test_buyers_past_the_first_batch_are_stopped_too(l4_host):
         drain(buyer)
     first = low_balance_check(batch_size=3)
     assert first.done == 3 and first.next_after == buyers[2].pk
-    assert walk_all(low_balance_check, batch_size=3) == 1  # the first three are stopped already
+    assert walk_to_end(low_balance_check, batch_size=3) == 1  # the first three are stopped already
     assert {Instance.objects.get(pk=i.pk).status for i in instances} == {"stopping"}
 
 
@@ -124,7 +114,7 @@ def test_reliability_reaches_hosts_past_the_first_batch(supplier_org):
     hosts = [HostFactory(organization=supplier_org, name=f"r{i}") for i in range(3)]
     for host in hosts:
         agent_register(token=host_registration_token_issue(host=host, user=None))
-    assert walk_all(hosts_reliability_refresh, batch_size=2) == 3
+    assert walk_to_end(hosts_reliability_refresh, batch_size=2) == 3
     assert all(h.reliability is not None for h in type(hosts[0]).objects.filter(pk__in=[h.pk for h in hosts]))
 
 
