@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--interval", type=float, default=10.0, help="seconds between heartbeats")
     run.add_argument("--inventory-file", help="declared inventory (JSON) instead of probing")
     run.add_argument("--once", action="store_true", help="one inventory report and one heartbeat, then exit")
+    run.add_argument(
+        "--no-disk-quota",
+        action="store_true",
+        help="docker: do not cap each container's disk (for engines without storage quotas)",
+    )
 
     test = commands.add_parser("selftest", help="check driver, accelerators, disk and platform")
     test.add_argument("--inventory-file")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime_name=args.runtime,
             inventory_file=args.inventory_file,
             interval=args.interval,
+            disk_quota=not args.no_disk_quota,
         )
         _stop_on_signals([agent])
         if args.once:

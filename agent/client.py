@@ -53,27 +53,29 @@ class PlatformClient:
         self.max_backoff = max_backoff
         self._sleep = sleep
 
-    def post(self, path: str, body: dict | None = None) -> dict:
-        """POST JSON; retries connection failures and 429/5xx (the platform may be restarting)."""
+    def post(self, path: str, body: dict | None = None, *, max_attempts: int | None = None) -> dict:
+        """POST JSON; retries connection failures and 429/5xx (the platform may be restarting), up to
+        `max_attempts` tries (default: the client's). With one try, a 429 is a PlatformError."""
+        attempts = max_attempts or self.max_attempts
         data = json.dumps(printable(body or {})).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.credential:
             headers["Authorization"] = f"Bearer {self.credential}"
         url = f"{self.base_url}/api/v1/agent/{path.lstrip('/')}"
         delay = 0.5
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return json.loads(response.read() or b"{}")
             except urllib.error.HTTPError as error:
                 payload = _json(error.read())
-                if error.code not in RETRY_STATUSES:
+                if error.code not in RETRY_STATUSES or attempts == 1:
                     raise PlatformError(error.code, payload) from None
                 reason = f"HTTP {error.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
                 reason = str(getattr(error, "reason", error))
-            if attempt == self.max_attempts:
+            if attempt == attempts:
                 raise ConnectionError(f"platform unreachable after {attempt} attempts: {reason}")
             wait = min(self.max_backoff, delay) * (0.5 + random.random() / 2)
             log.warning("POST %s failed (%s); retrying in %.1f s", path, reason, wait)

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -63,14 +64,19 @@ class Agent:
         inventory_file: str | None = None,
         interval: float = 10.0,
         client: PlatformClient | None = None,
+        disk_quota: bool = True,
+        log_interval: float | None = None,
     ):
         self.state = AgentState(state_dir)
         if not self.state.credential:
             raise SystemExit("not registered: run `python -m agent register --platform URL --token T` first")
         self.client = client or PlatformClient(self.state.platform, self.state.credential)
-        self.runtime = runtime or runtime_for(runtime_name, self.state.dir)
+        self.runtime = runtime or runtime_for(runtime_name, self.state.dir, disk_quota=disk_quota)
         self.inventory_file = inventory_file
         self.interval = interval
+        # Output is shipped at most this often per instance, and only when it changed.
+        self.log_interval = max(interval, 5.0) if log_interval is None else log_interval
+        self._logs_shipped: dict[int, tuple[float, int]] = {}  # instance id -> (monotonic time, hash)
         self.stopping = threading.Event()
         self.device_count = 0
 
@@ -93,6 +99,29 @@ class Agent:
                 status = self.state.data["instances"].get(instance_id, status)
             instances.append({"id": int(instance_id), "status": status, "usage": self.runtime.usage(int(instance_id))})
         return self.client.post("heartbeat/", {"instances": instances}).get("commands", [])
+
+    def ship_logs(self) -> int:
+        """Send the tail of each running instance's output that changed since it was last sent, at
+        most once per `log_interval`. Refusals (a rate limit, an instance gone) are not retried:
+        the next turn sends the newer tail anyway. Returns how many were sent."""
+        sent = 0
+        now = time.monotonic()
+        for instance_id, status in sorted(self.state.data["instances"].items()):
+            key = int(instance_id)
+            last_at, last_hash = self._logs_shipped.get(key, (float("-inf"), 0))
+            if status not in ("running", "failed", "stopped") or now - last_at < self.log_interval:
+                continue
+            text = self.runtime.log_tail(key)
+            if hash(text) == last_hash:
+                continue
+            try:
+                self.client.post(f"instances/{key}/logs/", {"text": text}, max_attempts=1)
+            except (PlatformError, ConnectionError) as error:
+                log.info("output of instance %s not shipped: %s", key, error)
+                continue
+            self._logs_shipped[key] = (now, hash(text))
+            sent += 1
+        return sent
 
     def _report_state(self, instance_id: int, status: str, reason: str) -> None:
         try:
@@ -165,6 +194,7 @@ class Agent:
         commands = self.heartbeat()
         for command in commands:
             self.execute(command)
+        self.ship_logs()
         return len(commands)
 
     def run(self) -> None:

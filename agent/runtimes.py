@@ -6,6 +6,10 @@
 
 Both install the `authorized_keys` of the start payload (OpenSSH public key lines separated by
 "\n") as the instance's `authorized_keys` file: see `authorized_keys_lines` and `write_authorized_keys`.
+Both give the instance the payload's `environment` ({name: value}) and its `ports` ({container port:
+host port}): docker publishes each (`-p host:container`); a process binds the host port itself, named
+in `PORT_<container port>`. Environment values never go on a command line (docker reads them from
+its own environment for `-e NAME`), and are never logged. `log_tail` returns the recent output.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ AUTHORIZED_KEYS_ENV = "SSH_AUTHORIZED_KEYS_FILE"
 AUTHORIZED_KEYS_FILE = "authorized_keys"
 AUTHORIZED_KEYS_MOUNT = "/root/.ssh/authorized_keys"
 AUTHORIZED_KEYS_MAX_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 256 * 1024  # what the agent ships of an instance's output
+PORT_ENV_PREFIX = "PORT_"
+# Names an instance's environment may not set: they would steer the agent's own tools (the docker
+# CLI reads DOCKER_HOST; the loader reads LD_PRELOAD) or what the agent sets itself.
+UNSAFE_ENV_NAMES = frozenset({"PATH", "HOME", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", AUTHORIZED_KEYS_ENV})
+UNSAFE_ENV_PREFIXES = ("DOCKER_", "LD_", "INSTANCE_", PORT_ENV_PREFIX)
 
 # What an instance runs when its order gave no command: stays up and prints a heartbeat.
 IDLE_COMMAND = [
@@ -87,8 +97,53 @@ def write_authorized_keys(path: Path, lines: list[str]) -> None:
         raise
 
 
+def environment_of(instance_id: int, spec: dict) -> dict[str, str]:
+    """The payload's environment ({name: value}), or {} (with a warning naming no value) when it is
+    not a mapping of strings. The platform validated the names; the agent checks the shape."""
+    value = spec.get("environment") or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        log.warning("instance %s: environment is not a mapping of strings; none set", instance_id)
+        return {}
+    if spec.get("environment_unreadable"):
+        log.warning("instance %s: the platform could not decrypt %s", instance_id, spec["environment_unreadable"])
+    unsafe = sorted(k for k in value if k in UNSAFE_ENV_NAMES or k.startswith(UNSAFE_ENV_PREFIXES))
+    if unsafe:
+        log.warning("instance %s: environment names reserved by the agent dropped: %s", instance_id, unsafe)
+    return {k: v for k, v in value.items() if k.isidentifier() and "\0" not in v and k not in unsafe}
+
+
+def ports_of(instance_id: int, spec: dict) -> dict[int, int]:
+    """The payload's port map ({"22": 40022}) as {container port: host port}, or {} when malformed."""
+    value = spec.get("ports") or {}
+    try:
+        ports = {int(inside): int(outside) for inside, outside in dict(value).items()}
+    except (TypeError, ValueError):
+        ports = {}
+    if not all(1 <= p <= 65535 for pair in ports.items() for p in pair):
+        ports = {}
+    if value and not ports:
+        log.warning("instance %s: ports are malformed; none published", instance_id)
+    return ports
+
+
+def tail_of_file(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The last `max_bytes` of a file as text (carriage returns as line breaks), "" when absent."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
+            file.seek(max(0, size - max_bytes))
+            data = file.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
 class Runtime:
     name = "base"
+
+    def log_tail(self, instance_id: int) -> str:
+        return ""
 
     def start(self, instance_id: int, spec: dict, devices: list[int]) -> None: ...
     def stop(self, instance_id: int, grace_seconds: float) -> None: ...
@@ -141,10 +196,13 @@ class ProcessRuntime(Runtime):
         argv = ["/bin/sh", "-c", command] if command.strip() else IDLE_COMMAND
         env = {
             **os.environ,
+            **environment_of(instance_id, spec),
             "CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices),
             "INSTANCE_ID": str(instance_id),
             "INSTANCE_IMAGE": spec.get("image", ""),
         }
+        for inside, outside in ports_of(instance_id, spec).items():
+            env[f"{PORT_ENV_PREFIX}{inside}"] = str(outside)  # the host port the command binds for it
         env.pop(AUTHORIZED_KEYS_ENV, None)  # never the agent's own
         if keys is not None:
             env[AUTHORIZED_KEYS_ENV] = str(keys)
@@ -201,6 +259,9 @@ class ProcessRuntime(Runtime):
         self.keys_file(instance_id).unlink(missing_ok=True)
         shutil.rmtree(self._dir(instance_id), ignore_errors=True)
 
+    def log_tail(self, instance_id: int) -> str:
+        return tail_of_file(self._dir(instance_id) / "output.log")
+
     def usage(self, instance_id: int) -> dict:
         """CPU seconds of the instance's process, and how long it has been up (`uptime_seconds`,
         which the platform compares with the compute it bills)."""
@@ -250,8 +311,11 @@ class DockerRuntime(Runtime):
 
     name = "docker"
 
-    def __init__(self, docker: str = "docker", keys_dir: Path | None = None):
+    def __init__(self, docker: str = "docker", keys_dir: Path | None = None, disk_quota: bool = True):
         self.docker = docker
+        # `--storage-opt size=` needs a storage driver with quotas (overlay2 on xfs with pquota);
+        # `--no-disk-quota` turns it off where the engine has none (the disk is then not enforced).
+        self.disk_quota = disk_quota
         # `runtime_for` passes `<state dir>/instance-keys`; the default matches the CLI's state dir.
         self.keys_dir = Path(keys_dir) if keys_dir is not None else Path.home() / ".marketplace-agent" / "instance-keys"
 
@@ -274,8 +338,15 @@ class DockerRuntime(Runtime):
     def _name(self, instance_id: int) -> str:
         return f"instance-{instance_id}"
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.docker, *args], capture_output=True, text=True, timeout=600, check=check)
+    def _run(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.docker, *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=check,
+            env={**os.environ, **env} if env else None,
+        )
 
     def run_arguments(
         self, instance_id: int, spec: dict, devices: list[int], keys_file: Path | None = None
@@ -296,8 +367,14 @@ class DockerRuntime(Runtime):
             args += ["--cpus", str(spec["vcpus"])]
         if spec.get("ram_gb"):
             args += ["--memory", f"{spec['ram_gb']}g"]
+        if self.disk_quota and spec.get("disk_gb"):
+            args += ["--storage-opt", f"size={int(spec['disk_gb'])}G"]
         if keys_file is not None:
             args += ["-v", f"{keys_file}:{AUTHORIZED_KEYS_MOUNT}:ro"]
+        for inside, outside in sorted(ports_of(instance_id, spec).items()):
+            args += ["-p", f"{outside}:{inside}"]
+        for name in sorted(environment_of(instance_id, spec)):
+            args += ["-e", name]  # the value comes from docker's own environment, never the command line
         args.append(spec["image"])
         if (spec.get("command") or "").strip():
             args += ["/bin/sh", "-c", spec["command"]]
@@ -311,7 +388,7 @@ class DockerRuntime(Runtime):
         if exists:
             self._run("start", self._name(instance_id))  # its mount (if any) reads the rewritten file
         else:
-            self._run(*self.run_arguments(instance_id, spec, devices, keys))
+            self._run(*self.run_arguments(instance_id, spec, devices, keys), env=environment_of(instance_id, spec))
 
     def is_running(self, instance_id: int) -> bool:
         result = self._run("inspect", "-f", "{{.State.Running}}", self._name(instance_id), check=False)
@@ -320,14 +397,21 @@ class DockerRuntime(Runtime):
     def stop(self, instance_id: int, grace_seconds: float) -> None:
         self._run("stop", "-t", str(int(grace_seconds)), self._name(instance_id), check=False)
 
+    def log_tail(self, instance_id: int) -> str:
+        result = self._run("logs", "--tail", "5000", self._name(instance_id), check=False)
+        if result.returncode != 0:
+            return ""
+        text = (result.stdout + result.stderr).replace("\r\n", "\n").replace("\r", "\n")
+        return text.encode()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+
     def remove(self, instance_id: int) -> None:
         self._run("rm", "-f", "-v", self._name(instance_id), check=False)
         shutil.rmtree(self.keys_file(instance_id).parent, ignore_errors=True)
 
 
-def runtime_for(name: str, state_dir: Path) -> Runtime:
+def runtime_for(name: str, state_dir: Path, *, disk_quota: bool = True) -> Runtime:
     if name == "docker":
-        return DockerRuntime(keys_dir=state_dir / "instance-keys")
+        return DockerRuntime(keys_dir=state_dir / "instance-keys", disk_quota=disk_quota)
     if name == "process":
         return ProcessRuntime(state_dir / "instances")
     raise ValueError(f"unknown runtime {name!r}: use process or docker")

@@ -15,10 +15,11 @@ from billing.api.views import (
     UsageView,
 )
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
-from orders.api.views import InstanceViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
+from orders.api.views import InstanceViewSet, LaunchTemplateViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
 from suppliers.api.agent import (
     AgentCommandAckView,
     AgentHeartbeatView,
+    AgentInstanceLogView,
     AgentInstanceStateView,
     AgentInventoryView,
     AgentRegisterView,
@@ -36,6 +37,7 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("ssh-keys", SshKeyViewSet, basename="ssh-key")
 router.register("orders", OrderViewSet, basename="order")
 router.register("instances", InstanceViewSet, basename="instance")
+router.register("templates", LaunchTemplateViewSet, basename="template")
 router.register("problem-reports", ProblemReportViewSet, basename="problem-report")
 router.register("billing/top-ups", TopUpViewSet, basename="top-up")
 router.register("billing/payouts", PayoutViewSet, basename="payout")
@@ -56,6 +58,7 @@ urlpatterns = [
     path("agent/heartbeat/", AgentHeartbeatView.as_view(), name="agent-heartbeat"),
     path("agent/commands/<int:command_id>/ack/", AgentCommandAckView.as_view(), name="agent-command-ack"),
     path("agent/instances/<int:instance_id>/state/", AgentInstanceStateView.as_view(), name="agent-instance-state"),
+    path("agent/instances/<int:instance_id>/logs/", AgentInstanceLogView.as_view(), name="agent-instance-logs"),
     path("agent/selftest/", AgentSelftestView.as_view(), name="agent-selftest"),
     path("", include(router.urls)),
 ]

@@ -17,12 +17,14 @@ from django.utils import timezone
 
 from accounts.services import notify
 from marketplace.errors import NotFound
+from marketplace.secrets import SecretUnreadable
 from marketplace.walks import Walk, walk_from
 from suppliers.locks import host_lock, host_lock_if_present
 from suppliers.models import Host, HostOutage
 from suppliers.offers import offers_refresh_for_host
 
 from .errors import InvalidTransition
+from .launch import environment_value
 from .locks import host_command_lock, host_instances_lock, instance_and_host_lock
 from .metering import meter_pause, meter_resume_for_host
 from .models import (
@@ -34,6 +36,7 @@ from .models import (
     Pricing,
 )
 from .placement import active_allocation
+from .ports import ports_release
 from .reconciliation import agent_reconcile
 from .sla import sla_credits_for_outage, sla_reserved_term_refund
 from .spot import spot_resume_for_host
@@ -95,6 +98,25 @@ def agent_heartbeat(*, host: Host, instances: list[dict[str, Any]]) -> list[Host
         .select_related("instance")
         .order_by("pk")[:MAX_COMMANDS_PER_HEARTBEAT]
     )
+
+
+def command_for_agent(command: HostCommand) -> dict[str, Any]:
+    """A command as its host's agent receives it: a start's secret environment values decrypted
+    here, at hand-over (they stay encrypted in the command row). A value whose key is no longer
+    configured is left out and the agent told which (never the value)."""
+    payload = dict(command.payload)
+    stored = payload.get("environment")
+    if isinstance(stored, list):
+        readable, unreadable = [], []
+        for entry in stored:
+            try:
+                readable.append({**entry, "value": environment_value(entry)})
+            except SecretUnreadable:
+                unreadable.append(entry["name"])
+        payload["environment"] = {e["name"]: e["value"] for e in readable}
+        if unreadable:
+            payload["environment_unreadable"] = unreadable
+    return {"id": command.pk, "kind": command.kind, "instance_id": command.instance_id, "payload": payload}
 
 
 @transaction.atomic
@@ -230,6 +252,7 @@ def _host_release_lost(host_id: int, *, cutoff: datetime) -> bool:
     for instance in instances:
         _release_lost_instance(instance, reason=reason)
     Allocation.objects.active().filter(instance_id__in=ids).update(released_at=timezone.now())
+    ports_release(ids)
     offers_refresh_for_host(host=host)
     return True
 

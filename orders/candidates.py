@@ -25,6 +25,7 @@ from suppliers.offers import (
 )
 
 from .models import Allocation, Pricing
+from .ports import free_port_counts
 from .requests import OrderTarget
 
 MAX_LOCKED_CANDIDATE_HOSTS = 40
@@ -39,6 +40,7 @@ class HostCandidate:
     instance_type: InstanceType
     spot_floor_per_hour: Decimal
     terms: RentalTerms  # what the host's offers can be had on (the order met them, or was not held to them)
+    port_limited: bool = False  # it has room for more instances than free host ports for them
 
 
 def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
@@ -65,6 +67,7 @@ def order_candidates(
     host_ids: list[int] | None = None,
     holdings: dict[int, list[capacity.Holding]] | None = None,
     apply_terms: bool = True,
+    apply_ports: bool = True,
 ) -> list[HostCandidate]:
     """Every (sellable host x instance type) that could serve the order, with the price under the
     order's pricing model and how many the host can take now (from `holdings` when given, which
@@ -73,7 +76,9 @@ def order_candidates(
     Hosts whose offers cannot be had on the order's terms are left out, by the rule of
     `suppliers.offers.rental_terms_refusal` written in SQL: unverified hosts unless the buyer opts
     in, a minimum rental above the order's stated length, maintenance before the order ends.
-    `apply_terms=False` keeps them (to explain a refusal)."""
+    `apply_terms=False` keeps them (to explain a refusal). An order with ports needs hosts with
+    inbound ports, and as many free host ports as it places instances times ports (`apply_ports=False`
+    ignores ports, to tell "no free ports" from "no capacity")."""
     # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
     # inventory not contradicting the declaration (maintenance is handled below).
     hosts: QuerySet[Host] | list[Host]  # the query, then its rows
@@ -90,6 +95,8 @@ def order_candidates(
         hosts = _meeting_terms(hosts, target)
     if target.region_id is not None:
         hosts = hosts.filter(region_id=target.region_id)
+    if target.ports and apply_ports:
+        hosts = hosts.exclude(public_address="").filter(port_range_start__isnull=False)
     if host_ids is not None:
         hosts = hosts.filter(pk__in=host_ids)
     hosts = list(hosts.select_related("region", "zone", "organization", "accelerator_model"))
@@ -100,13 +107,14 @@ def order_candidates(
         for allocation in Allocation.objects.active().filter(host__in=hosts).order_by("pk"):
             holdings[allocation.host_id].append(allocation.as_holding())
     types = list(_types_for(target))
+    free_ports = free_port_counts(hosts) if target.ports and apply_ports else {}
     results: list[HostCandidate] = []
     for host in hosts:
         spec = host_capacity_spec(host)
         for instance_type in types:
             if not _compatible(host, instance_type):
                 continue
-            shape = instance_type_shape(instance_type)
+            shape = instance_type_shape(instance_type, disk_gb=target.disk_gb_for(instance_type))
             if not capacity.is_eligible(spec, shape):
                 continue
             figures = host_type_figures(host, instance_type)
@@ -117,6 +125,10 @@ def order_candidates(
             available = capacity.placeable_count(
                 spec, holdings.get(host.pk, []), shape, spot_bid=target.spot_bid, limit=target.count
             )
+            port_limited = False
+            if target.ports and apply_ports:
+                port_room = free_ports.get(host.pk, 0) // len(target.ports)
+                port_limited, available = port_room < available, min(available, port_room)
             candidate = broker.Candidate(
                 offer_id=host.pk * 100000 + instance_type.pk,
                 host_id=host.pk,
@@ -136,7 +148,7 @@ def order_candidates(
                 min_rental_hours=host.min_rental_hours,
                 available_until=host.next_maintenance_at,  # type: ignore[attr-defined]  # annotated above
             )
-            results.append(HostCandidate(candidate, host, instance_type, floor, terms))
+            results.append(HostCandidate(candidate, host, instance_type, floor, terms, port_limited))
     return results
 
 

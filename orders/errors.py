@@ -21,6 +21,10 @@ class OrderErrorCode(StrEnum):
     UNVERIFIED_HOST = "unverified_host"
     RENTAL_BELOW_MINIMUM = "rental_below_minimum"
     RENTAL_PAST_AVAILABILITY = "rental_past_availability"
+    NO_FREE_PORTS = "no_free_ports"
+    TEMPLATE_EXISTS = "template_exists"
+    TEMPLATE_LIMIT = "template_limit"
+    ACCELERATORS_TAKEN = "accelerators_taken"
 
 
 class InvalidTransition(Conflict):

@@ -23,6 +23,7 @@ from .locks import instance_and_host_lock
 from .metering import usage_record_for_window
 from .models import Allocation, HostCommand, Instance, Pricing
 from .placement import active_allocation, preempt, reoccupy
+from .ports import ports_release
 from .selectors import offers_elsewhere
 from .spot import spot_resume_for_host
 from .state import (
@@ -87,7 +88,7 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     placement = capacity.plan_placement(
         spec,
         host_holdings(host),
-        [instance_type_shape(instance.instance_type)],
+        [instance_type_shape(instance.instance_type, disk_gb=instance.disk_gb)],
         spot_bid=spot_bid,
         replacing=allocation.pk if allocation else None,
     )
@@ -151,6 +152,7 @@ def instance_terminate(
             at=billed_until,
         )
     Allocation.objects.active().filter(instance=instance).update(released_at=now)
+    ports_release([instance.pk])
     command_queue(instance, HostCommand.Kind.TERMINATE, reason="terminate")
     spot_resume_for_host(host=host)
     offers_refresh_for_host(host=host)

@@ -33,6 +33,7 @@ from .candidates import MAX_LOCKED_CANDIDATE_HOSTS, order_candidates, rank_candi
 from .errors import OrderErrorCode
 from .locks import instance_lock
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, Pricing
+from .ports import ports_assign
 from .quotes import instance_price_for, insufficient_capacity, line_minimum_hours, order_plan
 from .requests import OrderRequest, order_target_resolve
 from .selectors import buyer_burn_per_hour
@@ -168,7 +169,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     on a ranked host, the next candidate is used; if none is left, InsufficientCapacity (409) and
     nothing is written.
     """
-    target = order_target_resolve(request)
+    target = order_target_resolve(request, buyer=buyer)
     buyer = user_lock(user_id=buyer.pk)
     if buyer.suspended_at:
         raise Forbidden(f"Your account is suspended: {buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED)
@@ -227,15 +228,19 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
         near_latitude=Decimal(str(target.near.latitude)) if target.near else None,
         near_longitude=Decimal(str(target.near.longitude)) if target.near else None,
         same_host=target.same_host,
-        image=request.image.strip(),
-        command=request.command or "",
+        image=target.launch.image,
+        command=target.launch.command,
+        ports=list(target.launch.ports),
+        environment=target.launch.environment,
+        disk_gb=target.launch.disk_gb,
+        template=target.launch.template,
         terminate_after_hours=request.terminate_after_hours,
         total_price_per_hour=quantize_price(total_per_hour),
     )
     for hc, n in plan:
         host = hosts[hc.host.pk]
         spec = host_capacity_spec(host)
-        shape = instance_type_shape(hc.instance_type)
+        shape = instance_type_shape(hc.instance_type, disk_gb=target.disk_gb_for(hc.instance_type))
         placement = capacity.plan_placement(spec, holdings[host.pk], [shape] * n, spot_bid=target.spot_bid)
         minimum_hours = line_minimum_hours(target, hc)
         if placement is None:  # cannot happen: `available` came from the same holdings
@@ -253,6 +258,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 image=order.image,
                 command=order.command,
                 authorized_keys=authorized_keys,
+                disk_gb=target.disk_gb_for(hc.instance_type),
                 terminate_at=now + timedelta(hours=request.terminate_after_hours)
                 if request.terminate_after_hours
                 else None,
@@ -272,6 +278,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
             if target.pricing == Pricing.SPOT:
                 _record_backfill(instance, host, holdings[host.pk], claim)
             allocation = _allocate(host, instance, claim, spot_bid=target.spot_bid)
+            ports_assign(host=host, instance=instance, container_ports=list(target.ports))
             holdings[host.pk].append(allocation.as_holding())
             instance_transition(
                 instance=instance,

@@ -15,6 +15,7 @@ from typing import cast
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import User
 from billing import rating
 from marketplace.broker import place
 from marketplace.money import quantize_price
@@ -24,6 +25,7 @@ from .candidates import HostCandidate, order_candidates, rank_candidates
 from .errors import InsufficientCapacity, OrderErrorCode
 from .metering import disk_grace_cost
 from .models import Pricing
+from .ports import NoFreePorts
 from .requests import OrderRequest, OrderTarget, order_target_resolve
 
 QUOTE_VALID_FOR = timedelta(minutes=5)
@@ -38,6 +40,7 @@ class QuoteLine:
     count: int
     price_per_hour: Decimal
     energy_kwh_per_hour: Decimal
+    disk_gb: int = 0  # each instance's disk
     min_rental_hours: int = 0  # 0: none binds this order (none set, or spot)
     available_until: datetime | None = None  # the host's next maintenance: the rental must end by then
 
@@ -70,10 +73,17 @@ SKIPPED_HOSTS_ADVICE = {
 
 
 def instance_price_for(target: OrderTarget, hc: HostCandidate) -> Decimal:
-    """What one instance costs per hour: the bid for spot, the ranked price otherwise."""
-    if target.pricing == Pricing.SPOT:
-        return cast(Decimal, target.max_price_per_hour)  # spot orders always bid
-    return hc.candidate.price_per_hour
+    """What one instance costs per hour: the bid for spot, the ranked price otherwise, plus the disk
+    chosen beyond the type's default at the host's storage price."""
+    compute = (
+        cast(Decimal, target.max_price_per_hour) if target.pricing == Pricing.SPOT else hc.candidate.price_per_hour
+    )
+    return quantize_price(compute + extra_disk_per_hour(target, hc))
+
+
+def extra_disk_per_hour(target: OrderTarget, hc: HostCandidate) -> Decimal:
+    extra_gb = target.disk_gb_for(hc.instance_type) - hc.instance_type.disk_gb
+    return rating.storage_rate_per_hour(extra_gb, hc.host.storage_price_per_gb_month) if extra_gb > 0 else Decimal(0)
 
 
 def line_minimum_hours(target: OrderTarget, hc: HostCandidate) -> int:
@@ -103,7 +113,16 @@ def _skipped_hosts(target: OrderTarget) -> dict[str, int]:
     return dict(counts)
 
 
-def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> InsufficientCapacity:
+def _placeable_without_ports(target: OrderTarget) -> bool:
+    """Whether the order would fit if it asked for no ports (error path only)."""
+    by_host: dict[int, int] = defaultdict(int)
+    for hc in order_candidates(target, apply_ports=False):
+        by_host[hc.host.pk] = max(by_host[hc.host.pk], hc.candidate.available)
+    placeable = max(by_host.values(), default=0) if target.same_host else sum(by_host.values())
+    return placeable >= target.count
+
+
+def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> InsufficientCapacity | NoFreePorts:
     """Why the order cannot be placed: a spot bid below every floor (`bid_too_low`), a price
     ceiling below every matching price (`price_ceiling_too_low`), or not enough capacity (naming
     the capable hosts the order's terms left out: unverified, minimum rental, maintenance)."""
@@ -134,6 +153,14 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
                 code=OrderErrorCode.BID_TOO_LOW,
                 extra={"lowest_accepted_bid_per_hour": str(min(floors))},
             )
+    if target.ports and _placeable_without_ports(target):
+        return NoFreePorts(
+            f"Capacity for the order is there, but not enough hosts with inbound connections have "
+            f"{len(target.ports)} free port(s) per instance. Ask for fewer ports (or none: reach the instance "
+            "through its host's network some other way), or try again later.",
+            fields={"ports": ["Not enough free host ports for these container ports."]},
+            extra={"ports": list(target.ports), "requested": target.count},
+        )
     by_host: dict[int, int] = defaultdict(int)
     for hc in ranked:
         by_host[hc.host.pk] = max(by_host[hc.host.pk], hc.candidate.available)
@@ -165,9 +192,9 @@ def order_plan(
     return ranked, [(by_key[s.candidate.offer_id], s.count) for s in shares]
 
 
-def quote_create(*, request: OrderRequest) -> Quote:
+def quote_create(*, request: OrderRequest, buyer: User | None = None) -> Quote:
     """What the order would cost and where the broker would place it now (no capacity is held)."""
-    target = order_target_resolve(request, for_quote=True)
+    target = order_target_resolve(request, for_quote=True, buyer=buyer)
     ranked, plan = order_plan(target, order_candidates(target))
     if not plan:
         raise insufficient_capacity(target, ranked)
@@ -180,6 +207,7 @@ def quote_create(*, request: OrderRequest) -> Quote:
             count=n,
             price_per_hour=instance_price_for(target, hc),
             energy_kwh_per_hour=hc.candidate.energy_kwh_per_hour,
+            disk_gb=target.disk_gb_for(hc.instance_type),
             min_rental_hours=line_minimum_hours(target, hc),
             available_until=hc.terms.available_until,
         )
@@ -188,7 +216,7 @@ def quote_create(*, request: OrderRequest) -> Quote:
     total = sum((line.price_per_hour * line.count for line in lines), Decimal(0))
     term_total = quantize_price(total * target.term_hours) if target.term_hours else None
     minimum = sum((line.price_per_hour * line.count * line.min_rental_hours for line in lines), Decimal(0))
-    disks = [(hc.instance_type.disk_gb, hc.host.storage_price_per_gb_month, n) for hc, n in plan]
+    disks = [(target.disk_gb_for(hc.instance_type), hc.host.storage_price_per_gb_month, n) for hc, n in plan]
     disk_per_hour = sum((rating.storage_rate_per_hour(gb, price) * n for gb, price, n in disks), Decimal(0))
     grace_cost = sum(
         (disk_grace_cost(disk_gb=gb, storage_price_per_gb_month=price) * n for gb, price, n in disks), Decimal(0)

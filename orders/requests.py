@@ -7,20 +7,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, cast
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from accounts.models import User
 from marketplace.broker import Location, Requirements
 from marketplace.errors import Conflict, InvalidInput
-from marketplace.models import InstanceType, Offer, Region, validate_clean_text
+from marketplace.models import InstanceType, Offer, Region
 from marketplace.money import quantize_price
 from suppliers.offers import TermsRefusal, host_rental_terms, rental_terms_refusal
 
 from .errors import OfferSoldOut, OrderErrorCode
+from .launch import Launch, launch_resolve
 from .models import RESERVED_TERMS_HOURS, Pricing
 
 MAX_COUNT = 64
-MAX_COMMAND_LENGTH = 4000  # Order.command; it is sent to the host agent as is
 
 
 @dataclass
@@ -42,6 +42,10 @@ class OrderRequest:
     terminate_after_hours: int | None = None
     allow_unverified: bool = False
     ssh_keys: list[int] | None = None  # the buyer's SSH key ids to install; None: all of them
+    template: str | None = None  # a launch template by name: its image, command, ports, environment, disk
+    ports: list[int] | None = None  # container ports to reach from outside (None: the template's)
+    environment: list[dict[str, Any]] | None = None  # [{name, value, secret}]
+    disk_gb: int | None = None  # None: the template's, else the instance type's default
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -61,6 +65,15 @@ class OrderTarget:
     same_host: bool = False
     rental_hours: int | None = None  # how long the rental may last: term, or terminate_after_hours
     allow_unverified: bool = False  # the buyer accepts hosts whose declaration is not verified
+    launch: Launch = field(default_factory=Launch)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self.launch.ports
+
+    def disk_gb_for(self, instance_type: InstanceType) -> int:
+        """Each instance's disk: the chosen size, never below the type's default."""
+        return max(instance_type.disk_gb, self.launch.disk_gb or 0)
 
     @property
     def spot_bid(self) -> Decimal | None:
@@ -78,7 +91,7 @@ def minimum_rental_applies(pricing: str) -> bool:
     return pricing != Pricing.SPOT
 
 
-def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> OrderTarget:
+def order_target_resolve(request: OrderRequest, *, for_quote: bool = False, buyer: User | None = None) -> OrderTarget:
     """Validate the request and resolve names to rows. Raises InvalidInput naming every bad field;
     then OfferSoldOut (409) when the pinned offer exists but is sold out or past its end."""
     errors: dict[str, list[str]] = {}
@@ -101,14 +114,19 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         errors["term_hours"] = ["Only reserved orders have a term."]
     if request.terminate_after_hours is not None and not 1 <= request.terminate_after_hours <= 24 * 366:
         errors["terminate_after_hours"] = ["Between 1 and 8784 hours."]
-    if not for_quote:
-        image = (request.image or "").strip()
-        if not image or len(image) > 255 or not all(ch.isprintable() and not ch.isspace() for ch in image):
-            errors["image"] = ["A container image reference such as pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime."]
-        try:
-            validate_clean_text(request.command or "", max_length=MAX_COMMAND_LENGTH)
-        except ValidationError as error:
-            errors["command"] = list(error.messages)
+    launch = launch_resolve(
+        {
+            "template": request.template,
+            "image": request.image,
+            "command": request.command,
+            "ports": request.ports,
+            "environment": request.environment,
+            "disk_gb": request.disk_gb,
+        },
+        buyer=buyer,
+        errors=errors,
+        for_quote=for_quote,
+    )
 
     instance_type = offer_host_id = requirements = region_id = near = None
     if request.instance_type not in (None, ""):
@@ -127,6 +145,8 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
                 errors["offer"] = ["No such offer."]
     if request.requirements not in (None, ""):
         requirements = _parse_requirements(request.requirements, errors)
+    if instance_type is not None and launch.disk_gb is not None and launch.disk_gb < instance_type.disk_gb:
+        errors["disk_gb"] = [f"At least {instance_type.name}'s {instance_type.disk_gb} GB."]
     if request.region:
         region = Region.objects.filter(code=request.region).first()
         if region is None:
@@ -164,6 +184,7 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False) -> O
         same_host=bool(request.same_host),
         rental_hours=rental_hours,
         allow_unverified=bool(request.allow_unverified),
+        launch=launch,
     )
 
 

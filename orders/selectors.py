@@ -5,14 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from accounts.models import User
 from billing.selectors import money_sum, wallet_balance
 from marketplace.models import InstanceType, Offer
 
-from .models import Instance, Order, Pricing
+from .models import Instance, InstancePort, Order, Pricing
 
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
@@ -22,8 +22,8 @@ def order_list_for_user(*, user: User) -> QuerySet[Order]:
 
 def instance_list_for_user(*, user: User) -> QuerySet[Instance]:
     queryset = Instance.objects.select_related(
-        "instance_type", "instance_type__accelerator_model", "host", "host__region", "host__organization"
-    )
+        "instance_type", "instance_type__accelerator_model", "host", "host__region", "host__organization", "order"
+    ).prefetch_related(Prefetch("ports", queryset=InstancePort.objects.active()))
     return queryset if user.is_staff else queryset.filter(buyer=user)
 
 

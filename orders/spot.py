@@ -43,7 +43,7 @@ def spot_resume_for_host(*, host: Host) -> list[Instance]:
         placement = capacity.plan_placement(
             spec,
             host_holdings(host),
-            [instance_type_shape(instance.instance_type)],
+            [instance_type_shape(instance.instance_type, disk_gb=instance.disk_gb)],
             spot_bid=instance.price_per_hour,
             replacing=allocation.pk if allocation else None,
         )

@@ -19,6 +19,7 @@ from accounts.models import User
 from .errors import InvalidTransition
 from .metering import meter_transition
 from .models import HostCommand, Instance, InstanceEvent, InstanceStatus
+from .ports import port_map
 
 S = InstanceStatus
 Actor = InstanceEvent.Actor
@@ -80,8 +81,11 @@ def start_payload(instance: Instance) -> dict[str, Any]:
         "accelerators": t.accelerator_count,
         "vcpus": t.vcpus,
         "ram_gb": t.ram_gb,
-        "disk_gb": t.disk_gb,
+        "disk_gb": instance.disk_gb,
         "authorized_keys": instance.authorized_keys,
+        "ports": port_map(instance),
+        # Stored form (secret values encrypted): decrypted only when handed to the host's agent.
+        "environment": instance.order.environment,
     }
 
 

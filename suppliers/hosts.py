@@ -24,7 +24,7 @@ from marketplace.models import AcceleratorModel, Zone
 from .errors import SupplierErrorCode
 from .inventory import Declaration, inventory_differences, inventory_is_evidence
 from .locks import host_lock
-from .models import Host, Organization
+from .models import MAX_PORT_RANGE_SIZE, Host, Organization
 from .offers import (
     host_allocated_claims,
     host_capacity_spec,
@@ -58,6 +58,9 @@ HOST_FIELDS = (
     "slicing_policy",
     "equal_slices",
     "oversubscription_ratio",
+    "public_address",
+    "port_range_start",
+    "port_range_end",
 )
 
 # Changing these changes what the host can carry or what it costs: offers must be recomputed.
@@ -82,6 +85,7 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
         if units % host.equal_slices:
             unit_name = "vCPUs" if host.accelerator_model.kind == "cpu" else "accelerators"
             errors["equal_slices"] = [f"{host.equal_slices} equal slices do not divide {units} {unit_name}."]
+    errors.update(_port_range_errors(host))
     if errors:
         raise InvalidInput("Some fields are not valid.", fields=errors)
 
@@ -92,6 +96,8 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
             code=SupplierErrorCode.CAPACITY_IN_USE,
             extra={"allocated": capacity.total(capacity.committed_footprint(h) for h in holdings).amounts},
         )
+    if holdings and host.pk is not None:
+        _ports_in_use_check(host)
     if holdings and original_policy and host.slicing_policy != original_policy:
         raise Conflict(
             "The slicing policy cannot change while instances are allocated.", code=SupplierErrorCode.CAPACITY_IN_USE
@@ -103,6 +109,37 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
             "give it more vCPU/RAM/disk per accelerator, or choose another policy.",
             code=SupplierErrorCode.NO_SELLABLE_INSTANCE_TYPE,
             fields={"slicing_policy": ["No standard instance type fits this host under this policy."]},
+        )
+
+
+def _port_range_errors(host: Host) -> dict[str, list[str]]:
+    """Inbound ports: an address with a whole range of at most MAX_PORT_RANGE_SIZE ports, or none."""
+    start, end = host.port_range_start, host.port_range_end
+    if (start is None) != (end is None):
+        return {"port_range_end" if end is None else "port_range_start": ["Give both ends of the range, or neither."]}
+    if start is not None and end is not None:
+        if end < start:
+            return {"port_range_end": ["The range ends before it starts."]}
+        if end - start + 1 > MAX_PORT_RANGE_SIZE:
+            return {"port_range_end": [f"At most {MAX_PORT_RANGE_SIZE} ports."]}
+        if not host.public_address:
+            return {"public_address": ["Forwarded ports need the address buyers connect to."]}
+    return {}
+
+
+def _ports_in_use_check(host: Host) -> None:
+    """Host ports held by its instances stay inside the range (and inbound stays on) until released."""
+    held = host.instance_ports.filter(released_at__isnull=True)  # orders.InstancePort
+    if host.accepts_inbound:
+        held = held.exclude(host_port__range=(host.port_range_start, host.port_range_end))
+    outside = sorted(held.values_list("host_port", flat=True)[:20])
+    if outside:
+        raise Conflict(
+            "Instances hold host ports outside the new range (or the host would stop accepting inbound "
+            f"connections): {', '.join(map(str, outside))}. Keep them in the range until those instances end.",
+            code=SupplierErrorCode.CAPACITY_IN_USE,
+            fields={"port_range_start": ["Ports in use fall outside this range."]},
+            extra={"ports_in_use": outside},
         )
 
 

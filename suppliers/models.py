@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -16,6 +18,24 @@ from marketplace.models import validate_clean_text, validate_printable
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
 
 ORGANIZATION_DESCRIPTION_MAX_LENGTH = 2000
+MAX_PORT_RANGE_SIZE = 20_000  # host ports one host may forward to its instances
+LOWEST_FORWARDED_PORT = 1024  # below: privileged ports, and the host's own SSH
+
+
+def validate_public_address(value: str) -> None:
+    """An IP address or a DNS name (RFC 1123 labels), as buyers will type it after `ssh root@`."""
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    valid = 0 < len(value) <= 253 and len(labels) >= 2 and not labels[-1].isdigit()
+    for label in labels:
+        valid = valid and 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+        valid = valid and all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in label)
+    if not valid:
+        raise ValidationError("An IP address (203.0.113.5) or a DNS name (gpu1.example.com).", code="invalid")
 
 
 def validate_organization_description(value: str) -> None:
@@ -213,6 +233,24 @@ class Host(models.Model):
         default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal("1.00")), MaxValueValidator(Decimal("2.00"))],
     )
+    public_address = models.CharField(
+        max_length=253,
+        blank=True,
+        validators=[validate_public_address],
+        help_text="IP address or DNS name buyers connect to. Empty: no inbound ports.",
+    )
+    port_range_start = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(LOWEST_FORWARDED_PORT), MaxValueValidator(65535)],
+        help_text="First host port forwarded to instances. Empty: no inbound ports.",
+    )
+    port_range_end = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(LOWEST_FORWARDED_PORT), MaxValueValidator(65535)],
+        help_text="Last host port forwarded to instances (inclusive).",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.CharField(max_length=500, blank=True)
     status_decided_by = models.CharField(
@@ -261,6 +299,11 @@ class Host(models.Model):
             ),
             models.CheckConstraint(name="host_has_accelerators", condition=Q(accelerator_count__gte=1)),
             models.CheckConstraint(
+                name="host_port_range_whole",
+                condition=Q(port_range_start__isnull=True, port_range_end__isnull=True)
+                | Q(port_range_start__isnull=False, port_range_end__gte=models.F("port_range_start")),
+            ),
+            models.CheckConstraint(
                 name="host_reliability_range",
                 condition=Q(reliability__isnull=True) | Q(reliability__gte=0, reliability__lte=1),
             ),
@@ -268,6 +311,11 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.organization})"
+
+    @property
+    def accepts_inbound(self) -> bool:
+        """Whether buyers can reach ports of its instances (an address and a port range)."""
+        return bool(self.public_address) and self.port_range_start is not None and self.port_range_end is not None
 
     @property
     def spot_floor_per_unit_hour(self) -> Decimal:

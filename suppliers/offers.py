@@ -44,8 +44,10 @@ def host_capacity_spec(host: Host) -> capacity.HostSpec:
     )
 
 
-def instance_type_shape(instance_type: InstanceType) -> capacity.Shape:
-    amounts = {"vcpus": instance_type.vcpus, "ram_gb": instance_type.ram_gb, "disk_gb": instance_type.disk_gb}
+def instance_type_shape(instance_type: InstanceType, *, disk_gb: int | None = None) -> capacity.Shape:
+    """The type's resources; `disk_gb` replaces its default disk (a buyer may choose a bigger one)."""
+    disk = instance_type.disk_gb if disk_gb is None else disk_gb
+    amounts = {"vcpus": instance_type.vcpus, "ram_gb": instance_type.ram_gb, "disk_gb": disk}
     if instance_type.accelerator_count:
         amounts["accelerators"] = instance_type.accelerator_count
     return capacity.Shape(name=instance_type.name, resources=capacity.Resources(amounts))

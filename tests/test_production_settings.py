@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
 from django.core.management.utils import get_random_secret_key
 
 from marketplace.settings.checks import (
     debug_and_hosts_check,
+    environment_encryption_keys_check,
     secret_key_check,
     stripe_keys_check,
     trusted_proxy_count_check,
@@ -35,6 +37,7 @@ SETTINGS_ENVIRONMENT = (
     "DEBUG",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
+    "ENVIRONMENT_ENCRYPTION_KEYS",
     "STRIPE_API_BASE",
     "TRUSTED_PROXY_COUNT",
     "SECURE_SSL_REDIRECT",
@@ -48,6 +51,7 @@ def real_looking_values() -> dict[str, str]:
         "SECRET_KEY": get_random_secret_key(),
         "STRIPE_SECRET_KEY": live + secrets.token_hex(24),
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
+        "ENVIRONMENT_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "ALLOWED_HOSTS": "market.example.com",
     }
 
@@ -58,6 +62,7 @@ def development_values() -> dict[str, str]:
         "SECRET_KEY": defaults["SECRET_KEY"],
         "STRIPE_SECRET_KEY": defaults["STRIPE_SECRET_KEY"],
         "STRIPE_WEBHOOK_SECRET": defaults["STRIPE_WEBHOOK_SECRET"],
+        "ENVIRONMENT_ENCRYPTION_KEYS": defaults["ENVIRONMENT_ENCRYPTION_KEYS"],
         "ALLOWED_HOSTS": "*",
     }
 
@@ -79,7 +84,13 @@ def test_check_deploy_refuses_development_values_and_names_each_problem(tmp_path
     result = production(tmp_path, *CHECK_DEPLOY, **development_values())
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    for check_id in ("marketplace.E001", "marketplace.E003", "marketplace.E004", "marketplace.E007"):
+    for check_id in (
+        "marketplace.E001",
+        "marketplace.E003",
+        "marketplace.E004",
+        "marketplace.E007",
+        "marketplace.E010",
+    ):
         assert f"({check_id})" in output, f"{check_id} missing from:\n{output}"
 
 
@@ -90,7 +101,10 @@ def test_check_deploy_passes_with_real_values(tmp_path, trusted_proxies):
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+@pytest.mark.parametrize(
+    "missing",
+    ["SECRET_KEY", "ALLOWED_HOSTS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENVIRONMENT_ENCRYPTION_KEYS"],
+)
 def test_a_secret_missing_from_the_environment_stops_production_at_start(tmp_path, missing):
     values = real_looking_values()
     del values[missing]
@@ -153,7 +167,13 @@ def test_production_settings_serve_the_gunicorn_deploy_on_postgres_and_redis(
 
 # --- The checks one problem at a time (in process).
 
-CHECKS = (secret_key_check, stripe_keys_check, debug_and_hosts_check, trusted_proxy_count_check)
+CHECKS = (
+    secret_key_check,
+    stripe_keys_check,
+    debug_and_hosts_check,
+    trusted_proxy_count_check,
+    environment_encryption_keys_check,
+)
 
 
 def reported() -> set[str]:
@@ -198,6 +218,12 @@ def test_real_values_raise_nothing(production_settings):
         ("ALLOWED_HOSTS", ["market.example.com", "*"], "marketplace.E007"),
         ("STRIPE_API_BASE", "http://api.stripe.com", "marketplace.E008"),
         ("TRUSTED_PROXY_COUNT", -1, "marketplace.E009"),
+        (
+            "ENVIRONMENT_ENCRYPTION_KEYS",
+            django_settings.DEVELOPMENT_DEFAULTS["ENVIRONMENT_ENCRYPTION_KEYS"],
+            "marketplace.E010",
+        ),
+        ("ENVIRONMENT_ENCRYPTION_KEYS", "not-a-fernet-key", "marketplace.E011"),
     ],
 )
 def test_each_unfit_value_is_an_error_of_its_own(production_settings, setting, value, check_id):

@@ -18,11 +18,18 @@ DEVELOPMENT_DEFAULTS = {
     "SECRET_KEY": "insecure-local-development-key-change-me-in-production",
     "STRIPE_SECRET_KEY": "sk_test_local_development",
     "STRIPE_WEBHOOK_SECRET": "whsec_local_development",
+    "ENVIRONMENT_ENCRYPTION_KEYS": "oGZN930QXoMHxXtKDDA_F9nBo1UqE-SnUwu_yAQ5fms=",
 }
 # Off in base, on in production.py: the production-only system checks run when it is True.
 PRODUCTION = False
 
 SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_DEFAULTS["SECRET_KEY"])
+# Fernet keys (comma-separated, newest first: it encrypts, all decrypt) for instances' secret
+# environment values at rest. Make one with
+# `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.
+ENVIRONMENT_ENCRYPTION_KEYS = env(
+    "ENVIRONMENT_ENCRYPTION_KEYS", default=DEVELOPMENT_DEFAULTS["ENVIRONMENT_ENCRYPTION_KEYS"]
+)
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
@@ -182,6 +189,8 @@ AGENT_RECONCILE_GRACE_SECONDS = env.int("AGENT_RECONCILE_GRACE_SECONDS", default
 # The agent's uptime counter is compared with metered compute over windows this long; a difference
 # above the percentage (and above a minute) is flagged for staff.
 AGENT_USAGE_WINDOW_SECONDS = env.int("AGENT_USAGE_WINDOW_SECONDS", default=3600)
+# An agent ships an instance's output at most this often (orders.logs).
+LOG_SHIP_MIN_INTERVAL_SECONDS = env.float("LOG_SHIP_MIN_INTERVAL_SECONDS", default=5.0)
 AGENT_USAGE_DISAGREEMENT_PERCENT = env.int("AGENT_USAGE_DISAGREEMENT_PERCENT", default=10)
 
 # --- Client addresses and login throttling

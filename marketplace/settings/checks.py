@@ -9,13 +9,15 @@ runserver). They live beside the settings they judge; marketplace.apps registers
 
 Ids: marketplace.E001 SECRET_KEY is the development value; E002 SECRET_KEY is weak; E003/E004/E005 the
 Stripe secret key, webhook secret and publishable key; E006 DEBUG is on; E007 ALLOWED_HOSTS is empty or
-"*"; E008 STRIPE_API_BASE is not HTTPS; E009 TRUSTED_PROXY_COUNT is negative (any environment).
+"*"; E008 STRIPE_API_BASE is not HTTPS; E009 TRUSTED_PROXY_COUNT is negative (any environment); E010
+ENVIRONMENT_ENCRYPTION_KEYS is the development value; E011 it is not a list of Fernet keys (any environment).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
@@ -134,3 +136,29 @@ def trusted_proxy_count_check(app_configs: Any, **kwargs: Any) -> list[CheckMess
             )
         ]
     return []
+
+
+@register(Tags.security)
+def environment_encryption_keys_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Instances' secret environment values are encrypted with these keys: a known key reads them."""
+    errors: list[CheckMessage] = []
+    value = settings.ENVIRONMENT_ENCRYPTION_KEYS
+    if settings.PRODUCTION and _is_development_value("ENVIRONMENT_ENCRYPTION_KEYS", value):
+        errors.append(
+            Error(
+                "ENVIRONMENT_ENCRYPTION_KEYS is the development value: anyone can read the secrets buyers give.",
+                hint="Set it to a new Fernet key (see marketplace/settings/base.py).",
+                id="marketplace.E010",
+            )
+        )
+    try:
+        for key in str(value).split(","):
+            Fernet(key.strip())
+    except (ValueError, TypeError):
+        errors.append(
+            Error(
+                "ENVIRONMENT_ENCRYPTION_KEYS is not a comma-separated list of Fernet keys (32 url-safe base64 bytes).",
+                id="marketplace.E011",
+            )
+        )
+    return errors

@@ -29,6 +29,7 @@ SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 STRIPE_SECRET_KEY = secret("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = secret("STRIPE_WEBHOOK_SECRET")
+ENVIRONMENT_ENCRYPTION_KEYS = secret("ENVIRONMENT_ENCRYPTION_KEYS")
 
 # HTTPS only. Behind a TLS-terminating proxy, set TRUSTED_PROXY_COUNT so Django believes the proxy's
 # X-Forwarded-Proto (otherwise the redirect below loops); with no proxy nobody's header is believed.

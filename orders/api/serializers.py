@@ -1,7 +1,18 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.api import json_types
-from orders.models import RESERVED_TERMS_HOURS, Instance, InstanceEvent, Order, Pricing, ProblemReport
+from orders.launch import MAX_DISK_GB, MAX_ENVIRONMENT_VARIABLES, environment_shown
+from orders.models import (
+    RESERVED_TERMS_HOURS,
+    Instance,
+    InstanceEvent,
+    LaunchTemplate,
+    Order,
+    Pricing,
+    ProblemReport,
+)
+from orders.ports import MAX_PORTS_PER_INSTANCE, connection_details
 from orders.requests import OrderRequest
 
 
@@ -19,6 +30,29 @@ class RequirementsSerializer(json_types.Serializer):
 class NearSerializer(json_types.Serializer):
     lat = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-90, max_value=90)
     lon = serializers.DecimalField(max_digits=10, decimal_places=6, min_value=-180, max_value=180)
+
+
+class EnvironmentVariableSerializer(json_types.Serializer):
+    name = serializers.CharField(max_length=128, help_text="Letters, digits and _, not starting with a digit.")
+    value = serializers.CharField(max_length=32 * 1024, allow_blank=True, required=False, default="")
+    secret = serializers.BooleanField(
+        default=False,
+        help_text="Secret values are encrypted at rest and never shown again (only the name is).",
+    )
+
+
+class EnvironmentShownSerializer(json_types.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(required=False, help_text="Absent for secret variables.")
+    secret = serializers.BooleanField()
+
+
+def ports_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=65535),
+        max_length=MAX_PORTS_PER_INSTANCE,
+        **kwargs,
+    )
 
 
 class OrderInputSerializer(json_types.Serializer):
@@ -59,6 +93,27 @@ class OrderInputSerializer(json_types.Serializer):
         help_text="Ids of your SSH keys (/api/v1/ssh-keys/) to install as the instances' authorized_keys; "
         "left out: all of your keys; []: none.",
     )
+    template = serializers.SlugField(
+        required=False,
+        max_length=64,
+        help_text="A launch template by name (/api/v1/templates/): your own of that name, else the curated one. "
+        "Its image, command, ports, environment and disk apply unless the order gives its own.",
+    )
+    ports = ports_field(
+        required=False,
+        help_text="Container ports to reach from outside, e.g. [22, 8888]: each gets a host port on a host that "
+        "accepts inbound connections (409 no_free_ports when none are free).",
+    )
+    environment = EnvironmentVariableSerializer(
+        many=True, required=False, max_length=MAX_ENVIRONMENT_VARIABLES, help_text="Environment variables."
+    )
+    disk_gb = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_DISK_GB,
+        help_text="Each instance's disk: at least its type's default; the extra is priced at the host's storage "
+        "price (in price_per_hour).",
+    )
     allow_unverified = serializers.BooleanField(
         default=False,
         help_text="Accept hosts whose declaration is not verified yet. By default orders, like offer search, use "
@@ -84,6 +139,7 @@ class QuoteLineSerializer(json_types.Serializer):
     count = serializers.IntegerField()
     price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="Per instance.")
     energy_kwh_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, help_text="Per instance.")
+    disk_gb = serializers.IntegerField(help_text="Each instance's disk.")
     min_rental_hours = serializers.IntegerField(
         help_text="The host's minimum rental binding this order (0: none; spot has none): ending sooner is "
         "billed up to it."
@@ -127,8 +183,18 @@ class InstanceEventSerializer(json_types.ModelSerializer):
         fields = ["from_status", "to_status", "reason", "actor", "created_at"]
 
 
+class ConnectionSerializer(json_types.Serializer):
+    container_port = serializers.IntegerField()
+    host_port = serializers.IntegerField()
+    address = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["ssh", "http", "tcp"])
+    command = serializers.CharField(help_text="Ready to use: `ssh -p 40022 root@203.0.113.5`, a URL, or host:port.")
+
+
 class InstanceSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    connections = serializers.SerializerMethodField()
+    environment = serializers.SerializerMethodField()
     region = serializers.CharField(source="host.region.code", read_only=True)
     supplier = serializers.CharField(source="host.organization.name", read_only=True)
     host = serializers.IntegerField(source="host_id", read_only=True)
@@ -149,6 +215,9 @@ class InstanceSerializer(json_types.ModelSerializer):
             "image",
             "command",
             "authorized_keys",
+            "disk_gb",
+            "connections",
+            "environment",
             "terminate_at",
             "reserved_until",
             "preemption_deadline",
@@ -157,6 +226,15 @@ class InstanceSerializer(json_types.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(ConnectionSerializer(many=True))
+    def get_connections(self, instance: Instance) -> list[dict]:
+        """How to reach it (its ports are prefetched active-only by the views)."""
+        return [c.as_dict() for c in connection_details(instance, ports=instance.ports.all())]
+
+    @extend_schema_field(EnvironmentShownSerializer(many=True))
+    def get_environment(self, instance: Instance) -> list[dict]:
+        return environment_shown(instance.order.environment)
 
 
 class InstanceDetailSerializer(InstanceSerializer):
@@ -169,6 +247,8 @@ class InstanceDetailSerializer(InstanceSerializer):
 class OrderSerializer(json_types.ModelSerializer):
     instance_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     region = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    template = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    ports = ports_field(read_only=True)
     instances = InstanceSerializer(many=True, read_only=True)
 
     class Meta:
@@ -185,6 +265,9 @@ class OrderSerializer(json_types.ModelSerializer):
             "same_host",
             "image",
             "command",
+            "template",
+            "ports",
+            "disk_gb",
             "terminate_after_hours",
             "total_price_per_hour",
             "created_at",
@@ -229,3 +312,26 @@ class AnswerSerializer(json_types.Serializer):
 class ResolveSerializer(json_types.Serializer):
     credit = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     reason = serializers.CharField(max_length=2000)
+
+
+class LaunchTemplateSerializer(json_types.ModelSerializer):
+    owner = serializers.SerializerMethodField()
+    ports = ports_field(required=False, default=list)
+    environment = EnvironmentVariableSerializer(many=True, required=False, max_length=MAX_ENVIRONMENT_VARIABLES)
+
+    class Meta:
+        model = LaunchTemplate
+        fields = ["id", "name", "title", "description", "image", "command", "ports", "environment", "disk_gb", "owner"]
+        read_only_fields = ["id", "owner"]
+        validators: list = []  # uniqueness per owner is the service's (it knows the owner)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["curated", "yours"]))
+    def get_owner(self, template: LaunchTemplate) -> str:
+        return "curated" if template.owner_id is None else "yours"
+
+
+class LogSerializer(json_types.Serializer):
+    instance = serializers.IntegerField()
+    text = serializers.CharField(allow_blank=True, help_text="The last lines of the instance's output.")
+    lines = serializers.IntegerField(help_text="How many lines `text` holds.")
+    shipped_at = serializers.DateTimeField(allow_null=True, help_text="When its host's agent last sent output.")

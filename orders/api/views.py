@@ -1,19 +1,21 @@
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.idempotency import idempotent
-from orders import disputes, lifecycle, placement, price_changes, quotes, selectors
-from orders.models import Instance, ProblemReport
+from orders import disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
+from orders.models import Instance, InstancePort, LaunchTemplate, ProblemReport
 
 from .serializers import (
     AnswerSerializer,
     InstanceDetailSerializer,
     InstanceSerializer,
+    LaunchTemplateSerializer,
+    LogSerializer,
     OrderInputSerializer,
     OrderSerializer,
     ProblemReportSerializer,
@@ -31,7 +33,7 @@ class QuoteView(APIView):
     def post(self, request):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        quote = quotes.quote_create(request=data.to_order_request())
+        quote = quotes.quote_create(request=data.to_order_request(), buyer=request.user)
         return Response(QuoteSerializer(quote).data)
 
 
@@ -43,7 +45,9 @@ class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
     queryset = selectors.Order.objects.none()
 
     def get_queryset(self):
-        instances = Instance.objects.select_related("instance_type", "host__region", "host__organization")
+        instances = Instance.objects.select_related(
+            "instance_type", "host__region", "host__organization", "order"
+        ).prefetch_related(Prefetch("ports", queryset=InstancePort.objects.active()))
         return selectors.order_list_for_user(user=self.request.user).prefetch_related(
             Prefetch("instances", queryset=instances)
         )
@@ -103,12 +107,76 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
     def terminate(self, request, pk=None):
         return self._act(lifecycle.instance_terminate)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "tail",
+                int,
+                description=f"How many of the last lines (1 to {logs.MAX_TAIL_LINES}; "
+                f"default {logs.DEFAULT_TAIL_LINES}).",
+            )
+        ],
+        responses=LogSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        """The instance's recent output, as its host's agent last sent it (the last 256 KiB at most)."""
+        tail = TailSerializer(data=request.query_params)
+        tail.is_valid(raise_exception=True)
+        instance = selectors.instance_get_for_user(user=request.user, instance_id=pk)
+        text, log = logs.instance_log_tail(instance=instance, lines=tail.validated_data["tail"])
+        return Response(
+            LogSerializer(
+                {
+                    "instance": instance.pk,
+                    "text": text,
+                    "lines": len(text.splitlines()),
+                    "shipped_at": log.shipped_at if log else None,
+                }
+            ).data
+        )
+
     @extend_schema(request=None, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"], url_path="accept-price")
     def accept_price(self, request, pk=None):
         """Move an on-demand rental to the host's current price, from now on."""
         price_changes.instance_accept_current_price(instance=self.get_object(), buyer=request.user)
         return Response(InstanceDetailSerializer(self.get_object()).data)
+
+
+class TailSerializer(serializers.Serializer):
+    """Query parameters of the logs action (strings, as query parameters are)."""
+
+    tail = serializers.IntegerField(min_value=1, max_value=logs.MAX_TAIL_LINES, default=logs.DEFAULT_TAIL_LINES)
+
+
+class LaunchTemplateViewSet(
+    CheckedLookupMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Launch templates: curated ones (everyone sees them) and your own (you only). POST makes one of
+    yours; an order names one by `template`. Staff curate the shared ones in the admin."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = LaunchTemplateSerializer
+    queryset = LaunchTemplate.objects.none()
+
+    def get_queryset(self):
+        return launch.launch_templates_visible(self.request.user)
+
+    @extend_schema(request=LaunchTemplateSerializer, responses={201: LaunchTemplateSerializer})
+    @idempotent
+    def create(self, request):
+        data = LaunchTemplateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        template = launch.launch_template_create(owner=request.user, data=dict(data.validated_data))
+        return Response(LaunchTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        launch.launch_template_delete(template=instance, user=self.request.user)
 
 
 class ProblemReportViewSet(

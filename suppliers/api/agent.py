@@ -13,6 +13,7 @@ from marketplace.api import json_types
 from marketplace.errors import ErrorCode, InvalidInput
 from orders import agent as instance_agent
 from orders import reconciliation
+from orders.logs import LOG_MAX_CHARACTERS, agent_ship_log
 from orders.models import InstanceStatus
 from suppliers import agent_services
 from suppliers.models import HostCredential
@@ -166,7 +167,7 @@ class SelftestSerializer(json_types.Serializer):
 
 
 def command_json(command) -> dict:
-    return {"id": command.pk, "kind": command.kind, "instance_id": command.instance_id, "payload": command.payload}
+    return instance_agent.command_for_agent(command)
 
 
 # --- Views ----------------------------------------------------------------------------------
@@ -228,6 +229,23 @@ class AgentInstanceStateView(AgentView):
             host=self.host, instance_id=instance_id, status=data["status"], reason=data["reason"]
         )
         return Response({"id": instance.pk, "status": instance.status})
+
+
+class InstanceLogSerializer(json_types.Serializer):
+    text = serializers.CharField(
+        max_length=LOG_MAX_CHARACTERS, allow_blank=True, trim_whitespace=False, help_text="The output's tail."
+    )
+
+
+class AgentInstanceLogView(AgentView):
+    """The tail of an instance's output (at most 256 KiB; at most one shipment per instance every
+    few seconds, else 429 log_rate_limited)."""
+
+    @extend_schema(request=InstanceLogSerializer, responses=dict)
+    def post(self, request, instance_id: int):
+        data = self.validated(InstanceLogSerializer)
+        log = agent_ship_log(host=self.host, instance_id=instance_id, text=data["text"])
+        return Response({"instance": instance_id, "characters": len(log.text)})
 
 
 class AgentSelftestView(AgentView):

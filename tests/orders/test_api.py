@@ -34,6 +34,7 @@ def test_quote_shows_price_fee_energy_hosts_and_expiry(buyer_client, l4_host):
             "count": 2,
             "price_per_hour": "0.400000",
             "energy_kwh_per_hour": "0.0900",
+            "disk_gb": 500,
             "min_rental_hours": 0,
             "available_until": None,
         }

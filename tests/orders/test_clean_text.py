@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from marketplace.errors import InvalidInput
-from orders.requests import MAX_COMMAND_LENGTH, OrderRequest, order_target_resolve
+from orders.launch import MAX_COMMAND_LENGTH
+from orders.requests import OrderRequest, order_target_resolve
 from orders.supply import maintenance_schedule
 from tests.factories import HostFactory, l4_host_data
 

@@ -1,0 +1,125 @@
+"""Host ports forwarded to instances: assigned from the host's range under the host lock, held
+until the instance terminates, and shown to the buyer as ready-to-use connection details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Count
+from django.utils import timezone
+
+from marketplace.errors import Conflict
+from suppliers.models import Host
+
+from .errors import OrderErrorCode
+from .models import Instance, InstancePort
+
+MAX_PORTS_PER_INSTANCE = 16
+SSH_PORT = 22
+HTTP_PORTS = frozenset({80, 3000, 5000, 6006, 7860, 8000, 8080, 8888})
+
+
+class NoFreePorts(Conflict):
+    code = OrderErrorCode.NO_FREE_PORTS
+
+
+def free_port_counts(hosts: Iterable[Host]) -> dict[int, int]:
+    """How many host ports each host (with inbound ports) has free: one query for all of them."""
+    inbound = {host.pk: host for host in hosts if host.accepts_inbound}
+    if not inbound:
+        return {}
+    held = dict(
+        InstancePort.objects.active()
+        .filter(host_id__in=list(inbound))
+        .values("host_id")
+        .annotate(n=Count("pk"))
+        .values_list("host_id", "n")
+    )
+    return {pk: _range_size(host) - held.get(pk, 0) for pk, host in inbound.items()}
+
+
+def _range_size(host: Host) -> int:
+    return int(host.port_range_end or 0) - int(host.port_range_start or 0) + 1
+
+
+def ports_assign(*, host: Host, instance: Instance, container_ports: list[int]) -> list[InstancePort]:
+    """Give each container port the lowest free host port of the host's range.
+
+    Precondition: the host row is locked (`suppliers.locks`), so the free set cannot change under
+    us; the partial unique constraint on (host, host_port) backs that up. NoFreePorts (409) when the
+    range has too few left."""
+    if not container_ports:
+        return []
+    if not host.accepts_inbound:
+        raise NoFreePorts(f"Host {host.pk} accepts no inbound connections.", extra={"host": host.pk})
+    start, end = int(host.port_range_start or 0), int(host.port_range_end or 0)
+    held = set(InstancePort.objects.active().filter(host=host).values_list("host_port", flat=True))
+    chosen: list[int] = []
+    for port in range(start, end + 1):
+        if port not in held:
+            chosen.append(port)
+            if len(chosen) == len(container_ports):
+                break
+    if len(chosen) < len(container_ports):
+        raise NoFreePorts(
+            f"Host {host.pk} has {len(chosen)} free port(s) of its range {start}-{end}; "
+            f"the instance needs {len(container_ports)}.",
+            extra={"host": host.pk, "free": len(chosen), "needed": len(container_ports)},
+        )
+    now = timezone.now()
+    return InstancePort.objects.bulk_create(
+        InstancePort(instance=instance, host=host, container_port=inside, host_port=outside, created_at=now)
+        for inside, outside in zip(container_ports, chosen, strict=True)
+    )
+
+
+def ports_release(instance_ids: Iterable[int]) -> int:
+    """Free the host ports of terminated (or lost) instances."""
+    return InstancePort.objects.active().filter(instance_id__in=list(instance_ids)).update(released_at=timezone.now())
+
+
+def port_map(instance: Instance) -> dict[str, int]:
+    """Container port -> host port, as the agent's start command carries it (JSON keys are strings)."""
+    return {str(p.container_port): p.host_port for p in instance.ports.active().order_by("container_port")}
+
+
+@dataclass(frozen=True)
+class Connection:
+    container_port: int
+    host_port: int
+    address: str
+    kind: str  # "ssh", "http" or "tcp"
+    command: str  # what to type or open
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "container_port": self.container_port,
+            "host_port": self.host_port,
+            "address": self.address,
+            "kind": self.kind,
+            "command": self.command,
+        }
+
+
+def connection_details(instance: Instance, ports: Iterable[InstancePort] | None = None) -> list[Connection]:
+    """Ready-to-use ways in: `ssh -p 40022 root@203.0.113.5`, `http://203.0.113.5:40888/`. Empty
+    once the instance has ended (its ports are released) or when it asked for none."""
+    host = instance.host
+    if not host.public_address:
+        return []
+    address = host.public_address
+    shown = f"[{address}]" if ":" in address else address  # an IPv6 literal in a URL
+    rows = list(ports) if ports is not None else list(instance.ports.active().order_by("container_port"))
+    details = []
+    for port in rows:
+        if port.released_at is not None:
+            continue
+        if port.container_port == SSH_PORT:
+            kind, command = "ssh", f"ssh -p {port.host_port} root@{address}"
+        elif port.container_port in HTTP_PORTS:
+            kind, command = "http", f"http://{shown}:{port.host_port}/"
+        else:
+            kind, command = "tcp", f"{shown}:{port.host_port}"
+        details.append(Connection(port.container_port, port.host_port, address, kind, command))
+    return details
