@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--inventory-file", help="declared inventory (JSON) instead of probing")
     run.add_argument("--once", action="store_true", help="one inventory report and one heartbeat, then exit")
     run.add_argument(
+        "--log-interval", type=float, default=5.0, help="seconds between shipments of an instance's output"
+    )
+    run.add_argument(
         "--no-disk-quota",
         action="store_true",
         help="docker: do not cap each container's disk (for engines without storage quotas)",
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             inventory_file=args.inventory_file,
             interval=args.interval,
             disk_quota=not args.no_disk_quota,
+            log_interval=args.log_interval,
         )
         _stop_on_signals([agent])
         if args.once:

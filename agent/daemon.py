@@ -75,7 +75,7 @@ class Agent:
         self.inventory_file = inventory_file
         self.interval = interval
         # Output is shipped at most this often per instance, and only when it changed.
-        self.log_interval = max(interval, 5.0) if log_interval is None else log_interval
+        self.log_interval = 5.0 if log_interval is None else log_interval
         self._logs_shipped: dict[int, tuple[float, int]] = {}  # instance id -> (monotonic time, hash)
         self.stopping = threading.Event()
         self.device_count = 0

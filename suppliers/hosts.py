@@ -72,8 +72,10 @@ HARDWARE_FIELDS = ("accelerator_model", "accelerator_count", "vcpus", "ram_gb", 
 
 def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_policy: str | None = None) -> None:
     """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
+    errors: dict[str, list[str]] = _port_range_errors(host)  # before full_clean: it names the fields
+    if errors:
+        raise InvalidInput("Some fields are not valid.", fields=errors)
     full_clean_or_invalid(host, exclude=["organization"])
-    errors: dict[str, list[str]] = {}
     if host.zone_id and cast(Zone, host.zone).region_id != host.region_id:
         errors["zone"] = [f"Zone {cast(Zone, host.zone).code} is not in region {host.region.code}."]
     if not host.accelerator_model.is_active:
@@ -85,7 +87,6 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
         if units % host.equal_slices:
             unit_name = "vCPUs" if host.accelerator_model.kind == "cpu" else "accelerators"
             errors["equal_slices"] = [f"{host.equal_slices} equal slices do not divide {units} {unit_name}."]
-    errors.update(_port_range_errors(host))
     if errors:
         raise InvalidInput("Some fields are not valid.", fields=errors)
 

@@ -40,6 +40,12 @@ class EnvironmentVariableSerializer(json_types.Serializer):
         help_text="Secret values are encrypted at rest and never shown again (only the name is).",
     )
 
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and set(data) - set(self.fields):
+            unknown = ", ".join(sorted(map(str, set(data) - set(self.fields))))
+            raise serializers.ValidationError(f"Unknown key(s): {unknown}. A variable has name, value and secret.")
+        return super().to_internal_value(data)
+
 
 class EnvironmentShownSerializer(json_types.Serializer):
     name = serializers.CharField()
@@ -316,6 +322,7 @@ class ResolveSerializer(json_types.Serializer):
 
 class LaunchTemplateSerializer(json_types.ModelSerializer):
     owner = serializers.SerializerMethodField()
+    title = serializers.CharField(required=False, max_length=120, help_text="Defaults to the name.")
     ports = ports_field(required=False, default=list)
     environment = EnvironmentVariableSerializer(many=True, required=False, max_length=MAX_ENVIRONMENT_VARIABLES)
 
