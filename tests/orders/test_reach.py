@@ -287,9 +287,8 @@ def test_templates_are_the_buyer_s_own_or_curated(buyer, buyer_client, inbound_h
 
 def test_a_template_carries_no_secrets(buyer):
     with pytest.raises(InvalidInput) as refused:
-        launch_template_create(
-            owner=buyer, data={"name": "t", "image": "x:1", "environment": [{"name": "K", "value": "v", "secret": True}]}
-        )
+        secret = {"name": "K", "value": "v", "secret": True}
+        launch_template_create(owner=buyer, data={"name": "t", "image": "x:1", "environment": [secret]})
     assert "environment" in refused.value.fields
 
 
