@@ -73,9 +73,8 @@ def offer_detail(request, offer_id: int):
     similar = (
         offer_list().filter(instance_type=offer.instance_type).exclude(pk=offer.pk).order_by("price_per_hour")[:10]
     )
-    return render(
-        request, "marketplace/offer_detail.html", {"offer": offer, "similar": similar, "rent_form": RentForm()}
-    )
+    context = {"offer": offer, "similar": similar, "rent_form": RentForm(user=request.user)}
+    return render(request, "marketplace/offer_detail.html", context)
 
 
 def instance_type_list(request):

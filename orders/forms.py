@@ -3,6 +3,7 @@ from django import forms
 from billing.forms import CleanTextField, MoneyField
 
 from .disputes import ANSWER_MAX_LENGTH, REASON_MAX_LENGTH
+from .launch import MAX_DISK_GB, launch_templates_visible
 from .models import RESERVED_TERMS_HOURS, Pricing
 from .requests import OrderRequest
 
@@ -27,8 +28,43 @@ class RentForm(forms.Form):
         label="Reserved term",
         choices=[("", "—"), *((h, label) for h, label in RESERVED_TERMS_HOURS.items())],
     )
-    image = forms.CharField(max_length=255, initial="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime")
+    template = forms.ChoiceField(
+        required=False,
+        label="Template",
+        help_text="Image, command, ports, environment and disk in one choice; what you fill in below wins.",
+    )
+    image = forms.CharField(
+        required=False,
+        max_length=255,
+        widget=forms.TextInput(attrs={"placeholder": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"}),
+        help_text="Empty: the template's image.",
+    )
     command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    ports = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Ports",
+        widget=forms.TextInput(attrs={"placeholder": "22, 8888"}),
+        help_text="Container ports to reach from outside (SSH is 22). Empty: the template's.",
+    )
+    environment = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "MODEL=llama-3-8b"}),
+        help_text="One NAME=value per line.",
+    )
+    secret_environment = forms.CharField(
+        required=False,
+        label="Secret environment",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "HF_TOKEN=hf_…", "autocomplete": "off"}),
+        help_text="One NAME=value per line: stored encrypted, never shown again.",
+    )
+    disk_gb = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_DISK_GB,
+        label="Disk (GB)",
+        help_text="Empty: the type's default. More is billed at the host's storage price.",
+    )
     terminate_after_hours = forms.IntegerField(
         required=False,
         min_value=1,
@@ -40,6 +76,38 @@ class RentForm(forms.Form):
         required=False, label="Accept an unverified host", help_text="Needed to rent from a host not verified yet."
     )
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        templates = launch_templates_visible(user).order_by("owner", "name")
+        self.fields["template"].choices = [("", "— none —")] + [
+            (t.name, f"{t.title} ({t.name}){' · yours' if t.owner_id else ''}") for t in templates
+        ]
+
+    def clean_ports(self) -> list[int] | None:
+        raw = self.cleaned_data.get("ports", "").replace(",", " ").split()
+        if not raw:
+            return None
+        if not all(part.isdigit() for part in raw):
+            raise forms.ValidationError("Port numbers separated by commas, such as 22, 8888.")
+        return [int(part) for part in raw]
+
+    def _variables(self, name: str, *, secret: bool) -> list[dict]:
+        variables = []
+        for number, line in enumerate(self.cleaned_data.get(name, "").splitlines(), 1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: NAME=value.")
+            variables.append({"name": key.strip(), "value": value, "secret": secret})
+        return variables
+
+    def clean_environment(self) -> list[dict]:
+        return self._variables("environment", secret=False)
+
+    def clean_secret_environment(self) -> list[dict]:
+        return self._variables("secret_environment", secret=True)
+
     def order_request(self, *, offer_id: int) -> OrderRequest:
         data = self.cleaned_data
         return OrderRequest(
@@ -48,8 +116,12 @@ class RentForm(forms.Form):
             pricing=data["pricing"],
             max_price_per_hour=data.get("max_price_per_hour"),
             term_hours=data.get("term_hours") if data["pricing"] == Pricing.RESERVED else None,
-            image=data["image"],
+            template=data.get("template") or None,
+            image=data.get("image") or "",
             command=data.get("command") or "",
+            ports=data.get("ports"),
+            environment=(data.get("environment") or []) + (data.get("secret_environment") or []) or None,
+            disk_gb=data.get("disk_gb"),
             terminate_after_hours=data.get("terminate_after_hours"),
             allow_unverified=bool(data.get("allow_unverified")),
         )

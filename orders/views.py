@@ -15,9 +15,11 @@ from marketplace.forms import add_service_errors
 from marketplace.selectors import offer_list
 from marketplace.views import posted_text
 
-from . import disputes, lifecycle, placement, price_changes, quotes, selectors
+from . import disputes, lifecycle, logs, placement, price_changes, quotes, selectors
 from .forms import RentForm, ReportAnswerForm, ReportResolveForm, SpendLimitForm
+from .launch import environment_shown
 from .models import Instance, InstanceStatus, ProblemReport
+from .ports import connection_details
 from .state import TRANSITIONS
 
 
@@ -25,11 +27,11 @@ from .state import TRANSITIONS
 @require_POST
 def offer_quote(request, offer_id: int):
     """htmx fragment: the live quote for the rent form's current values."""
-    form = RentForm(request.POST)
+    form = RentForm(request.POST, user=request.user)
     context = {"form": form}
     if form.is_valid():
         try:
-            context["quote"] = quotes.quote_create(request=form.order_request(offer_id=offer_id))
+            context["quote"] = quotes.quote_create(request=form.order_request(offer_id=offer_id), buyer=request.user)
         except ApplicationError as error:
             context["error"] = error
     return render(request, "orders/_quote.html", context)
@@ -38,7 +40,7 @@ def offer_quote(request, offer_id: int):
 @login_required
 def offer_rent(request, offer_id: int):
     offer = get_object_or_404(offer_list(), pk=offer_id)
-    form = RentForm(request.POST or None)
+    form = RentForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             order = placement.order_place(buyer=request.user, request=form.order_request(offer_id=offer.pk))
@@ -102,8 +104,18 @@ def instance_detail(request, instance_id: int):
         "current_price": current_price,
         "report_categories": ProblemReport.Category.choices,
         "disk_grace_days": settings.STOPPED_DISK_GRACE_DAYS,
+        "connections": connection_details(instance, ports=instance.ports.all()),
+        "environment": environment_shown(instance.order.environment),
     }
     return render(request, template, context)
+
+
+@login_required
+def instance_logs(request, instance_id: int):
+    """htmx fragment: the live tail of the instance's output (renter and staff only, as the API)."""
+    instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
+    text, log = logs.instance_log_tail(instance=instance, lines=logs.DEFAULT_TAIL_LINES)
+    return render(request, "orders/_log_tail.html", {"instance": instance, "text": text, "log": log})
 
 
 def _accept_price(*, instance, actor_user):
