@@ -313,6 +313,15 @@ def plan_placement(
     return PlacementPlan(claims=claims, preempt=victims)
 
 
+def fits_exact_claim(
+    host: HostSpec, holdings: Sequence[Holding], claim: Resources, *, replacing: object = None
+) -> bool:
+    """Whether a claim outside the slicing policy (an instance running without its accelerators:
+    CPU, RAM and disk only) fits in the host's committed room. It never preempts anyone."""
+    others = [h for h in holdings if replacing is None or h.key != replacing]
+    return (total(committed_footprint(h) for h in others) + claim).fits_in(effective_capacity(host))
+
+
 def _negated_key(key: object) -> int:
     return -key if isinstance(key, int) else 0
 

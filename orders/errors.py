@@ -24,7 +24,7 @@ class OrderErrorCode(StrEnum):
     NO_FREE_PORTS = "no_free_ports"
     TEMPLATE_EXISTS = "template_exists"
     TEMPLATE_LIMIT = "template_limit"
-    ACCELERATORS_TAKEN = "accelerators_taken"
+    NO_ACCELERATOR_MODE_UNAVAILABLE = "no_accelerator_mode_unavailable"
 
 
 class InvalidTransition(Conflict):

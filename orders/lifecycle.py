@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
+from typing import cast
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -14,8 +17,10 @@ from billing.models import UsageRecord
 from billing.reserved import reserved_cancellation_refund
 from marketplace import capacity
 from marketplace.audit import audit_record
-from marketplace.errors import ApplicationError, Forbidden
+from marketplace.errors import ApplicationError, Conflict, Forbidden
+from marketplace.money import quantize_price
 from marketplace.walks import Walk, walk_from
+from suppliers.models import Host
 from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
 
 from .errors import CapacityTaken, OrderErrorCode
@@ -68,11 +73,14 @@ def instance_stop(*, instance: Instance, actor_user: User | None = None, actor: 
 
 
 @transaction.atomic
-def instance_start(*, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER) -> Instance:
+def instance_start(
+    *, instance: Instance, actor_user: User | None = None, actor: str = Actor.BUYER, accelerators: bool = True
+) -> Instance:
     """Start a stopped instance on the same host (its disk is there).
 
     Reserved instances reclaim their capacity at once, preempting spot backfill. Others need free
-    capacity, else CapacityTaken (409) says how to get the type elsewhere."""
+    capacity, else CapacityTaken (409) says how to get the type elsewhere. `accelerators=False` is
+    no-GPU mode (`_start_without_accelerators`); starting with them again needs them free."""
     instance, host = instance_and_host_lock(instance_id=instance.pk)
     actor = _actor_of(instance, actor, actor_user, "start")
     if instance.buyer.suspended_at and actor != Actor.STAFF:
@@ -83,8 +91,20 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     if instance.status != S.STOPPED:
         raise invalid_transition(instance, f"An instance that is {instance.status} cannot be started.")
     allocation = active_allocation(instance)
+    if not accelerators:
+        _start_without_accelerators(instance, host, allocation)
+    else:
+        _start_with_accelerators(instance, host, allocation)
+    instance_transition(instance=instance, to=S.STARTING, reason="Start requested", actor=actor, actor_user=actor_user)
+    command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
+    offers_refresh_for_host(host=host)
+    return instance
+
+
+def _start_with_accelerators(instance: Instance, host: Host, allocation: Allocation | None) -> None:
     spec = host_capacity_spec(host)
-    spot_bid = instance.price_per_hour if instance.is_spot else None
+    bid = instance.accelerated_price_per_hour if instance.without_accelerators else instance.price_per_hour
+    spot_bid = bid if instance.is_spot else None
     placement = capacity.plan_placement(
         spec,
         host_holdings(host),
@@ -95,7 +115,8 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
     if placement is None:
         raise CapacityTaken(
             "The accelerators this instance used on its host have been rented by someone else. Your disk "
-            "is kept: start again when they free up, or terminate it and order the same type elsewhere.",
+            "is kept: start again when they free up, start it without accelerators (no-GPU mode), or terminate "
+            "it and order the same type elsewhere.",
             extra=offers_elsewhere(instance_type=instance.instance_type, exclude_host_id=host.pk),
         )
     for victim in placement.preempt:
@@ -106,10 +127,61 @@ def instance_start(*, instance: Instance, actor_user: User | None = None, actor:
             else "higher-priority demand",
         )
     reoccupy(host, instance, allocation, placement.claims[0], spot_bid=spot_bid)
-    instance_transition(instance=instance, to=S.STARTING, reason="Start requested", actor=actor, actor_user=actor_user)
-    command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
-    offers_refresh_for_host(host=host)
-    return instance
+    if instance.without_accelerators:  # back to the rental's own price
+        instance.price_per_hour = cast(Decimal, instance.accelerated_price_per_hour)
+        instance.without_accelerators, instance.accelerated_price_per_hour = False, None
+        instance.save(update_fields=["price_per_hour", "without_accelerators", "accelerated_price_per_hour"])
+
+
+def _start_without_accelerators(instance: Instance, host: Host, allocation: Allocation | None) -> None:
+    """No-GPU mode: the instance runs on a little CPU and RAM with its disk, billed at the host's
+    no-GPU rate, while its accelerators stay on the market. Not for reserved rentals (their
+    accelerators are paid for) nor CPU-only types (there is nothing to leave)."""
+    if instance.pricing == Pricing.RESERVED or not instance.instance_type.accelerator_count:
+        raise Conflict(
+            "Only on-demand and spot instances with accelerators can start without them.",
+            code=OrderErrorCode.NO_ACCELERATOR_MODE_UNAVAILABLE,
+        )
+    claim = no_accelerator_claim(instance)
+    if not capacity.fits_exact_claim(
+        host_capacity_spec(host), host_holdings(host), claim, replacing=allocation.pk if allocation else None
+    ):
+        raise CapacityTaken(
+            "The host has no CPU or RAM free for this instance, even without accelerators; start later.",
+            extra=offers_elsewhere(instance_type=instance.instance_type, exclude_host_id=host.pk),
+        )
+    if allocation is None:
+        allocation = Allocation.objects.create(
+            host=host,
+            instance=instance,
+            instance_type=instance.instance_type,
+            accelerators=0,
+            vcpus=0,
+            ram_gb=0,
+            disk_gb=instance.disk_gb,
+        )
+    Allocation.objects.filter(pk=allocation.pk).update(
+        kind=Allocation.Kind.RUNNING,
+        spot_bid=None,
+        accelerators=0,
+        vcpus=claim["vcpus"],
+        ram_gb=claim["ram_gb"],
+        disk_gb=claim["disk_gb"],
+    )
+    if not instance.without_accelerators:
+        instance.accelerated_price_per_hour = instance.price_per_hour
+    instance.without_accelerators = True
+    instance.price_per_hour = quantize_price(host.no_accelerator_price_per_vcpu_hour * claim["vcpus"])
+    instance.save(update_fields=["price_per_hour", "without_accelerators", "accelerated_price_per_hour"])
+
+
+def no_accelerator_claim(instance: Instance) -> capacity.Resources:
+    t = instance.instance_type
+    return capacity.Resources.of(
+        vcpus=min(t.vcpus, settings.NO_ACCELERATOR_MODE_VCPUS),
+        ram_gb=min(t.ram_gb, settings.NO_ACCELERATOR_MODE_RAM_GB),
+        disk_gb=instance.disk_gb,
+    )
 
 
 # Statuses an instance has run in: ending it from one of these is ending a rental that started.

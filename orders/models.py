@@ -120,6 +120,16 @@ class Instance(models.Model):
         blank=True, help_text="The buyer's SSH public keys chosen at order, installed by the agent (one per line)."
     )
     disk_gb = models.PositiveIntegerField(help_text="Its disk: the type's default or more, chosen at order.")
+    without_accelerators = models.BooleanField(
+        default=False, help_text="No-GPU mode: runs on CPU, RAM and disk only; its accelerators are free for others."
+    )
+    accelerated_price_per_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        null=True,
+        blank=True,
+        help_text="In no-GPU mode: the rental's price with accelerators, restored when they are taken back.",
+    )
     terminate_at = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
     preemption_deadline = models.DateTimeField(null=True, blank=True)

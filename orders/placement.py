@@ -65,6 +65,7 @@ def reoccupy(
         return
     Allocation.objects.filter(pk=allocation.pk).update(
         kind=Allocation.Kind.RUNNING,
+        spot_bid=spot_bid,
         accelerators=claim["accelerators"],
         vcpus=claim["vcpus"],
         ram_gb=claim["ram_gb"],

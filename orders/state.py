@@ -73,14 +73,20 @@ def command_queue(instance: Instance, kind: str, **payload: Any) -> HostCommand:
 
 
 def start_payload(instance: Instance) -> dict[str, Any]:
+    """What the agent starts: the instance's type, or its no-GPU share (its allocation: no
+    accelerators, a little CPU and RAM) when it runs without accelerators."""
     t = instance.instance_type
+    vcpus, ram_gb, accelerators = t.vcpus, t.ram_gb, t.accelerator_count
+    if instance.without_accelerators:
+        allocation = instance.allocations.filter(released_at__isnull=True).first()
+        vcpus, ram_gb, accelerators = (allocation.vcpus, allocation.ram_gb, 0) if allocation else (1, 1, 0)
     return {
         "image": instance.image,
         "command": instance.command,
         "instance_type": t.name,
-        "accelerators": t.accelerator_count,
-        "vcpus": t.vcpus,
-        "ram_gb": t.ram_gb,
+        "accelerators": accelerators,
+        "vcpus": vcpus,
+        "ram_gb": ram_gb,
         "disk_gb": instance.disk_gb,
         "authorized_keys": instance.authorized_keys,
         "ports": port_map(instance),

@@ -104,6 +104,7 @@ def instance_detail(request, instance_id: int):
         "current_price": current_price,
         "report_categories": ProblemReport.Category.choices,
         "disk_grace_days": settings.STOPPED_DISK_GRACE_DAYS,
+        "no_accelerator_vcpus": settings.NO_ACCELERATOR_MODE_VCPUS,
         "connections": connection_details(instance, ports=instance.ports.all()),
         "environment": environment_shown(instance.order.environment),
     }
@@ -122,9 +123,14 @@ def _accept_price(*, instance, actor_user):
     return price_changes.instance_accept_current_price(instance=instance, buyer=actor_user)
 
 
+def _start_without_accelerators(*, instance, actor_user):
+    return lifecycle.instance_start(instance=instance, actor_user=actor_user, accelerators=False)
+
+
 ACTIONS = {
     "stop": lifecycle.instance_stop,
     "start": lifecycle.instance_start,
+    "start-without-accelerators": _start_without_accelerators,
     "terminate": lifecycle.instance_terminate,
     "accept-price": _accept_price,
 }
@@ -142,7 +148,7 @@ def instance_action(request, instance_id: int, action: str):
     except ApplicationError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, f"{action.capitalize()} requested.")
+        messages.success(request, f"{action.replace('-', ' ').capitalize()} requested.")
     return redirect("orders:instance_detail", instance_id=instance.pk)
 
 

@@ -53,6 +53,7 @@ HOST_FIELDS = (
     "reserved_discount_month",
     "reserved_discount_quarter",
     "storage_price_per_gb_month",
+    "no_accelerator_price_per_vcpu_hour",
     "min_rental_hours",
     "offer_ends_at",
     "slicing_policy",

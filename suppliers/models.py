@@ -212,6 +212,14 @@ class Host(models.Model):
         default=Decimal("0.10"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("10"))],
     )
+    no_accelerator_price_per_vcpu_hour = models.DecimalField(
+        "no-GPU mode price per vCPU-hour",
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_PLACES,
+        default=Decimal("0.01"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="What a stopped instance costs per vCPU-hour when its buyer starts it without accelerators.",
+    )
     min_rental_hours = models.PositiveIntegerField(
         "minimum rental (hours)", default=0, validators=[MaxValueValidator(24 * 366)]
     )

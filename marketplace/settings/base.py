@@ -189,6 +189,9 @@ AGENT_RECONCILE_GRACE_SECONDS = env.int("AGENT_RECONCILE_GRACE_SECONDS", default
 # The agent's uptime counter is compared with metered compute over windows this long; a difference
 # above the percentage (and above a minute) is flagged for staff.
 AGENT_USAGE_WINDOW_SECONDS = env.int("AGENT_USAGE_WINDOW_SECONDS", default=3600)
+# No-GPU mode (orders.lifecycle): what a stopped instance started without accelerators gets.
+NO_ACCELERATOR_MODE_VCPUS = env.int("NO_ACCELERATOR_MODE_VCPUS", default=2)
+NO_ACCELERATOR_MODE_RAM_GB = env.int("NO_ACCELERATOR_MODE_RAM_GB", default=8)
 # An agent ships an instance's output at most this often (orders.logs).
 LOG_SHIP_MIN_INTERVAL_SECONDS = env.float("LOG_SHIP_MIN_INTERVAL_SECONDS", default=5.0)
 AGENT_USAGE_DISAGREEMENT_PERCENT = env.int("AGENT_USAGE_DISAGREEMENT_PERCENT", default=10)

@@ -222,6 +222,7 @@ class InstanceSerializer(json_types.ModelSerializer):
             "command",
             "authorized_keys",
             "disk_gb",
+            "without_accelerators",
             "connections",
             "environment",
             "terminate_at",
@@ -342,3 +343,9 @@ class LogSerializer(json_types.Serializer):
     text = serializers.CharField(allow_blank=True, help_text="The last lines of the instance's output.")
     lines = serializers.IntegerField(help_text="How many lines `text` holds.")
     shipped_at = serializers.DateTimeField(allow_null=True, help_text="When its host's agent last sent output.")
+
+
+class StartSerializer(json_types.Serializer):
+    accelerators = serializers.BooleanField(
+        default=True, help_text="false: no-GPU mode (CPU, RAM and disk only, billed at the host's no-GPU rate)."
+    )

@@ -21,6 +21,7 @@ from .serializers import (
     ProblemReportSerializer,
     QuoteSerializer,
     ResolveSerializer,
+    StartSerializer,
 )
 
 
@@ -96,11 +97,21 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
         """Stop: accelerators go back to the market; the disk stays on the host."""
         return self._act(lifecycle.instance_stop)
 
-    @extend_schema(request=None, responses=InstanceDetailSerializer)
+    @extend_schema(request=StartSerializer, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        """Start again on the same host, or 409 `capacity_taken` with where to get it instead."""
-        return self._act(lifecycle.instance_start)
+        """Start again on the same host, or 409 `capacity_taken` with where to get it instead.
+        `{"accelerators": false}` starts it in no-GPU mode: its disk with a little CPU and RAM, billed at
+        the host's no-GPU rate, its accelerators free for others; a later plain start takes them back
+        (409 `capacity_taken` when they are rented, with where else the type is available)."""
+        data = StartSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        accelerators = data.validated_data["accelerators"]
+        return self._act(
+            lambda instance, actor_user: lifecycle.instance_start(
+                instance=instance, actor_user=actor_user, accelerators=accelerators
+            )
+        )
 
     @extend_schema(request=None, responses=InstanceDetailSerializer)
     @action(detail=True, methods=["post"])

@@ -71,6 +71,7 @@ class HostSerializer(json_types.ModelSerializer):
             "reserved_discount_month",
             "reserved_discount_quarter",
             "storage_price_per_gb_month",
+            "no_accelerator_price_per_vcpu_hour",
             "min_rental_hours",
             "offer_ends_at",
             "slicing_policy",
