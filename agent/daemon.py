@@ -92,12 +92,17 @@ class Agent:
 
     def heartbeat(self) -> list[dict]:
         instances = []
+        devices = self.state.data["devices"]
+        readings = inventory.utilization() if any(devices.values()) else {}
         for instance_id, status in sorted(self.state.data["instances"].items()):
             running = self.runtime.is_running(int(instance_id))
             if status == "running" and not running:
                 self._report_state(int(instance_id), "failed", "The instance process exited")
                 status = self.state.data["instances"].get(instance_id, status)
-            instances.append({"id": int(instance_id), "status": status, "usage": self.runtime.usage(int(instance_id))})
+            usage = self.runtime.usage(int(instance_id))
+            if status == "running":
+                usage.update(inventory.instance_utilization(readings, devices.get(instance_id) or []))
+            instances.append({"id": int(instance_id), "status": status, "usage": usage})
         return self.client.post("heartbeat/", {"instances": instances}).get("commands", [])
 
     def ship_logs(self) -> int:

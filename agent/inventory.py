@@ -195,3 +195,77 @@ def collect(*, inventory_file: str | None = None, data_dir: str = "/") -> dict:
         "hostname": socket.gethostname(),
         "agent_version": __version__,
     }
+
+
+# --- Utilization: per device, sampled at each heartbeat ---------------------------------------
+
+UTILIZATION_FIELDS = "index,utilization.gpu,memory.used"
+
+
+def parse_utilization_csv(text: str) -> dict[int, tuple[float, float]]:
+    """Parse `nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits`
+    into {index: (utilization %, memory used MiB)}; rows with "[N/A]" or garbage are skipped."""
+    readings: dict[int, tuple[float, float]] = {}
+    for line in text.splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        util, memory = _number(parts[1]), _number(parts[2])
+        if util is not None and memory is not None and 0 <= util <= 100 and memory >= 0:
+            readings[int(parts[0])] = (util, memory)
+    return readings
+
+
+def _utilization_from_nvml() -> dict[int, tuple[float, float]] | None:
+    try:
+        import pynvml  # noqa: PLC0415  (optional: nvidia-ml-py, only on GPU hosts)
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver
+        return None
+    try:
+        readings = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            readings[index] = (float(rates.gpu), memory.used / (1024 * 1024))
+        return readings
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def utilization() -> dict[int, tuple[float, float]]:
+    """Each accelerator's utilization (%) and memory used (MiB) now: NVML, else nvidia-smi, else {}."""
+    readings = _utilization_from_nvml()
+    if readings is not None:
+        return readings
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return {}
+    try:
+        out = subprocess.run(
+            [binary, f"--query-gpu={UTILIZATION_FIELDS}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_utilization_csv(out.stdout)
+
+
+def instance_utilization(readings: dict[int, tuple[float, float]], devices: list[int]) -> dict[str, float]:
+    """An instance's usage counters from its devices' readings: mean utilization, total memory used."""
+    mine = [readings[d] for d in devices if d in readings]
+    if not mine:
+        return {}
+    return {
+        "accelerator_utilization_percent": round(sum(u for u, _ in mine) / len(mine), 1),
+        "accelerator_memory_used_mib": round(sum(m for _, m in mine), 1),
+    }

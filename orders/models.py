@@ -427,6 +427,11 @@ class AgentUsageReport(models.Model):
         null=True, blank=True, help_text="Start of the window compared with metering; empty: no window open."
     )
     window_counters = models.JSONField(default=dict, blank=True, help_text="The counters at the window's start.")
+    utilization = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The last hour of accelerator readings, one a minute: [[unix time, utilization %, memory MiB]].",
+    )
 
     class Meta:
         ordering = ["-reported_at", "-id"]

@@ -32,6 +32,11 @@ MAX_USAGE_COUNTERS = 32
 MAX_COUNTER_NAME = 64
 # The counter compared with metered compute: seconds the instance has been up, as the agent counts.
 UPTIME_COUNTER = "uptime_seconds"
+# Accelerator readings kept per instance for its chart: one a minute, the last hour.
+UTILIZATION_COUNTER = "accelerator_utilization_percent"
+MEMORY_USED_COUNTER = "accelerator_memory_used_mib"
+UTILIZATION_SAMPLE_SECONDS = 60
+UTILIZATION_KEPT_SECONDS = 3600
 # Differences under this many seconds in a window are noise (heartbeat and metering ticks).
 DISAGREEMENT_FLOOR_SECONDS = 60
 MAX_FLAGGED_SECONDS = 2**31 - 1
@@ -214,6 +219,7 @@ def _keep_usage_reports(
         else:
             changed.append(row)
         row.status, row.counters, row.reported_at = report.status, report.counters, now
+        row.utilization = utilization_sampled(row.utilization, report.counters, now=now)
         if report.status == S.RUNNING:
             row.last_running_at = now
         uptime = report.counters.get(UPTIME_COUNTER)
@@ -228,8 +234,22 @@ def _keep_usage_reports(
         _flag_disagreements(host, closing, now=now)
     AgentUsageReport.objects.bulk_create(new)
     AgentUsageReport.objects.bulk_update(
-        changed, ["status", "counters", "reported_at", "last_running_at", "window_started_at", "window_counters"]
+        changed,
+        ["status", "counters", "reported_at", "last_running_at", "window_started_at", "window_counters", "utilization"],
     )
+
+
+def utilization_sampled(samples: list[list[float]], counters: dict[str, float], *, now: datetime) -> list[list[float]]:
+    """The kept readings with this heartbeat's added when the last is a minute old or more, and
+    those older than an hour dropped (bounded: about 60 per instance, in its one report row)."""
+    at = int(now.timestamp())
+    kept = [s for s in samples or [] if isinstance(s, list) and len(s) == 3 and at - s[0] < UTILIZATION_KEPT_SECONDS]
+    utilization, memory = counters.get(UTILIZATION_COUNTER), counters.get(MEMORY_USED_COUNTER)
+    if utilization is None or memory is None or not 0 <= utilization <= 100 or memory < 0:
+        return kept
+    if kept and at - kept[-1][0] < UTILIZATION_SAMPLE_SECONDS:
+        return kept
+    return [*kept, [at, round(utilization, 1), round(memory, 1)]]
 
 
 def _flag_disagreements(host: Host, closing: list[tuple[Instance, AgentUsageReport, float]], *, now: datetime) -> None:

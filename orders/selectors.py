@@ -5,14 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
 
 from accounts.models import User
+from billing import rating
+from billing.models import UsageRecord
 from billing.selectors import money_sum, wallet_balance
 from marketplace.models import InstanceType, Offer
 
-from .models import Instance, InstancePort, Order, Pricing
+from .models import AgentUsageReport, Instance, InstancePort, Order, Pricing
 
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
@@ -72,3 +74,29 @@ def buyer_balance(*, user: User) -> dict[str, Any]:
     burn = buyer_burn_per_hour(user=user)
     runway = (balance / burn).quantize(Decimal("0.01")) if burn > 0 else None
     return {"balance": balance, "currency": "USD", "burn_per_hour": burn, "runway_hours": runway}
+
+
+def instance_cost_so_far(*, instance: Instance) -> Decimal:
+    """What the instance's usage records charge, each rounded as settlement rounds it. Grouped by
+    (seconds, rate) in SQL: a long rental's thousands of one-minute records are a handful of groups."""
+    groups = (
+        UsageRecord.objects.filter(instance=instance)
+        .values("seconds", "rate_per_hour")
+        .annotate(n=Count("pk"))
+        .values_list("seconds", "rate_per_hour", "n")
+    )
+    return sum((rating.charge_for(seconds, rate) * n for seconds, rate, n in groups), Decimal(0))
+
+
+def instance_utilization(*, instance: Instance) -> dict[str, Any]:
+    """The last hour of accelerator readings its agent sent (one a minute), its uptime as the agent
+    counts it, and its cost so far."""
+    report = AgentUsageReport.objects.filter(instance=instance).first()
+    samples = report.utilization if report else []
+    uptime = (report.counters or {}).get("uptime_seconds") if report else None
+    return {
+        "samples": [{"at": int(at), "utilization_percent": util, "memory_used_mib": mem} for at, util, mem in samples],
+        "uptime_seconds": uptime,
+        "cost_so_far": instance_cost_so_far(instance=instance),
+        "reported_at": report.reported_at if report else None,
+    }

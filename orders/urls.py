@@ -11,6 +11,7 @@ urlpatterns = [
     path("instances/spend-limit/", views.spend_limit, name="spend_limit"),
     path("instances/<int:instance_id>/", views.instance_detail, name="instance_detail"),
     path("instances/<int:instance_id>/logs/", views.instance_logs, name="instance_logs"),
+    path("instances/<int:instance_id>/utilization/", views.instance_utilization, name="instance_utilization"),
     path("instances/<int:instance_id>/report/", views.instance_report, name="instance_report"),
     path("instances/<int:instance_id>/<str:action>/", views.instance_action, name="instance_action"),
     path("reports/<int:report_id>/", views.report_detail, name="report_detail"),

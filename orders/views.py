@@ -1,11 +1,13 @@
 """Buyer pages: rent from an offer with a live quote, my instances (live), instance detail."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.services import buyer_set_spend_limit
@@ -117,6 +119,41 @@ def instance_logs(request, instance_id: int):
     instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
     text, log = logs.instance_log_tail(instance=instance, lines=logs.DEFAULT_TAIL_LINES)
     return render(request, "orders/_log_tail.html", {"instance": instance, "text": text, "log": log})
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_SECONDS = 600, 150, 3600
+
+
+def _chart_points(samples: list[dict], key: str, top: float, now: int) -> str:
+    """SVG polyline points of one series over the last hour: x by age, y scaled to `top`."""
+    points = []
+    for sample in samples:
+        x = CHART_WIDTH * (1 - (now - sample["at"]) / CHART_SECONDS)
+        y = CHART_HEIGHT * (1 - min(sample[key], top) / top) if top else CHART_HEIGHT
+        points.append(f"{max(0.0, x):.1f},{y:.1f}")
+    return " ".join(points)
+
+
+@login_required
+def instance_utilization(request, instance_id: int):
+    """htmx fragment: the last hour of accelerator utilization and memory as a chart, uptime, cost."""
+    instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
+    data = selectors.instance_utilization(instance=instance)
+    samples = data["samples"]
+    now = int(timezone.now().timestamp())
+    memory_top = max((s["memory_used_mib"] for s in samples), default=0)
+    context = {
+        "instance": instance,
+        **data,
+        "latest": samples[-1] if samples else None,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "utilization_points": _chart_points(samples, "utilization_percent", 100, now),
+        "memory_points": _chart_points(samples, "memory_used_mib", memory_top, now),
+        "memory_top_gib": round(memory_top / 1024, 1),
+        "uptime": timedelta(seconds=int(data["uptime_seconds"])) if data["uptime_seconds"] is not None else None,
+    }
+    return render(request, "orders/_utilization.html", context)
 
 
 def _accept_price(*, instance, actor_user):

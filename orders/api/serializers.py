@@ -349,3 +349,17 @@ class StartSerializer(json_types.Serializer):
     accelerators = serializers.BooleanField(
         default=True, help_text="false: no-GPU mode (CPU, RAM and disk only, billed at the host's no-GPU rate)."
     )
+
+
+class UtilizationSampleSerializer(json_types.Serializer):
+    at = serializers.IntegerField(help_text="Unix time.")
+    utilization_percent = serializers.FloatField()
+    memory_used_mib = serializers.FloatField()
+
+
+class UtilizationSerializer(json_types.Serializer):
+    instance = serializers.IntegerField()
+    samples = UtilizationSampleSerializer(many=True)
+    uptime_seconds = serializers.FloatField(allow_null=True)
+    cost_so_far = serializers.DecimalField(max_digits=16, decimal_places=6)
+    reported_at = serializers.DateTimeField(allow_null=True)

@@ -22,6 +22,7 @@ from .serializers import (
     QuoteSerializer,
     ResolveSerializer,
     StartSerializer,
+    UtilizationSerializer,
 )
 
 
@@ -145,6 +146,16 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
                     "shipped_at": log.shipped_at if log else None,
                 }
             ).data
+        )
+
+    @extend_schema(responses=UtilizationSerializer)
+    @action(detail=True, methods=["get"])
+    def utilization(self, request, pk=None):
+        """The last hour of accelerator readings (one a minute, as its host's agent sent them), its
+        uptime and its cost so far."""
+        instance = selectors.instance_get_for_user(user=request.user, instance_id=pk)
+        return Response(
+            UtilizationSerializer({"instance": instance.pk, **selectors.instance_utilization(instance=instance)}).data
         )
 
     @extend_schema(request=None, responses=InstanceDetailSerializer)
