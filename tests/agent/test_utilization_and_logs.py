@@ -84,7 +84,7 @@ def test_output_is_shipped_when_it_changes_once_per_interval_without_retries(tmp
     assert agent.ship_logs() == 0  # unchanged
     runtime.output = {5: "hello\nworld\n"}
     assert agent.ship_logs() == 1
-    slow, slow_client, slow_runtime = agent_with(tmp_path / "slow", monkeypatch, log_interval=3600)
+    slow, _, slow_runtime = agent_with(tmp_path / "slow", monkeypatch, log_interval=3600)
     slow_runtime.output = {5: "a\n"}
     assert slow.ship_logs() == 1
     slow_runtime.output = {5: "a\nb\n"}
