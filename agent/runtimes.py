@@ -375,9 +375,12 @@ class DockerRuntime(Runtime):
             args += ["-p", f"{outside}:{inside}"]
         for name in sorted(environment_of(instance_id, spec)):
             args += ["-e", name]  # the value comes from docker's own environment, never the command line
+        command = (spec.get("command") or "").strip()
+        if command:  # replaces the image's own entrypoint (vLLM's, say), which would take it as arguments
+            args += ["--entrypoint", "/bin/sh"]
         args.append(spec["image"])
-        if (spec.get("command") or "").strip():
-            args += ["/bin/sh", "-c", spec["command"]]
+        if command:
+            args += ["-c", spec["command"]]
         return args
 
     def start(self, instance_id: int, spec: dict, devices: list[int]) -> None:

@@ -202,6 +202,52 @@ class Offer(models.Model):
         return f"{self.instance_type} on {self.host_id} ({self.available_count} left)"
 
 
+class AvailabilityAlertQuerySet(models.QuerySet["AvailabilityAlert"]):
+    def active(self) -> AvailabilityAlertQuerySet:
+        """Alerts still waiting to fire (one-shot) or to fire again (standing)."""
+        return self.filter(active=True)
+
+
+class AvailabilityAlert(models.Model):
+    """A buyer's request to be told when an instance type can be ordered: in a region and under a
+    price per hour where given. `matched` is whether the last check saw matching supply: an alert
+    fires when it goes from none to some (edge-triggered), so supply that stays on sale is told
+    once. A one-shot alert then turns itself off; a standing one fires again each time supply
+    returns after having been gone."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="availability_alerts")
+    instance_type = models.ForeignKey(InstanceType, on_delete=models.CASCADE, related_name="availability_alerts")
+    region = models.ForeignKey(
+        Region, on_delete=models.CASCADE, null=True, blank=True, related_name="availability_alerts"
+    )
+    max_price_per_hour = models.DecimalField(
+        max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, null=True, blank=True, help_text="Per instance."
+    )
+    standing = models.BooleanField(default=False, help_text="Fire each time supply returns, not only once.")
+    active = models.BooleanField(default=True)
+    matched = models.BooleanField(default=False, help_text="Matching supply was listed at the last check.")
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AvailabilityAlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                name="availability_alert_max_price_positive",
+                condition=Q(max_price_per_hour__isnull=True) | Q(max_price_per_hour__gt=0),
+            ),
+        ]
+        indexes = [
+            # The check walks active alerts in id order; fired one-shot alerts pile up beside them.
+            models.Index(fields=["id"], condition=Q(active=True), name="availability_alert_active_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Availability alert {self.pk} ({'standing' if self.standing else 'one-shot'})"
+
+
 class IdempotencyRecord(models.Model):
     """The first successful response to a creating POST with an `Idempotency-Key` header."""
 

@@ -3,6 +3,7 @@ from collections.abc import Callable
 from celery import Task, shared_task
 from django.core.cache import cache
 
+from .alerts import availability_alerts_check
 from .services import offers_delist_expired
 from .walks import Walk
 
@@ -36,3 +37,9 @@ def walk_step(task: Task, service: Callable[..., Walk], *, after: int, batch_siz
 def offers_delist_expired_task(self, after: int = 0, batch_size: int = 500) -> int:
     """Beat: take offers past their end date off sale, walking every offer in batches."""
     return walk_step(self, offers_delist_expired, after=after, batch_size=batch_size)
+
+
+@shared_task(bind=True, name="marketplace.tasks.availability_alerts_check_task", time_limit=120, soft_time_limit=100)
+def availability_alerts_check_task(self, after: int = 0, batch_size: int = 500) -> int:
+    """Beat: tell buyers whose availability alerts' supply appeared, walking every active alert."""
+    return walk_step(self, availability_alerts_check, after=after, batch_size=batch_size)

@@ -1,9 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 
 from marketplace.admin_base import ReadOnlyAdmin
 from marketplace.errors import ApplicationError
 
-from . import lifecycle
+from . import launch, lifecycle
 from .models import (
     AgentUsageDisagreement,
     AgentUsageReport,
@@ -11,6 +12,7 @@ from .models import (
     HostCommand,
     Instance,
     InstanceEvent,
+    LaunchTemplate,
     Order,
     ProblemReport,
 )
@@ -124,3 +126,36 @@ class AgentUsageDisagreementAdmin(ReadOnlyAdmin):
     list_filter = ["created_at", "host__organization"]
     search_fields = ["instance__id", "host__name", "host__organization__name"]
     list_select_related = ["instance", "host", "host__organization"]
+
+
+class LaunchTemplateAdminForm(forms.ModelForm):
+    """Staff curate templates here; the same rules as a buyer's own (`orders.launch`)."""
+
+    class Meta:
+        model = LaunchTemplate
+        fields = ["owner", "name", "title", "description", "image", "command", "ports", "environment", "disk_gb"]
+
+    def clean(self):
+        data = super().clean()
+        errors: dict[str, list[str]] = {}
+        spec = launch.launch_resolve(
+            {k: data.get(k) for k in ("image", "command", "ports", "environment", "disk_gb")},
+            buyer=None,
+            errors=errors,
+        )
+        if any(e.get("secret") for e in spec.environment):
+            errors["environment"] = ["Templates carry no secrets."]
+        for name, messages_ in errors.items():
+            self.add_error(name if name in self.fields else None, messages_)
+        data["ports"], data["environment"] = list(spec.ports), spec.environment
+        return data
+
+
+@admin.register(LaunchTemplate)
+class LaunchTemplateAdmin(admin.ModelAdmin):
+    form = LaunchTemplateAdminForm
+    list_display = ["name", "title", "image", "owner", "disk_gb", "created_at"]
+    list_filter = [("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "title", "image", "owner__email"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]

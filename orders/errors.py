@@ -25,6 +25,7 @@ class OrderErrorCode(StrEnum):
     TEMPLATE_EXISTS = "template_exists"
     TEMPLATE_LIMIT = "template_limit"
     NO_ACCELERATOR_MODE_UNAVAILABLE = "no_accelerator_mode_unavailable"
+    LOG_RATE_LIMITED = "log_rate_limited"
 
 
 class InvalidTransition(Conflict):

@@ -7,6 +7,8 @@ from .launch import MAX_DISK_GB, launch_templates_visible
 from .models import RESERVED_TERMS_HOURS, Pricing
 from .requests import OrderRequest
 
+DEFAULT_TEMPLATE = "hello-web"  # curated: a page that answers on the instance's port
+
 
 class RentForm(forms.Form):
     """Rent from one offer. Validation of the business rules happens in the service."""
@@ -78,10 +80,12 @@ class RentForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        templates = launch_templates_visible(user).order_by("owner", "name")
+        templates = list(launch_templates_visible(user).order_by("owner", "name"))
         self.fields["template"].choices = [("", "— none —")] + [
             (t.name, f"{t.title} ({t.name}){' · yours' if t.owner_id else ''}") for t in templates
         ]
+        if any(t.name == DEFAULT_TEMPLATE and t.owner_id is None for t in templates):
+            self.fields["template"].initial = DEFAULT_TEMPLATE
 
     def clean_ports(self) -> list[int] | None:
         raw = self.cleaned_data.get("ports", "").replace(",", " ").split()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from marketplace.errors import ApplicationError, NotFound
 from suppliers.models import Host
 
+from .errors import OrderErrorCode
 from .models import Instance, InstanceLog
 
 LOG_MAX_CHARACTERS = 256 * 1024  # what is kept of an instance's output: its last 256 KiB or so
@@ -20,7 +21,7 @@ MAX_TAIL_LINES = 10_000
 
 class LogRateLimited(ApplicationError):
     status_code = 429
-    code = "log_rate_limited"
+    code = OrderErrorCode.LOG_RATE_LIMITED
 
 
 def log_ship_min_interval() -> timedelta:

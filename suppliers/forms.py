@@ -46,6 +46,8 @@ class HostForm(forms.ModelForm):
         for name in self.OPTIONAL_WITH_DEFAULTS:
             self.fields[name].required = False
             self.fields[name].help_text = "Fraction off the on-demand price, e.g. 0.20. Empty: the default."
+        self.fields["no_accelerator_price_per_vcpu_hour"].required = False
+        self.fields["no_accelerator_price_per_vcpu_hour"].help_text += " Empty: $0.01."
         self.fields["zone"].label_from_instance = lambda zone: f"{zone.code} ({zone.region.code})"
         self.fields["region"].label_from_instance = lambda region: f"{region.name} — {region.tier}"
 
@@ -56,7 +58,7 @@ class HostForm(forms.ModelForm):
 
     def service_data(self) -> dict:
         data = dict(self.cleaned_data)
-        for name in ("power_per_accelerator_watts", *self.OPTIONAL_WITH_DEFAULTS):
+        for name in ("power_per_accelerator_watts", "no_accelerator_price_per_vcpu_hour", *self.OPTIONAL_WITH_DEFAULTS):
             if data.get(name) is None:
                 data.pop(name, None)
         return data

@@ -35,7 +35,7 @@ def validate_public_address(value: str) -> None:
         valid = valid and 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
         valid = valid and all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in label)
     if not valid:
-        raise ValidationError("An IP address (203.0.113.5) or a DNS name (gpu1.example.com).", code="invalid")
+        raise ValidationError("An IP address (203.0.113.5) or a DNS name (gpu1.example.com).")
 
 
 def validate_organization_description(value: str) -> None:

@@ -169,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.offers_delist_expired_task",
         "schedule": env.float("OFFER_EXPIRY_INTERVAL_SECONDS", default=300.0),
     },
+    "availability-alerts": {"task": "marketplace.tasks.availability_alerts_check_task", "schedule": 60.0},
     "spot-resume": {"task": "orders.tasks.spot_resume_task", "schedule": 30.0},
     "instances-expire": {"task": "orders.tasks.instances_expire_task", "schedule": 60.0},
     "hosts-mark-offline": {"task": "suppliers.tasks.hosts_mark_offline_task", "schedule": 30.0},

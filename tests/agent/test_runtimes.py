@@ -119,7 +119,8 @@ def test_docker_runtime_drives_the_docker_cli(fake_docker, tmp_path):
     run = next(c for c in calls if c[0] == "run")
     assert run[run.index("--gpus") + 1] == '"device=0,1"'
     assert run[run.index("--cpus") + 1] == "24" and run[run.index("--memory") + 1] == "256g"
-    assert run[-4:] == ["pytorch/pytorch:2.5.1", "/bin/sh", "-c", "python train.py"]
+    assert run[-3:] == ["pytorch/pytorch:2.5.1", "-c", "python train.py"]
+    assert run[run.index("--entrypoint") + 1] == "/bin/sh"
     assert ["stop", "-t", "30", "instance-5"] in calls
     assert ["start", "instance-5"] in calls
     assert ["rm", "-f", "-v", "instance-5"] in calls
@@ -236,7 +237,7 @@ def test_docker_runtime_mounts_the_authorized_keys_read_only(fake_docker, tmp_pa
     run = next(c for c in docker_calls(tmp_path) if c[0] == "run")
     assert run[run.index("-v") + 1] == f"{keys.absolute()}:/root/.ssh/authorized_keys:ro"
     assert run.index("-v") < run.index("pytorch/pytorch:2.5.1")  # an option of `run`, not of the command
-    assert run[-4:] == ["pytorch/pytorch:2.5.1", "/bin/sh", "-c", "python train.py"]
+    assert run[-3:] == ["pytorch/pytorch:2.5.1", "-c", "python train.py"]
 
     runtime.stop(6, grace_seconds=5)
     runtime.start(6, spec, [0])  # `docker start` of the same container: the file is rewritten, not appended

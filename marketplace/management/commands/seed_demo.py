@@ -62,6 +62,10 @@ HOSTS = [
 # fmt: on
 
 
+DEMO_PORTS_FROM = 20000  # each demo host forwards 100 ports of the local machine from here on
+DEMO_PORTS_PER_HOST = 100
+
+
 def _host_hardware(model: AcceleratorModel, count: int, oversubscription: Decimal) -> dict[str, int]:
     """A plausible server for `count` units: enough CPU/RAM/disk for every standard family."""
     if model.kind == "cpu":
@@ -88,14 +92,29 @@ class Command(BaseCommand):
             owner = self._user(owner_email, f"{name} owner", User.Role.SUPPLIER)
             organizations[name] = self._organization(name, owner, country, payout_country, status)
         created = 0
-        for row in HOSTS:
+        for number, row in enumerate(HOSTS):
             created += self._host(organizations, *row)
+            self._inbound_ports(organizations[row[0]], row[1], number)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(organizations)} organizations, {Host.objects.count()} hosts "
                 f"({created} new). Logins: admin@example.com, supplier@example.com, buyer@example.com "
                 f"/ {DEMO_PASSWORD}"
             )
+        )
+
+    def _inbound_ports(self, organization: Organization, name: str, number: int) -> None:
+        """Demo hosts forward ports of this machine (the simulated agents run instances as local
+        processes that bind them), so a rented instance's URL opens in the browser."""
+        host = Host.objects.filter(organization=organization, name=name).first()
+        if host is None or host.accepts_inbound:
+            return
+        start = DEMO_PORTS_FROM + number * DEMO_PORTS_PER_HOST
+        supplier_hosts.host_update(
+            host=host,
+            public_address="127.0.0.1",
+            port_range_start=start,
+            port_range_end=start + DEMO_PORTS_PER_HOST - 1,
         )
 
     def _user(self, email: str, full_name: str, role: str, staff: bool = False) -> User:
