@@ -7,10 +7,42 @@ from .launch import MAX_DISK_GB, launch_templates_visible
 from .models import RESERVED_TERMS_HOURS, Pricing
 from .requests import OrderRequest
 
+
+class LaunchFieldsMixin:
+    """Ports as "22, 8888" and environment variables as NAME=value lines, for the rent and template forms."""
+
+    cleaned_data: dict
+
+    def clean_ports(self) -> list[int] | None:
+        raw = self.cleaned_data.get("ports", "").replace(",", " ").split()
+        if not raw:
+            return None
+        if not all(part.isdigit() for part in raw):
+            raise forms.ValidationError("Port numbers separated by commas, such as 22, 8888.")
+        return [int(part) for part in raw]
+
+    def _variables(self, name: str, *, secret: bool) -> list[dict]:
+        variables = []
+        for number, line in enumerate(self.cleaned_data.get(name, "").splitlines(), 1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: NAME=value.")
+            variables.append({"name": key.strip(), "value": value, "secret": secret})
+        return variables
+
+    def clean_environment(self) -> list[dict]:
+        return self._variables("environment", secret=False)
+
+    def clean_secret_environment(self) -> list[dict]:
+        return self._variables("secret_environment", secret=True)
+
+
 DEFAULT_TEMPLATE = "hello-web"  # curated: a page that answers on the instance's port
 
 
-class RentForm(forms.Form):
+class RentForm(LaunchFieldsMixin, forms.Form):
     """Rent from one offer. Validation of the business rules happens in the service."""
 
     count = forms.IntegerField(min_value=1, max_value=64, initial=1)
@@ -87,31 +119,6 @@ class RentForm(forms.Form):
         if any(t.name == DEFAULT_TEMPLATE and t.owner_id is None for t in templates):
             self.fields["template"].initial = DEFAULT_TEMPLATE
 
-    def clean_ports(self) -> list[int] | None:
-        raw = self.cleaned_data.get("ports", "").replace(",", " ").split()
-        if not raw:
-            return None
-        if not all(part.isdigit() for part in raw):
-            raise forms.ValidationError("Port numbers separated by commas, such as 22, 8888.")
-        return [int(part) for part in raw]
-
-    def _variables(self, name: str, *, secret: bool) -> list[dict]:
-        variables = []
-        for number, line in enumerate(self.cleaned_data.get(name, "").splitlines(), 1):
-            if not line.strip():
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise forms.ValidationError(f"Line {number}: NAME=value.")
-            variables.append({"name": key.strip(), "value": value, "secret": secret})
-        return variables
-
-    def clean_environment(self) -> list[dict]:
-        return self._variables("environment", secret=False)
-
-    def clean_secret_environment(self) -> list[dict]:
-        return self._variables("secret_environment", secret=True)
-
     def order_request(self, *, offer_id: int) -> OrderRequest:
         data = self.cleaned_data
         return OrderRequest(
@@ -129,6 +136,29 @@ class RentForm(forms.Form):
             terminate_after_hours=data.get("terminate_after_hours"),
             allow_unverified=bool(data.get("allow_unverified")),
         )
+
+
+class LaunchTemplateForm(LaunchFieldsMixin, forms.Form):
+    """A buyer's own launch template (no secrets: those are given at order)."""
+
+    name = forms.SlugField(max_length=64, help_text="What orders and the rent form name it by.")
+    title = forms.CharField(max_length=120, required=False)
+    image = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"placeholder": "ubuntu:24.04"}))
+    command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    ports = forms.CharField(
+        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "22, 8888"}), label="Ports"
+    )
+    environment = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "MODEL=llama-3-8b"}),
+        help_text="One NAME=value per line; no secrets here.",
+    )
+    disk_gb = forms.IntegerField(required=False, min_value=1, max_value=MAX_DISK_GB, label="Recommended disk (GB)")
+
+    def service_data(self) -> dict:
+        data = {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+        data["ports"] = self.cleaned_data.get("ports") or []
+        return data
 
 
 class SpendLimitForm(forms.Form):

@@ -14,5 +14,7 @@ urlpatterns = [
     path("instances/<int:instance_id>/utilization/", views.instance_utilization, name="instance_utilization"),
     path("instances/<int:instance_id>/report/", views.instance_report, name="instance_report"),
     path("instances/<int:instance_id>/<str:action>/", views.instance_action, name="instance_action"),
+    path("templates/", views.launch_templates, name="templates"),
+    path("templates/<int:template_id>/delete/", views.launch_template_delete, name="template_delete"),
     path("reports/<int:report_id>/", views.report_detail, name="report_detail"),
 ]

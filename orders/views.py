@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -17,10 +18,10 @@ from marketplace.forms import add_service_errors
 from marketplace.selectors import offer_list
 from marketplace.views import posted_text
 
-from . import disputes, lifecycle, logs, placement, price_changes, quotes, selectors
-from .forms import RentForm, ReportAnswerForm, ReportResolveForm, SpendLimitForm
+from . import disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
+from .forms import LaunchTemplateForm, RentForm, ReportAnswerForm, ReportResolveForm, SpendLimitForm
 from .launch import environment_shown
-from .models import Instance, InstanceStatus, ProblemReport
+from .models import Instance, InstanceStatus, LaunchTemplate, ProblemReport
 from .ports import connection_details
 from .state import TRANSITIONS
 
@@ -119,6 +120,31 @@ def instance_logs(request, instance_id: int):
     instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
     text, log = logs.instance_log_tail(instance=instance, lines=logs.DEFAULT_TAIL_LINES)
     return render(request, "orders/_log_tail.html", {"instance": instance, "text": text, "log": log})
+
+
+@login_required
+def launch_templates(request):
+    """The buyer's own launch templates beside the curated ones; a form to add one."""
+    form = LaunchTemplateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            template = launch.launch_template_create(owner=request.user, data=form.service_data())
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Template “{template.name}” saved: choose it on the rent form.")
+            return redirect("orders:templates")
+    templates = launch.launch_templates_visible(request.user).filter(Q(owner=request.user) | Q(owner__isnull=True))
+    return render(request, "orders/templates.html", {"form": form, "templates": templates.order_by("owner", "name")})
+
+
+@login_required
+@require_POST
+def launch_template_delete(request, template_id: int):
+    template = get_object_or_404(LaunchTemplate, pk=template_id, owner=request.user)
+    launch.launch_template_delete(template=template, user=request.user)
+    messages.success(request, f"Template “{template.name}” deleted.")
+    return redirect("orders:templates")
 
 
 CHART_WIDTH, CHART_HEIGHT, CHART_SECONDS = 600, 150, 3600

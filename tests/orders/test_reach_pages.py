@@ -73,3 +73,26 @@ def test_rent_form_shows_what_is_wrong(client, buyer, offer, fields, message):
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Instance.objects.exists()
+
+
+def test_templates_page_adds_lists_and_deletes_the_buyer_s_own(client, buyer, jupyter):
+    client.force_login(buyer)
+    page = client.get(reverse("orders:templates")).content.decode()
+    assert "jupyter" in page and "curated" in page
+    bad = client.post(reverse("orders:templates"), {"name": "Not A Slug", "image": "", "ports": "x"})
+    body = bad.content.decode()
+    assert bad.status_code == 200 and "Port numbers separated by commas" in body and "valid “slug”" in body
+    saved = client.post(
+        reverse("orders:templates"),
+        {"name": "my-api", "title": "My API", "image": "python:3.12", "ports": "8000", "environment": "A=1"},
+    )
+    assert saved.status_code == 302
+    assert "my-api" in client.get(saved["Location"]).content.decode()  # listed (and the notice read)
+    mine = LaunchTemplate.objects.get(owner=buyer, name="my-api")
+    assert mine.ports == [8000] and mine.environment == [{"name": "A", "value": "1"}]
+    client.force_login(UserFactory(email="other@example.com"))
+    assert "my-api" not in client.get(reverse("orders:templates")).content.decode()
+    assert client.post(reverse("orders:template_delete", args=[mine.pk])).status_code == 404
+    client.force_login(buyer)
+    assert client.post(reverse("orders:template_delete", args=[mine.pk])).status_code == 302
+    assert not LaunchTemplate.objects.filter(pk=mine.pk).exists()
