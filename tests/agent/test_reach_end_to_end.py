@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 
 from agent.runtimes import ProcessRuntime
+from orders.lifecycle import instance_start, instance_stop
 from orders.models import Instance
 from orders.placement import order_place
 from orders.requests import OrderRequest
@@ -22,7 +23,7 @@ from tests.support.celery_worker import stop_process, wait_until
 
 from .test_end_to_end import ROOT, agent_command
 
-SERVER = "python3 -m http.server $PORT_8000 --bind 127.0.0.1"
+SERVER = 'echo "devices=[$CUDA_VISIBLE_DEVICES]"; exec python3 -m http.server $PORT_8000 --bind 127.0.0.1'
 
 
 def free_port() -> int:
@@ -38,15 +39,15 @@ def test_a_rented_port_reaches_the_instance_and_its_log_shows_it(catalog, live_s
     host = HostFactory(
         organization=OrganizationFactory(),
         name="l4-reach",
-        **l4_host_data(public_address="127.0.0.1", port_range_start=port, port_range_end=port),
+        **l4_host_data(vcpus=40, ram_gb=224, public_address="127.0.0.1", port_range_start=port, port_range_end=port),
     )
     inventory_file = tmp_path / "inventory.json"
     inventory_file.write_text(
         json.dumps(
             {
                 "accelerators": [{"index": i, "name": "NVIDIA L4", "memory_mib": 23034} for i in range(4)],
-                "vcpus": 32,
-                "ram_gb": 190,
+                "vcpus": 40,
+                "ram_gb": 222,
                 "disk_gb": 4000,
             }
         )
@@ -95,6 +96,17 @@ def test_a_rented_port_reaches_the_instance_and_its_log_shows_it(catalog, live_s
         assert wait_until(log_shows_the_request, timeout=30)
         stranger = bearer_client(UserFactory())
         assert stranger.get(f"/api/v1/instances/{instance.pk}/logs/").status_code == 404
+
+        # No-GPU mode: stopped, then started without its accelerator; another order takes all four.
+        instance_stop(instance=Instance.objects.get(pk=instance.pk))
+        assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "stopped")
+        instance_start(instance=Instance.objects.get(pk=instance.pk), accelerators=False)
+        assert wait_until(lambda: Instance.objects.get(pk=instance.pk).status == "running")
+        output = state_dir / "instances" / str(instance.pk) / "output.log"
+        assert wait_until(lambda: "devices=[]" in output.read_text())  # it runs, with no device
+        assert wait_until(answers, timeout=30)  # on the same host port
+        others = order_place(buyer=UserFactory(), request=OrderRequest(instance_type="l4-24g.1x", image="x", count=4))
+        assert others.instances.count() == 4
     finally:
         stop_process(agent)
         runtime = ProcessRuntime(state_dir / "instances")
