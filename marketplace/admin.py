@@ -1,7 +1,16 @@
 from django.contrib import admin
 
 from .admin_base import AppendOnlyAdmin, ReadOnlyAdmin
-from .models import AcceleratorModel, AuditEntry, IdempotencyRecord, InstanceType, Offer, Region, Zone
+from .models import (
+    AcceleratorModel,
+    AuditEntry,
+    AvailabilityAlert,
+    IdempotencyRecord,
+    InstanceType,
+    Offer,
+    Region,
+    Zone,
+)
 
 
 @admin.register(AcceleratorModel)
@@ -89,3 +98,11 @@ class AuditEntryAdmin(AppendOnlyAdmin):
     search_fields = ["object_id", "reason", "actor__email", "action"]
     list_select_related = ["actor"]
     readonly_fields = ["actor", "action", "object_type", "object_id", "before", "after", "reason", "created_at"]
+
+
+@admin.register(AvailabilityAlert)
+class AvailabilityAlertAdmin(ReadOnlyAdmin):
+    list_display = ["id", "user", "instance_type", "region", "max_price_per_hour", "standing", "active", "matched"]
+    list_filter = ["active", "standing", "matched", "region"]
+    search_fields = ["user__email", "instance_type__name"]
+    list_select_related = ["user", "instance_type", "region"]

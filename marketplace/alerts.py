@@ -23,9 +23,9 @@ from accounts.locks import user_lock
 from accounts.models import User
 from accounts.services import notify
 
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, ErrorCode, InvalidInput, NotFound
 from .models import AvailabilityAlert, InstanceType, Offer, Region
-from .money import PRICE_DIGITS, PRICE_PLACES, quantize_price
+from .money import CENT, PRICE_DIGITS, PRICE_PLACES, quantize_price
 from .walks import Walk, walk_from
 
 MAX_ACTIVE_ALERTS_PER_USER = 50
@@ -37,10 +37,16 @@ MAX_PRICE_PER_HOUR = Decimal(10 ** (PRICE_DIGITS - PRICE_PLACES)) - Decimal(1).s
 # --- reads -------------------------------------------------------------------------------------------
 
 
+def availability_alerts_owned(*, user: User) -> QuerySet[AvailabilityAlert]:
+    """The user's own alerts, newest first, with what a row shows in the same query."""
+    return AvailabilityAlert.objects.select_related("instance_type", "region").filter(user=user)
+
+
 def availability_alert_list_for_user(*, user: User) -> QuerySet[AvailabilityAlert]:
-    """The user's alerts, newest first (staff: everyone's), with what a row shows in the same query."""
-    alerts = AvailabilityAlert.objects.select_related("instance_type", "region")
-    return alerts if user.is_staff else alerts.filter(user=user)
+    """What the user may see: their own alerts; staff see everyone's."""
+    if user.is_staff:
+        return AvailabilityAlert.objects.select_related("instance_type", "region")
+    return availability_alerts_owned(user=user)
 
 
 def availability_alert_get_for_user(*, user: User, alert_id: int | str) -> AvailabilityAlert:
@@ -90,12 +96,17 @@ def availability_alert_create(
         mine = AvailabilityAlert.objects.active().filter(user=user)
         if mine.count() >= MAX_ACTIVE_ALERTS_PER_USER:
             raise Conflict(
-                f"An account has at most {MAX_ACTIVE_ALERTS_PER_USER} active availability alerts; delete one first."
+                f"An account has at most {MAX_ACTIVE_ALERTS_PER_USER} active availability alerts; delete one first.",
+                code=ErrorCode.ALERT_LIMIT,
             )
         if mine.filter(
             instance_type=instance_type, region=region, max_price_per_hour=price, standing=standing
         ).exists():
-            raise Conflict("You already have this alert.", fields={"instance_type": ["Already subscribed."]})
+            raise Conflict(
+                "You already have this alert.",
+                code=ErrorCode.ALERT_EXISTS,
+                fields={"instance_type": ["Already subscribed."]},
+            )
         return AvailabilityAlert.objects.create(
             user=user, instance_type=instance_type, region=region, max_price_per_hour=price, standing=standing
         )
@@ -114,7 +125,7 @@ def availability_alert_delete(*, user: User, alert_id: int) -> None:
 def _cheapest_match() -> Subquery:
     """The id of the cheapest listed offer on a verified host (what search shows and an order takes
     by default) that the outer alert matches: its instance type, its region if it names one, at most
-    its price if it names one. One index range per alert ((instance_type, price_per_hour))."""
+    its price if it names one. Per alert row, an index lookup of its instance type's offers."""
     offers = (
         Offer.objects.listed()
         .filter(
@@ -129,11 +140,17 @@ def _cheapest_match() -> Subquery:
     return Subquery(offers)
 
 
+def _dollars(value: Decimal) -> str:
+    """A price as people read it: cents at least, every stored decimal that is not zero."""
+    cents = value.quantize(CENT)
+    return f"${cents}" if cents == value else f"${value.normalize():f}"
+
+
 def _tell(alert: AvailabilityAlert, offer: Offer) -> None:
     """Notify the alert's owner of `offer`, the cheapest match. One notice per alert and supply
     episode: an episode is known by the notice before it (`last_notified_at` as the check read it)."""
     where = f" in {alert.region.code}" if alert.region else ""
-    ceiling = f" (your ceiling: ${alert.max_price_per_hour.normalize():f}/h)" if alert.max_price_per_hour else ""
+    ceiling = f" (your ceiling: {_dollars(alert.max_price_per_hour)}/h)" if alert.max_price_per_hour else ""
     then = (
         "This alert stays on: you will be told again when such supply sells out and returns."
         if alert.standing
@@ -146,7 +163,7 @@ def _tell(alert: AvailabilityAlert, offer: Offer) -> None:
         kind=NOTIFICATION_KIND,
         title=f"{alert.instance_type.name} is available{where}",
         body=(
-            f"{alert.instance_type.name} is on sale in {offer.region.code} from ${offer.price_per_hour.normalize():f}/h"
+            f"{alert.instance_type.name} is on sale in {offer.region.code} from {_dollars(offer.price_per_hour)}/h"
             f"{ceiling}: {reverse('offer_detail', args=[offer.pk])}. {then} "
             f"Your alerts: {reverse('availability_alerts')}"
         ),
@@ -160,31 +177,33 @@ def availability_alerts_check(*, after: int = 0, batch_size: int = 500) -> Walk:
     the listed offers, and fire those whose matching supply appeared since the previous check.
     `done` is how many fired.
 
-    A fixed number of queries per batch, whatever its size and the number of offers: the alerts
-    with their cheapest match (one query, a correlated subquery per alert row), the offers that
-    fire (one), and one UPDATE each for the alerts that fired one-shot, fired standing, and lost
-    their supply; then one notification per alert that fired. Edge-triggered on `matched`; the
-    notifications and the flags commit together (their emails after commit), and each notification
-    has a dedupe key per supply episode, so a batch run twice tells nobody twice. Takes no locks."""
+    A fixed number of queries per batch, whatever its size and the number of offers: the batch's
+    ids and states with their cheapest match (one query, a correlated subquery per alert row);
+    where some fire, those alerts and their offers (two), one UPDATE each for the alerts that fired
+    one-shot, fired standing, and lost their supply, and one notification per alert that fired.
+    Edge-triggered on `matched`; the notifications and the flags commit together (their emails
+    after commit), and each notification has a dedupe key per supply episode, so a batch run twice
+    tells nobody twice. Takes no locks."""
     now = timezone.now()
-    alerts = list(
+    rows = list(
         AvailabilityAlert.objects.active()
         .filter(pk__gt=after, user__is_active=True)
-        .select_related("user", "instance_type", "region")
         .annotate(cheapest_offer_id=Subquery(_cheapest_match()))
-        .order_by("pk")[:batch_size]
+        .order_by("pk")
+        .values_list("pk", "matched", "cheapest_offer_id")[:batch_size]
     )
-    appeared = [alert for alert in alerts if alert.cheapest_offer_id is not None and not alert.matched]
-    gone = [alert.pk for alert in alerts if alert.cheapest_offer_id is None and alert.matched]
-    offers = (
-        Offer.objects.select_related("region").in_bulk([alert.cheapest_offer_id for alert in appeared])
-        if appeared
-        else {}
-    )
-    # An offer deleted since the first query leaves its alert unmatched: the next check decides.
-    fired = [alert for alert in appeared if alert.cheapest_offer_id in offers]
-    for alert in fired:
-        _tell(alert, offers[alert.cheapest_offer_id])
+    appeared = {pk: offer_id for pk, matched, offer_id in rows if offer_id is not None and not matched}
+    gone = [pk for pk, matched, offer_id in rows if offer_id is None and matched]
+    fired: list[AvailabilityAlert] = []
+    if appeared:
+        offers = Offer.objects.select_related("region").in_bulk(list(appeared.values()))
+        candidates = AvailabilityAlert.objects.select_related("user", "instance_type", "region").filter(
+            pk__in=list(appeared), active=True, matched=False
+        )
+        # An offer deleted since the first query leaves its alert unmatched: the next check decides.
+        fired = [alert for alert in candidates.order_by("pk") if appeared[alert.pk] in offers]
+        for alert in fired:
+            _tell(alert, offers[appeared[alert.pk]])
     standing = [alert.pk for alert in fired if alert.standing]
     one_shot = [alert.pk for alert in fired if not alert.standing]
     if standing:
@@ -193,4 +212,4 @@ def availability_alerts_check(*, after: int = 0, batch_size: int = 500) -> Walk:
         AvailabilityAlert.objects.filter(pk__in=one_shot).update(matched=True, active=False, last_notified_at=now)
     if gone:
         AvailabilityAlert.objects.filter(pk__in=gone).update(matched=False)
-    return walk_from([alert.pk for alert in alerts], batch_size=batch_size, done=len(fired))
+    return walk_from([pk for pk, _, _ in rows], batch_size=batch_size, done=len(fired))

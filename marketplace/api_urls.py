@@ -14,6 +14,7 @@ from billing.api.views import (
     TopUpViewSet,
     UsageView,
 )
+from marketplace.api.alerts import AvailabilityAlertViewSet
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
 from orders.api.views import InstanceViewSet, LaunchTemplateViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
 from suppliers.api.agent import (
@@ -35,6 +36,7 @@ router.register("offers", OfferViewSet, basename="offer")
 router.register("hosts", HostViewSet, basename="host")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("ssh-keys", SshKeyViewSet, basename="ssh-key")
+router.register("availability-alerts", AvailabilityAlertViewSet, basename="availability-alert")
 router.register("orders", OrderViewSet, basename="order")
 router.register("instances", InstanceViewSet, basename="instance")
 router.register("templates", LaunchTemplateViewSet, basename="template")

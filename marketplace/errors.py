@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    ALERT_LIMIT = "alert_limit"
+    ALERT_EXISTS = "alert_exists"
 
 
 class FrameworkErrorCode(StrEnum):

@@ -1,6 +1,11 @@
-from django import forms
+from decimal import Decimal
 
-from .errors import ApplicationError
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .errors import ApplicationError, ErrorCode
+from .models import InstanceType, Region
+from .money import PRICE_PLACES, parse_money
 
 
 def add_service_errors(form: forms.Form, error: ApplicationError) -> None:
@@ -13,3 +18,42 @@ def add_service_errors(form: forms.Form, error: ApplicationError) -> None:
             placed = True
     if not placed:
         form.add_error(None, error.detail)
+
+
+class RegionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Region) -> str:
+        return f"{obj.code} — {obj.name}"
+
+
+class AvailabilityAlertForm(forms.Form):
+    """Subscribe to an instance type's supply (`marketplace.alerts.availability_alert_create`)."""
+
+    instance_type = forms.ModelChoiceField(
+        queryset=InstanceType.objects.active().order_by("name"), to_field_name="name", empty_label="Choose a type"
+    )
+    region = RegionChoiceField(
+        queryset=Region.objects.order_by("code"), to_field_name="code", required=False, empty_label="Any region"
+    )
+    max_price_per_hour = forms.CharField(
+        required=False,
+        label="Max. $ per hour",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "placeholder": "any"}),
+        help_text="Per instance. Empty: any price.",
+    )
+    standing = forms.BooleanField(
+        required=False,
+        label="Standing alert",
+        help_text="Tell me each time such supply returns after selling out (else: once, then the alert turns off).",
+    )
+
+    def clean_max_price_per_hour(self) -> Decimal | None:
+        text = self.cleaned_data["max_price_per_hour"].strip()
+        if not text:
+            return None
+        price = parse_money(text, places=PRICE_PLACES)
+        if price is None or price <= 0:
+            raise ValidationError(
+                f"A price above 0 in dollars, with at most {PRICE_PLACES} decimals (e.g. 2.50).",
+                code=ErrorCode.INVALID,
+            )
+        return price

@@ -11,6 +11,8 @@ urlpatterns = [
     path("offers/<int:offer_id>/", views.offer_detail, name="offer_detail"),
     path("instance-types/", views.instance_type_list, name="instance_types"),
     path("instance-types/<str:name>/", views.instance_type_detail, name="instance_type_detail"),
+    path("alerts/", views.availability_alerts, name="availability_alerts"),
+    path("alerts/<int:alert_id>/delete/", views.availability_alert_delete, name="availability_alert_delete"),
     path("", include("orders.urls")),
     path("accounts/", include("accounts.urls")),
     path("supplier/", include("suppliers.urls")),

@@ -3,8 +3,11 @@
 import functools
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from orders import supply
@@ -13,11 +16,12 @@ from orders.models import ProblemReport
 from suppliers import organizations
 from suppliers.models import Host, Organization
 
-from . import moderation
+from . import alerts, moderation
 from .api.filters import InstanceTypeFilterSet, OfferFilterSet
 from .api.inputs import lookup_or_404, text_or_invalid, whole_number
 from .api.pagination import page_of
-from .errors import ApplicationError, ErrorCode, InvalidInput
+from .errors import ApplicationError, ErrorCode, InvalidInput, NotFound
+from .forms import AvailabilityAlertForm, add_service_errors
 from .models import AuditEntry, InstanceType
 from .selectors import instance_type_list_with_market, offer_list
 
@@ -103,6 +107,35 @@ def instance_type_detail(request, name: str):
         "marketplace/instance_type_detail.html",
         {"instance_type": instance_type, "page": page, "query_without_page": ""},
     )
+
+
+@login_required
+def availability_alerts(request):
+    """The user's availability alerts, and a form to add one."""
+    form = AvailabilityAlertForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            alert = alerts.availability_alert_create(user=request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            where = f" in {alert.region.code}" if alert.region else ""
+            messages.success(request, f"Alert added: you will be told when {alert.instance_type} is on sale{where}.")
+            return redirect("availability_alerts")
+    # Active alerts are bounded per account; fired one-shot ones are not, so only the newest are shown.
+    items = alerts.availability_alerts_owned(user=request.user).order_by("-active", "-created_at", "-id")[:200]
+    return render(request, "marketplace/availability_alerts.html", {"form": form, "alerts": items})
+
+
+@login_required
+@require_POST
+def availability_alert_delete(request, alert_id: int):
+    try:
+        alerts.availability_alert_delete(user=request.user, alert_id=alert_id)
+    except NotFound:
+        raise Http404("No such availability alert.") from None
+    messages.success(request, "Alert deleted.")
+    return redirect("availability_alerts")
 
 
 def staff_page(view):

@@ -20,9 +20,11 @@ from accounts.services import api_key_issue, notify
 from billing.adjustments import credit_note_issue
 from billing.models import Payout, StripeEvent, TopUp, UsageRecord
 from billing.settlement import settle_usage
+from marketplace.alerts import availability_alert_create
 from marketplace.models import IdempotencyRecord, InstanceType, Region, Zone
 from orders.agent import agent_heartbeat, instance_agent_report
 from orders.disputes import report_create
+from orders.launch import launch_template_create
 from orders.models import AgentUsageDisagreement
 from suppliers.agent_services import agent_register, host_registration_token_issue
 from suppliers.documents import organization_document_upload
@@ -78,6 +80,10 @@ def grow(count: int, *, staff, buyer) -> None:
             platform_seconds=3600,
         )
         notify(user=buyer, kind="qa", title=f"Notice {k}")
+        launch_template_create(owner=buyer, data={"name": f"qa-{k}", "image": "ubuntu:24.04", "ports": [22]})
+        availability_alert_create(
+            user=buyer, instance_type=InstanceType.objects.get(name="l4-24g.1x"), max_price_per_hour=Decimal(k)
+        )
         Group.objects.create(name=f"QA group {k}")
         api_key_issue(user=buyer, name=f"key {k}")
         credit_note_issue(user=buyer, amount=Decimal("1.00"), reason=f"Goodwill {k}", staff=staff)

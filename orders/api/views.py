@@ -1,5 +1,5 @@
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -68,6 +68,18 @@ class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data, status=status.HTTP_201_CREATED)
 
 
+class TailSerializer(serializers.Serializer):
+    """Query parameters of the logs action (strings, as query parameters are)."""
+
+    tail = serializers.IntegerField(
+        min_value=1,
+        max_value=logs.MAX_TAIL_LINES,
+        default=logs.DEFAULT_TAIL_LINES,
+        required=False,
+        help_text="How many of the last lines.",
+    )
+
+
 class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The caller's instances, with start / stop / terminate actions. Others' instances are 404."""
 
@@ -120,14 +132,7 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
         return self._act(lifecycle.instance_terminate)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "tail",
-                int,
-                description=f"How many of the last lines (1 to {logs.MAX_TAIL_LINES}; "
-                f"default {logs.DEFAULT_TAIL_LINES}).",
-            )
-        ],
+        parameters=[TailSerializer],
         responses=LogSerializer,
     )
     @action(detail=True, methods=["get"])
@@ -164,12 +169,6 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
         """Move an on-demand rental to the host's current price, from now on."""
         price_changes.instance_accept_current_price(instance=self.get_object(), buyer=request.user)
         return Response(InstanceDetailSerializer(self.get_object()).data)
-
-
-class TailSerializer(serializers.Serializer):
-    """Query parameters of the logs action (strings, as query parameters are)."""
-
-    tail = serializers.IntegerField(min_value=1, max_value=logs.MAX_TAIL_LINES, default=logs.DEFAULT_TAIL_LINES)
 
 
 class LaunchTemplateViewSet(
