@@ -90,7 +90,7 @@ def main() -> None:
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        from marketplace.models import Offer
+        from marketplace.models import InstanceType, Offer
         from marketplace.services import catalog_sync
         from orders.placement import order_place
         from orders.quotes import quote_create
@@ -99,6 +99,9 @@ def main() -> None:
         catalog_sync()
         started = time.perf_counter()
         buyer = generate(args.hosts)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")  # planner statistics: autovacuum may be off or behind
         print(
             f"{connection.vendor}: {args.hosts} hosts, {Offer.objects.count()} offers "
             f"(generated in {time.perf_counter() - started:.1f} s)"
@@ -133,10 +136,23 @@ def main() -> None:
             .first()
         )
         name = busiest["instance_type__name"]
-        report(
+        quote = report(
             f"quote: 1 x {name}",
             timed(lambda: quote_create(request=OrderRequest(instance_type=name, count=1)), args.repeat),
         )
+        type_id = InstanceType.objects.get(name=name).pk
+        candidates_sql = """SELECT o.host_id FROM marketplace_offer o
+                 WHERE o.instance_type_id = %s AND o.available_count > 0 AND o.verified
+                   AND (o.listed_until IS NULL OR o.listed_until > now())
+                 ORDER BY o.price_per_hour, o.energy_kwh_per_hour, o.host_id LIMIT 6"""
+
+        def raw_candidates():
+            with connection.cursor() as cursor:
+                cursor.execute(candidates_sql, [type_id])
+                cursor.fetchall()
+
+        candidates = report("raw SQL: the quote's candidate offers", timed(raw_candidates, args.repeat))
+        print(f"{'ratio quote / candidate SQL':<48} {quote / candidates:8.1f} x")
         report(
             "quote: capability (>=64 GB, >=300 TFLOPS)",
             timed(

@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from marketplace import broker, capacity
-from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType
+from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer
 from marketplace.money import quantize_price
 from suppliers.models import Host, MaintenanceWindow, Organization
 from suppliers.offers import (
@@ -150,6 +150,49 @@ def order_candidates(
             )
             results.append(HostCandidate(candidate, host, instance_type, floor, terms, port_limited))
     return results
+
+
+PREFILTER_MARGIN_OFFERS = 5  # offers beyond the order's count: capacity may go before the locks
+
+
+def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
+    """For an on-demand order of one instance type (or a pinned offer), the hosts of the cheapest
+    listed offers that meet its terms, from the offers table (which is the remaining capacity, kept
+    under the host locks): enough rows to cover the count plus a margin, so the exact candidate
+    maths runs on a handful of hosts whatever the size of the market. None where the offers table
+    cannot stand for the candidates and every sellable host must be looked at: spot (floors and
+    preemptible capacity), reserved (per-host discounts), capability requests, a disk bigger than
+    the type's default, ports (free host ports are not in the offers table) and `near` (distance
+    ranks ties of price and energy)."""
+    if target.offer_host_id is not None:
+        return [target.offer_host_id]
+    if (
+        target.pricing != Pricing.ON_DEMAND
+        or target.near is not None
+        or target.instance_type is None
+        or target.launch.disk_gb is not None
+        or target.ports
+    ):
+        return None
+    offers = Offer.objects.listed().filter(instance_type=target.instance_type)
+    if target.region_id is not None:
+        offers = offers.filter(region_id=target.region_id)
+    if target.max_price_per_hour is not None:
+        offers = offers.filter(price_per_hour__lte=target.max_price_per_hour)
+    if not target.allow_unverified:
+        offers = offers.filter(verified=True)
+    if target.minimum_applies and target.rental_hours is not None:
+        offers = offers.filter(host__min_rental_hours__lte=target.rental_hours)
+    now = timezone.now()
+    windows = MaintenanceWindow.objects.filter(ends_at__gt=now)
+    if target.rental_hours:
+        windows = windows.filter(starts_at__lt=now + timedelta(hours=target.rental_hours))
+    offers = offers.exclude(host_id__in=windows.values("host_id"))
+    limit = (1 if target.same_host else target.count) + PREFILTER_MARGIN_OFFERS
+    if target.same_host:
+        offers = offers.filter(available_count__gte=target.count)
+    rows = offers.order_by("price_per_hour", "energy_kwh_per_hour", "host_id").values_list("host_id", flat=True)
+    return list(dict.fromkeys(rows[:limit]))
 
 
 def _meeting_terms(hosts: QuerySet[Host], target: OrderTarget) -> QuerySet[Host]:

@@ -29,13 +29,19 @@ from suppliers.locks import hosts_lock_by_id
 from suppliers.models import Host
 from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
 
-from .candidates import MAX_LOCKED_CANDIDATE_HOSTS, order_candidates, rank_candidates
+from .candidates import (
+    MAX_LOCKED_CANDIDATE_HOSTS,
+    HostCandidate,
+    order_candidates,
+    prefiltered_host_ids,
+    rank_candidates,
+)
 from .errors import OrderErrorCode
 from .locks import instance_lock
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, Pricing
 from .ports import ports_assign
 from .quotes import instance_price_for, insufficient_capacity, line_minimum_hours, order_plan
-from .requests import OrderRequest, order_target_resolve
+from .requests import OrderRequest, OrderTarget, order_target_resolve
 from .selectors import buyer_burn_per_hour
 from .state import Actor, S, command_queue, instance_transition, preemption_grace_seconds, start_payload
 
@@ -162,6 +168,30 @@ def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot
     )
 
 
+LOCK_MARGIN_HOSTS = 3  # beyond what the estimate needs: capacity may go while we wait for the locks
+
+
+def hosts_to_lock(target: OrderTarget, ranked: list[HostCandidate]) -> list[int]:
+    """The cheapest hosts that, by the unlocked estimate, have room for the order (hosts without
+    room are skipped: locking them could only refuse the order), enough to cover its count plus a
+    small margin, at most MAX_LOCKED_CANDIDATE_HOSTS."""
+    needed = 1 if target.same_host else target.count
+    host_ids: list[int] = []
+    covered = 0
+    margin = 0
+    for hc in ranked:
+        room = hc.candidate.available
+        if room <= 0 or (target.same_host and room < target.count) or hc.host.pk in host_ids:
+            continue
+        host_ids.append(hc.host.pk)
+        if covered >= needed:
+            margin += 1
+        covered += 1 if target.same_host else room
+        if margin >= LOCK_MARGIN_HOSTS or len(host_ids) >= MAX_LOCKED_CANDIDATE_HOSTS:
+            break
+    return host_ids
+
+
 @transaction.atomic
 def order_place(*, buyer: User, request: OrderRequest) -> Order:
     """Place an order: choose hosts, lock them, re-check and allocate, create instances.
@@ -177,14 +207,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
     authorized_keys = ssh_keys_authorized(user=buyer, key_ids=request.ssh_keys)
 
-    estimate = order_candidates(target)
-    ranked_estimate = rank_candidates(target, estimate)
-    host_ids: list[int] = []
-    for hc in ranked_estimate:
-        if hc.host.pk not in host_ids:
-            host_ids.append(hc.host.pk)
-        if len(host_ids) >= MAX_LOCKED_CANDIDATE_HOSTS:
-            break
+    estimate = order_candidates(target, host_ids=prefiltered_host_ids(target))
+    host_ids = hosts_to_lock(target, rank_candidates(target, estimate))
     if not host_ids:
         raise insufficient_capacity(target, [])
     hosts = hosts_lock_by_id(host_ids)

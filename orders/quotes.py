@@ -21,7 +21,7 @@ from marketplace.broker import place
 from marketplace.money import quantize_price
 from suppliers.offers import TermsRefusal, rental_terms_refusal
 
-from .candidates import HostCandidate, order_candidates, rank_candidates
+from .candidates import HostCandidate, order_candidates, prefiltered_host_ids, rank_candidates
 from .errors import InsufficientCapacity, OrderErrorCode
 from .metering import disk_grace_cost
 from .models import Pricing
@@ -195,7 +195,7 @@ def order_plan(
 def quote_create(*, request: OrderRequest, buyer: User | None = None) -> Quote:
     """What the order would cost and where the broker would place it now (no capacity is held)."""
     target = order_target_resolve(request, for_quote=True, buyer=buyer)
-    ranked, plan = order_plan(target, order_candidates(target))
+    ranked, plan = order_plan(target, order_candidates(target, host_ids=prefiltered_host_ids(target)))
     if not plan:
         raise insufficient_capacity(target, ranked)
     lines = [

@@ -131,6 +131,7 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
     page.wait_for_function("document.querySelector('#quote').innerText.includes('lowest accepted bid')")
     page.check("input[value=on_demand]")
     page.fill("#id_max_price_per_hour", "")
+    page.fill("#id_image", "pytorch/pytorch:2.5.1")  # no curated templates in this database
 
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("button:has-text('Rent now')")
