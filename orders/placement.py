@@ -27,7 +27,7 @@ from marketplace.models import Offer
 from marketplace.money import quantize_price
 from suppliers.locks import hosts_lock_by_id
 from suppliers.models import Host
-from suppliers.offers import host_capacity_spec, host_holdings, instance_type_shape, offers_refresh_for_host
+from suppliers.offers import host_capacity_spec, instance_type_shape, offers_refresh_for_host
 
 from .candidates import (
     MAX_LOCKED_CANDIDATE_HOSTS,
@@ -212,7 +212,9 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     if not host_ids:
         raise insufficient_capacity(target, [])
     hosts = hosts_lock_by_id(host_ids)
-    holdings = {host_id: host_holdings(host) for host_id, host in hosts.items()}
+    holdings: dict[int, list[capacity.Holding]] = {host_id: [] for host_id in hosts}
+    for allocation in Allocation.objects.active().filter(host_id__in=list(hosts)).order_by("pk"):
+        holdings[allocation.host_id].append(allocation.as_holding())  # one query for all locked hosts
     # Re-read under the locks: what each host can take now.
     candidates = order_candidates(target, host_ids=list(hosts), holdings=holdings)
     ranked, plan = order_plan(target, candidates)
@@ -312,7 +314,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
                 reason=f"Placed on host {host.pk} ({host.region.code}); waiting for the host agent",
             )
             command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
-        offers_refresh_for_host(host=host)
+        offers_refresh_for_host(host=host, holdings=holdings[host.pk])
     if upfront:
         reserved_prepay(
             buyer=buyer, order_id=order.pk, count=order.count, term_hours=order.term_hours or 0, amount=upfront

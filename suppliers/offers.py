@@ -179,48 +179,88 @@ def host_type_figures(host: Host, instance_type: InstanceType) -> OfferFigures:
     return offer_figures(host_economics(host), claimed_units)
 
 
-def offers_refresh_for_host(*, host: Host) -> list[Offer]:
+OFFER_RELATIONS = frozenset({"accelerator_model", "region", "zone"})
+
+
+def _differs(offer: Offer, name: str, value: object) -> bool:
+    """Whether the stored figure differs (relations by id: no query for the related row)."""
+    if name in OFFER_RELATIONS:
+        return bool(getattr(offer, f"{name}_id") != getattr(value, "pk", None))
+    return bool(getattr(offer, name) != value)
+
+
+OFFER_FIGURES = (
+    "accelerator_model",
+    "region",
+    "zone",
+    "tier",
+    "available_count",
+    "price_per_hour",
+    "price_per_tflop_hour",
+    "tflops",
+    "energy_kwh_per_hour",
+    "verified",
+    "reliability",
+    "listed_until",
+)
+
+
+def offers_refresh_for_host(*, host: Host, holdings: list[capacity.Holding] | None = None) -> list[Offer]:
     """Rewrite the host's offers from its remaining capacity; returns those on sale.
 
     An offer the host can carry keeps its row (and id) at count 0 while it is full or unsellable, so
     an order pinned to it is told it sold out rather than that it never existed; only the rows of
-    types the host can no longer carry at all are removed.
+    types the host can no longer carry at all are removed. A fixed number of queries whatever the
+    number of types: one read, one bulk update of the rows that changed, one insert, one delete.
+    `holdings` are the host's allocations when the caller has them (read under the same lock).
 
     Precondition: the caller holds the host row lock (`select_for_update`) in the current
     transaction, so what is listed always matches what allocation would accept.
     """
     sellable = host_is_sellable(host)
     listed_until = _listed_until(host, host_rental_terms(host))
-    existing_type_ids = set(Offer.objects.filter(host=host).values_list("instance_type_id", flat=True))
+    existing = {offer.instance_type_id: offer for offer in Offer.objects.filter(host=host)}
+    claims = None if holdings is None else [capacity.committed_footprint(h) for h in holdings]
+    now = timezone.now()
     kept: list[Offer] = []
-    on_sale: list[Offer] = []
-    for instance_type, count in host_carriable_types(host).items():
-        if instance_type.pk not in existing_type_ids and not (sellable and count > 0):
+    changed: list[Offer] = []
+    new: list[Offer] = []
+    for instance_type, count in host_carriable_types(host, allocated=claims).items():
+        offer = existing.get(instance_type.pk)
+        if offer is None and not (sellable and count > 0):
             continue
         figures = host_type_figures(host, instance_type)
-        offer, _ = Offer.objects.update_or_create(
-            host=host,
-            instance_type=instance_type,
-            defaults={
-                "accelerator_model": host.accelerator_model,
-                "region": host.region,
-                "zone": host.zone,
-                "tier": host.region.tier,
-                "available_count": count if sellable else 0,
-                "price_per_hour": figures.price_per_hour,
-                "price_per_tflop_hour": figures.price_per_tflop_hour,
-                "tflops": figures.tflops,
-                "energy_kwh_per_hour": figures.energy_kwh_per_hour,
-                "verified": host.verified,
-                "reliability": host.reliability,
-                "listed_until": listed_until,
-            },
-        )
+        values = {
+            "accelerator_model": host.accelerator_model,
+            "region": host.region,
+            "zone": host.zone,
+            "tier": host.region.tier,
+            "available_count": count if sellable else 0,
+            "price_per_hour": figures.price_per_hour,
+            "price_per_tflop_hour": figures.price_per_tflop_hour,
+            "tflops": figures.tflops,
+            "energy_kwh_per_hour": figures.energy_kwh_per_hour,
+            "verified": host.verified,
+            "reliability": host.reliability,
+            "listed_until": listed_until,
+        }
+        if offer is None:
+            offer = Offer(host=host, instance_type=instance_type, **values)
+            new.append(offer)
+        elif any(_differs(offer, name, value) for name, value in values.items()):
+            for name, value in values.items():
+                setattr(offer, name, value)
+            offer.updated_at = now
+            changed.append(offer)
         kept.append(offer)
-        if offer.available_count > 0:
-            on_sale.append(offer)
-    Offer.objects.filter(host=host).exclude(pk__in=[o.pk for o in kept]).delete()
-    return on_sale
+    if changed:
+        Offer.objects.bulk_update(changed, [*OFFER_FIGURES, "updated_at"])
+    if new:
+        Offer.objects.bulk_create(new)
+    gone = set(existing) - {offer.instance_type_id for offer in kept}
+    if gone:
+        Offer.objects.filter(host=host, instance_type_id__in=gone).delete()
+    return [offer for offer in kept if offer.available_count > 0]
 
 
 def host_capacity_usage(host: Host) -> list[dict]:
