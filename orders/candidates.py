@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, Min, Q, QuerySet, When
 from django.utils import timezone
 
 from marketplace import broker, capacity
@@ -156,25 +156,30 @@ PREFILTER_MARGIN_OFFERS = 5  # offers beyond the order's count: capacity may go 
 
 
 def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
-    """For an on-demand order of one instance type (or a pinned offer), the hosts of the cheapest
-    listed offers that meet its terms, from the offers table (which is the remaining capacity, kept
-    under the host locks): enough rows to cover the count plus a margin, so the exact candidate
-    maths runs on a handful of hosts whatever the size of the market. None where the offers table
-    cannot stand for the candidates and every sellable host must be looked at: spot (floors and
-    preemptible capacity), reserved (per-host discounts), capability requests, a disk bigger than
-    the type's default, ports (free host ports are not in the offers table) and `near` (distance
-    ranks ties of price and energy)."""
+    """For an on-demand order of one instance type or a capability request (or a pinned offer),
+    the hosts of the cheapest listed offers that meet its terms (by price per TFLOP-hour for
+    capability), from the offers table (which is the remaining capacity, kept under the host
+    locks): enough rows to cover the count plus a margin, so the exact candidate maths runs on a
+    handful of hosts whatever the size of the market. None where the offers table cannot stand for
+    the candidates and every sellable host must be looked at: spot (floors and preemptible
+    capacity), reserved (per-host discounts), a disk bigger than the type's default, ports (free
+    host ports are not in the offers table) and `near` (distance ranks ties of price and energy)."""
     if target.offer_host_id is not None:
         return [target.offer_host_id]
     if (
         target.pricing != Pricing.ON_DEMAND
         or target.near is not None
-        or target.instance_type is None
         or target.launch.disk_gb is not None
         or target.ports
     ):
         return None
-    offers = Offer.objects.listed().filter(instance_type=target.instance_type)
+    offers = Offer.objects.listed()
+    if target.instance_type is not None:
+        offers = offers.filter(instance_type=target.instance_type)
+        ranking = "price_per_hour"
+    else:
+        offers = _capable_offers(offers, cast(broker.Requirements, target.requirements))
+        ranking = "price_per_tflop_hour"
     if target.region_id is not None:
         offers = offers.filter(region_id=target.region_id)
     if target.max_price_per_hour is not None:
@@ -191,8 +196,25 @@ def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
     limit = (1 if target.same_host else target.count) + PREFILTER_MARGIN_OFFERS
     if target.same_host:
         offers = offers.filter(available_count__gte=target.count)
-    rows = offers.order_by("price_per_hour", "energy_kwh_per_hour", "host_id").values_list("host_id", flat=True)
-    return list(dict.fromkeys(rows[:limit]))
+    # Best offer per host first; a host has room for at least one, so `limit` hosts cover the count.
+    best = offers.values("host_id").annotate(best=Min(ranking), energy=Min("energy_kwh_per_hour"))
+    return list(best.order_by("best", "energy", "host_id").values_list("host_id", flat=True)[:limit])
+
+
+def _capable_offers(offers: QuerySet[Offer], requirements: broker.Requirements) -> QuerySet[Offer]:
+    """Offers whose instance meets a capability request (`broker.Requirements.is_met_by` in SQL):
+    an accepted kind, at least the memory (accelerator memory x count; RAM for CPU types) and the
+    TFLOPS, and some TFLOPS at all."""
+    memory = Case(
+        When(instance_type__accelerator_model__isnull=True, then=F("instance_type__ram_gb")),
+        default=F("instance_type__accelerator_model__memory_gb") * F("instance_type__accelerator_count"),
+    )
+    return (
+        offers.filter(accelerator_model__kind__in=sorted(requirements.accelerator_kinds))
+        .filter(tflops__gte=requirements.min_tflops, tflops__gt=0)
+        .alias(memory_gb=memory)
+        .filter(memory_gb__gte=requirements.min_memory_gb)
+    )
 
 
 def _meeting_terms(hosts: QuerySet[Host], target: OrderTarget) -> QuerySet[Host]:

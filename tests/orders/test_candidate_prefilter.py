@@ -54,10 +54,15 @@ def plan_of(request: OrderRequest, *, full: bool):
         {"count": 2, "terminate_after_hours": 2},  # the host with a 24 h minimum is left out
         {"count": 2, "max_price_per_hour": "0.40"},
         {"instance_type": "l4-24g.2x", "count": 3},
+        {"instance_type": None, "requirements": {"min_memory_gb": 24, "min_tflops": 100}, "count": 3},
+        {"instance_type": None, "requirements": {"min_memory_gb": 40}, "count": 2},
+        {"instance_type": None, "requirements": {"min_tflops": 1, "accelerator_kinds": ["gpu"]}, "count": 9},
     ],
 )
 def test_the_prefilter_plans_as_the_full_scan_does(market, fields):
     fields = {"instance_type": "l4-24g.1x", **fields}
+    if fields["instance_type"] is None:
+        del fields["instance_type"]
     if "max_price_per_hour" in fields:
         fields["max_price_per_hour"] = Decimal(fields["max_price_per_hour"])
     request = OrderRequest(**fields)
