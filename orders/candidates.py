@@ -173,7 +173,7 @@ def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
         or target.ports
     ):
         return None
-    offers = Offer.objects.listed()
+    offers: QuerySet[Offer] = Offer.objects.listed()
     if target.instance_type is not None:
         offers = offers.filter(instance_type=target.instance_type)
         ranking = "price_per_hour"

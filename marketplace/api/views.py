@@ -5,6 +5,7 @@ from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 
 from .filters import InstanceTypeFilterSet, OfferFilterSet
 from .inputs import CheckedLookupMixin
+from .offer_rows import OFFER_ROW_COLUMNS, offer_row
 from .serializers import AcceleratorModelSerializer, InstanceTypeSerializer, OfferSerializer, RegionSerializer
 
 
@@ -41,3 +42,12 @@ class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         # `listed()` reads the clock, so it must run per request.
         return Offer.objects.listed().with_related()
+
+    def list(self, request, *args, **kwargs):
+        """The page's rows read as plain values (one joined query, no model objects) and formatted
+        by the serializer's own fields: the same JSON as `OfferSerializer`, several times faster."""
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset.values(*OFFER_ROW_COLUMNS.values()))
+        fields = OfferSerializer().fields
+        rows = [offer_row(values, fields) for values in page]  # type: ignore[union-attr]  # always paginated
+        return self.get_paginated_response(rows)

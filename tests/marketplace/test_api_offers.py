@@ -1,14 +1,20 @@
 """GET /api/v1/offers/ and /api/v1/instance-types/: every filter, ordering, strictness."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from marketplace.models import AcceleratorModel, Region
+from marketplace.api.serializers import OfferSerializer
+from marketplace.models import AcceleratorModel, Offer, Region
+from marketplace.selectors import offers_with_terms
 from suppliers.hosts import host_set_reliability
+from suppliers.models import MaintenanceWindow
+from suppliers.offers import offers_refresh_for_host
 from tests.factories import HostFactory
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +196,19 @@ def test_search_defaults_to_verified_hosts(api_client, market):
     rows = api_client.get("/api/v1/offers/?page_size=200").json()["results"]
     assert rows and all(r["verified"] for r in rows)
     assert market["l4"].pk not in {r["host"] for r in rows}
+
+
+def test_list_rows_are_exactly_what_the_offer_serializer_shows(api_client, market):
+    """The list reads plain values for speed; each row must equal the serializer's output."""
+    now = timezone.now()
+    MaintenanceWindow.objects.create(
+        host=market["gaudi"], starts_at=now + timedelta(days=3), ends_at=now + timedelta(days=3, hours=2), reason="Fans"
+    )
+    offers_refresh_for_host(host=market["gaudi"])
+    rows = results(api_client, "ordering=-price_per_tflop_hour")
+    assert len(rows) == Offer.objects.listed().count() > 10
+    expected = offers_with_terms(Offer.objects.listed().with_related())
+    for row in rows:
+        assert row == OfferSerializer(expected.get(pk=row["id"])).data
+    assert any(row["available_until"] for row in rows) and any(row["zone"] is None for row in rows)
+    assert any(row["reliability"] is None for row in rows) and any(row["reliability"] for row in rows)
