@@ -2,6 +2,7 @@
 environment (secrets write-only, encrypted at rest), disk size and its price, launch templates,
 and output tails visible only to the renter and staff."""
 
+import hashlib
 import json
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from marketplace.errors import Conflict, InvalidInput
+from marketplace.models import IdempotencyRecord
 from marketplace.secrets import secret_decrypt
 from orders.agent import command_for_agent
 from orders.launch import launch_template_create
@@ -323,3 +325,20 @@ def test_shipping_is_bounded_rate_limited_and_scoped_to_the_host(buyer, supplier
     with pytest.raises(Exception) as refused:
         agent_ship_log(host=other_host, instance_id=instance.pk, text="forged")
     assert getattr(refused.value, "status_code", None) == 404
+
+
+def test_the_idempotency_fingerprint_of_an_order_with_a_secret_is_keyed(buyer_client, inbound_host, settings):
+    """The stored fingerprint is an HMAC with the server's key: from the table alone nobody can
+    confirm a guessed secret value by hashing candidate bodies."""
+    body = {
+        "instance_type": "l4-24g.1x",
+        "image": "ubuntu:24.04",
+        "environment": [{"name": "HF_TOKEN", "value": "hf_guessable", "secret": True}],
+    }
+    first = buyer_client.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = buyer_client.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 201 and again.json() == first.json()
+    stored = IdempotencyRecord.objects.get(key="k-1").request_fingerprint
+    plain = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    guess = hashlib.sha256(f"POST /api/v1/orders/\n{plain}".encode()).hexdigest()
+    assert stored != guess and len(stored) == 64
