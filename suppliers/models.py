@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -17,25 +15,11 @@ from marketplace.capacity import SlicingPolicy
 from marketplace.models import validate_clean_text, validate_printable
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
 
+from .validators import validate_public_address as validate_public_address
+
 ORGANIZATION_DESCRIPTION_MAX_LENGTH = 2000
 MAX_PORT_RANGE_SIZE = 20_000  # host ports one host may forward to its instances
 LOWEST_FORWARDED_PORT = 1024  # below: privileged ports, and the host's own SSH
-
-
-def validate_public_address(value: str) -> None:
-    """An IP address or a DNS name (RFC 1123 labels), as buyers will type it after `ssh root@`."""
-    try:
-        ipaddress.ip_address(value)
-        return
-    except ValueError:
-        pass
-    labels = value.rstrip(".").split(".")
-    valid = 0 < len(value) <= 253 and len(labels) >= 2 and not labels[-1].isdigit()
-    for label in labels:
-        valid = valid and 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
-        valid = valid and all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in label)
-    if not valid:
-        raise ValidationError("An IP address (203.0.113.5) or a DNS name (gpu1.example.com).")
 
 
 def validate_organization_description(value: str) -> None:
