@@ -8,7 +8,7 @@ Every staff money action is bounded:
   `second_approver_required`) or someone rejects it with a reason. The threshold is a rolling one:
   what the same staff member credited alone in the last CREDIT_NOTE_APPROVAL_WINDOW counts, so ten
   notes of $99 are not a way around one of $990;
-- a usage refund reverses one settled usage charge that the buyer's wallet paid, once
+- a usage refund reverses one settled usage record's charge that the buyer's wallet paid, once
   (`already_refunded`), and never more than the buyer paid for that rental less what was already
   given back for it (`credit_exceeds_paid`);
 - no staff member credits or refunds their own account.
@@ -33,10 +33,12 @@ from marketplace.models import clean_text
 from marketplace.money import CENT
 
 from .errors import AlreadyRefunded, CreditExceedsPaid, CreditNoteDecided, CreditNoteTooLarge, SecondApproverRequired
-from .ledger import Kind, buyer_wallet, lock_wallet, platform_account, post_transaction
-from .locks import credit_note_request_lock
-from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerPosting, LedgerTransaction, UsageRecord
-from .selectors import credited_alone_recently, money_sum, rental_payments
+from .ledger import Kind, buyer_wallet, lock_wallet, owner_accounts, platform_account, post_transaction
+from .locks import credit_note_request_lock, with_payers
+from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerAccount, LedgerTransaction, UsageRecord
+from .rating import charge_for, split
+from .selectors import credited_alone_recently, rental_payments
+from .settlement import earner_owner, paid_from_wallet
 
 REASON_MAX_LENGTH = 2000
 
@@ -198,43 +200,38 @@ def credit_note_reject(*, request_id: int, staff: User, reason: str) -> CreditNo
     return request
 
 
-def usage_refund(*, ledger_transaction: LedgerTransaction, reason: str, staff: User) -> LedgerTransaction:
-    """Staff refund a usage charge by reversing its transaction exactly (every posting negated).
+def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTransaction:
+    """Staff refund one usage record's charge by reversing exactly what settling it posted (the
+    wallet gets the charge back, the earner gives its share back, the platform its fee).
 
-    Only a settled usage charge that the buyer's wallet paid (a reserved term is refunded pro rata
-    by terminating the instance), once (`reversal:<id>`: a second try is `already_refunded`), and
+    Only a settled record that the buyer's wallet paid (a reserved term is refunded pro rata by
+    terminating the instance), once (`reversal:usage:<id>`: a second try is `already_refunded`), and
     only while what the buyer paid for that rental, less what was already given back for it
     (disputes, SLA credits, other refunds), covers it (`credit_exceeds_paid`). Decided under the
     buyer's wallet lock, so a concurrent dispute credit or refund cannot both fit."""
     if not staff.is_staff:
         raise Forbidden("Only staff refund charges.")
     reason = staff_reason(reason, what="A refund")
-    if ledger_transaction.kind != LedgerTransaction.Kind.USAGE:
-        raise InvalidInput("Only usage charges are refunded this way.", fields={"transaction": ["Not a usage charge."]})
-    record = (
-        UsageRecord.objects.select_related("buyer", "instance", "instance__order")
-        .filter(settled_by=ledger_transaction)
-        .first()
-    )
-    if record is None:
+    record = with_payers(UsageRecord.objects.select_related("buyer", "instance", "instance__order")).get(pk=record.pk)
+    if record.settled_by_id is None:
         raise InvalidInput(
-            "Only the charge of a settled usage record is refunded this way (a reserved term is refunded by "
-            "terminating the instance).",
-            fields={"transaction": ["Not a settled usage charge."]},
+            "Only a settled usage charge is refunded this way.", fields={"usage_record": ["Not settled yet."]}
+        )
+    if not paid_from_wallet(record):
+        raise InvalidInput(
+            "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term; it is refunded "
+            "by terminating the instance).",
+            fields={"usage_record": ["Not paid from the buyer's wallet."]},
         )
     _check_staff(staff, buyer_id=record.buyer_id, what="refund charges")
+    parts = split(charge_for(record.seconds, record.rate_per_hour), Decimal(settings.PLATFORM_TAKE_RATE))
     with transaction.atomic():
         wallet = lock_wallet(record.buyer)
-        if LedgerTransaction.objects.filter(key=f"reversal:{ledger_transaction.pk}").exists():
+        # Before usage was settled in batches, a record had its own transaction, reversed as `reversal:<id>`.
+        keys = [f"reversal:usage:{record.pk}", f"reversal:{record.settled_by_id}"]
+        if LedgerTransaction.objects.filter(key__in=keys).exists():
             raise AlreadyRefunded(
-                f"Transaction {ledger_transaction.pk} was already refunded.",
-                fields={"transaction": ["Already refunded."]},
-            )
-        refund = -money_sum(LedgerPosting.objects.filter(transaction=ledger_transaction, account=wallet))
-        if refund <= 0:
-            raise InvalidInput(
-                "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term).",
-                fields={"transaction": ["Not paid from the buyer's wallet."]},
+                f"Usage record {record.pk} was already refunded.", fields={"usage_record": ["Already refunded."]}
             )
         instance = record.instance
         payments = rental_payments(
@@ -245,19 +242,29 @@ def usage_refund(*, ledger_transaction: LedgerTransaction, reason: str, staff: U
             term_hours=instance.order.term_hours,
             report_ids=instance.problem_reports.values_list("pk", flat=True),
         )
-        if refund > payments.room():
+        if parts.charge > payments.room():
             raise CreditExceedsPaid(
-                f"Refunding ${refund} would give back more than the buyer paid for i-{instance.pk} "
+                f"Refunding ${parts.charge} would give back more than the buyer paid for i-{instance.pk} "
                 f"(${payments.paid}, of which ${payments.credited} was already given back).",
-                fields={"transaction": [f"At most ${payments.room()} can still be given back for this rental."]},
+                fields={"usage_record": [f"At most ${payments.room()} can still be given back for this rental."]},
                 extra={"bound": str(payments.room()), "paid": str(payments.paid), "credited": str(payments.credited)},
             )
-        postings = [(p.account, -p.amount) for p in ledger_transaction.postings.select_related("account")]
+        earner_kind, earner_id = earner_owner(record)
+        earner = owner_accounts(earner_kind, [earner_id])[earner_id]
+        totals: dict[int, tuple[LedgerAccount, Decimal]] = {}
+        for account, amount in (
+            (wallet, parts.charge),
+            (earner, -parts.supplier_share),
+            (platform_account(Kind.PLATFORM_REVENUE), -parts.fee),
+        ):
+            held, total = totals.get(account.pk, (account, Decimal(0)))
+            totals[account.pk] = (held, total + amount)
         return post_transaction(
             kind=LedgerTransaction.Kind.REFUND,
-            key=f"reversal:{ledger_transaction.pk}",
-            description=f"Refund of {ledger_transaction.description}: {reason}"[:255],
+            key=keys[0],
+            description=f"Refund of usage record {record.pk} ({record.kind} i-{instance.pk}, {record.seconds} s): "
+            f"{reason}"[:255],
             created_by=staff,
-            postings=postings,
-            reference={"reverses": ledger_transaction.pk, "instance": instance.pk, "reason": reason},
+            postings=[(account, amount) for account, amount in totals.values() if amount],
+            reference={"reverses_usage_record": record.pk, "instance": instance.pk, "reason": reason},
         )

@@ -16,7 +16,7 @@ from marketplace.models import validate_clean_text
 from marketplace.money import parse_money
 
 from .adjustments import REASON_MAX_LENGTH
-from .models import CreditNoteRequest, LedgerTransaction
+from .models import CreditNoteRequest, UsageRecord
 
 
 class CleanTextField(forms.CharField):
@@ -105,12 +105,12 @@ class CreditNoteForm(forms.Form):
 
 
 class UsageRefundForm(forms.Form):
-    """A refund that reverses one usage charge exactly."""
+    """A refund that reverses one usage record's charge exactly."""
 
     action = "refund"
 
-    transaction = WholeNumberField(
-        label="Ledger transaction id", invalid_message="Enter the transaction id (a whole number)."
+    usage_record = WholeNumberField(
+        label="Usage record id", invalid_message="Enter the usage record id (a whole number)."
     )
     reason = _reason_field("Reason", "A refund needs a reason.")
 
@@ -118,11 +118,11 @@ class UsageRefundForm(forms.Form):
         kwargs.setdefault("auto_id", "refund_%s")
         super().__init__(*args, **kwargs)
 
-    def clean_transaction(self) -> LedgerTransaction:
-        ledger_transaction = LedgerTransaction.objects.filter(pk=self.cleaned_data["transaction"]).first()
-        if ledger_transaction is None:
-            raise ValidationError("No such transaction.", code=ErrorCode.NOT_FOUND)
-        return ledger_transaction
+    def clean_usage_record(self) -> UsageRecord:
+        record = UsageRecord.objects.filter(pk=self.cleaned_data["usage_record"]).first()
+        if record is None:
+            raise ValidationError("No such usage record.", code=ErrorCode.NOT_FOUND)
+        return record
 
 
 class CreditNoteDecisionForm(forms.Form):

@@ -1,9 +1,9 @@
 """Double-entry ledger, usage records and top-ups. Money is Decimal with 6 places, in USD.
 
 Sign convention: every posting is signed and a transaction's postings sum to zero per currency.
-An account's balance is the sum of its postings: a buyer wallet's balance is the buyer's credit,
-a supplier payable's is what the platform owes the supplier, platform revenue's is the platform's
-take; Stripe clearing goes negative by what Stripe holds for us.
+An account's balance is the sum of its postings (kept on the row for owner accounts): a buyer
+wallet's balance is the buyer's credit, a supplier payable's is what the platform owes the supplier,
+platform revenue's is the platform's take; Stripe clearing goes negative by what Stripe holds for us.
 """
 
 from __future__ import annotations
@@ -46,7 +46,17 @@ class LedgerAccount(models.Model):
     )
     currency = models.CharField(max_length=3, default="USD")
     key = models.CharField(max_length=64, unique=True, help_text="kind:owner:currency - one account each.")
+    balance = models.DecimalField(
+        **MONEY,
+        default=Decimal(0),
+        editable=False,
+        help_text="Owner accounts (buyer wallets, supplier payables): the sum of the account's postings, kept in the "
+        "same database transaction as they are written (billing.ledger) and audited against them. Platform accounts "
+        "leave it at zero: their balance is summed on read, so settlement workers never queue on one hot row.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
+
+    OWNER_KINDS = (Kind.BUYER_WALLET, Kind.SUPPLIER_PAYABLE)
 
     class Meta:
         ordering = ["kind", "id"]
@@ -152,7 +162,10 @@ class UsageRecord(models.Model):
             models.UniqueConstraint(fields=["instance", "kind", "window_start"], name="usage_unique_window"),
             models.CheckConstraint(name="usage_window_ordered", condition=Q(window_end__gt=models.F("window_start"))),
         ]
-        indexes = [models.Index(fields=["settled_by"], condition=Q(settled_by__isnull=True), name="usage_unsettled")]
+        indexes = [
+            # Settlement walks unsettled records buyer by buyer (billing.locks.unsettled_usage_batch).
+            models.Index(fields=["buyer", "id"], condition=Q(settled_by__isnull=True), name="usage_unsettled_by_buyer")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} i-{self.instance_id} {self.seconds}s"

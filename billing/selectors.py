@@ -33,9 +33,16 @@ def money_sum(queryset: QuerySet[Any], field: str = "amount") -> Decimal:
 
 
 def account_balances(account_ids: list[int]) -> dict[int, Decimal]:
-    """The balance of each account, in one query, exact (see `money_sum`)."""
-    postings = LedgerPosting.objects.filter(account_id__in=account_ids).order_by()
+    """The balance of each account: owner accounts' stored balances (one query), platform accounts
+    summed from their postings (one more query when there are any; exact, see `money_sum`)."""
     balances = dict.fromkeys(account_ids, Decimal(0))
+    kinds = dict(LedgerAccount.objects.filter(pk__in=account_ids).values_list("pk", "kind"))
+    owners = [pk for pk, kind in kinds.items() if kind in LedgerAccount.OWNER_KINDS]
+    balances.update(LedgerAccount.objects.filter(pk__in=owners).values_list("pk", "balance"))
+    platform = [pk for pk, kind in kinds.items() if kind not in LedgerAccount.OWNER_KINDS]
+    if not platform:
+        return balances
+    postings = LedgerPosting.objects.filter(account_id__in=platform).order_by()
     if connection.vendor == "postgresql":
         for account_id, total in (
             postings.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total")
@@ -48,6 +55,10 @@ def account_balances(account_ids: list[int]) -> dict[int, Decimal]:
 
 
 def account_balance(account: LedgerAccount) -> Decimal:
+    """An account's balance as committed (or as this transaction wrote it): one row read for an
+    owner account (wallet, payable), a sum of postings for a platform account."""
+    if account.kind in LedgerAccount.OWNER_KINDS:
+        return LedgerAccount.objects.filter(pk=account.pk).values_list("balance", flat=True).get()
     return money_sum(LedgerPosting.objects.filter(account=account))
 
 
@@ -127,28 +138,26 @@ def rental_payments(
     term_hours: int | None,
     report_ids: Iterable[int] = (),
 ) -> RentalPayments:
-    """Read from the ledger, on the buyer's wallet only:
+    """What the buyer paid and got back for one rental:
 
-    - paid: the net of the wallet's postings in the usage transactions settled for this instance
-      (`reference.instance`), plus, for a reserved term, the instance's share of the order's
+    - paid: the charges of the instance's settled usage records that the buyer's wallet paid (each
+      as settlement posted it), plus, for a reserved term, the instance's share of the order's
       prepayment (`reserved:<order>`; its price x the term, at most what the wallet paid);
     - credited: what the wallet received in credit and refund transactions for this instance: SLA
-      credits, reserved cancellation refunds and dispute credits (`reference.instance`), reversals
-      of its usage charges (`reference.reverses`), and dispute credits of `report_ids` (dispute
-      credits posted before they named their instance)."""
+      credits, reserved cancellation refunds, usage refunds and dispute credits
+      (`reference.instance`), and dispute credits of `report_ids` (dispute credits posted before
+      they named their instance)."""
     on_wallet = LedgerPosting.objects.filter(account=buyer_wallet(buyer))
-    usage_ids = list(
-        LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.USAGE, reference__instance=instance_id)
-        .order_by()
-        .values_list("pk", flat=True)
+    settled = UsageRecord.objects.filter(instance_id=instance_id, buyer=buyer, settled_by__isnull=False)
+    if term_hours:  # a reserved term's compute came from the prepayment
+        settled = settled.exclude(kind=UsageRecord.Kind.COMPUTE)
+    paid = sum(
+        (charge_for(seconds, rate) for seconds, rate in settled.values_list("seconds", "rate_per_hour")), Decimal(0)
     )
-    paid = -money_sum(on_wallet.filter(transaction_id__in=usage_ids)) if usage_ids else Decimal(0)
     if term_hours:
         prepaid = -money_sum(on_wallet.filter(transaction__key=f"reserved:{order_id}"))
         paid += max(min(prepaid, quantize_price(price_per_hour * term_hours)), Decimal(0))
     given_for_it = Q(transaction__reference__instance=instance_id)
-    if usage_ids:
-        given_for_it |= Q(transaction__reference__reverses__in=usage_ids)
     report_ids = list(report_ids)
     if report_ids:
         given_for_it |= Q(transaction__reference__problem_report__in=report_ids)

@@ -1,18 +1,45 @@
-"""Settlement: unsettled usage records become ledger transactions, exactly once."""
+"""Settlement: unsettled usage records become ledger transactions, exactly once.
+
+A batch of records is settled in a fixed number of queries: one transaction per payer (a buyer's
+wallet, or the reserved prepayments for reserved terms) with each account's postings summed, and
+every record linked to the transaction that settled it (`UsageRecord.settled_by`). The ledger thus
+grows with the buyers and suppliers charged, not with running instances; each record keeps the
+per-instance detail (seconds, rate, window) that statements, refunds and disputes read.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 
-from marketplace.walks import Walk, walk_from, walk_to_end
+from marketplace.bulk import update_by_pk
+from marketplace.walks import Walk, walk_to_end
 
 from . import rating
-from .ledger import Kind, buyer_wallet, platform_account, post_transaction, supplier_payable
-from .locks import unsettled_usage_batch
-from .models import LedgerTransaction, UsageRecord
+from .ledger import Entry, Kind, owner_accounts, platform_account, post_transactions_held
+from .locks import owner_accounts_held, unsettled_usage_batch
+from .models import LedgerAccount, LedgerTransaction, UsageRecord
+
+
+@dataclass
+class _PayerGroup:
+    payer: LedgerAccount
+    records: list[UsageRecord]
+    postings: dict[int, tuple[LedgerAccount, Decimal]]
+
+    def add(self, account: LedgerAccount, amount: Decimal) -> None:
+        if amount:
+            held, total = self.postings.get(account.pk, (account, Decimal(0)))
+            self.postings[account.pk] = (held, total + amount)
+
+    def nonzero(self) -> list[tuple[LedgerAccount, Decimal]]:
+        return [(account, amount) for account, amount in self.postings.values() if amount]
+
+    def owner_account_ids(self) -> set[int]:
+        return {pk for pk, (account, _) in self.postings.items() if account.kind in LedgerAccount.OWNER_KINDS}
 
 
 def settle_usage(*, batch_size: int = 500) -> int:
@@ -20,49 +47,102 @@ def settle_usage(*, batch_size: int = 500) -> int:
     return walk_to_end(settle_usage_batch, batch_size=batch_size)
 
 
+def paid_from_wallet(record: UsageRecord) -> bool:
+    """Whether the buyer's wallet pays this record (a reserved term's compute was prepaid).
+    `record` comes annotated by `billing.locks.with_payers`."""
+    return not (record.instance_pricing == "reserved" and record.kind == UsageRecord.Kind.COMPUTE)  # type: ignore[attr-defined]
+
+
+def earner_owner(record: UsageRecord) -> tuple[str, int]:
+    """Whose account a record's supplier share goes to: the supplier's payable or, for spot on idle
+    reserved capacity, the reserving buyer's wallet (who paid the supplier for the term)."""
+    reserving_buyer = record.backfills_buyer_id  # type: ignore[attr-defined]
+    if record.kind == UsageRecord.Kind.COMPUTE and reserving_buyer is not None:
+        return Kind.BUYER_WALLET, reserving_buyer
+    return Kind.SUPPLIER_PAYABLE, record.organization_id
+
+
 def settle_usage_batch(*, after: int = 0, batch_size: int = 500) -> Walk:
-    """Beat: one keyset batch of unsettled usage records (ids above `after`) becomes ledger
-    transactions (buyer wallet, or the reserved prepayment, -> supplier payable + platform
-    revenue). Exactly once: each record is settled by the transaction keyed `usage:<id>`;
-    concurrent workers skip each other's locked rows. A record whose charge rounds to nothing (a
-    second or two at a low rate) has nothing to post and stays unsettled; the walk moves past it,
-    so such records never hold the rest up (before, a batch of them was taken again and again)."""
+    """Beat: one batch of unsettled usage records (of buyers with ids above `after`, see
+    `unsettled_usage_batch`) becomes one ledger transaction per payer (buyer wallet, or the reserved
+    prepayment, -> supplier payables + platform revenue), keyed `usage:<first record id>`.
+
+    Exactly once: a record is linked to the transaction that settled it in the same database
+    transaction; concurrent workers skip each other's locked records, and a payer whose accounts
+    another transaction holds is left for the next pass instead of waited for. A record whose
+    charge rounds to nothing (a second or two at a low rate) stays unsettled until a longer window;
+    the walk moves past it, so it never holds the rest up."""
     take_rate = Decimal(settings.PLATFORM_TAKE_RATE)
     revenue = platform_account(Kind.PLATFORM_REVENUE)
     reserved = platform_account(Kind.RESERVED_PREPAYMENTS)
-    settled = 0
     with transaction.atomic():
         batch = unsettled_usage_batch(after=after, batch_size=batch_size)
-        for record in batch:
-            parts = rating.split(rating.charge_for(record.seconds, record.rate_per_hour), take_rate)
-            if parts.charge == 0:
-                payer = None
-            elif record.instance.pricing == "reserved" and record.kind == UsageRecord.Kind.COMPUTE:
-                payer = reserved
-            else:
-                payer = buyer_wallet(record.buyer)
-            earner = supplier_payable(record.organization)
-            if record.kind == UsageRecord.Kind.COMPUTE and record.instance.backfills_id:
-                # Spot on idle reserved capacity: the reserving buyer (who paid the supplier for the
-                # term) earns it, less the commission.
-                # backfills_id is checked above; no cast, as orders.Instance is a later layer than billing.
-                earner = buyer_wallet(record.instance.backfills.buyer)  # type: ignore[union-attr]
-            postings = []
-            if payer is not None:
-                postings = [(payer, -parts.charge)]
-                if parts.supplier_share:
-                    postings.append((earner, parts.supplier_share))
-                if parts.fee:
-                    postings.append((revenue, parts.fee))
-            if len(postings) < 2:
-                continue  # rounds to nothing: stays unsettled until a longer window
-            record.settled_by = post_transaction(
-                kind=LedgerTransaction.Kind.USAGE,
-                key=f"usage:{record.pk}",
-                description=f"{record.kind} i-{record.instance_id}, {record.seconds} s",
-                postings=postings,
-                reference={"usage_record": record.pk, "instance": record.instance_id},
-            )
-            UsageRecord.objects.filter(pk=record.pk).update(settled_by=record.settled_by)
-            settled += 1
-    return walk_from([r.pk for r in batch], batch_size=batch_size, done=settled)
+        charged = [
+            (record, rating.split(rating.charge_for(record.seconds, record.rate_per_hour), take_rate))
+            for record in batch
+        ]
+        charged = [(record, parts) for record, parts in charged if parts.charge]
+        earners = [earner_owner(record) for record, _ in charged]
+        wallets = owner_accounts(
+            Kind.BUYER_WALLET,
+            [r.buyer_id for r, _ in charged] + [owner for kind, owner in earners if kind == Kind.BUYER_WALLET],
+        )
+        payables = owner_accounts(Kind.SUPPLIER_PAYABLE, [o for kind, o in earners if kind == Kind.SUPPLIER_PAYABLE])
+        groups: dict[int, _PayerGroup] = {}
+        for (record, parts), (earner_kind, earner_id) in zip(charged, earners, strict=True):
+            payer = wallets[record.buyer_id] if paid_from_wallet(record) else reserved
+            earner = (wallets if earner_kind == Kind.BUYER_WALLET else payables)[earner_id]
+            group = groups.setdefault(payer.pk, _PayerGroup(payer=payer, records=[], postings={}))
+            group.records.append(record)
+            group.add(payer, -parts.charge)
+            group.add(earner, parts.supplier_share)
+            group.add(revenue, parts.fee)
+        held = owner_accounts_held(pk for group in groups.values() for pk in group.owner_account_ids())
+        # A payer whose postings cancel out (spot on its own reserved capacity with no fee) has nothing to post.
+        ready = [g for g in groups.values() if g.owner_account_ids() <= held and len(g.nonzero()) >= 2]
+        entries = [_entry(group) for group in ready]
+        written = post_transactions_held(entries)
+        settled = _link_records(
+            {
+                written[entry.key].pk: [r.pk for r in group.records]
+                for entry, group in zip(entries, ready, strict=True)
+                if entry.key in written
+            }
+        )
+    return _walk_on(batch, batch_size=batch_size, settled=settled)
+
+
+def _walk_on(batch: list[UsageRecord], *, batch_size: int, settled: int) -> Walk:
+    """The walk goes on after the batch's last buyer. A full batch may have cut that buyer's records
+    short, so then the walk takes that buyer again, but only when this batch made progress (records
+    that round to nothing or wait for a held account cannot keep it in place). Key 0 would restart
+    the walk, so buyer 1's leftovers wait for the next tick's walk."""
+    if len(batch) < batch_size or not batch:
+        return Walk(done=settled, next_after=None)
+    last_buyer = batch[-1].buyer_id
+    again = settled > 0 and last_buyer > 1
+    return Walk(done=settled, next_after=last_buyer - 1 if again else last_buyer)
+
+
+def _entry(group: _PayerGroup) -> Entry:
+    records = group.records
+    instances = {r.instance_id for r in records}
+    return Entry(
+        kind=LedgerTransaction.Kind.USAGE,
+        key=f"usage:{records[0].pk}",
+        description=f"Usage: {len(records)} records, {len(instances)} instances, {sum(r.seconds for r in records)} s",
+        postings=group.nonzero(),
+        reference={
+            "usage_records": len(records),
+            "first_usage_record": records[0].pk,
+            "last_usage_record": records[-1].pk,
+            "instances": len(instances),
+        },
+    )
+
+
+def _link_records(records_by_transaction: dict[int, list[int]]) -> int:
+    """Point every settled record at its transaction: one UPDATE."""
+    settled_by = {pk: txn for txn, pks in records_by_transaction.items() for pk in pks}
+    update_by_pk(UsageRecord, "settled_by", settled_by)
+    return len(settled_by)

@@ -6,6 +6,7 @@ from marketplace.tasks import walk_step
 from orders.enforcement import low_balance_check
 from orders.metering import meter_usage
 
+from .ledger import balance_audit
 from .payouts import payout_transfer, payouts_create
 from .selectors import payouts_pending_ids
 from .settlement import settle_usage_batch
@@ -60,3 +61,9 @@ def payout_transfer_task(self, payout_id: int) -> str:
         return payout_transfer(payout_id=payout_id)
     except (APIConnectionError, RateLimitError, APIError) as error:
         raise self.retry(exc=error, countdown=min(3600, 30 * 2**self.request.retries)) from error
+
+
+@shared_task(bind=True, name="billing.tasks.balance_audit_task", time_limit=300, soft_time_limit=280)
+def balance_audit_task(self, after: int = 0, batch_size: int = 500) -> int:
+    """Beat: walk every owner account, checking its stored balance against its postings."""
+    return walk_step(self, balance_audit, after=after, batch_size=batch_size)

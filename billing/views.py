@@ -133,8 +133,8 @@ def _staff_adjust(request, action: str, form) -> str:
             )
         return f"Credited {form.buyer.email}."
     if action == "refund":
-        adjustments.usage_refund(ledger_transaction=data["transaction"], reason=data["reason"], staff=request.user)
-        return f"Transaction {data['transaction'].pk} refunded."
+        adjustments.usage_refund(record=data["usage_record"], reason=data["reason"], staff=request.user)
+        return f"Usage record {data['usage_record'].pk} refunded."
     credit_request = data["request"]
     if data["decision"] == "approve":
         adjustments.credit_note_approve(request_id=credit_request.pk, staff=request.user)

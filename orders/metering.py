@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from billing import rating
 from billing.models import UsageRecord
+from marketplace.bulk import update_by_pk
 
 from .locks import instances_to_meter_after
 from .models import Instance, InstanceStatus, Pricing
@@ -131,7 +132,7 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
                 instance.metered_until = record.window_end if record is not None else end
                 metered.append(instance)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
-            Instance.objects.bulk_update(metered, ["metered_until"])
+            update_by_pk(Instance, "metered_until", {i.pk: i.metered_until for i in metered})
             created += len(records)
             after = batch[-1].pk
         if len(batch) < batch_size:

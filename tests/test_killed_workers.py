@@ -16,11 +16,12 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError, connection, connections, transaction
-from django.db.models import Sum
+from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
-from billing.ledger import Kind, platform_account, post_transaction, supplier_payable
+from billing.ledger import Kind, balance_mismatches, buyer_wallet, platform_account, post_transaction, supplier_payable
 from billing.models import LedgerPosting, LedgerTransaction, Payout, UsageRecord
+from billing.rating import charge_for
 from billing.tasks import payouts_create_task, settle_usage_task
 from marketplace.tasks import walk_step
 from marketplace.walks import Walk
@@ -88,11 +89,17 @@ def test_usage_is_settled_exactly_once_through_killed_workers(catalog):
 
     assert kills >= 2, "the worker finished before it could be killed: make the work bigger"
     assert settled, f"{records.filter(settled_by__isnull=True).count()} records never settled"
-    keys = list(records.values_list("pk", "settled_by__key"))
-    assert all(key == f"usage:{pk}" for pk, key in keys)
-    usage = LedgerTransaction.objects.filter(kind="usage", reference__instance=instance.pk)
-    assert usage.count() == len(keys) == RECORDS  # one transaction per record, none twice
+    batches = records.values("settled_by_id", "settled_by__key").annotate(first=Min("pk"), count=Count("pk"))
+    assert all(row["settled_by__key"] == f"usage:{row['first']}" for row in batches)  # one transaction per batch
+    assert sum(row["count"] for row in batches) == RECORDS
+    usage = LedgerTransaction.objects.filter(kind="usage")
+    assert usage.count() == len(batches)  # no batch posted twice, none posted without its records
+    paid = -LedgerPosting.objects.filter(transaction__in=usage, account=buyer_wallet(buyer)).aggregate(
+        total=Sum("amount")
+    )["total"]
+    assert paid == RECORDS * charge_for(60, Decimal("0.40"))  # every record charged exactly once
     assert ledger_sums_to_zero()
+    assert balance_mismatches() == []
 
 
 @needs_redis

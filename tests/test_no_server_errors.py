@@ -382,15 +382,15 @@ def test_moderation_ids_in_other_scripts_do_not_name_a_host(client, staff, appro
     assert Offer.objects.filter(host=approved_host).exists()
 
 
-@pytest.mark.parametrize("transaction_id", ["abc", "1e3", "9" * 30, "²"])
-def test_staff_refund_of_a_malformed_transaction_id_is_a_form_error(client, staff, transaction_id):
+@pytest.mark.parametrize("record_id", ["abc", "1e3", "9" * 30, "²"])
+def test_staff_refund_of_a_malformed_usage_record_id_is_a_form_error(client, staff, record_id):
     client.force_login(staff)
     response = client.post(
         reverse("billing:staff_adjustments"),
-        {"action": "refund", "transaction": transaction_id, "reason": "r"},
+        {"action": "refund", "usage_record": record_id, "reason": "r"},
         follow=True,
     )
-    assert response.status_code == 200 and "Enter the transaction id" in response.content.decode()
+    assert response.status_code == 200 and "Enter the usage record id" in response.content.decode()
 
 
 # --- 6. Malformed Stripe events, validly signed ----------------------------------------------------

@@ -9,7 +9,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from billing.ledger import supplier_payable
-from billing.models import LedgerTransaction
+from billing.models import UsageRecord
 from billing.selectors import account_balance, wallet_balance
 from billing.settlement import settle_usage
 from orders.metering import meter_usage
@@ -99,18 +99,18 @@ def test_staff_credit_notes_and_refunds(client, running, buyer, supplier_org):
     with freeze_time(at(3600)):
         meter_usage()
     settle_usage()
-    charge = LedgerTransaction.objects.get(kind="usage")
+    (charge,) = UsageRecord.objects.filter(settled_by__kind="usage")
     before = wallet_balance(buyer)
     client.force_login(staff)
     client.post(
         reverse("billing:staff_adjustments"),
-        {"action": "refund", "transaction": charge.pk, "reason": "Host lost for an hour"},
+        {"action": "refund", "usage_record": charge.pk, "reason": "Host lost for an hour"},
     )
     assert wallet_balance(buyer) == before + Decimal("0.40")
     assert account_balance(supplier_payable(supplier_org)) == 0
     again = client.post(
         reverse("billing:staff_adjustments"),
-        {"action": "refund", "transaction": charge.pk, "reason": "twice"},
+        {"action": "refund", "usage_record": charge.pk, "reason": "twice"},
         follow=True,
     )
     assert wallet_balance(buyer) == before + Decimal("0.40")  # reversed once only

@@ -246,7 +246,7 @@ def test_the_app_role_cannot_switch_the_seal_off(app_role):
         ]:
             with pytest.raises(DatabaseError, match=r"must be owner|permission denied"), app.cursor() as cursor:
                 cursor.execute(statement)
-        assert _one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing_%' AND tgenabled = 'O'") == 7
+        assert _one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing_%' AND tgenabled = 'O'") == 9
     finally:
         app.close()
 
@@ -319,3 +319,34 @@ def test_the_app_runs_as_the_app_role_and_migrates_as_the_owner(app_role, tmp_pa
     assert "must be owner" in result["unseal"]
     assert _one("SELECT count(*) FROM django_migrations WHERE app = 'billing' AND name = '0005_ledger_seal'") == 1
     assert _one("SELECT count(*) FROM pg_trigger WHERE tgname = 'billing_posting_same_db_transaction'") == 1
+
+
+# --- a stored balance moves only with its postings (billing 0007) ------------------------------------------
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_a_stored_balance_moves_only_with_its_postings():
+    buyer = UserFactory(credit=0)
+    wallet, clearing = buyer_wallet(buyer), platform_account(LedgerAccount.Kind.STRIPE_CLEARING)
+    with transaction.atomic():  # postings written around the service still move the balance (the trigger)
+        raw = LedgerTransaction.objects.create(kind="top_up", key="seal-raw", description="top-up")
+        LedgerPosting.objects.bulk_create(
+            [
+                LedgerPosting(transaction=raw, account=wallet, amount=Decimal("12.5")),
+                LedgerPosting(transaction=raw, account=clearing, amount=Decimal("-12.5")),
+            ]
+        )
+    assert account_balance(wallet) == Decimal("12.5")
+    with (
+        pytest.raises(DatabaseError, match="moves only with its postings"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE billing_ledgeraccount SET balance = 1000000 WHERE id = %s", [wallet.pk])
+    with pytest.raises(DatabaseError, match="moves only with its postings"), transaction.atomic():
+        LedgerAccount.objects.filter(pk=wallet.pk).update(balance=Decimal("1000000"))
+    rich = LedgerAccount.objects.create(kind="buyer_wallet", user=UserFactory(credit=0), key="x", balance=Decimal(9))
+    rich.refresh_from_db()
+    assert rich.balance == 0  # a new account starts at zero whatever the client sends
+    assert account_balance(wallet) == Decimal("12.5")

@@ -24,7 +24,7 @@ from billing.errors import (
     SecondApproverRequired,
 )
 from billing.ledger import platform_account, post_transaction, supplier_payable
-from billing.models import CreditNoteRequest, LedgerTransaction, Payout
+from billing.models import CreditNoteRequest, LedgerTransaction, Payout, UsageRecord
 from billing.payouts import payout_transfer, payouts_create
 from billing.selectors import account_balance, supplier_earnings, wallet_balance
 from marketplace.errors import ApplicationError, Forbidden, InvalidInput
@@ -299,13 +299,13 @@ def test_the_page_lists_pending_requests_to_approve_or_reject(client, buyer, sta
 
 
 def test_a_refund_error_is_shown_on_the_refund_form(client, staff, buyer):
-    credit = credit_note_issue(user=buyer, amount=Decimal("5.00"), reason="x", staff=staff)
+    credit_note_issue(user=buyer, amount=Decimal("5.00"), reason="x", staff=staff)
     client.force_login(UserFactory(is_staff=True, credit=0))
     response = client.post(
-        reverse("billing:staff_adjustments"), {"action": "refund", "transaction": credit.pk, "reason": "Because"}
+        reverse("billing:staff_adjustments"), {"action": "refund", "usage_record": 999999, "reason": "Because"}
     )
     assert response.status_code == 200
-    assert response.context["refund_form"].errors["transaction"] == ["Not a usage charge."]
+    assert response.context["refund_form"].errors["usage_record"] == ["No such usage record."]
     assert 'value="Because"' in response.content.decode()
 
 
@@ -315,25 +315,36 @@ def test_a_refund_error_is_shown_on_the_refund_form(client, staff, buyer):
 def test_a_usage_charge_is_refunded_once(running, buyer, staff):
     charge = usage_paid(running, 3600)
     before = wallet_balance(buyer)
-    refund = usage_refund(ledger_transaction=charge, reason="Host lost", staff=staff)
+    refund = usage_refund(record=charge, reason="Host lost", staff=staff)
     assert wallet_balance(buyer) == before + Decimal("0.40")
-    assert refund.key == f"reversal:{charge.pk}"
+    assert refund.key == f"reversal:usage:{charge.pk}"
     with pytest.raises(AlreadyRefunded) as twice:
-        usage_refund(ledger_transaction=charge, reason="Again", staff=staff)
+        usage_refund(record=charge, reason="Again", staff=staff)
     assert twice.value.code == "already_refunded" and twice.value.status_code == 409
     assert wallet_balance(buyer) == before + Decimal("0.40")
 
 
-def test_only_usage_charges_are_refunded(buyer, staff, l4_host):
-    credit = credit_note_issue(user=buyer, amount=Decimal("5.00"), reason="x", staff=staff)
-    with pytest.raises(InvalidInput):
-        usage_refund(ledger_transaction=credit, reason="x", staff=staff)
+def test_only_settled_wallet_paid_usage_is_refunded(buyer, staff, l4_host):
     reserved = order(buyer, pricing="reserved", term_hours=168)
-    prepayment = LedgerTransaction.objects.get(key=f"reserved:{reserved.pk}")
+    (instance,) = reserved.instances.all()
     before = wallet_balance(buyer)
+    prepaid = usage_paid(instance, 3600)  # a reserved term's compute comes from the prepayment
     with pytest.raises(InvalidInput) as refused:  # a reserved term is refunded by terminating, pro rata
-        usage_refund(ledger_transaction=prepayment, reason="Give it all back", staff=staff)
-    assert refused.value.fields == {"transaction": ["Not a settled usage charge."]}
+        usage_refund(record=prepaid, reason="Give it all back", staff=staff)
+    assert refused.value.fields == {"usage_record": ["Not paid from the buyer's wallet."]}
+    pending = UsageRecord.objects.create(
+        instance=instance,
+        buyer=buyer,
+        organization=instance.host.organization,
+        kind=UsageRecord.Kind.STORAGE,
+        window_start=prepaid.window_end,
+        window_end=prepaid.window_end + timedelta(seconds=60),
+        seconds=60,
+        rate_per_hour=Decimal("0.01"),
+    )
+    with pytest.raises(InvalidInput) as unsettled:
+        usage_refund(record=pending, reason="Not yet", staff=staff)
+    assert unsettled.value.fields == {"usage_record": ["Not settled yet."]}
     assert wallet_balance(buyer) == before
 
 
@@ -343,7 +354,7 @@ def test_a_refund_after_a_dispute_credit_may_not_exceed_what_was_paid(running, b
     report_resolve(staff=staff, report=report, credit=Decimal("0.40"), reason="Throttled all hour")
     before = wallet_balance(buyer)
     with pytest.raises(CreditExceedsPaid) as refused:
-        usage_refund(ledger_transaction=charge, reason="And a refund", staff=staff)
+        usage_refund(record=charge, reason="And a refund", staff=staff)
     assert refused.value.code == "credit_exceeds_paid" and Decimal(refused.value.extra["bound"]) == 0
     assert wallet_balance(buyer) == before
 

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from billing.models import LedgerTransaction, UsageRecord
+from billing.models import UsageRecord
 from billing.settlement import settle_usage
 from orders.agent import instance_agent_report
 from orders.placement import order_place
@@ -39,7 +39,7 @@ def at(seconds: float):
     return timezone.now() + timezone.timedelta(seconds=seconds)
 
 
-def usage_paid(instance, seconds: int) -> LedgerTransaction:
+def usage_paid(instance, seconds: int) -> UsageRecord:
     """One settled usage record of `seconds` for the instance, paid from the buyer's wallet."""
     start = timezone.now() - dt.timedelta(seconds=seconds + 60)
     record = UsageRecord.objects.create(
@@ -54,4 +54,5 @@ def usage_paid(instance, seconds: int) -> LedgerTransaction:
     )
     settle_usage()
     record.refresh_from_db()
-    return record.settled_by
+    assert record.settled_by_id is not None
+    return record

@@ -98,7 +98,7 @@ def test_credits_already_given_count(buyer, staff, running):
 def test_a_usage_refund_counts_as_given_back(buyer, staff, running):
     charge = usage_paid(running, 3600)
     usage_paid(running, 1800)  # $0.40 + $0.20 paid
-    usage_refund(ledger_transaction=charge, reason="Host lost", staff=staff)  # $0.40 back
+    usage_refund(record=charge, reason="Host lost", staff=staff)  # $0.40 back
     with pytest.raises(CreditExceedsPaid):
         report_resolve(staff=staff, report=report_on(running), credit=Decimal("0.21"), reason="x")
 
