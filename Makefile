@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check typecheck seed bench oversell clean
+.PHONY: run test venv lint format check typecheck seed bench oversell clean production
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ venv: $(STAMP)
 
 run: venv ## migrate, load demo data, start web + Celery worker + beat
 	bash scripts/run.sh
+
+production: venv ## the production profile: gunicorn web processes, Celery workers by queue, beat (docs/deployment.md)
+	bash scripts/production.sh
 
 test: venv ## the whole suite (SQLite by default; Postgres/Redis when DATABASE_URL/REDIS_URL are set)
 	$(BIN)/pytest $(ARGS)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from .databases import read_alias
 from .models import InstanceType, Offer
 
 
 def offer_list() -> QuerySet[Offer]:
-    """Listed offers with everything a row shows, and the terms they can be had on."""
-    return offers_with_terms(Offer.objects.listed().with_related())
+    """Listed offers with everything a row shows, and the terms they can be had on (from the read
+    replica where there is one: `marketplace.databases`)."""
+    return offers_with_terms(Offer.objects.using(read_alias()).listed().with_related())
 
 
 def offers_with_terms(offers: QuerySet[Offer]) -> QuerySet[Offer]:
@@ -28,12 +30,14 @@ def offers_with_terms(offers: QuerySet[Offer]) -> QuerySet[Offer]:
 
 def instance_type_list_with_market() -> QuerySet[InstanceType]:
     """Active instance types with their number of listed offers, instances left and lowest price,
-    over verified hosts: what search shows and an order by type gets by default."""
+    over verified hosts: what search shows and an order by type gets by default (from the read
+    replica where there is one)."""
     now = timezone.now()
     listed = Q(offers__available_count__gt=0) & (Q(offers__listed_until__isnull=True) | Q(offers__listed_until__gt=now))
     listed &= Q(offers__verified=True)
     return (
-        InstanceType.objects.active()
+        InstanceType.objects.using(read_alias())
+        .active()
         .select_related("accelerator_model")
         .annotate(
             offer_count=Count("offers", filter=listed),

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 
+from marketplace.databases import read_alias
 from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 
 from .filters import InstanceTypeFilterSet, OfferFilterSet
@@ -40,8 +41,8 @@ class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = OfferFilterSet
 
     def get_queryset(self):
-        # `listed()` reads the clock, so it must run per request.
-        return Offer.objects.listed().with_related()
+        # `listed()` reads the clock, so it must run per request. Searches read the replica, if any.
+        return Offer.objects.using(read_alias()).listed().with_related()
 
     def list(self, request, *args, **kwargs):
         """The page's rows read as plain values (one joined query, no model objects) and formatted

@@ -103,6 +103,16 @@ if env("DATABASE_OWNER_URL", default=""):
     DATABASES["owner"] = env.db("DATABASE_OWNER_URL")
     DATABASES["owner"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["marketplace.db_routers.OwnerMigrationsRouter"]
+# A read replica for searches and market pages (marketplace/databases.py); writes and locked reads stay
+# on the primary.
+if env("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = env.db("DATABASE_REPLICA_URL")
+    DATABASES["replica"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        **DATABASES["replica"].get("OPTIONS", {}),
+    }
+    DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE", 0)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -164,6 +174,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_ALWAYS_EAGER = False
+# Queues by kind of work, so each gets its own workers in production (scripts/production.sh): money
+# (metering, settlement, balances, payouts), hosts and instances (heartbeats, expiry, spot, reliability),
+# notifications (availability alerts), calls to outside services (Stripe transfers), and the default
+# queue for catalog upkeep. The development worker consumes them all (TASK_QUEUE_NAMES; not CELERY_QUEUES,
+# which Celery would read as its own queue declarations).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "billing.tasks.payout_transfer_task": {"queue": "external"},
+    "billing.tasks.*": {"queue": "billing"},
+    "orders.tasks.*": {"queue": "agents"},
+    "suppliers.tasks.*": {"queue": "agents"},
+    "marketplace.tasks.availability_alerts_check_task": {"queue": "notifications"},
+}
+TASK_QUEUE_NAMES = ("celery", "billing", "agents", "notifications", "external")
 CELERY_BEAT_SCHEDULE = {
     "offers-delist-expired": {
         "task": "marketplace.tasks.offers_delist_expired_task",
@@ -177,6 +201,7 @@ CELERY_BEAT_SCHEDULE = {
     "meter-usage": {"task": "billing.tasks.meter_usage_task", "schedule": env.float("METERING_INTERVAL_SECONDS", 60.0)},
     "settle-usage": {"task": "billing.tasks.settle_usage_task", "schedule": 60.0},
     "low-balance": {"task": "billing.tasks.low_balance_check_task", "schedule": 60.0},
+    "balance-audit": {"task": "billing.tasks.balance_audit_task", "schedule": 3600.0},
     "maintenance": {"task": "suppliers.tasks.maintenance_refresh_task", "schedule": 300.0},
     "reliability": {"task": "suppliers.tasks.hosts_reliability_refresh_task", "schedule": 3600.0},
     "payouts": {"task": "billing.tasks.payouts_create_task", "schedule": env.float("PAYOUT_INTERVAL_SECONDS", 86400.0)},
