@@ -34,7 +34,7 @@ from marketplace.money import CENT
 
 from .errors import AlreadyRefunded, CreditExceedsPaid, CreditNoteDecided, CreditNoteTooLarge, SecondApproverRequired
 from .ledger import Kind, buyer_wallet, lock_wallet, owner_accounts, platform_account, post_transaction
-from .locks import credit_note_request_lock, with_payers
+from .locks import UNSETTLED_COLUMNS, UnsettledUsage, credit_note_request_lock, with_payers
 from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerAccount, LedgerTransaction, UsageRecord
 from .rating import charge_for, split
 from .selectors import credited_alone_recently, rental_payments
@@ -212,12 +212,15 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
     if not staff.is_staff:
         raise Forbidden("Only staff refund charges.")
     reason = staff_reason(reason, what="A refund")
-    record = with_payers(UsageRecord.objects.select_related("buyer", "instance", "instance__order")).get(pk=record.pk)
+    record = UsageRecord.objects.select_related("buyer", "instance", "instance__order").get(pk=record.pk)
+    payers = UnsettledUsage(
+        *with_payers(UsageRecord.objects.filter(pk=record.pk)).values_list(*UNSETTLED_COLUMNS).get()
+    )
     if record.settled_by_id is None:
         raise InvalidInput(
             "Only a settled usage charge is refunded this way.", fields={"usage_record": ["Not settled yet."]}
         )
-    if not paid_from_wallet(record):
+    if not paid_from_wallet(payers):
         raise InvalidInput(
             "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term; it is refunded "
             "by terminating the instance).",
@@ -249,7 +252,7 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
                 fields={"usage_record": [f"At most ${payments.room()} can still be given back for this rental."]},
                 extra={"bound": str(payments.room()), "paid": str(payments.paid), "credited": str(payments.credited)},
             )
-        earner_kind, earner_id = earner_owner(record)
+        earner_kind, earner_id = earner_owner(payers)
         earner = owner_accounts(earner_kind, [earner_id])[earner_id]
         totals: dict[int, tuple[LedgerAccount, Decimal]] = {}
         for account, amount in (

@@ -8,11 +8,14 @@ Usage records are taken in batches (buyer by buyer) with SKIP LOCKED so several 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import F, QuerySet
 
 from marketplace.errors import NotFound
+from marketplace.money import PRICE_QUANTUM
 
 from .models import CreditNoteRequest, LedgerAccount, Payout, TopUp, UsageRecord
 
@@ -74,24 +77,54 @@ def top_up_lock(*, top_up_id: int) -> TopUp | None:
     return TopUp.objects.select_for_update().filter(pk=top_up_id).first()
 
 
-def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UsageRecord]:
-    """The next unsettled usage records, buyer by buyer: those of the buyers with ids above `after`
-    (in buyer, then record order; at most `batch_size` records, so the last buyer's may be cut
-    short) that no other worker holds, locked, with what settlement reads. Taken by buyer so that
-    a batch settles many records of each payer in one ledger transaction (the partial index
-    `usage_unsettled_by_buyer` serves both the buyers and their records)."""
-    next_buyers = (
-        UsageRecord.objects.filter(buyer_id__gt=after, settled_by__isnull=True)
-        .order_by("buyer_id")
-        .values("buyer_id")
-        .distinct()[:batch_size]
-    )
-    batch = with_payers(
-        UsageRecord.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(buyer_id__in=next_buyers, settled_by__isnull=True)
-        .order_by("buyer_id", "pk")
-    )
-    return list(batch[:batch_size])
+class UnsettledUsage(NamedTuple):
+    """What settlement reads of a usage record, as a plain row (no model objects at market size)."""
+
+    pk: int
+    instance_id: int
+    buyer_id: int
+    organization_id: int
+    kind: str
+    seconds: int
+    rate_per_hour: Decimal
+    instance_pricing: str
+    backfills_buyer_id: int | None
+
+
+UNSETTLED_COLUMNS = (
+    "pk",
+    "instance_id",
+    "buyer_id",
+    "organization_id",
+    "kind",
+    "seconds",
+    "rate_per_hour",
+    "instance_pricing",
+    "backfills_buyer_id",
+)
+
+
+def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UnsettledUsage]:
+    """The next unsettled usage records in (buyer, id) order after record `after` (0: from the
+    start), at most `batch_size`, that no other worker holds, locked, with what settlement reads.
+    Taken buyer by buyer so that a batch settles many records of each payer in one ledger
+    transaction; the partial index `usage_unsettled_by_buyer` serves the order and the position."""
+    lock = " FOR UPDATE OF u SKIP LOCKED" if connection.vendor == "postgresql" else ""  # SQLite: one writer
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT u.id, u.instance_id, u.buyer_id, u.organization_id, u.kind, u.seconds, u.rate_per_hour,"
+            " i.pricing, b.buyer_id"
+            " FROM billing_usagerecord u JOIN orders_instance i ON i.id = u.instance_id"
+            " LEFT JOIN orders_instance b ON b.id = i.backfills_id"
+            " WHERE u.settled_by_id IS NULL AND (u.buyer_id, u.id) >"
+            " (COALESCE((SELECT buyer_id FROM billing_usagerecord WHERE id = %s), 0), %s)"
+            f" ORDER BY u.buyer_id, u.id LIMIT %s{lock}",
+            [after, after, batch_size],
+        )
+        rows = cursor.fetchall()
+    # The columns of `with_payers` (the refund reads them that way). SQLite hands back the rate as a float:
+    # made a Decimal of the field's places, as the ORM does.
+    return [UnsettledUsage(*row[:6], Decimal(str(row[6])).quantize(PRICE_QUANTUM), *row[7:]) for row in rows]
 
 
 def with_payers(records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:

@@ -139,7 +139,10 @@ class UsageRecord(models.Model):
         COMPUTE = "compute", "Compute"
         STORAGE = "storage", "Storage"
 
-    instance = models.ForeignKey("orders.Instance", on_delete=models.PROTECT, related_name="usage_records")
+    # No index of its own: the unique (instance, kind, window_start) index starts with it.
+    instance = models.ForeignKey(
+        "orders.Instance", on_delete=models.PROTECT, related_name="usage_records", db_index=False
+    )
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_records")
     organization = models.ForeignKey("suppliers.Organization", on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -11,23 +11,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
 
 from marketplace.bulk import update_by_pk
-from marketplace.walks import Walk, walk_to_end
+from marketplace.walks import Walk, walk_from, walk_to_end
 
 from . import rating
 from .ledger import Entry, Kind, owner_accounts, platform_account, post_transactions_held
-from .locks import owner_accounts_held, unsettled_usage_batch
+from .locks import UnsettledUsage, owner_accounts_held, unsettled_usage_batch
 from .models import LedgerAccount, LedgerTransaction, UsageRecord
+
+
+class PayerFacts(Protocol):
+    """What decides who pays for a usage record and who earns it (`billing.locks.with_payers`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def organization_id(self) -> int: ...
+    @property
+    def instance_pricing(self) -> str: ...
+    @property
+    def backfills_buyer_id(self) -> int | None: ...
 
 
 @dataclass
 class _PayerGroup:
     payer: LedgerAccount
-    records: list[UsageRecord]
+    records: list[UnsettledUsage]
     postings: dict[int, tuple[LedgerAccount, Decimal]]
 
     def add(self, account: LedgerAccount, amount: Decimal) -> None:
@@ -47,23 +61,22 @@ def settle_usage(*, batch_size: int = 500) -> int:
     return walk_to_end(settle_usage_batch, batch_size=batch_size)
 
 
-def paid_from_wallet(record: UsageRecord) -> bool:
-    """Whether the buyer's wallet pays this record (a reserved term's compute was prepaid).
-    `record` comes annotated by `billing.locks.with_payers`."""
-    return not (record.instance_pricing == "reserved" and record.kind == UsageRecord.Kind.COMPUTE)  # type: ignore[attr-defined]
+def paid_from_wallet(record: PayerFacts) -> bool:
+    """Whether the buyer's wallet pays this record (a reserved term's compute was prepaid)."""
+    return not (record.instance_pricing == "reserved" and record.kind == UsageRecord.Kind.COMPUTE)
 
 
-def earner_owner(record: UsageRecord) -> tuple[str, int]:
+def earner_owner(record: PayerFacts) -> tuple[str, int]:
     """Whose account a record's supplier share goes to: the supplier's payable or, for spot on idle
     reserved capacity, the reserving buyer's wallet (who paid the supplier for the term)."""
-    reserving_buyer = record.backfills_buyer_id  # type: ignore[attr-defined]
+    reserving_buyer = record.backfills_buyer_id
     if record.kind == UsageRecord.Kind.COMPUTE and reserving_buyer is not None:
         return Kind.BUYER_WALLET, reserving_buyer
     return Kind.SUPPLIER_PAYABLE, record.organization_id
 
 
 def settle_usage_batch(*, after: int = 0, batch_size: int = 500) -> Walk:
-    """Beat: one batch of unsettled usage records (of buyers with ids above `after`, see
+    """Beat: one batch of unsettled usage records (in buyer order, after record `after`: see
     `unsettled_usage_batch`) becomes one ledger transaction per payer (buyer wallet, or the reserved
     prepayment, -> supplier payables + platform revenue), keyed `usage:<first record id>`.
 
@@ -109,19 +122,7 @@ def settle_usage_batch(*, after: int = 0, batch_size: int = 500) -> Walk:
                 if entry.key in written
             }
         )
-    return _walk_on(batch, batch_size=batch_size, settled=settled)
-
-
-def _walk_on(batch: list[UsageRecord], *, batch_size: int, settled: int) -> Walk:
-    """The walk goes on after the batch's last buyer. A full batch may have cut that buyer's records
-    short, so then the walk takes that buyer again, but only when this batch made progress (records
-    that round to nothing or wait for a held account cannot keep it in place). Key 0 would restart
-    the walk, so buyer 1's leftovers wait for the next tick's walk."""
-    if len(batch) < batch_size or not batch:
-        return Walk(done=settled, next_after=None)
-    last_buyer = batch[-1].buyer_id
-    again = settled > 0 and last_buyer > 1
-    return Walk(done=settled, next_after=last_buyer - 1 if again else last_buyer)
+    return walk_from([r.pk for r in batch], batch_size=batch_size, done=settled)
 
 
 def _entry(group: _PayerGroup) -> Entry:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 from marketplace.errors import NotFound
 from suppliers.locks import host_lock
@@ -65,22 +67,25 @@ def problem_report_lock(*, report_id: int) -> ProblemReport:
     return report
 
 
-def instances_to_meter_after(*, now: datetime, after: int, batch_size: int) -> list[Instance]:
-    """Accruing instances metered up to before `now` (ids above `after`) that no other worker holds
-    (SKIP LOCKED). Walked by id: a window that cannot close yet (its host's last heartbeat is behind
-    it) leaves the row as it was, so the walk must move on."""
-    return list(
-        Instance.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("instance_type", "host")
-        .only(*METERING_FIELDS)
-        .filter(pk__gt=after, metered_until__isnull=False, metered_until__lt=now)
-        .order_by("pk")[:batch_size]
-    )
+class MeteringFacts(NamedTuple):
+    """What metering reads of an instance (`orders.metering`), as a plain row: at market size the
+    model objects of three tables cost more than the metering itself."""
+
+    pk: int
+    status: str
+    pricing: str
+    metered_until: datetime | None
+    reserved_until: datetime | None
+    price_per_hour: Decimal
+    storage_price_per_gb_month: Decimal
+    buyer_id: int
+    disk_gb: int
+    organization_id: int
+    last_heartbeat_at: datetime | None
 
 
-# What metering reads (orders.metering): at market size the full rows of three tables cost more
-# than the metering itself.
-METERING_FIELDS = (
+METERING_COLUMNS = (
+    "pk",
     "status",
     "pricing",
     "metered_until",
@@ -92,6 +97,19 @@ METERING_FIELDS = (
     "host__organization_id",
     "host__last_heartbeat_at",
 )
+
+
+def instances_to_meter_after(*, now: datetime, after: int, batch_size: int) -> list[MeteringFacts]:
+    """Accruing instances metered up to before `now` (ids above `after`) that no other worker holds
+    (SKIP LOCKED). Walked by id: a window that cannot close yet (its host's last heartbeat is behind
+    it) leaves the row as it was, so the walk must move on."""
+    rows = (
+        Instance.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__gt=after, metered_until__isnull=False, metered_until__lt=now)
+        .order_by("pk")
+        .values_list(*METERING_COLUMNS)[:batch_size]
+    )
+    return [MeteringFacts(*row) for row in rows]
 
 
 def host_instances_lock(*, host: Host, instance_ids: Iterable[int] | None = None) -> list[Instance]:

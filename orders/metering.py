@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import cast
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -23,13 +23,37 @@ from django.utils import timezone
 
 from billing import rating
 from billing.models import UsageRecord
-from marketplace.bulk import update_by_pk
+from marketplace.bulk import insert_rows, update_by_pk
 
-from .locks import instances_to_meter_after
+from .locks import MeteringFacts, instances_to_meter_after
 from .models import Instance, InstanceStatus, Pricing
 
 
-def accrual_kind(instance: Instance) -> str | None:
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def pricing(self) -> str: ...
+
+
+def metering_facts(instance: Instance) -> MeteringFacts:
+    """What metering reads of a loaded instance (with its instance type and host)."""
+    return MeteringFacts(
+        pk=instance.pk,
+        status=instance.status,
+        pricing=instance.pricing,
+        metered_until=instance.metered_until,
+        reserved_until=instance.reserved_until,
+        price_per_hour=instance.price_per_hour,
+        storage_price_per_gb_month=instance.storage_price_per_gb_month,
+        buyer_id=instance.buyer_id,
+        disk_gb=instance.instance_type.disk_gb,
+        organization_id=instance.host.organization_id,
+        last_heartbeat_at=instance.host.last_heartbeat_at,
+    )
+
+
+def accrual_kind(instance: _HasStatus) -> str | None:
     """What an instance accrues in its current status: compute while running (reserved: for the
     whole term), storage while its disk is kept, nothing otherwise."""
     S = InstanceStatus
@@ -42,30 +66,37 @@ def accrual_kind(instance: Instance) -> str | None:
     return None
 
 
-def usage_record_for_window(instance: Instance, kind: str, start: datetime, end: datetime) -> UsageRecord | None:
-    """The (unsaved) usage record of `kind` for [start, end) in whole seconds at the instance's rate;
-    None when nothing is owed (under a second, past a reserved term, a free disk)."""
-    if instance.pricing == Pricing.RESERVED and instance.reserved_until:
-        end = min(end, instance.reserved_until)
+def usage_window(facts: MeteringFacts, kind: str, start: datetime, end: datetime) -> dict[str, Any] | None:
+    """The usage record of `kind` for [start, end) in whole seconds at the instance's rate, as the
+    fields of a row; None when nothing is owed (under a second, past a reserved term, a free disk)."""
+    if facts.pricing == Pricing.RESERVED and facts.reserved_until:
+        end = min(end, facts.reserved_until)
     seconds = int((end - start).total_seconds())
     if seconds <= 0:
         return None
     if kind == UsageRecord.Kind.COMPUTE:
-        rate = instance.price_per_hour
+        rate = facts.price_per_hour
     else:
-        rate = rating.storage_rate_per_hour(instance.instance_type.disk_gb, instance.storage_price_per_gb_month)
+        rate = rating.storage_rate_per_hour(facts.disk_gb, facts.storage_price_per_gb_month)
         if rate == 0:
             return None
-    return UsageRecord(
-        instance=instance,
-        buyer_id=instance.buyer_id,
-        organization_id=instance.host.organization_id,
-        kind=kind,
-        window_start=start,
-        window_end=start + timedelta(seconds=seconds),
-        seconds=seconds,
-        rate_per_hour=rate,
-    )
+    return {
+        "instance_id": facts.pk,
+        "buyer_id": facts.buyer_id,
+        "organization_id": facts.organization_id,
+        "kind": kind,
+        "window_start": start,
+        "window_end": start + timedelta(seconds=seconds),
+        "seconds": seconds,
+        "rate_per_hour": rate,
+        "created_at": timezone.now(),
+    }
+
+
+def usage_record_for_window(instance: Instance, kind: str, start: datetime, end: datetime) -> UsageRecord | None:
+    """`usage_window` as an (unsaved) usage record."""
+    window = usage_window(metering_facts(instance), kind, start, end)
+    return UsageRecord(**window) if window is not None else None
 
 
 def meter_transition(*, instance: Instance, old_status: str, at: datetime) -> None:
@@ -94,12 +125,12 @@ def meter_rate_change(*, instance: Instance, at: datetime) -> None:
         Instance.objects.filter(pk=instance.pk).update(metered_until=record.window_end)
 
 
-def vouched_until(instance: Instance, now: datetime) -> datetime:
+def vouched_until(facts: MeteringFacts, now: datetime) -> datetime:
     """How far beat may meter an instance: pay-as-you-go windows on a host with an agent stop at
     its last heartbeat (time after it is billed once a heartbeat vouches for it); reserved terms and
     hosts without an agent up to now."""
-    heartbeat = instance.host.last_heartbeat_at
-    if instance.pricing == Pricing.RESERVED or heartbeat is None:
+    heartbeat = facts.last_heartbeat_at
+    if facts.pricing == Pricing.RESERVED or heartbeat is None:
         return now
     return min(now, heartbeat)
 
@@ -116,7 +147,7 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
             batch = instances_to_meter_after(now=now, after=after, batch_size=batch_size)
             if not batch:
                 return created
-            records, metered = [], []
+            windows, metered_until = [], {}
             for instance in batch:
                 kind = accrual_kind(instance)
                 start = cast(datetime, instance.metered_until)
@@ -126,14 +157,13 @@ def meter_usage(*, now: datetime | None = None, batch_size: int = 500) -> int:
                 if whole <= 0:
                     continue
                 end = start + timedelta(seconds=whole)
-                record = usage_record_for_window(instance, kind, start, end) if kind else None
-                if record is not None:
-                    records.append(record)
-                instance.metered_until = record.window_end if record is not None else end
-                metered.append(instance)
-            UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
-            update_by_pk(Instance, "metered_until", {i.pk: i.metered_until for i in metered})
-            created += len(records)
+                window = usage_window(instance, kind, start, end) if kind else None
+                if window is not None:
+                    windows.append(window)
+                metered_until[instance.pk] = window["window_end"] if window is not None else end
+            insert_rows(UsageRecord, windows, ignore_conflicts=True)
+            update_by_pk(Instance, "metered_until", metered_until)
+            created += len(windows)
             after = batch[-1].pk
         if len(batch) < batch_size:
             return created
@@ -145,15 +175,15 @@ def meter_pause(*, instances: list[Instance], at: datetime) -> None:
     until `meter_resume_for_host`. Time metered past `at` already stands. Reserved terms are left
     accruing. Precondition: the instance rows are locked; set-based (one insert, one update)."""
     paused = [i for i in instances if i.pricing != Pricing.RESERVED and i.metered_until is not None]
-    records = []
+    windows = []
     for instance in paused:
         kind = accrual_kind(instance)
         if kind is not None and cast(datetime, instance.metered_until) < at:
-            record = usage_record_for_window(instance, kind, cast(datetime, instance.metered_until), at)
-            if record is not None:
-                records.append(record)
+            window = usage_window(metering_facts(instance), kind, cast(datetime, instance.metered_until), at)
+            if window is not None:
+                windows.append(window)
         instance.metered_until = None
-    UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
+    insert_rows(UsageRecord, windows, ignore_conflicts=True)
     Instance.objects.filter(pk__in=[i.pk for i in paused]).update(metered_until=None)
 
 

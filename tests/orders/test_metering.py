@@ -1,5 +1,6 @@
 """Per-second metering: windows from transitions and beat ticks, set-based, re-runs add nothing."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,10 +22,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_running_instance_accrues_compute_per_second(running):
-    with freeze_time(at(61)):
+    started = running.metered_until  # from the metering start, not the wall clock (a slow start would shift it)
+    with freeze_time(started + timedelta(seconds=61)):
         assert meter_usage() == 1
         assert meter_usage() == 0  # a re-run at the same time adds nothing
-    with freeze_time(at(90.5)):
+    with freeze_time(started + timedelta(seconds=90.5)):
         instance_stop(instance=running)  # closes the compute window at the stop
     records = list(UsageRecord.objects.filter(instance=running).order_by("window_start"))
     assert [(r.kind, r.seconds) for r in records] == [("compute", 61), ("compute", 29)]
