@@ -124,7 +124,20 @@ def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UnsettledUsage
         rows = cursor.fetchall()
     # The columns of `with_payers` (the refund reads them that way). SQLite hands back the rate as a float:
     # made a Decimal of the field's places, as the ORM does.
-    return [UnsettledUsage(*row[:6], Decimal(str(row[6])).quantize(PRICE_QUANTUM), *row[7:]) for row in rows]
+    return [
+        UnsettledUsage(
+            pk,
+            instance,
+            buyer,
+            organization,
+            kind,
+            seconds,
+            Decimal(str(rate)).quantize(PRICE_QUANTUM),
+            pricing,
+            backfilled,
+        )
+        for pk, instance, buyer, organization, kind, seconds, rate, pricing, backfilled in rows
+    ]
 
 
 def with_payers(records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
