@@ -128,15 +128,17 @@ def settle_usage_batch(*, after: int = 0, batch_size: int = 500) -> Walk:
 def _entry(group: _PayerGroup) -> Entry:
     records = group.records
     instances = {r.instance_id for r in records}
+    # The lowest id, not the first in buyer order: the reserved prepayments' group spans buyers.
+    first = min(r.pk for r in records)
     return Entry(
         kind=LedgerTransaction.Kind.USAGE,
-        key=f"usage:{records[0].pk}",
+        key=f"usage:{first}",
         description=f"Usage: {len(records)} records, {len(instances)} instances, {sum(r.seconds for r in records)} s",
         postings=group.nonzero(),
         reference={
             "usage_records": len(records),
-            "first_usage_record": records[0].pk,
-            "last_usage_record": records[-1].pk,
+            "first_usage_record": first,
+            "last_usage_record": max(r.pk for r in records),
             "instances": len(instances),
         },
     )

@@ -214,3 +214,26 @@ def test_settlement_beside_credits_and_wallet_first_postings_keeps_balances_exac
         disputes = on_wallet.filter(key__startswith="batch-dispute:").count()
         assert grants and disputes
         assert wallet_balance(buyer) == Decimal(1000) - charges + Decimal("0.05") * grants + Decimal("0.01") * disputes
+
+
+@pytest.mark.django_db
+def test_reserved_terms_of_several_buyers_settle_from_the_prepayments_in_one_transaction(market):
+    _, (a, b, _), instances = market
+    host = instances[0].host
+    offer = host.offers.get(instance_type__name="l4-24g.1x").pk
+    reserved_a = order(a, offer=offer, instance_type=None, pricing="reserved", term_hours=168).instances.get()
+    reserved_b = order(b, offer=offer, instance_type=None, pricing="reserved", term_hours=168).instances.get()
+    later = records_for(reserved_a, count=3, first_minute=50)  # buyer A's records get the higher ids
+    earlier = records_for(reserved_b, count=3)
+    wallets = {buyer.pk: wallet_balance(buyer) for buyer in (a, b)}
+    prepayments = platform_account(Kind.RESERVED_PREPAYMENTS)
+    prepaid = account_balance(prepayments)
+
+    assert settle_usage() == 6
+
+    (settled_by,) = {r.settled_by_id for r in UsageRecord.objects.filter(pk__in=[r.pk for r in later + earlier])}
+    lowest = min(r.pk for r in earlier + later)
+    assert LedgerTransaction.objects.get(pk=settled_by).key == f"usage:{lowest}"  # its lowest record, across buyers
+    charges = sum((charge_for(r.seconds, r.rate_per_hour) for r in later + earlier), Decimal(0))
+    assert account_balance(prepayments) == prepaid - charges
+    assert {buyer.pk: wallet_balance(buyer) for buyer in (a, b)} == wallets  # the terms were paid up front
