@@ -16,6 +16,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from marketplace import capacity
+from marketplace.bulk import update_objects
 from marketplace.models import AcceleratorKind, InstanceType, Offer
 from marketplace.pricing import HostEconomics, OfferFigures, offer_figures
 
@@ -254,7 +255,7 @@ def offers_refresh_for_host(*, host: Host, holdings: list[capacity.Holding] | No
             changed.append(offer)
         kept.append(offer)
     if changed:
-        Offer.objects.bulk_update(changed, [*OFFER_FIGURES, "updated_at"])
+        update_objects(changed, [*OFFER_FIGURES, "updated_at"])
     if new:
         Offer.objects.bulk_create(new)
     gone = set(existing) - {offer.instance_type_id for offer in kept}
