@@ -9,16 +9,11 @@ Prints median/p95 milliseconds, and for offer search the ratio to the equivalent
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.test")
+from throwaway import throwaway_database  # also puts the project on the path and picks the test settings
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -79,24 +74,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    import django
+    with throwaway_database() as connection:
+        from rest_framework.test import APIClient
 
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-    from rest_framework.test import APIClient
-
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
         from marketplace.models import InstanceType, Offer
-        from marketplace.services import catalog_sync
         from orders.placement import order_place
         from orders.quotes import quote_create
         from orders.requests import OrderRequest
 
-        catalog_sync()
         started = time.perf_counter()
         buyer = generate(args.hosts)
         if connection.vendor == "postgresql":
@@ -143,7 +128,7 @@ def main() -> None:
         type_id = InstanceType.objects.get(name=name).pk
         candidates_sql = """SELECT o.host_id FROM marketplace_offer o
                  WHERE o.instance_type_id = %s AND o.available_count > 0 AND o.verified
-                   AND (o.listed_until IS NULL OR o.listed_until > now())
+                   AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
                  ORDER BY o.price_per_hour, o.energy_kwh_per_hour, o.host_id LIMIT 6"""
 
         def raw_candidates():
@@ -167,8 +152,6 @@ def main() -> None:
                 min(args.repeat, busiest["left"]),
             ),
         )
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,12 @@ postings, and that a second settlement finds nothing to do (exactly once).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.test")
+from throwaway import throwaway_database  # also puts the project on the path and picks the test settings
 
 TABLES = ("billing_usagerecord", "billing_ledgertransaction", "billing_ledgerposting", "billing_ledgeraccount")
 
@@ -193,27 +189,18 @@ def main() -> None:
     parser.add_argument("--no-analyze", dest="analyze", action="store_false", help="settle on an unanalyzed table")
     args = parser.parse_args()
 
-    import django
+    with throwaway_database() as connection:
+        if connection.vendor != "postgresql":
+            sys.exit("bench/settlement.py measures PostgreSQL: set DATABASE_URL")
+        from django.conf import settings
+        from django.db import transaction
+        from django.utils import timezone
 
-    django.setup()
-    from django.conf import settings
-    from django.db import connection, transaction
-    from django.test.utils import setup_test_environment
-    from django.utils import timezone
-
-    if connection.vendor != "postgresql":
-        sys.exit("bench/settlement.py measures PostgreSQL: set DATABASE_URL")
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
         from billing.ledger import Kind, balance_mismatches, platform_account
         from billing.models import LedgerTransaction, UsageRecord
         from billing.settlement import settle_usage
-        from marketplace.services import catalog_sync
         from orders.metering import meter_usage
 
-        catalog_sync()
         started = time.perf_counter()
         generate(args)
         print(
@@ -267,8 +254,6 @@ def main() -> None:
         print(f"second settlement: {again} records; unsettled left: {unsettled}")
         if not identical or mismatches or again or unsettled:
             sys.exit(1)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

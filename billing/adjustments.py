@@ -34,11 +34,11 @@ from marketplace.money import CENT
 
 from .errors import AlreadyRefunded, CreditExceedsPaid, CreditNoteDecided, CreditNoteTooLarge, SecondApproverRequired
 from .ledger import Kind, buyer_wallet, lock_wallet, owner_accounts, platform_account, post_transaction
-from .locks import UNSETTLED_COLUMNS, UnsettledUsage, credit_note_request_lock, with_payers
+from .locks import credit_note_request_lock
 from .models import CREDIT_NOTE_CEILING, CreditNoteRequest, LedgerAccount, LedgerTransaction, UsageRecord
 from .rating import charge_for, split
 from .selectors import credited_alone_recently, rental_payments
-from .settlement import earner_owner, paid_from_wallet
+from .settlement import earner_owner, paid_from_wallet, usage_payer_facts
 
 REASON_MAX_LENGTH = 2000
 
@@ -212,10 +212,10 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
     if not staff.is_staff:
         raise Forbidden("Only staff refund charges.")
     reason = staff_reason(reason, what="A refund")
-    record = UsageRecord.objects.select_related("buyer", "instance", "instance__order").get(pk=record.pk)
-    payers = UnsettledUsage(
-        *with_payers(UsageRecord.objects.filter(pk=record.pk)).values_list(*UNSETTLED_COLUMNS).get()
+    record = UsageRecord.objects.select_related("buyer", "instance", "instance__order", "instance__backfills").get(
+        pk=record.pk
     )
+    payers = usage_payer_facts(record)
     if record.settled_by_id is None:
         raise InvalidInput(
             "Only a settled usage charge is refunded this way.", fields={"usage_record": ["Not settled yet."]}

@@ -153,14 +153,12 @@ def post_transactions_held(entries: list[Entry]) -> dict[str, LedgerTransaction]
     return {ledger_transaction.key: ledger_transaction for ledger_transaction in created}
 
 
-def balance_mismatches(*, after: int = 0, batch_size: int | None = None) -> list[dict]:
-    """Owner accounts (ids above `after`, at most `batch_size` of them) whose stored balance differs
-    from the sum of their postings: the audit; it should always be empty. One grouped query (the
-    postings' (account, transaction) index); PostgreSQL sums NUMERIC exactly, SQLite in Python."""
-    accounts = LedgerAccount.objects.filter(kind__in=LedgerAccount.OWNER_KINDS, pk__gt=after).order_by("pk")
-    ids = list(
-        accounts.values_list("pk", flat=True)[:batch_size] if batch_size else accounts.values_list("pk", flat=True)
-    )
+def balance_mismatches(account_ids: list[int] | None = None) -> list[dict]:
+    """Owner accounts (all, or those of `account_ids`) whose stored balance differs from the sum of
+    their postings: the audit; it should always be empty. One grouped query (the postings'
+    (account, transaction) index); PostgreSQL sums NUMERIC exactly, SQLite in Python."""
+    owners = LedgerAccount.objects.filter(kind__in=LedgerAccount.OWNER_KINDS)
+    ids = list(owners.values_list("pk", flat=True)) if account_ids is None else account_ids
     if connection.vendor == "postgresql":
         rows = (
             LedgerAccount.objects.filter(pk__in=ids)
@@ -191,7 +189,7 @@ def balance_audit(*, after: int = 0, batch_size: int = 500) -> Walk:
         .order_by("pk")
         .values_list("pk", flat=True)[:batch_size]
     )
-    for mismatch in balance_mismatches(after=after, batch_size=batch_size):
+    for mismatch in balance_mismatches(ids):
         logger.error("ledger account %(key)s: stored balance %(balance)s, postings sum %(postings)s", mismatch)
     return walk_from(ids, batch_size=batch_size, done=len(ids))
 

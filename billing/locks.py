@@ -12,12 +12,11 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import F, QuerySet
 
 from marketplace.errors import NotFound
 from marketplace.money import PRICE_QUANTUM
 
-from .models import CreditNoteRequest, LedgerAccount, Payout, TopUp, UsageRecord
+from .models import CreditNoteRequest, LedgerAccount, Payout, TopUp
 
 
 def ledger_account_lock(*, account_id: int) -> LedgerAccount:
@@ -91,19 +90,6 @@ class UnsettledUsage(NamedTuple):
     backfills_buyer_id: int | None
 
 
-UNSETTLED_COLUMNS = (
-    "pk",
-    "instance_id",
-    "buyer_id",
-    "organization_id",
-    "kind",
-    "seconds",
-    "rate_per_hour",
-    "instance_pricing",
-    "backfills_buyer_id",
-)
-
-
 def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UnsettledUsage]:
     """The next unsettled usage records in (buyer, id) order after record `after` (0: from the
     start), at most `batch_size`, that no other worker holds, locked, with what settlement reads.
@@ -122,8 +108,7 @@ def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UnsettledUsage
             [after, after, batch_size],
         )
         rows = cursor.fetchall()
-    # The columns of `with_payers` (the refund reads them that way). SQLite hands back the rate as a float:
-    # made a Decimal of the field's places, as the ORM does.
+    # SQLite hands back the rate as a float: made a Decimal of the field's places, as the ORM does.
     return [
         UnsettledUsage(
             pk,
@@ -138,12 +123,3 @@ def unsettled_usage_batch(*, after: int, batch_size: int) -> list[UnsettledUsage
         )
         for pk, instance, buyer, organization, kind, seconds, rate, pricing, backfilled in rows
     ]
-
-
-def with_payers(records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
-    """Usage records with what decides who pays and who earns (`billing.settlement`), read in the
-    same query instead of loading each instance: `instance_pricing`, and `backfills_buyer_id`
-    (the buyer whose reserved instance a spot instance backfills, or None)."""
-    return records.annotate(
-        instance_pricing=F("instance__pricing"), backfills_buyer_id=F("instance__backfills__buyer_id")
-    )

@@ -26,7 +26,8 @@ from .models import LedgerAccount, LedgerTransaction, UsageRecord
 
 
 class PayerFacts(Protocol):
-    """What decides who pays for a usage record and who earns it (`billing.locks.with_payers`)."""
+    """What decides who pays for a usage record and who earns it: a row of
+    `billing.locks.unsettled_usage_batch`, or `usage_payer_facts` of a loaded record."""
 
     @property
     def kind(self) -> str: ...
@@ -59,6 +60,22 @@ class _PayerGroup:
 def settle_usage(*, batch_size: int = 500) -> int:
     """Settle every unsettled usage record now, batch after batch; returns how many were settled."""
     return walk_to_end(settle_usage_batch, batch_size=batch_size)
+
+
+def usage_payer_facts(record: UsageRecord) -> UnsettledUsage:
+    """The payer facts of a record loaded with its instance and the instance it backfills."""
+    instance = record.instance
+    return UnsettledUsage(
+        pk=record.pk,
+        instance_id=record.instance_id,
+        buyer_id=record.buyer_id,
+        organization_id=record.organization_id,
+        kind=record.kind,
+        seconds=record.seconds,
+        rate_per_hour=record.rate_per_hour,
+        instance_pricing=instance.pricing,
+        backfills_buyer_id=instance.backfills.buyer_id if instance.backfills_id else None,  # type: ignore[union-attr]
+    )
 
 
 def paid_from_wallet(record: PayerFacts) -> bool:
