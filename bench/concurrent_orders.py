@@ -13,7 +13,7 @@ two gunicorn processes and the Celery workers, in their own process group) and m
    ordering 1 instance of its own instance type (client i takes the i-th of the types with the most
    listed capacity, round-robin) with `POST /api/v1/orders/` for --seconds, alternating the two web
    processes. Against it, the raw baseline: N psycopg threads running the minimal transaction that
-   does the same locking and writes (see RAW_* below). Prints orders/s, median and p95 of each, and
+   does the same locking and writes (bench/raw_orders.py). Prints orders/s, median and p95 of each, and
    the ratios API/raw throughput (target >= 30%) and API/raw p95 (target <= 3x).
 2. A hot host: --hot-clients (32) clients all ordering the same pinned offer (`"offer": id`) of one
    host, against as many threads of `SELECT ... FROM suppliers_host WHERE id = %s FOR UPDATE` plus the
@@ -30,7 +30,6 @@ profile stopped at the end, also on failure or Ctrl-C. Logs of the profile are i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import http.client
 import json
@@ -39,7 +38,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +48,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -60,123 +57,20 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from order_market import build_market, capacity_check, describe_market  # noqa: E402
+from profile_process import (  # noqa: E402
+    WORKER_QUEUES,
+    free_port_pair,
+    profile_environment,
+    profile_start,
+    profile_stop,
+    profile_wait,
+)
+from raw_orders import Market, raw_hot_order, raw_order, raw_reset  # noqa: E402
+
 ORDERS_PATH = "/api/v1/orders/"
-READY_PATH = "/api/v1/offers/?page_size=1"
 IMAGE = "bench:1"
-RAW_IMAGE = "bench-raw:1"  # marks the raw baseline's rows, deleted after each raw phase
-WORKER_QUEUES = "billing;agents,notifications,external,celery"
-HOT_TYPE = "cpu.2x"
 STOP = threading.Event()  # Ctrl-C: every client thread ends its loop
-
-
-# --- The raw baseline ----------------------------------------------------------------------------
-# One order, as placement does its locking and writing, with nothing else: lock the buyer row, pick
-# the cheapest listed offer of the type whose host row is not locked (FOR UPDATE OF the host, SKIP
-# LOCKED), decrement that offer's available_count, and insert a minimal valid order, instance and
-# allocation (the instance type's claim) into the real orders tables; commit. What placement does
-# besides (capacity maths under the lock, spend and funds guards, events, the agent's command, the
-# rewrite of all of the host's offers, the idempotency record, serialization) is what the ratio
-# measures. When every offer of the type is sold, they are refilled to their counts at generation,
-# so the baseline never runs out; after each raw phase its rows are deleted and the offers of the
-# hosts it touched are derived again from their allocations, so the API phases and the final check
-# see only what the API did.
-
-RAW_LOCK_BUYER = "SELECT id FROM accounts_user WHERE id = %s FOR UPDATE"
-RAW_PICK_OFFER = """
-    SELECT o.id, o.host_id FROM marketplace_offer o JOIN suppliers_host h ON h.id = o.host_id
-    WHERE o.instance_type_id = %s AND o.available_count > 0 AND o.verified
-      AND (o.listed_until IS NULL OR o.listed_until > now())
-    ORDER BY o.price_per_hour, o.energy_kwh_per_hour, o.host_id
-    LIMIT 1 FOR UPDATE OF h SKIP LOCKED"""
-RAW_ANY_LISTED = "SELECT 1 FROM marketplace_offer WHERE instance_type_id = %s AND available_count > 0 LIMIT 1"
-RAW_REFILL = """
-    UPDATE marketplace_offer o SET available_count = l.available_count, updated_at = now()
-    FROM bench_listed l WHERE l.offer_id = o.id AND o.instance_type_id = %s"""
-RAW_LOCK_HOST = "SELECT id FROM suppliers_host WHERE id = %s FOR UPDATE"
-RAW_TAKE = """
-    UPDATE marketplace_offer o
-    SET available_count = CASE WHEN o.available_count > 0 THEN o.available_count ELSE l.available_count END - 1,
-        updated_at = now()
-    FROM bench_listed l, suppliers_host h
-    WHERE o.id = %s AND l.offer_id = o.id AND h.id = o.host_id
-    RETURNING o.price_per_hour, h.storage_price_per_gb_month"""
-RAW_INSERT_ORDER = """
-    INSERT INTO orders_order (buyer_id, instance_type_id, count, pricing, same_host, image, command, ports,
-                              environment, total_price_per_hour, created_at)
-    VALUES (%s, %s, 1, 'on_demand', false, %s, '', '[]', '[]', %s, now()) RETURNING id"""
-RAW_INSERT_INSTANCE = """
-    INSERT INTO orders_instance (order_id, buyer_id, host_id, instance_type_id, pricing, price_per_hour, status,
-                                 image, command, authorized_keys, disk_gb, without_accelerators,
-                                 storage_price_per_gb_month, created_at, updated_at)
-    VALUES (%s, %s, %s, %s, 'on_demand', %s, 'provisioning', %s, '', '', %s, false, %s, now(), now())
-    RETURNING id"""
-RAW_INSERT_ALLOCATION = """
-    INSERT INTO orders_allocation (host_id, instance_id, instance_type_id, kind, accelerators, vcpus, ram_gb,
-                                   disk_gb, created_at)
-    VALUES (%s, %s, %s, 'running', %s, %s, %s, %s, now())"""
-
-
-@dataclass(frozen=True)
-class InstanceTypeInfo:
-    id: int
-    name: str
-    accelerators: int
-    vcpus: int
-    ram_gb: int
-    disk_gb: int
-    listed: int  # instances of it on sale when the market was generated
-
-
-@dataclass(frozen=True)
-class Buyer:
-    id: int
-    key: str
-
-
-@dataclass(frozen=True)
-class Market:
-    buyers: list[Buyer]
-    types: list[InstanceTypeInfo]  # most listed capacity first (the hot host left out)
-    hot_host_id: int
-    hot_offer_id: int
-    hot_type: InstanceTypeInfo
-
-
-def raw_write(conn: psycopg.Connection, buyer_id: int, itype: InstanceTypeInfo, offer_id: int, host_id: int) -> None:
-    """Under the host lock: take one of the offer (refilled when sold out), insert order, instance, allocation."""
-    price, storage_price = conn.execute(RAW_TAKE, (offer_id,)).fetchone()  # type: ignore[misc]
-    (order_id,) = conn.execute(RAW_INSERT_ORDER, (buyer_id, itype.id, RAW_IMAGE, price)).fetchone()  # type: ignore[misc]
-    (instance_id,) = conn.execute(  # type: ignore[misc]
-        RAW_INSERT_INSTANCE,
-        (order_id, buyer_id, host_id, itype.id, price, RAW_IMAGE, itype.disk_gb, storage_price),
-    ).fetchone()
-    conn.execute(
-        RAW_INSERT_ALLOCATION,
-        (host_id, instance_id, itype.id, itype.accelerators, itype.vcpus, itype.ram_gb, itype.disk_gb),
-    )
-
-
-def raw_order(conn: psycopg.Connection, buyer_id: int, itype: InstanceTypeInfo, refilled: set[int]) -> None:
-    """One raw order of `itype` on the cheapest unlocked host that lists it."""
-    while True:
-        with conn.transaction():
-            conn.execute(RAW_LOCK_BUYER, (buyer_id,))
-            row = conn.execute(RAW_PICK_OFFER, (itype.id,)).fetchone()
-            if row is not None:
-                raw_write(conn, buyer_id, itype, offer_id=row[0], host_id=row[1])
-                return
-        # Nothing written: every listing host is locked by another thread (retry), or none is left (refill).
-        if conn.execute(RAW_ANY_LISTED, (itype.id,)).fetchone() is None:
-            conn.execute(RAW_REFILL, (itype.id,))
-            refilled.add(itype.id)
-
-
-def raw_hot_order(conn: psycopg.Connection, buyer_id: int, market: Market) -> None:
-    """One raw order of the hot host's pinned offer."""
-    with conn.transaction():
-        conn.execute(RAW_LOCK_BUYER, (buyer_id,))
-        conn.execute(RAW_LOCK_HOST, (market.hot_host_id,))
-        raw_write(conn, buyer_id, market.hot_type, offer_id=market.hot_offer_id, host_id=market.hot_host_id)
 
 
 # --- Phases: N client threads for a fixed time ----------------------------------------------------
@@ -388,244 +282,6 @@ def remove_test_media(path: Path) -> None:
     """The test settings make a media folder per process (tempfile.mkdtemp): remove this one's."""
     if path.parent == Path(tempfile.gettempdir()) and path.name.startswith("marketplace-test-media-"):
         shutil.rmtree(path, ignore_errors=True)
-
-
-def describe_market(hosts: int) -> str:
-    from django.db import connection
-
-    from marketplace.models import Offer
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (version,) = cursor.fetchone()
-    offers = Offer.objects.count()
-    listed = Offer.objects.filter(available_count__gt=0).count()
-    return (
-        f"PostgreSQL {version}, {os.cpu_count()} CPUs: {hosts} hosts (+1 hot host), {offers} offers ({listed} listed)"
-    )
-
-
-def build_market(hosts: int, buyers: int) -> Market:
-    from django.db import connection
-    from django.db.models import Sum
-
-    from accounts.models import User
-    from accounts.services import api_key_issue
-    from bench.market import generate
-    from marketplace.models import AcceleratorModel, InstanceType, Offer
-    from marketplace.services import catalog_sync
-    from tests.factories import HostFactory, OrganizationFactory, UserFactory
-
-    catalog_sync()
-    generate(hosts)
-    hot = HostFactory(
-        organization=OrganizationFactory(name="Bench Hot Host Compute"),
-        name="bench-hot",
-        accelerator_model=AcceleratorModel.objects.get(slug="epyc-9654"),
-        accelerator_count=22,  # sockets: 22 x 192 threads >= 4,096 vCPUs
-        vcpus=4096,
-        ram_gb=4096 * 4,
-        disk_gb=4096 * 20,
-        price_per_unit_hour=Decimal("0.01"),
-    )
-    people = [UserFactory(email=f"bench-orders-{i}@example.com", credit=10**9) for i in range(buyers)]
-    User.objects.filter(pk__in=[p.pk for p in people]).update(spend_limit_per_hour=Decimal("999999999"))
-    keys = [Buyer(p.pk, api_key_issue(user=p, name="bench").key) for p in people]
-    with connection.cursor() as cursor:  # the counts the raw baseline refills sold-out offers to
-        cursor.execute("CREATE TABLE bench_listed AS SELECT id AS offer_id, available_count FROM marketplace_offer")
-        cursor.execute("ALTER TABLE bench_listed ADD PRIMARY KEY (offer_id)")
-        cursor.execute("ANALYZE")  # planner statistics: autovacuum may be off or behind
-
-    def info(instance_type: InstanceType, listed: int) -> InstanceTypeInfo:
-        return InstanceTypeInfo(
-            instance_type.pk,
-            instance_type.name,
-            instance_type.accelerator_count,
-            instance_type.vcpus,
-            instance_type.ram_gb,
-            instance_type.disk_gb,
-            listed,
-        )
-
-    listed = (
-        Offer.objects.filter(available_count__gt=0, verified=True)
-        .exclude(host=hot)
-        .values("instance_type")
-        .annotate(left=Sum("available_count"))
-        .order_by("-left", "instance_type__name")
-    )
-    types = {t.pk: t for t in InstanceType.objects.all()}
-    hot_offer = Offer.objects.get(host=hot, instance_type__name=HOT_TYPE)
-    return Market(
-        buyers=keys,
-        types=[info(types[row["instance_type"]], row["left"]) for row in listed],
-        hot_host_id=hot.pk,
-        hot_offer_id=hot_offer.pk,
-        hot_type=info(hot_offer.instance_type, hot_offer.available_count),
-    )
-
-
-def raw_reset(refilled: set[int]) -> None:
-    """Delete the raw phase's rows, then derive again the offers of the hosts it touched."""
-    from django.db import connection, transaction
-
-    from suppliers.locks import host_lock
-    from suppliers.offers import offers_refresh_for_host
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT host_id FROM orders_instance WHERE image = %s"
-            " UNION SELECT host_id FROM marketplace_offer WHERE instance_type_id = ANY(%s)",
-            [RAW_IMAGE, sorted(refilled)],
-        )
-        host_ids = sorted(row[0] for row in cursor.fetchall())
-        cursor.execute(
-            "DELETE FROM orders_allocation WHERE instance_id IN (SELECT id FROM orders_instance WHERE image = %s)",
-            [RAW_IMAGE],
-        )
-        cursor.execute("DELETE FROM orders_instance WHERE image = %s", [RAW_IMAGE])
-        cursor.execute("DELETE FROM orders_order WHERE image = %s", [RAW_IMAGE])
-    for host_id in host_ids:
-        with transaction.atomic():
-            offers_refresh_for_host(host=host_lock(host_id=host_id))
-    refilled.clear()
-    with connection.cursor() as cursor:  # the next phase should not wade through the deleted rows
-        cursor.execute("VACUUM ANALYZE orders_order, orders_instance, orders_allocation, marketplace_offer")
-
-
-def capacity_check() -> tuple[list[str], list[str]]:
-    """(oversold hosts, hosts whose offers differ from what they can carry), as tests/test_invariants.py
-    checks them: active allocations fit the host's effective capacity on every dimension."""
-    from marketplace import capacity
-    from marketplace.models import Offer
-    from suppliers.models import Host
-    from suppliers.offers import host_allocated_claims, host_capacity_spec, host_carriable_types, host_is_sellable
-
-    oversold: list[str] = []
-    stale: list[str] = []
-    for host in Host.objects.select_related("accelerator_model", "organization", "region", "zone"):
-        allocated = capacity.total(host_allocated_claims(host))
-        limit = capacity.effective_capacity(host_capacity_spec(host))
-        over = [f"{dim} {used} > {limit[dim]}" for dim, used in allocated.amounts.items() if used > limit[dim]]
-        if over:
-            oversold.append(f"{host.name}: {', '.join(over)}")
-        offers = {o.instance_type_id: o.available_count for o in Offer.objects.filter(host=host)}
-        if host_is_sellable(host):
-            wrong = any(offers.get(t.pk, count) != count for t, count in host_carriable_types(host).items())
-        else:
-            wrong = any(offers.values())
-        if wrong:
-            stale.append(host.name)
-    return oversold, stale
-
-
-def free_port_pair(start: int) -> int:
-    """The first port from `start` such that it and the next are free on 127.0.0.1."""
-    for port in range(start, start + 2000, 2):
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no two free ports from {start}")
-
-
-def profile_environment(db_url: str, redis_url: str, port: int) -> dict[str, str]:
-    from cryptography.fernet import Fernet
-
-    env = {**os.environ}
-    for name in ("DATABASE_REPLICA_URL", "DATABASE_OWNER_URL", "DEBUG"):
-        env.pop(name, None)  # this run's database only
-    env.update(
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        DJANGO_SETTINGS_MODULE="marketplace.settings.production",
-        ROLES="web workers",
-        WEB_PROCESSES="2",
-        WEB_PORT=str(port),
-        WORKER_QUEUES=WORKER_QUEUES,
-        # Secrets generated for this run; values of the shape the production checks accept.
-        SECRET_KEY=secrets.token_urlsafe(64),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        STRIPE_SECRET_KEY=f"sk_live_bench{secrets.token_hex(16)}",
-        STRIPE_WEBHOOK_SECRET=f"whsec_bench{secrets.token_hex(16)}",
-        ENVIRONMENT_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1, no TLS proxy in front
-    )
-    return env
-
-
-def profile_start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            ["bash", "scripts/production.sh"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole at the end
-        )
-
-
-def request(port: int, method: str, path: str, key: str, body: dict[str, Any] | None = None) -> int:
-    """One request with a fresh connection; returns the status."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
-def profile_wait(profile: subprocess.Popen[bytes], ports: list[int], market: Market, log: Path) -> None:
-    """Until every web process answers an authenticated offer search with 200; then a few quotes on
-    each, so that the first measured orders do not pay for loading the code they run."""
-    deadline = time.monotonic() + 180
-    key = market.buyers[0].key
-    for port in ports:
-        while True:
-            if profile.poll() is not None:
-                raise RuntimeError(f"the production profile stopped; see {log} and var/log/web-{port}.err")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"web :{port} did not answer in time; see var/log/web-{port}.err")
-            try:
-                status = request(port, "GET", READY_PATH, key)
-            except OSError:
-                time.sleep(0.5)
-                continue
-            if status != 200:
-                raise RuntimeError(f"web :{port} answers {status}; see var/log/web-{port}.err")
-            break
-        for itype in market.types[:4]:
-            request(port, "POST", "/api/v1/quotes/", key, {"instance_type": itype.name})
-
-
-def profile_stop(profile: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the profile's process group, then wait for all of it (SIGKILL after 60 s)."""
-    pgid = profile.pid  # start_new_session: the group this script started, led by the shell
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        profile.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        profile.wait(timeout=10)
-
-
-# --- The run --------------------------------------------------------------------------------------
 
 
 def measure(args: argparse.Namespace, market: Market, ports: list[int], dsn: str) -> None:
