@@ -24,7 +24,7 @@ from marketplace.walks import Walk, walk_from
 from suppliers.models import Organization
 
 from .errors import UnbalancedTransaction
-from .locks import ledger_account_lock, owner_rows_lock
+from .locks import ledger_account_lock, ledger_account_lock_by_key, owner_rows_lock
 from .models import LedgerAccount, LedgerPosting, LedgerTransaction
 
 Kind = LedgerAccount.Kind
@@ -32,11 +32,17 @@ logger = logging.getLogger(__name__)
 CURRENCY = "USD"
 
 
+def _account_key(
+    kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str = CURRENCY
+) -> str:
+    owner = f"user:{user.pk}" if user else f"org:{organization.pk}" if organization else "platform"
+    return f"{kind}:{owner}:{currency}"
+
+
 def _account(
     kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str = CURRENCY
 ) -> LedgerAccount:
-    owner = f"user:{user.pk}" if user else f"org:{organization.pk}" if organization else "platform"
-    key = f"{kind}:{owner}:{currency}"
+    key = _account_key(kind, user=user, organization=organization, currency=currency)
     account = LedgerAccount.objects.filter(key=key).first()
     if account is not None:
         return account
@@ -234,8 +240,10 @@ def post_transaction(
 
 
 def lock_wallet(user: User) -> LedgerAccount:
-    """Lock the buyer's wallet row: balance-dependent decisions for this buyer are serialized."""
-    return ledger_account_lock(account_id=buyer_wallet(user).pk)
+    """Lock the buyer's wallet row: balance-dependent decisions for this buyer are serialized. The
+    row returned is current (its stored balance included): one query once the wallet exists."""
+    wallet = ledger_account_lock_by_key(key=_account_key(Kind.BUYER_WALLET, user=user))
+    return wallet if wallet is not None else ledger_account_lock(account_id=buyer_wallet(user).pk)
 
 
 def credit_grant(

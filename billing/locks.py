@@ -27,6 +27,11 @@ def ledger_account_lock(*, account_id: int) -> LedgerAccount:
     return account
 
 
+def ledger_account_lock_by_key(*, key: str) -> LedgerAccount | None:
+    """Lock the ledger account with this key; None when there is none yet."""
+    return LedgerAccount.objects.select_for_update().filter(key=key).first()
+
+
 def owner_rows_lock(account_ids: Iterable[int]) -> None:
     """PostgreSQL: lock the owner accounts a ledger transaction moves, in id order, before its
     postings go in (their trigger moves the balances), so two writers touching the same accounts

@@ -3,13 +3,12 @@ under its pricing model and ranked by the pure broker (`marketplace.broker`)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Case, F, Min, Q, QuerySet, When
+from django.db.models import Case, F, Max, Min, Q, QuerySet, When
 from django.utils import timezone
 
 from marketplace import broker, capacity
@@ -22,6 +21,7 @@ from suppliers.offers import (
     host_type_figures,
     instance_type_shape,
     next_maintenance_subquery,
+    type_fits_host,
 )
 
 from .models import Allocation, Pricing
@@ -43,16 +43,17 @@ class HostCandidate:
     port_limited: bool = False  # it has room for more instances than free host ports for them
 
 
-def _types_for(target: OrderTarget) -> QuerySet[InstanceType]:
-    types = InstanceType.objects.active().select_related("accelerator_model")
+def order_types(target: OrderTarget) -> list[InstanceType]:
+    """The active instance types that could serve the order (no query for an order of one type)."""
     if target.instance_type is not None:
-        return types.filter(pk=target.instance_type.pk)
+        return [target.instance_type] if target.instance_type.is_active else []
+    types = InstanceType.objects.active().select_related("accelerator_model")
     requirements = cast(broker.Requirements, target.requirements)  # set when no instance type is
     kinds = set(requirements.accelerator_kinds)
     kind_filter = Q(accelerator_model__kind__in=kinds - {AcceleratorKind.CPU})
     if AcceleratorKind.CPU in kinds:
         kind_filter |= Q(accelerator_model__isnull=True)
-    return types.filter(kind_filter)
+    return list(types.filter(kind_filter))
 
 
 def _memory_gb(instance_type: InstanceType) -> int:
@@ -61,27 +62,23 @@ def _memory_gb(instance_type: InstanceType) -> int:
     return instance_type.ram_gb
 
 
-def order_candidates(
+def candidate_hosts(
     target: OrderTarget,
     *,
     host_ids: list[int] | None = None,
-    holdings: dict[int, list[capacity.Holding]] | None = None,
     apply_terms: bool = True,
     apply_ports: bool = True,
-) -> list[HostCandidate]:
-    """Every (sellable host x instance type) that could serve the order, with the price under the
-    order's pricing model and how many the host can take now (from `holdings` when given, which
-    the caller read under the host locks; otherwise an unlocked estimate).
+) -> QuerySet[Host]:
+    """The sellable hosts that could serve the order, with what the candidate maths reads of them
+    (relations, and the start of their next maintenance as `next_maintenance_at`).
 
-    Hosts whose offers cannot be had on the order's terms are left out, by the rule of
+    The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
+    inventory not contradicting the declaration (maintenance is part of the terms). Hosts whose
+    offers cannot be had on the order's terms are left out, by the rule of
     `suppliers.offers.rental_terms_refusal` written in SQL: unverified hosts unless the buyer opts
     in, a minimum rental above the order's stated length, maintenance before the order ends.
     `apply_terms=False` keeps them (to explain a refusal). An order with ports needs hosts with
-    inbound ports, and as many free host ports as it places instances times ports (`apply_ports=False`
-    ignores ports, to tell "no free ports" from "no capacity")."""
-    # The same rule as `host_is_sellable`: approved, before the end date, agent not offline,
-    # inventory not contradicting the declaration (maintenance is handled below).
-    hosts: QuerySet[Host] | list[Host]  # the query, then its rows
+    inbound ports (`apply_ports=False` ignores ports)."""
     hosts = (
         Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
         .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
@@ -99,20 +96,56 @@ def order_candidates(
         hosts = hosts.exclude(public_address="").filter(port_range_start__isnull=False)
     if host_ids is not None:
         hosts = hosts.filter(pk__in=host_ids)
-    hosts = list(hosts.select_related("region", "zone", "organization", "accelerator_model"))
+    return hosts.select_related("region", "zone", "organization", "accelerator_model")
+
+
+def order_candidates(
+    target: OrderTarget,
+    *,
+    host_ids: list[int] | None = None,
+    holdings: dict[int, list[capacity.Holding]] | None = None,
+    apply_terms: bool = True,
+    apply_ports: bool = True,
+    types: list[InstanceType] | None = None,
+) -> list[HostCandidate]:
+    """Every (sellable host x instance type) that could serve the order (`candidate_hosts`), with
+    the price under the order's pricing model and how many the host can take now (from
+    `holdings` when given, which the caller read under the host locks; otherwise an unlocked
+    estimate). `types`: `order_types(target)` when the caller has them."""
+    hosts = list(candidate_hosts(target, host_ids=host_ids, apply_terms=apply_terms, apply_ports=apply_ports))
     if not hosts:
         return []
     if holdings is None:
-        holdings = defaultdict(list)
-        for allocation in Allocation.objects.active().filter(host__in=hosts).order_by("pk"):
-            holdings[allocation.host_id].append(allocation.as_holding())
-    types = list(_types_for(target))
+        holdings = active_holdings([host.pk for host in hosts])
+    types = order_types(target) if types is None else types
+    return candidates_on_hosts(target, hosts, holdings, types, apply_ports=apply_ports)
+
+
+def active_holdings(host_ids: list[int]) -> dict[int, list[capacity.Holding]]:
+    """The active allocations of these hosts for the capacity maths: one query for all of them."""
+    holdings: dict[int, list[capacity.Holding]] = {host_id: [] for host_id in host_ids}
+    for allocation in Allocation.objects.active().filter(host_id__in=host_ids).order_by("pk"):
+        holdings[allocation.host_id].append(allocation.as_holding())
+    return holdings
+
+
+def candidates_on_hosts(
+    target: OrderTarget,
+    hosts: list[Host],
+    holdings: dict[int, list[capacity.Holding]],
+    types: list[InstanceType],
+    *,
+    apply_ports: bool = True,
+) -> list[HostCandidate]:
+    """The candidates of `hosts` (rows of `candidate_hosts`) for the order's `types`: no query
+    beyond free host ports when the order asks for ports. An order with ports needs as many free
+    host ports as it places instances times ports."""
     free_ports = free_port_counts(hosts) if target.ports and apply_ports else {}
     results: list[HostCandidate] = []
     for host in hosts:
         spec = host_capacity_spec(host)
         for instance_type in types:
-            if not _compatible(host, instance_type):
+            if not type_fits_host(instance_type, host):
                 continue
             shape = instance_type_shape(instance_type, disk_gb=target.disk_gb_for(instance_type))
             if not capacity.is_eligible(spec, shape):
@@ -156,16 +189,24 @@ PREFILTER_MARGIN_OFFERS = 5  # offers beyond the order's count: capacity may go 
 
 
 def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
+    """The hosts of `prefiltered_host_rooms`, best first (None: look at every sellable host)."""
+    rooms = prefiltered_host_rooms(target)
+    return None if rooms is None else [host_id for host_id, _ in rooms]
+
+
+def prefiltered_host_rooms(target: OrderTarget) -> list[tuple[int, int]] | None:
     """For an on-demand order of one instance type or a capability request (or a pinned offer),
     the hosts of the cheapest listed offers that meet its terms (by price per TFLOP-hour for
     capability), from the offers table (which is the remaining capacity, kept under the host
-    locks): enough rows to cover the count plus a margin, so the exact candidate maths runs on a
-    handful of hosts whatever the size of the market. None where the offers table cannot stand for
-    the candidates and every sellable host must be looked at: spot (floors and preemptible
-    capacity), reserved (per-host discounts), a disk bigger than the type's default, ports (free
-    host ports are not in the offers table) and `near` (distance ranks ties of price and energy)."""
+    locks), each with the most instances one of its offers still has room for: enough hosts to
+    cover the count plus a margin, so the exact candidate maths runs on a handful of hosts whatever
+    the size of the market. None where the offers table cannot stand for the candidates and every
+    sellable host must be looked at: spot (floors and preemptible capacity), reserved (per-host
+    discounts), a disk bigger than the type's default, ports (free host ports are not in the offers
+    table) and `near` (distance ranks ties of price and energy). A pinned offer's host is returned
+    with the room of its offers whatever their terms (the exact maths decides)."""
     if target.offer_host_id is not None:
-        return [target.offer_host_id]
+        return [(target.offer_host_id, target.count)]
     if (
         target.pricing != Pricing.ON_DEMAND
         or target.near is not None
@@ -197,8 +238,11 @@ def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
     if target.same_host:
         offers = offers.filter(available_count__gte=target.count)
     # Best offer per host first; a host has room for at least one, so `limit` hosts cover the count.
-    best = offers.values("host_id").annotate(best=Min(ranking), energy=Min("energy_kwh_per_hour"))
-    return list(best.order_by("best", "energy", "host_id").values_list("host_id", flat=True)[:limit])
+    best = offers.values("host_id").annotate(
+        best=Min(ranking), energy=Min("energy_kwh_per_hour"), room=Max("available_count")
+    )
+    rows = best.order_by("best", "energy", "host_id").values_list("host_id", "room")[:limit]
+    return [(host_id, room) for host_id, room in rows]
 
 
 def _capable_offers(offers: QuerySet[Offer], requirements: broker.Requirements) -> QuerySet[Offer]:
@@ -229,12 +273,6 @@ def _meeting_terms(hosts: QuerySet[Host], target: OrderTarget) -> QuerySet[Host]
     if target.rental_hours:
         windows = windows.filter(starts_at__lt=now + timedelta(hours=target.rental_hours))
     return hosts.exclude(pk__in=windows.values("host_id"))
-
-
-def _compatible(host: Host, instance_type: InstanceType) -> bool:
-    if host.accelerator_model.kind == AcceleratorKind.CPU:
-        return instance_type.accelerator_model_id is None
-    return instance_type.accelerator_model_id == host.accelerator_model_id
 
 
 def _price_for(target: OrderTarget, host: Host, on_demand: Decimal, spot_floor: Decimal) -> Decimal | None:

@@ -7,7 +7,8 @@ host row is locked, and each host's offers are recomputed in the same transactio
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
@@ -19,42 +20,36 @@ from accounts.models import Notification, User
 from accounts.services import notify, ssh_keys_authorized
 from billing.errors import InsufficientFunds
 from billing.ledger import lock_wallet
+from billing.models import LedgerAccount
 from billing.reserved import reserved_prepay
-from billing.selectors import wallet_balance
 from marketplace import capacity
 from marketplace.errors import Conflict, Forbidden
-from marketplace.models import Offer
+from marketplace.models import InstanceType, Offer
 from marketplace.money import quantize_price
-from suppliers.locks import hosts_lock_by_id
+from suppliers.locks import hosts_lock
 from suppliers.models import Host
-from suppliers.offers import host_capacity_spec, instance_type_shape, offers_refresh_for_host
+from suppliers.offers import host_capacity_spec, instance_type_shape, offers_refresh_for_hosts
 
 from .candidates import (
     MAX_LOCKED_CANDIDATE_HOSTS,
     HostCandidate,
+    active_holdings,
+    candidate_hosts,
+    candidates_on_hosts,
     order_candidates,
-    prefiltered_host_ids,
+    order_types,
+    prefiltered_host_rooms,
     rank_candidates,
 )
 from .errors import OrderErrorCode
 from .locks import instance_lock
+from .metering import accrual_kind
 from .models import Allocation, HostCommand, Instance, InstanceEvent, Order, Pricing
 from .ports import ports_assign
 from .quotes import instance_price_for, insufficient_capacity, line_minimum_hours, order_plan
 from .requests import OrderRequest, OrderTarget, order_target_resolve
-from .selectors import buyer_burn_per_hour
+from .selectors import buyer_live_rates
 from .state import Actor, S, command_queue, instance_transition, preemption_grace_seconds, start_payload
-
-
-def _record_backfill(
-    instance: Instance, host: Host, holdings: list[capacity.Holding], claim: capacity.Resources
-) -> None:
-    """A spot instance placed on idle reserved capacity: its revenue goes to the reserving buyer."""
-    holding = capacity.backfilled_holding(host_capacity_spec(host), holdings, claim)
-    if holding is not None:
-        reserved_id = Allocation.objects.filter(pk=cast(int, holding.key)).values_list("instance_id", flat=True).first()
-        Instance.objects.filter(pk=instance.pk).update(backfills_id=reserved_id)
-        instance.backfills_id = reserved_id
 
 
 def reoccupy(
@@ -79,13 +74,10 @@ def reoccupy(
     )
 
 
-def _spend_guard(buyer: User, adding_per_hour: Decimal) -> None:
-    """Refuse what would take the buyer's live instances over their hourly ceiling.
-
-    Precondition: the buyer row is locked, so concurrent orders by one buyer are serialized.
+def _spend_guard(buyer: User, adding_per_hour: Decimal, *, current: Decimal) -> None:
+    """Refuse what would take the buyer's live instances (`current` per hour) over their hourly
+    ceiling. Precondition: the buyer row is locked, so concurrent orders by one buyer are serialized.
     """
-    live = Instance.objects.live().filter(buyer=buyer).values_list("price_per_hour", flat=True)
-    current = sum(live, Decimal(0))
     if current + adding_per_hour > buyer.spend_limit_per_hour:
         raise Conflict(
             f"This order adds ${adding_per_hour}/h to ${current}/h already running, over your limit of "
@@ -100,13 +92,18 @@ def _spend_guard(buyer: User, adding_per_hour: Decimal) -> None:
 
 
 def funds_guard(
-    *, buyer: User, adding_per_hour: Decimal, upfront: Decimal = Decimal(0), minimum: Decimal = Decimal(0)
+    *,
+    wallet: LedgerAccount,
+    burn: Decimal,
+    adding_per_hour: Decimal,
+    upfront: Decimal = Decimal(0),
+    minimum: Decimal = Decimal(0),
 ) -> None:
     """Nothing runs on credit: the wallet must cover any upfront charge plus one hour of
-    everything the buyer would then run, and the new rentals' minimum charge where that is more
-    than their hour. Precondition: the wallet row is locked (`lock_wallet`)."""
-    balance = wallet_balance(buyer)
-    burn = buyer_burn_per_hour(user=buyer)
+    everything the buyer would then run (`burn` now, per hour), and the new rentals' minimum
+    charge where that is more than their hour. Precondition: `wallet` is the buyer's wallet row as
+    `lock_wallet` returned it (locked, so its stored balance is current)."""
+    balance = wallet.balance
     needed = upfront + burn + max(adding_per_hour, minimum)
     if balance < needed:
         also = " plus the reserved term" if upfront else " plus the hosts' minimum rental" if minimum else ""
@@ -171,25 +168,35 @@ def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot
 LOCK_MARGIN_HOSTS = 3  # beyond what the estimate needs: capacity may go while we wait for the locks
 
 
-def hosts_to_lock(target: OrderTarget, ranked: list[HostCandidate]) -> list[int]:
-    """The cheapest hosts that, by the unlocked estimate, have room for the order (hosts without
-    room are skipped: locking them could only refuse the order), enough to cover its count plus a
-    small margin, at most MAX_LOCKED_CANDIDATE_HOSTS."""
+def hosts_to_lock(target: OrderTarget, rooms: list[tuple[int, int]]) -> list[int]:
+    """The first hosts of `rooms` (host id, how many it has room for by the unlocked estimate, best
+    first) that have room for the order (hosts without room are skipped: locking them could only
+    refuse the order), enough to cover its count plus a small margin, at most
+    MAX_LOCKED_CANDIDATE_HOSTS."""
     needed = 1 if target.same_host else target.count
     host_ids: list[int] = []
     covered = 0
     margin = 0
-    for hc in ranked:
-        room = hc.candidate.available
-        if room <= 0 or (target.same_host and room < target.count) or hc.host.pk in host_ids:
+    for host_id, room in rooms:
+        if room <= 0 or (target.same_host and room < target.count) or host_id in host_ids:
             continue
-        host_ids.append(hc.host.pk)
+        host_ids.append(host_id)
         if covered >= needed:
             margin += 1
         covered += 1 if target.same_host else room
         if margin >= LOCK_MARGIN_HOSTS or len(host_ids) >= MAX_LOCKED_CANDIDATE_HOSTS:
             break
     return host_ids
+
+
+def _estimated_rooms(target: OrderTarget, types: list[InstanceType]) -> list[tuple[int, int]]:
+    """Hosts with the room each has for the order, best first, without locks: from the offers
+    table where it stands for the candidates, else from the candidate maths on every sellable host."""
+    rooms = prefiltered_host_rooms(target)
+    if rooms is not None:
+        return rooms
+    ranked = rank_candidates(target, order_candidates(target, types=types))
+    return [(hc.host.pk, hc.candidate.available) for hc in ranked]
 
 
 @transaction.atomic
@@ -204,25 +211,24 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     buyer = user_lock(user_id=buyer.pk)
     if buyer.suspended_at:
         raise Forbidden(f"Your account is suspended: {buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED)
-    lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
+    wallet = lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
     authorized_keys = ssh_keys_authorized(user=buyer, key_ids=request.ssh_keys)
 
-    estimate = order_candidates(target, host_ids=prefiltered_host_ids(target))
-    host_ids = hosts_to_lock(target, rank_candidates(target, estimate))
+    types = order_types(target)
+    host_ids = hosts_to_lock(target, _estimated_rooms(target, types))
     if not host_ids:
         raise insufficient_capacity(target, [])
-    hosts = hosts_lock_by_id(host_ids)
-    holdings: dict[int, list[capacity.Holding]] = {host_id: [] for host_id in hosts}
-    for allocation in Allocation.objects.active().filter(host_id__in=list(hosts)).order_by("pk"):
-        holdings[allocation.host_id].append(allocation.as_holding())  # one query for all locked hosts
-    # Re-read under the locks: what each host can take now.
-    candidates = order_candidates(target, host_ids=list(hosts), holdings=holdings)
-    ranked, plan = order_plan(target, candidates)
+    # Lock those still sellable on the order's terms (id order), then re-read what each can take now.
+    locked = hosts_lock(candidate_hosts(target, host_ids=host_ids))
+    hosts = {host.pk: host for host in locked}
+    holdings = active_holdings(list(hosts))
+    ranked, plan = order_plan(target, candidates_on_hosts(target, locked, holdings, types))
     if not plan:
         raise insufficient_capacity(target, ranked)
 
     total_per_hour = sum((instance_price_for(target, hc) * n for hc, n in plan), Decimal(0))
-    _spend_guard(buyer, total_per_hour)
+    live = buyer_live_rates(user=buyer)
+    _spend_guard(buyer, total_per_hour, current=live.total)
     upfront = (
         quantize_price(total_per_hour * cast(int, target.term_hours))
         if target.pricing == Pricing.RESERVED
@@ -232,7 +238,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
         (instance_price_for(target, hc) * n * line_minimum_hours(target, hc) for hc, n in plan), Decimal(0)
     )
     funds_guard(
-        buyer=buyer,
+        wallet=wallet,
+        burn=live.burn,
         adding_per_hour=Decimal(0) if upfront else total_per_hour,
         upfront=upfront,
         minimum=Decimal(0) if upfront else quantize_price(minimum_charge),  # a prepaid term covers it
@@ -264,62 +271,168 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
         terminate_after_hours=request.terminate_after_hours,
         total_price_per_hour=quantize_price(total_per_hour),
     )
-    for hc, n in plan:
-        host = hosts[hc.host.pk]
-        spec = host_capacity_spec(host)
-        shape = instance_type_shape(hc.instance_type, disk_gb=target.disk_gb_for(hc.instance_type))
-        placement = capacity.plan_placement(spec, holdings[host.pk], [shape] * n, spot_bid=target.spot_bid)
-        minimum_hours = line_minimum_hours(target, hc)
-        if placement is None:  # cannot happen: `available` came from the same holdings
-            raise insufficient_capacity(target, ranked)
-        for victim in placement.preempt:
-            preempt(victim, by=f"a {target.pricing.replace('_', '-')} order")
-        for claim in placement.claims:
-            instance = Instance.objects.create(
-                order=order,
-                buyer=buyer,
-                host=host,
-                instance_type=hc.instance_type,
-                pricing=target.pricing,
-                price_per_hour=instance_price_for(target, hc),
-                image=order.image,
-                command=order.command,
-                authorized_keys=authorized_keys,
-                disk_gb=target.disk_gb_for(hc.instance_type),
-                terminate_at=now + timedelta(hours=request.terminate_after_hours)
-                if request.terminate_after_hours
-                else None,
-                reserved_until=now + timedelta(hours=target.term_hours) if target.term_hours else None,
-                minimum_billed_until=now + timedelta(hours=minimum_hours) if minimum_hours else None,
-                storage_price_per_gb_month=host.storage_price_per_gb_month,
-                created_at=now,
-            )
-            InstanceEvent.objects.create(
-                instance=instance,
-                from_status="",
-                to_status=S.REQUESTED,
-                reason="Ordered",
-                actor=Actor.BUYER,
-                actor_user=buyer,
-            )
-            if target.pricing == Pricing.SPOT:
-                _record_backfill(instance, host, holdings[host.pk], claim)
-            allocation = _allocate(host, instance, claim, spot_bid=target.spot_bid)
-            ports_assign(host=host, instance=instance, container_ports=list(target.ports))
-            holdings[host.pk].append(allocation.as_holding())
-            instance_transition(
-                instance=instance,
-                to=S.PROVISIONING,
-                actor=Actor.PLATFORM,
-                reason=f"Placed on host {host.pk} ({host.region.code}); waiting for the host agent",
-            )
-            command_queue(instance, HostCommand.Kind.START, **start_payload(instance))
-        offers_refresh_for_host(host=host, holdings=holdings[host.pk])
+    placed = _claims_place(target, plan, hosts, holdings, ranked)
+    _instances_create(order, target, request, placed, authorized_keys=authorized_keys, now=now)
+    touched = [host for host in locked if any(p.host.pk == host.pk for p in placed)]
+    offers_refresh_for_hosts(
+        hosts=touched,
+        holdings=holdings,
+        next_maintenance={host.pk: host.next_maintenance_at for host in touched},  # type: ignore[attr-defined]
+    )
     if upfront:
         reserved_prepay(
             buyer=buyer, order_id=order.pk, count=order.count, term_hours=order.term_hours or 0, amount=upfront
         )
     return order
+
+
+@dataclass(frozen=True)
+class PlacedClaim:
+    """One instance of an order as placement decided it: where, of which type, what it claims."""
+
+    host: Host
+    candidate: HostCandidate
+    claim: capacity.Resources
+    minimum_hours: int
+    backfilled_allocation_id: int | None  # the idle reserved allocation a spot claim runs on
+
+
+def _claims_place(
+    target: OrderTarget,
+    plan: list[tuple[HostCandidate, int]],
+    hosts: dict[int, Host],
+    holdings: dict[int, list[capacity.Holding]],
+    ranked: list[HostCandidate],
+) -> list[PlacedClaim]:
+    """Each plan line's claims on its locked host, preempting spot where the order outranks it.
+    The new claims join `holdings` (with provisional keys) so a later line on the same host and the
+    offers refresh see them."""
+    placed: list[PlacedClaim] = []
+    for hc, n in plan:
+        host = hosts[hc.host.pk]
+        spec = host_capacity_spec(host)
+        shape = instance_type_shape(hc.instance_type, disk_gb=target.disk_gb_for(hc.instance_type))
+        placement = capacity.plan_placement(spec, holdings[host.pk], [shape] * n, spot_bid=target.spot_bid)
+        if placement is None:  # cannot happen: `available` came from the same holdings
+            raise insufficient_capacity(target, ranked)
+        for victim in placement.preempt:
+            preempt(victim, by=f"a {target.pricing.replace('_', '-')} order")
+        minimum_hours = line_minimum_hours(target, hc)
+        for claim in placement.claims:
+            backfilled = None
+            if target.pricing == Pricing.SPOT:  # on idle reserved capacity: its revenue goes to the reserving buyer
+                backfilled = capacity.backfilled_holding(spec, holdings[host.pk], claim)
+            placed.append(
+                PlacedClaim(host, hc, claim, minimum_hours, None if backfilled is None else cast(int, backfilled.key))
+            )
+            holdings[host.pk].append(capacity.Holding(key=f"new:{len(placed)}", claim=claim, spot_bid=target.spot_bid))
+    return placed
+
+
+def _instances_create(
+    order: Order,
+    target: OrderTarget,
+    request: OrderRequest,
+    placed: list[PlacedClaim],
+    *,
+    authorized_keys: str,
+    now: datetime,
+) -> list[Instance]:
+    """The order's instances, placed and waiting for their host agents: instance rows, their two
+    first events (requested, provisioning), allocations, ports and start commands, each kind of row
+    written in one statement whatever the count."""
+    reserved = (
+        dict(
+            Allocation.objects.filter(
+                pk__in=[p.backfilled_allocation_id for p in placed if p.backfilled_allocation_id]
+            ).values_list("pk", "instance_id")
+        )
+        if any(p.backfilled_allocation_id for p in placed)
+        else {}
+    )
+    instances: list[Instance] = []
+    for p in placed:
+        hc = p.candidate
+        instance = Instance(
+            order=order,
+            buyer=order.buyer,
+            host=p.host,
+            instance_type=hc.instance_type,
+            pricing=target.pricing,
+            price_per_hour=instance_price_for(target, hc),
+            status=S.PROVISIONING,
+            image=order.image,
+            command=order.command,
+            authorized_keys=authorized_keys,
+            disk_gb=target.disk_gb_for(hc.instance_type),
+            terminate_at=now + timedelta(hours=request.terminate_after_hours)
+            if request.terminate_after_hours
+            else None,
+            reserved_until=now + timedelta(hours=target.term_hours) if target.term_hours else None,
+            minimum_billed_until=now + timedelta(hours=p.minimum_hours) if p.minimum_hours else None,
+            storage_price_per_gb_month=p.host.storage_price_per_gb_month,
+            backfills_id=reserved.get(p.backfilled_allocation_id) if p.backfilled_allocation_id else None,
+            created_at=now,
+        )
+        instance.metered_until = now if accrual_kind(instance) is not None else None
+        instances.append(instance)
+    Instance.objects.bulk_create(instances)
+    events: list[InstanceEvent] = []
+    for instance, p in zip(instances, placed, strict=True):
+        events.append(
+            InstanceEvent(
+                instance=instance,
+                from_status="",
+                to_status=S.REQUESTED,
+                reason="Ordered",
+                actor=Actor.BUYER,
+                actor_user=order.buyer,
+                created_at=now,
+            )
+        )
+        events.append(
+            InstanceEvent(
+                instance=instance,
+                from_status=S.REQUESTED,
+                to_status=S.PROVISIONING,
+                reason=f"Placed on host {p.host.pk} ({p.host.region.code}); waiting for the host agent",
+                actor=Actor.PLATFORM,
+                created_at=now,
+            )
+        )
+    InstanceEvent.objects.bulk_create(events)
+    Allocation.objects.bulk_create(
+        Allocation(
+            host=p.host,
+            instance=instance,
+            instance_type=instance.instance_type,
+            kind=Allocation.Kind.RUNNING,
+            spot_bid=target.spot_bid,
+            accelerators=p.claim["accelerators"],
+            vcpus=p.claim["vcpus"],
+            ram_gb=p.claim["ram_gb"],
+            disk_gb=p.claim["disk_gb"],
+        )
+        for instance, p in zip(instances, placed, strict=True)
+    )
+    port_maps: dict[int, dict[str, int]] = {}
+    by_host: dict[int, list[Instance]] = {}
+    for instance in instances:
+        by_host.setdefault(instance.host_id, []).append(instance)
+    for host_instances in by_host.values():
+        port_maps.update(
+            ports_assign(host=host_instances[0].host, instances=host_instances, container_ports=list(target.ports))
+        )
+    HostCommand.objects.bulk_create(
+        HostCommand(
+            host_id=instance.host_id,
+            instance=instance,
+            kind=HostCommand.Kind.START,
+            payload=start_payload(instance, ports=port_maps[instance.pk]),
+        )
+        for instance in instances
+    )
+    return instances
 
 
 def active_allocation(instance: Instance) -> Allocation | None:

@@ -43,35 +43,45 @@ def _range_size(host: Host) -> int:
     return int(host.port_range_end or 0) - int(host.port_range_start or 0) + 1
 
 
-def ports_assign(*, host: Host, instance: Instance, container_ports: list[int]) -> list[InstancePort]:
-    """Give each container port the lowest free host port of the host's range.
+def ports_assign(*, host: Host, instances: list[Instance], container_ports: list[int]) -> dict[int, dict[str, int]]:
+    """Give each instance's container ports the lowest free host ports of the host's range, in
+    the order of `instances`; returns each instance's port map (as `port_map` gives it). Two
+    queries whatever the number of instances.
 
     Precondition: the host row is locked (`suppliers.locks`), so the free set cannot change under
     us; the partial unique constraint on (host, host_port) backs that up. NoFreePorts (409) when the
     range has too few left."""
-    if not container_ports:
-        return []
+    if not container_ports or not instances:
+        return {instance.pk: {} for instance in instances}
     if not host.accepts_inbound:
         raise NoFreePorts(f"Host {host.pk} accepts no inbound connections.", extra={"host": host.pk})
     start, end = int(host.port_range_start or 0), int(host.port_range_end or 0)
     held = set(InstancePort.objects.active().filter(host=host).values_list("host_port", flat=True))
+    needed = len(container_ports) * len(instances)
     chosen: list[int] = []
     for port in range(start, end + 1):
         if port not in held:
             chosen.append(port)
-            if len(chosen) == len(container_ports):
+            if len(chosen) == needed:
                 break
-    if len(chosen) < len(container_ports):
+    if len(chosen) < needed:
         raise NoFreePorts(
-            f"Host {host.pk} has {len(chosen)} free port(s) of its range {start}-{end}; "
-            f"the instance needs {len(container_ports)}.",
-            extra={"host": host.pk, "free": len(chosen), "needed": len(container_ports)},
+            f"Host {host.pk} has {len(chosen)} free port(s) of its range {start}-{end}; the instances need {needed}.",
+            extra={"host": host.pk, "free": len(chosen), "needed": needed},
         )
     now = timezone.now()
-    return InstancePort.objects.bulk_create(
-        InstancePort(instance=instance, host=host, container_port=inside, host_port=outside, created_at=now)
-        for inside, outside in zip(container_ports, chosen, strict=True)
-    )
+    rows: list[InstancePort] = []
+    maps: dict[int, dict[str, int]] = {}
+    outside = iter(chosen)
+    for instance in instances:
+        pairs = sorted((inside, next(outside)) for inside in container_ports)
+        maps[instance.pk] = {str(inside): host_port for inside, host_port in pairs}
+        rows.extend(
+            InstancePort(instance=instance, host=host, container_port=inside, host_port=host_port, created_at=now)
+            for inside, host_port in pairs
+        )
+    InstancePort.objects.bulk_create(rows)
+    return maps
 
 
 def ports_release(instance_ids: Iterable[int]) -> int:

@@ -136,7 +136,12 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False, buye
         if instance_type is None:
             errors["instance_type"] = [f"Unknown instance type {request.instance_type!r}."]
     if request.offer not in (None, ""):
-        pinned = Offer.objects.listed().select_related("instance_type", "host").filter(pk=request.offer).first()
+        pinned = (
+            Offer.objects.listed()
+            .select_related("instance_type__accelerator_model", "host")
+            .filter(pk=request.offer)
+            .first()
+        )
         if pinned is not None:
             instance_type, offer_host_id = pinned.instance_type, pinned.host_id
         else:

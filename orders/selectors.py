@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
@@ -11,7 +11,7 @@ from django.http import Http404
 from accounts.models import User
 from billing import rating
 from billing.models import UsageRecord
-from billing.selectors import money_sum, wallet_balance
+from billing.selectors import wallet_balance
 from marketplace.models import InstanceType, Offer
 
 from .models import AgentUsageReport, Instance, InstancePort, Order, Pricing
@@ -65,7 +65,22 @@ def renters(**instance_filters: object) -> QuerySet[User]:
 
 def buyer_burn_per_hour(*, user: User) -> Decimal:
     """What the buyer's live on-demand and spot instances cost per hour (reserved terms are prepaid)."""
-    return money_sum(Instance.objects.live().filter(buyer=user).exclude(pricing=Pricing.RESERVED), "price_per_hour")
+    return buyer_live_rates(user=user).burn
+
+
+class LiveRates(NamedTuple):
+    total: Decimal  # every live instance, per hour (what the spend ceiling counts)
+    burn: Decimal  # the live on-demand and spot instances (reserved terms are prepaid)
+
+
+def buyer_live_rates(*, user: User) -> LiveRates:
+    """The buyer's live instances per hour, all of them and without reserved ones: one query."""
+    total = burn = Decimal(0)
+    for price, pricing in Instance.objects.live().filter(buyer=user).values_list("price_per_hour", "pricing"):
+        total += price
+        if pricing != Pricing.RESERVED:
+            burn += price
+    return LiveRates(total, burn)
 
 
 def buyer_balance(*, user: User) -> dict[str, Any]:

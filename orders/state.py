@@ -72,9 +72,10 @@ def command_queue(instance: Instance, kind: str, **payload: Any) -> HostCommand:
     return HostCommand.objects.create(host_id=instance.host_id, instance=instance, kind=kind, payload=payload)
 
 
-def start_payload(instance: Instance) -> dict[str, Any]:
+def start_payload(instance: Instance, *, ports: dict[str, int] | None = None) -> dict[str, Any]:
     """What the agent starts: the instance's type, or its no-GPU share (its allocation: no
-    accelerators, a little CPU and RAM) when it runs without accelerators."""
+    accelerators, a little CPU and RAM) when it runs without accelerators. `ports`: its port map
+    when the caller just assigned it (otherwise read)."""
     t = instance.instance_type
     vcpus, ram_gb, accelerators = t.vcpus, t.ram_gb, t.accelerator_count
     if instance.without_accelerators:
@@ -89,7 +90,7 @@ def start_payload(instance: Instance) -> dict[str, Any]:
         "ram_gb": ram_gb,
         "disk_gb": instance.disk_gb,
         "authorized_keys": instance.authorized_keys,
-        "ports": port_map(instance),
+        "ports": port_map(instance) if ports is None else ports,
         # Stored form (secret values encrypted): decrypted only when handed to the host's agent.
         "environment": instance.order.environment,
     }

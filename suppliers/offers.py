@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import Min, OuterRef, Subquery
 from django.utils import timezone
 
 from marketplace import capacity
@@ -76,25 +76,48 @@ def host_allocated_claims(host: Host) -> list[capacity.Resources]:
     return [capacity.committed_footprint(h) for h in host_holdings(host)]
 
 
-def host_carriable_types(host: Host, *, allocated: list[capacity.Resources] | None = None) -> dict[InstanceType, int]:
-    """Each compatible active instance type with how many more the host can carry (0 included)."""
+def type_fits_host(instance_type: InstanceType, host: Host) -> bool:
+    """`InstanceType.objects.compatible_with` for one loaded row: the host's own model, or CPU
+    types on CPU hosts."""
+    if host.accelerator_model.kind == AcceleratorKind.CPU:
+        return instance_type.accelerator_model_id is None
+    return instance_type.accelerator_model_id == host.accelerator_model_id
+
+
+def host_carriable_types(
+    host: Host,
+    *,
+    allocated: list[capacity.Resources] | None = None,
+    active_types: list[InstanceType] | None = None,
+) -> dict[InstanceType, int]:
+    """Each compatible active instance type with how many more the host can carry (0 included).
+    `active_types`: every active type, when the caller has read them (no query here then)."""
     spec = host_capacity_spec(host)
     claims = host_allocated_claims(host) if allocated is None else allocated
-    types = list(InstanceType.objects.active().compatible_with(host.accelerator_model))
+    if active_types is None:
+        types = list(InstanceType.objects.active().compatible_with(host.accelerator_model))
+    else:
+        types = [t for t in active_types if type_fits_host(t, host)]
     return {t: capacity.available_count(spec, claims, instance_type_shape(t)) for t in types}
 
 
 def host_is_sellable(host: Host) -> bool:
     """Approved host of an approved organization, before its offer end date, whose agent is not
-    offline and whose reported inventory matches its declaration."""
+    offline, whose reported inventory matches its declaration and which is not in maintenance."""
+    return _sellable(host, next_maintenance_at=host_rental_terms(host).available_until, now=timezone.now())
+
+
+def _sellable(host: Host, *, next_maintenance_at: datetime | None, now: datetime) -> bool:
+    """`host_is_sellable` given the start of the host's current or next maintenance window (a
+    window that started and has not ended means the host is in maintenance now)."""
     return (
         host.status == host.Status.APPROVED
         and host.organization.is_approved
-        and (host.offer_ends_at is None or host.offer_ends_at > timezone.now())
+        and (host.offer_ends_at is None or host.offer_ends_at > now)
         and host.agent_status != host.AgentStatus.OFFLINE
         and not host.inventory_mismatch
         and host.hardware_changed_at is None
-        and not host.maintenance_windows.filter(starts_at__lte=timezone.now(), ends_at__gt=timezone.now()).exists()
+        and not (next_maintenance_at is not None and next_maintenance_at <= now)
     )
 
 
@@ -211,56 +234,88 @@ def offers_refresh_for_host(*, host: Host, holdings: list[capacity.Holding] | No
 
     An offer the host can carry keeps its row (and id) at count 0 while it is full or unsellable, so
     an order pinned to it is told it sold out rather than that it never existed; only the rows of
-    types the host can no longer carry at all are removed. A fixed number of queries whatever the
-    number of types: one read, one bulk update of the rows that changed, one insert, one delete.
-    `holdings` are the host's allocations when the caller has them (read under the same lock).
+    types the host can no longer carry at all are removed. `holdings` are the host's allocations
+    when the caller has them (read under the same lock).
 
     Precondition: the caller holds the host row lock (`select_for_update`) in the current
     transaction, so what is listed always matches what allocation would accept.
     """
-    sellable = host_is_sellable(host)
-    listed_until = _listed_until(host, host_rental_terms(host))
-    existing = {offer.instance_type_id: offer for offer in Offer.objects.filter(host=host)}
-    claims = None if holdings is None else [capacity.committed_footprint(h) for h in holdings]
+    return offers_refresh_for_hosts(hosts=[host], holdings=None if holdings is None else {host.pk: holdings})
+
+
+def offers_refresh_for_hosts(
+    *,
+    hosts: list[Host],
+    holdings: dict[int, list[capacity.Holding]] | None = None,
+    next_maintenance: dict[int, datetime | None] | None = None,
+) -> list[Offer]:
+    """`offers_refresh_for_host` for several locked hosts at once, in a fixed number of queries
+    whatever their number and types: the next maintenance of each (unless `next_maintenance` gives
+    it, read in this transaction), the active types, one read of their offers, then one bulk update
+    of the rows that changed, one insert, one delete. `holdings`: every host's allocations, when
+    the caller has them (read under the same locks)."""
+    if not hosts:
+        return []
     now = timezone.now()
+    host_ids = [host.pk for host in hosts]
+    if next_maintenance is None:
+        next_maintenance = dict.fromkeys(host_ids)
+        next_maintenance.update(
+            MaintenanceWindow.objects.filter(host_id__in=host_ids, ends_at__gt=now)
+            .values("host_id")
+            .annotate(first=Min("starts_at"))
+            .values_list("host_id", "first")
+        )
+    active_types = list(InstanceType.objects.active())
+    existing: dict[tuple[int, int], Offer] = {
+        (offer.host_id, offer.instance_type_id): offer for offer in Offer.objects.filter(host_id__in=host_ids)
+    }
     kept: list[Offer] = []
     changed: list[Offer] = []
     new: list[Offer] = []
-    for instance_type, count in host_carriable_types(host, allocated=claims).items():
-        offer = existing.get(instance_type.pk)
-        if offer is None and not (sellable and count > 0):
-            continue
-        figures = host_type_figures(host, instance_type)
-        values = {
-            "accelerator_model": host.accelerator_model,
-            "region": host.region,
-            "zone": host.zone,
-            "tier": host.region.tier,
-            "available_count": count if sellable else 0,
-            "price_per_hour": figures.price_per_hour,
-            "price_per_tflop_hour": figures.price_per_tflop_hour,
-            "tflops": figures.tflops,
-            "energy_kwh_per_hour": figures.energy_kwh_per_hour,
-            "verified": host.verified,
-            "reliability": host.reliability,
-            "listed_until": listed_until,
-        }
-        if offer is None:
-            offer = Offer(host=host, instance_type=instance_type, **values)
-            new.append(offer)
-        elif any(_differs(offer, name, value) for name, value in values.items()):
-            for name, value in values.items():
-                setattr(offer, name, value)
-            offer.updated_at = now
-            changed.append(offer)
-        kept.append(offer)
+    for host in hosts:
+        terms = RentalTerms(
+            verified=host.verified, min_rental_hours=host.min_rental_hours, available_until=next_maintenance[host.pk]
+        )
+        sellable = _sellable(host, next_maintenance_at=terms.available_until, now=now)
+        listed_until = _listed_until(host, terms)
+        claims = None if holdings is None else [capacity.committed_footprint(h) for h in holdings[host.pk]]
+        carriable = host_carriable_types(host, allocated=claims, active_types=active_types)
+        for instance_type, count in carriable.items():
+            offer = existing.get((host.pk, instance_type.pk))
+            if offer is None and not (sellable and count > 0):
+                continue
+            figures = host_type_figures(host, instance_type)
+            values = {
+                "accelerator_model": host.accelerator_model,
+                "region": host.region,
+                "zone": host.zone,
+                "tier": host.region.tier,
+                "available_count": count if sellable else 0,
+                "price_per_hour": figures.price_per_hour,
+                "price_per_tflop_hour": figures.price_per_tflop_hour,
+                "tflops": figures.tflops,
+                "energy_kwh_per_hour": figures.energy_kwh_per_hour,
+                "verified": host.verified,
+                "reliability": host.reliability,
+                "listed_until": listed_until,
+            }
+            if offer is None:
+                offer = Offer(host=host, instance_type=instance_type, **values)
+                new.append(offer)
+            elif any(_differs(offer, name, value) for name, value in values.items()):
+                for name, value in values.items():
+                    setattr(offer, name, value)
+                offer.updated_at = now
+                changed.append(offer)
+            kept.append(offer)
     if changed:
         update_objects(changed, [*OFFER_FIGURES, "updated_at"])
     if new:
         Offer.objects.bulk_create(new)
-    gone = set(existing) - {offer.instance_type_id for offer in kept}
+    gone = set(existing) - {(offer.host_id, offer.instance_type_id) for offer in kept}
     if gone:
-        Offer.objects.filter(host=host, instance_type_id__in=gone).delete()
+        Offer.objects.filter(pk__in=[existing[key].pk for key in gone]).delete()
     return [offer for offer in kept if offer.available_count > 0]
 
 

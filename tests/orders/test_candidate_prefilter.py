@@ -92,3 +92,46 @@ def test_an_order_runs_the_same_queries_in_a_bigger_market(buyer, supplier_org, 
     with CaptureQueriesContext(connection) as large:
         order(buyer)
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+def test_an_order_runs_a_fixed_number_of_queries_whatever_its_count(buyer, market):
+    order(buyer)  # warm caches (catalog, content types)
+    counts = {}
+    for count in (1, 6):  # six instances land on several hosts
+        with CaptureQueriesContext(connection) as captured:
+            placed = order(buyer, count=count)
+        counts[count] = len(captured.captured_queries)
+        assert placed.instances.count() == count
+    assert len({i.host_id for i in placed.instances.all()}) > 1
+    assert counts[1] == counts[6] <= 20, counts
+
+
+def test_ports_and_events_of_a_bulk_order_are_each_instances_own(buyer, supplier_org):
+    for i in range(2):
+        HostFactory(
+            organization=supplier_org,
+            name=f"ports-{i}",
+            public_address=f"203.0.113.{i + 1}",
+            port_range_start=40000,
+            port_range_end=40009,
+            **l4_host_data(price_per_unit_hour=Decimal("0.2")),
+        )
+    placed = order(buyer, count=6, ports=[22, 8888])
+    instances = list(placed.instances.order_by("pk"))
+    assert len(instances) == 6 and len({i.host_id for i in instances}) == 2
+    for instance in instances:
+        ports = {p.container_port: p.host_port for p in instance.ports.all()}
+        assert set(ports) == {22, 8888}
+        command = instance.commands.get()
+        assert command.payload["ports"] == {str(k): v for k, v in sorted(ports.items())}
+        assert [(e.from_status, e.to_status) for e in instance.events.order_by("created_at", "pk")] == [
+            ("", "requested"),
+            ("requested", "provisioning"),
+        ]
+        assert instance.status == "provisioning"
+    by_host = {}
+    for instance in instances:
+        for port in instance.ports.all():
+            by_host.setdefault(instance.host_id, []).append(port.host_port)
+    for host_ports in by_host.values():
+        assert len(host_ports) == len(set(host_ports))  # no host port given twice

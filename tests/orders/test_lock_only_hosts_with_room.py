@@ -36,13 +36,14 @@ def test_an_order_succeeds_while_a_listed_offer_can_take_it(buyer, market, monke
 def test_only_hosts_with_room_are_locked_with_a_small_margin(buyer, market, monkeypatch):
     cheap, dear = market
     target_hosts = []
-    real = placement.hosts_lock_by_id
+    real = placement.hosts_lock
 
-    def recording(host_ids):
-        target_hosts.append(list(host_ids))
-        return real(host_ids)
+    def recording(queryset):
+        locked = real(queryset)
+        target_hosts.append([host.pk for host in locked])
+        return locked
 
-    monkeypatch.setattr(placement, "hosts_lock_by_id", recording)
+    monkeypatch.setattr(placement, "hosts_lock", recording)
     order(UserFactory(email="filler@example.com"), count=4)  # cheap-0 full
     target_hosts.clear()
     order(buyer, count=1)
