@@ -3,7 +3,11 @@
     .venv/bin/python bench/market.py [--hosts 500] [--repeat 30]
 
 Uses a throwaway test database (SQLite in memory by default; PostgreSQL with DATABASE_URL).
-Prints median/p95 milliseconds, and for offer search the ratio to the equivalent raw SQL query.
+Prints median/p95 milliseconds, each beside its baseline: offer search against the same rows read
+by plain SQL, quotes against the SQL that selects their candidate offers, an order against a raw
+psycopg transaction doing its locking and writes (`raw_orders.py`, PostgreSQL only). On PostgreSQL
+the market is generated in SQL from templates placed by the services (`sql_market.py`), so
+5,000 and 20,000 hosts take seconds; on SQLite every host goes through the services.
 """
 
 from __future__ import annotations
@@ -81,14 +85,20 @@ def main() -> None:
         from orders.placement import order_place
         from orders.quotes import quote_create
         from orders.requests import OrderRequest
+        from suppliers.models import Host
 
         started = time.perf_counter()
-        buyer = generate(args.hosts)
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE")  # planner statistics: autovacuum may be off or behind
+            from sql_market import generate_sql_market
+
+            from tests.factories import UserFactory
+
+            generate_sql_market(args.hosts)
+            buyer = UserFactory(email="bench-buyer@example.com", credit=10**9)
+        else:
+            buyer = generate(args.hosts)
         print(
-            f"{connection.vendor}: {args.hosts} hosts, {Offer.objects.count()} offers "
+            f"{connection.vendor}: {Host.objects.count()} hosts, {Offer.objects.count()} offers "
             f"(generated in {time.perf_counter() - started:.1f} s)"
         )
         client = APIClient()
@@ -138,20 +148,59 @@ def main() -> None:
 
         candidates = report("raw SQL: the quote's candidate offers", timed(raw_candidates, args.repeat))
         print(f"{'ratio quote / candidate SQL':<48} {quote / candidates:8.1f} x")
-        report(
+        capability = report(
             "quote: capability (>=64 GB, >=300 TFLOPS)",
             timed(
                 lambda: quote_create(request=OrderRequest(requirements={"min_memory_gb": 64, "min_tflops": 300})),
                 args.repeat,
             ),
         )
-        report(
-            f"order: 1 x {name} (locks, allocation, offers)",
-            timed(
-                lambda: order_place(buyer=buyer, request=OrderRequest(instance_type=name, image="bench:1")),
-                min(args.repeat, busiest["left"]),
-            ),
-        )
+        capability_sql = """SELECT o.host_id, MIN(o.price_per_tflop_hour) AS best FROM marketplace_offer o
+                 JOIN marketplace_acceleratormodel m ON m.id = o.accelerator_model_id
+                 JOIN marketplace_instancetype t ON t.id = o.instance_type_id
+                 WHERE o.available_count > 0 AND o.verified AND o.tflops >= 300
+                   AND m.memory_gb * t.accelerator_count >= 64
+                   AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
+                 GROUP BY o.host_id ORDER BY best, o.host_id LIMIT 6"""
+
+        def raw_capability():
+            with connection.cursor() as cursor:
+                cursor.execute(capability_sql)
+                cursor.fetchall()
+
+        capability_base = report("raw SQL: the capability quote's candidates", timed(raw_capability, args.repeat))
+        print(f"{'ratio capability quote / candidate SQL':<48} {capability / capability_base:8.1f} x")
+        from django.test.utils import CaptureQueriesContext
+
+        samples = []
+        for _ in range(min(args.repeat, busiest["left"] // 2)):
+            with CaptureQueriesContext(connection) as queries:
+                start = time.perf_counter()
+                order_place(buyer=buyer, request=OrderRequest(instance_type=name, image="bench:1"))
+                samples.append((time.perf_counter() - start) * 1000)
+        placed = report(f"order: 1 x {name} (locks, allocation, offers)", samples)
+        print(f"{'queries per order':<48} {len(queries.captured_queries):8d}")
+        if connection.vendor == "postgresql":
+            raw = report("raw psycopg order transaction", raw_order_samples(connection, buyer.pk, name, args.repeat))
+            print(f"{'ratio order / raw transaction':<48} {placed / raw:8.1f} x")
+
+
+def raw_order_samples(connection, buyer_id: int, type_name: str, repeat: int) -> list[float]:
+    """The raw baseline of an order (`raw_orders.raw_order`): its own psycopg connection."""
+    import psycopg
+    from raw_orders import InstanceTypeInfo, raw_order
+
+    from marketplace.models import InstanceType, Offer
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_listed AS SELECT id AS offer_id, available_count FROM marketplace_offer")
+        cursor.execute("ALTER TABLE bench_listed ADD PRIMARY KEY (offer_id)")
+    t = InstanceType.objects.get(name=type_name)
+    listed = sum(Offer.objects.filter(instance_type=t).values_list("available_count", flat=True))
+    info = InstanceTypeInfo(t.pk, t.name, t.accelerator_count, t.vcpus, t.ram_gb, t.disk_gb, listed)
+    refilled: set[int] = set()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
+        return timed(lambda: raw_order(conn, buyer_id, info, refilled), repeat)
 
 
 if __name__ == "__main__":

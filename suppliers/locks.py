@@ -6,8 +6,6 @@ accounts and instances.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.db.models import QuerySet
 
 from marketplace.errors import NotFound
@@ -30,11 +28,6 @@ def hosts_lock(queryset: QuerySet[Host]) -> list[Host]:
         .select_related("organization", "accelerator_model", "region", "zone")
         .order_by("pk")
     )
-
-
-def hosts_lock_by_id(host_ids: Iterable[int]) -> dict[int, Host]:
-    """Lock these hosts (id order); returns them by id. Ids that do not exist are left out."""
-    return {host.pk: host for host in hosts_lock(Host.objects.filter(pk__in=set(host_ids)))}
 
 
 def host_lock(*, host_id: int) -> Host:
