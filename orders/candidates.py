@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Case, F, Max, Min, Q, QuerySet, When
+from django.db.models import Case, F, Q, QuerySet, When
 from django.utils import timezone
 
 from marketplace import broker, capacity
@@ -186,6 +186,7 @@ def candidates_on_hosts(
 
 
 PREFILTER_MARGIN_OFFERS = 5  # offers beyond the order's count: capacity may go before the locks
+PREFILTER_ROWS_PER_HOST = 4
 
 
 def prefiltered_host_ids(target: OrderTarget) -> list[int] | None:
@@ -237,12 +238,20 @@ def prefiltered_host_rooms(target: OrderTarget) -> list[tuple[int, int]] | None:
     limit = (1 if target.same_host else target.count) + PREFILTER_MARGIN_OFFERS
     if target.same_host:
         offers = offers.filter(available_count__gte=target.count)
-    # Best offer per host first; a host has room for at least one, so `limit` hosts cover the count.
-    best = offers.values("host_id").annotate(
-        best=Min(ranking), energy=Min("energy_kwh_per_hour"), room=Max("available_count")
-    )
-    rows = best.order_by("best", "energy", "host_id").values_list("host_id", "room")[:limit]
-    return [(host_id, room) for host_id, room in rows]
+    # Hosts in the order of their best offer; a host has room for at least one, so `limit` hosts
+    # cover the count. The offers are walked best first down the ranking's index, a few rows per
+    # host wanted (a host lists several types of a capability request), more only when those
+    # rows held fewer hosts: a grouping of every matching offer would grow with the market.
+    ordered = offers.order_by(ranking, "energy_kwh_per_hour", "host_id").values_list("host_id", "available_count")
+    fetch = limit * PREFILTER_ROWS_PER_HOST
+    while True:
+        rows = list(ordered[:fetch])
+        rooms: dict[int, int] = {}
+        for host_id, available in rows:
+            rooms[host_id] = max(rooms.get(host_id, 0), available)
+        if len(rooms) >= limit or len(rows) < fetch:
+            return list(rooms.items())[:limit]
+        fetch *= 2
 
 
 def _capable_offers(offers: QuerySet[Offer], requirements: broker.Requirements) -> QuerySet[Offer]:

@@ -5,6 +5,7 @@ naming the parameter; a page shows its first page."""
 from __future__ import annotations
 
 from django.core.paginator import Page, Paginator
+from django.utils.functional import cached_property
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
@@ -46,3 +47,40 @@ class PageNumberPagination(pagination.PageNumberPagination):
         if errors:
             raise ValidationError(errors)
         return super().paginate_queryset(queryset, request, view)
+
+
+SEARCH_COUNT_LIMIT = 10_000
+
+
+class BoundedCountPaginator(Paginator):
+    """Counts at most SEARCH_COUNT_LIMIT rows (`SELECT COUNT(*)` of a subquery with a LIMIT), so a
+    page costs the same whatever the size of the market; `count_capped` says the count stopped."""
+
+    count_capped = False
+
+    @cached_property
+    def count(self) -> int:
+        counted = self.object_list[: SEARCH_COUNT_LIMIT + 1].count()
+        self.count_capped = counted > SEARCH_COUNT_LIMIT
+        return min(counted, SEARCH_COUNT_LIMIT)
+
+
+class SearchPagination(PageNumberPagination):
+    """Pages of a search over the whole market (offers): `count` is exact up to 10,000 matches;
+    beyond, it is 10,000 with `count_capped: true` (narrow the search to see the rest)."""
+
+    django_paginator_class = BoundedCountPaginator
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["count_capped"] = self.page.paginator.count_capped
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["count_capped"] = {
+            "type": "boolean",
+            "description": f"True when more than {SEARCH_COUNT_LIMIT:,} offers match: `count` stops there.",
+        }
+        schema["required"] = [*schema.get("required", []), "count_capped"]
+        return schema

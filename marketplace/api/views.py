@@ -7,6 +7,7 @@ from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 from .filters import InstanceTypeFilterSet, OfferFilterSet
 from .inputs import CheckedLookupMixin
 from .offer_rows import OFFER_ROW_COLUMNS, offer_row
+from .pagination import SearchPagination
 from .serializers import AcceleratorModelSerializer, InstanceTypeSerializer, OfferSerializer, RegionSerializer
 
 
@@ -39,6 +40,7 @@ class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Offer.objects.all()
     serializer_class = OfferSerializer
     filterset_class = OfferFilterSet
+    pagination_class = SearchPagination
 
     def get_queryset(self):
         # `listed()` reads the clock, so it must run per request. Searches read the replica, if any.

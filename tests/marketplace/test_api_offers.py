@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from marketplace.api import pagination
 from marketplace.api.serializers import OfferSerializer
 from marketplace.models import AcceleratorModel, Offer, Region
 from marketplace.selectors import offers_with_terms
@@ -212,3 +213,15 @@ def test_list_rows_are_exactly_what_the_offer_serializer_shows(api_client, marke
         assert row == OfferSerializer(expected.get(pk=row["id"])).data
     assert any(row["available_until"] for row in rows) and any(row["zone"] is None for row in rows)
     assert any(row["reliability"] is None for row in rows) and any(row["reliability"] for row in rows)
+
+
+def test_the_search_count_stops_at_its_limit_and_says_so(api_client, market, monkeypatch):
+    everything = api_client.get("/api/v1/offers/?verified=all").json()
+    assert everything["count"] > 3 and everything["count_capped"] is False
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", 3)
+    capped = api_client.get("/api/v1/offers/?verified=all&page_size=2").json()
+    assert capped["count"] == 3 and capped["count_capped"] is True
+    assert len(capped["results"]) == 2 and capped["next"]
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", everything["count"])
+    exact = api_client.get("/api/v1/offers/?verified=all").json()
+    assert exact["count"] == everything["count"] and exact["count_capped"] is False

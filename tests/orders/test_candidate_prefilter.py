@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from marketplace.models import Region
+from orders import candidates
 from orders.candidates import order_candidates, prefiltered_host_ids
 from orders.quotes import order_plan
 from orders.requests import OrderRequest, order_target_resolve
@@ -135,3 +136,12 @@ def test_ports_and_events_of_a_bulk_order_are_each_instances_own(buyer, supplier
             by_host.setdefault(instance.host_id, []).append(port.host_port)
     for host_ports in by_host.values():
         assert len(host_ports) == len(set(host_ports))  # no host port given twice
+
+
+def test_the_prefilter_reads_further_when_the_best_rows_hold_too_few_hosts(market, monkeypatch):
+    request = OrderRequest(requirements={"min_tflops": 1, "accelerator_kinds": ["gpu"]}, count=3)
+    target = order_target_resolve(request, for_quote=True)
+    wide = candidates.prefiltered_host_rooms(target)
+    monkeypatch.setattr(candidates, "PREFILTER_ROWS_PER_HOST", 1)  # the first read: 8 rows, two L4 types a host
+    narrow = candidates.prefiltered_host_rooms(target)
+    assert narrow == wide and len(wide) == 7  # every verified host (fewer than 3 + the margin)
