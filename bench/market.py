@@ -155,13 +155,13 @@ def main() -> None:
                 args.repeat,
             ),
         )
-        capability_sql = """SELECT o.host_id, MIN(o.price_per_tflop_hour) AS best FROM marketplace_offer o
+        capability_sql = """SELECT o.host_id, o.available_count FROM marketplace_offer o
                  JOIN marketplace_acceleratormodel m ON m.id = o.accelerator_model_id
                  JOIN marketplace_instancetype t ON t.id = o.instance_type_id
-                 WHERE o.available_count > 0 AND o.verified AND o.tflops >= 300
+                 WHERE o.available_count > 0 AND o.verified AND o.tflops >= 300 AND o.tflops > 0
                    AND m.memory_gb * t.accelerator_count >= 64
                    AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
-                 GROUP BY o.host_id ORDER BY best, o.host_id LIMIT 6"""
+                 ORDER BY o.price_per_tflop_hour, o.energy_kwh_per_hour, o.host_id LIMIT 24"""
 
         def raw_capability():
             with connection.cursor() as cursor:

@@ -49,7 +49,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         return super().paginate_queryset(queryset, request, view)
 
 
-SEARCH_COUNT_LIMIT = 10_000
+SEARCH_COUNT_LIMIT = 1_000
 
 
 class BoundedCountPaginator(Paginator):
@@ -60,14 +60,17 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        counted = self.object_list[: SEARCH_COUNT_LIMIT + 1].count()
+        # Only the filters: no ordering (a sort of every match before the LIMIT) and no columns
+        # (the page's joins and per-row subqueries).
+        counted = self.object_list.order_by().values("pk")[: SEARCH_COUNT_LIMIT + 1].count()
         self.count_capped = counted > SEARCH_COUNT_LIMIT
         return min(counted, SEARCH_COUNT_LIMIT)
 
 
 class SearchPagination(PageNumberPagination):
-    """Pages of a search over the whole market (offers): `count` is exact up to 10,000 matches;
-    beyond, it is 10,000 with `count_capped: true` (narrow the search to see the rest)."""
+    """Pages of a search over the whole market (offers): `count` is exact up to 1,000 matches;
+    beyond, it is 1,000 with `count_capped: true` (narrow the search to see the rest): counting every
+    match of a search over a million offers would cost more than the page itself."""
 
     django_paginator_class = BoundedCountPaginator
 
