@@ -21,7 +21,7 @@ from throwaway import throwaway_database  # also puts the project on the path an
 SEARCHES = {
     "cheapest first (no filter)": "ordering=price_per_hour",
     "gpu, >=2 accelerators, by $/TFLOP-hour": "accelerator_kind=gpu&min_accelerators=2&ordering=price_per_tflop_hour",
-    "one model in one region, by price": "accelerator_model=h100-80g&region=eu-west&ordering=price_per_hour",
+    "one model in one region, by price": "accelerator_model=h100-80g&region=eu-central&ordering=price_per_hour",
     "under $2/h, >=80 GB per accelerator": "max_price_per_hour=2&min_accelerator_memory_gb=80&ordering=price_per_hour",
     "most reliable first": "ordering=-reliability",
 }
