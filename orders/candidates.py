@@ -79,7 +79,7 @@ def candidate_hosts(
     in, a minimum rental above the order's stated length, maintenance before the order ends.
     `apply_terms=False` keeps them (to explain a refusal). An order with ports needs hosts with
     inbound ports (`apply_ports=False` ignores ports)."""
-    hosts = (
+    hosts: QuerySet[Host] = (
         Host.objects.filter(status=Host.Status.APPROVED, organization__status=Organization.Status.APPROVED)
         .filter(Q(offer_ends_at__isnull=True) | Q(offer_ends_at__gt=timezone.now()))
         .exclude(agent_status=Host.AgentStatus.OFFLINE)
