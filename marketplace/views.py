@@ -59,7 +59,7 @@ def offer_search(request):
     filterset = OfferFilterSet(params, queryset=offer_list())
     # Invalid filters show their errors and no results, never silently unfiltered rows.
     offers = filterset.qs if filterset.is_valid() else offer_list().none()
-    page = page_of(offers, OFFERS_PER_PAGE, request.GET.get("page"))
+    page = page_of(offers, OFFERS_PER_PAGE, request.GET.get("page"), search=True)
     return render(
         request,
         "marketplace/offer_list.html",

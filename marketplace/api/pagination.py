@@ -25,9 +25,11 @@ def page_size(raw: str | None) -> int | None:
     return whole_number(raw, maximum=MAX_PAGE_SIZE)
 
 
-def page_of(object_list, per_page: int, raw: str | None) -> Page:
-    """For pages: the requested page, the first for a malformed number, the last past the end."""
-    return Paginator(object_list, per_page).get_page(page_number(raw) or 1)
+def page_of(object_list, per_page: int, raw: str | None, *, search: bool = False) -> Page:
+    """For pages: the requested page, the first for a malformed number, the last past the end.
+    `search`: a search over the whole market, counted up to SEARCH_COUNT_LIMIT (shown as "1000+")."""
+    paginator_class = BoundedCountPaginator if search else Paginator
+    return paginator_class(object_list, per_page).get_page(page_number(raw) or 1)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):

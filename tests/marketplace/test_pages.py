@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from marketplace.api import pagination
 from marketplace.models import AcceleratorModel, Offer
 from tests.factories import HostFactory
 
@@ -68,3 +69,12 @@ def test_instance_type_pages(client, two_hosts):
     assert detail.status_code == 200
     assert next(iter(detail.context["page"])).host == two_hosts[0]
     assert client.get(reverse("instance_type_detail", args=["no.such"])).status_code == 404
+
+
+def test_the_offer_page_counts_a_big_search_up_to_its_limit(client, two_hosts, monkeypatch):
+    listed = Offer.objects.listed().filter(verified=True).count()
+    page = client.get(reverse("offers")).content.decode()
+    assert f"{listed} results" in page or f"{listed} result" in page
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", 3)
+    page = client.get(reverse("offers")).content.decode()
+    assert "3+ result" in page
