@@ -108,9 +108,8 @@ def main() -> None:
             "GET /api/v1/offers/ (filters, ordering, 50 rows)", timed(lambda: client.get(url).json(), args.repeat)
         )
         sql = """SELECT o.id, o.price_per_hour, o.price_per_tflop_hour FROM marketplace_offer o
-                 JOIN marketplace_acceleratormodel m ON m.id = o.accelerator_model_id
-                 JOIN marketplace_instancetype t ON t.id = o.instance_type_id
-                 WHERE o.available_count > 0 AND o.verified AND m.kind = 'gpu' AND t.accelerator_count >= 2
+                 WHERE o.available_count > 0 AND o.verified AND o.accelerator_kind = 'gpu'
+                   AND o.accelerator_count >= 2
                  ORDER BY o.price_per_tflop_hour, o.id LIMIT 50"""
 
         def raw():
@@ -156,10 +155,10 @@ def main() -> None:
             ),
         )
         capability_sql = """SELECT o.host_id, o.available_count FROM marketplace_offer o
-                 JOIN marketplace_acceleratormodel m ON m.id = o.accelerator_model_id
-                 JOIN marketplace_instancetype t ON t.id = o.instance_type_id
                  WHERE o.available_count > 0 AND o.verified AND o.tflops >= 300 AND o.tflops > 0
-                   AND m.memory_gb * t.accelerator_count >= 64
+                   AND o.accelerator_kind IN ('cpu', 'dsa', 'gpu')
+                   AND CASE WHEN o.accelerator_kind = 'cpu' THEN o.ram_gb
+                            ELSE o.accelerator_memory_gb * o.accelerator_count END >= 64
                    AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
                  ORDER BY o.price_per_tflop_hour, o.energy_kwh_per_hour, o.host_id LIMIT 24"""
 

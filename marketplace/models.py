@@ -169,6 +169,13 @@ class Offer(models.Model):
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="offers")
     zone = models.ForeignKey(Zone, on_delete=models.PROTECT, null=True, blank=True, related_name="offers")
     tier = models.CharField(max_length=8, choices=Region.Tier.choices)
+    # The instance's figures as search filters them, copied from its type and accelerator model
+    # so that a filtered, ordered page walks one index of this table without a join per row.
+    accelerator_kind = models.CharField(max_length=8, choices=AcceleratorKind.choices, default="")
+    accelerator_count = models.PositiveIntegerField(default=0, help_text="Accelerators of one instance.")
+    accelerator_memory_gb = models.PositiveIntegerField(default=0, help_text="Memory of one accelerator.")
+    vcpus = models.PositiveIntegerField(default=0)
+    ram_gb = models.PositiveIntegerField(default=0)
     available_count = models.PositiveIntegerField()
     price_per_hour = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES)
     price_per_tflop_hour = models.DecimalField(

@@ -255,15 +255,15 @@ def prefiltered_host_rooms(target: OrderTarget) -> list[tuple[int, int]] | None:
 
 
 def _capable_offers(offers: QuerySet[Offer], requirements: broker.Requirements) -> QuerySet[Offer]:
-    """Offers whose instance meets a capability request (`broker.Requirements.is_met_by` in SQL):
-    an accepted kind, at least the memory (accelerator memory x count; RAM for CPU types) and the
-    TFLOPS, and some TFLOPS at all."""
+    """Offers whose instance meets a capability request (`broker.Requirements.is_met_by` in SQL,
+    on the offer's own copies of its figures): an accepted kind, at least the memory (accelerator
+    memory x count; RAM for CPU types) and the TFLOPS, and some TFLOPS at all."""
     memory = Case(
-        When(instance_type__accelerator_model__isnull=True, then=F("instance_type__ram_gb")),
-        default=F("instance_type__accelerator_model__memory_gb") * F("instance_type__accelerator_count"),
+        When(accelerator_kind=AcceleratorKind.CPU, then=F("ram_gb")),
+        default=F("accelerator_memory_gb") * F("accelerator_count"),
     )
     return (
-        offers.filter(accelerator_model__kind__in=sorted(requirements.accelerator_kinds))
+        offers.filter(accelerator_kind__in=sorted(requirements.accelerator_kinds))
         .filter(tflops__gte=requirements.min_tflops, tflops__gt=0)
         .alias(memory_gb=memory)
         .filter(memory_gb__gte=requirements.min_memory_gb)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from django.db.models import Min, OuterRef, Subquery
+from django.db.models import Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from marketplace import capacity
@@ -218,6 +218,11 @@ OFFER_FIGURES = (
     "region",
     "zone",
     "tier",
+    "accelerator_kind",
+    "accelerator_count",
+    "accelerator_memory_gb",
+    "vcpus",
+    "ram_gb",
     "available_count",
     "price_per_hour",
     "price_per_tflop_hour",
@@ -266,7 +271,11 @@ def offers_refresh_for_hosts(
             .annotate(first=Min("starts_at"))
             .values_list("host_id", "first")
         )
-    active_types = list(InstanceType.objects.active())
+    # Only the types these hosts could carry (their models', and CPU types for CPU hosts).
+    fits = Q(accelerator_model_id__in={host.accelerator_model_id for host in hosts})
+    if any(host_is_cpu_only(host) for host in hosts):
+        fits |= Q(accelerator_model__isnull=True)
+    active_types = list(InstanceType.objects.active().filter(fits))
     existing: dict[tuple[int, int], Offer] = {
         (offer.host_id, offer.instance_type_id): offer for offer in Offer.objects.filter(host_id__in=host_ids)
     }
@@ -291,6 +300,11 @@ def offers_refresh_for_hosts(
                 "region": host.region,
                 "zone": host.zone,
                 "tier": host.region.tier,
+                "accelerator_kind": host.accelerator_model.kind,
+                "accelerator_count": instance_type.accelerator_count,
+                "accelerator_memory_gb": host.accelerator_model.memory_gb,
+                "vcpus": instance_type.vcpus,
+                "ram_gb": instance_type.ram_gb,
                 "available_count": count if sellable else 0,
                 "price_per_hour": figures.price_per_hour,
                 "price_per_tflop_hour": figures.price_per_tflop_hour,

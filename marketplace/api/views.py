@@ -47,10 +47,17 @@ class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
         return Offer.objects.using(read_alias()).listed().with_related()
 
     def list(self, request, *args, **kwargs):
-        """The page's rows read as plain values (one joined query, no model objects) and formatted
-        by the serializer's own fields: the same JSON as `OfferSerializer`, several times faster."""
+        """Three lean queries whatever the size of the market: the bounded count and the page's
+        ids read the offers table with the filters' joins only (down the ordering's index), then
+        the page's rows as plain values (joins and per-row subqueries for 50 rows, no model
+        objects), formatted by the serializer's own fields: the same JSON as `OfferSerializer`."""
         queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset.values(*OFFER_ROW_COLUMNS.values()))
+        ids = self.paginate_queryset(queryset.values_list("pk", flat=True))
+        assert ids is not None  # always paginated
+        by_id = {
+            values["id"]: values
+            for values in queryset.order_by().filter(pk__in=ids).values(*OFFER_ROW_COLUMNS.values())
+        }
         fields = OfferSerializer().fields
-        rows = [offer_row(values, fields) for values in page]  # type: ignore[union-attr]  # always paginated
+        rows = [offer_row(by_id[pk], fields) for pk in ids if pk in by_id]  # one sold meanwhile: left out
         return self.get_paginated_response(rows)

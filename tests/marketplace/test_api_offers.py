@@ -1,9 +1,11 @@
 """GET /api/v1/offers/ and /api/v1/instance-types/: every filter, ordering, strictness."""
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -225,3 +227,20 @@ def test_the_search_count_stops_at_its_limit_and_says_so(api_client, market, mon
     monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", everything["count"])
     exact = api_client.get("/api/v1/offers/?verified=all").json()
     assert exact["count"] == everything["count"] and exact["count_capped"] is False
+
+
+def test_offers_carry_their_search_figures_and_the_migration_copies_them(market):
+    figures = ("accelerator_kind", "accelerator_count", "accelerator_memory_gb", "vcpus", "ram_gb")
+
+    def expected(offer):
+        t, m = offer.instance_type, offer.accelerator_model
+        return (m.kind, t.accelerator_count, m.memory_gb, t.vcpus, t.ram_gb)
+
+    offers = list(Offer.objects.select_related("instance_type", "accelerator_model"))
+    assert offers and all(tuple(getattr(o, f) for f in figures) == expected(o) for o in offers)
+    Offer.objects.update(accelerator_kind="", accelerator_count=0, accelerator_memory_gb=0, vcpus=0, ram_gb=0)
+    figures_copy = importlib.import_module("marketplace.migrations.0008_offer_search_figures").figures_copy
+    figures_copy(django_apps, None)
+    for offer in offers:
+        offer.refresh_from_db()
+    assert all(tuple(getattr(o, f) for f in figures) == expected(o) for o in offers)
