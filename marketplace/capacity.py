@@ -64,6 +64,14 @@ class Resources:
     def of(cls, **amounts: int) -> Resources:
         return cls(amounts)
 
+    @classmethod
+    def _checked(cls, amounts: dict[str, int]) -> Resources:
+        """From amounts already known to be non-negative integers (sums of Resources): the hot
+        path of the placement maths skips re-validating them."""
+        resources = object.__new__(cls)
+        object.__setattr__(resources, "amounts", {d: a for d, a in sorted(amounts.items()) if a})
+        return resources
+
     def __getitem__(self, dim: str) -> int:
         return self.amounts.get(dim, 0)
 
@@ -75,8 +83,10 @@ class Resources:
         return frozenset(self.amounts)
 
     def __add__(self, other: Resources) -> Resources:
-        dims = self.dimensions | other.dimensions
-        return Resources({d: self[d] + other[d] for d in dims})
+        amounts = dict(self.amounts)
+        for dim, amount in other.amounts.items():
+            amounts[dim] = amounts.get(dim, 0) + amount
+        return Resources._checked(amounts)
 
     def minus(self, other: Resources) -> dict[str, int]:
         """Signed difference per dimension (may be negative, so not a Resources)."""
@@ -85,17 +95,19 @@ class Resources:
 
     def fits_in(self, other: Resources) -> bool:
         """True when every dimension of self is at most other's."""
-        return all(amount <= other[dim] for dim, amount in self.amounts.items())
+        others = other.amounts
+        return all(amount <= others.get(dim, 0) for dim, amount in self.amounts.items())
 
     def is_empty(self) -> bool:
         return not self.amounts
 
 
 def total(claims: Iterable[Resources]) -> Resources:
-    result = Resources()
+    amounts: dict[str, int] = {}
     for claim in claims:
-        result = result + claim
-    return result
+        for dim, amount in claim.amounts.items():
+            amounts[dim] = amounts.get(dim, 0) + amount
+    return Resources._checked(amounts)
 
 
 @dataclass(frozen=True)
