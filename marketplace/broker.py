@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -47,6 +48,7 @@ class Candidate:
     location: Location
     region: str
     reliability: Decimal | None = None
+    free_units: int | None = None  # the host's free primary units now (packing policies read it)
 
     @property
     def price_per_tflop_hour(self) -> Decimal | None:
@@ -74,8 +76,47 @@ def _distance(candidate: Candidate, near: Location | None) -> float:
     return distance_km(candidate.location, near) if near else 0.0
 
 
-def rank_offers(candidates: Iterable[Candidate], *, near: Location | None = None) -> list[Candidate]:
-    """Cheapest first; ties by energy, then distance, then reliability, then host id."""
+class Packing(StrEnum):
+    """How orders are spread over hosts of (nearly) the same price.
+
+    CHEAPEST: strictly by price (first fit in price order): a small order may open an empty server
+    while a partly used one at a cent more has room. BEST_FIT: the host with the fewest free units
+    first, whatever its price. KEEP_LARGE: among offers within PACKING_PRICE_BAND of the cheapest,
+    the fullest host first, so small orders fill partly used servers and whole ones stay free for
+    large shapes; beyond the band, by price."""
+
+    CHEAPEST = "cheapest"
+    BEST_FIT = "best_fit"
+    KEEP_LARGE = "keep_large"
+
+
+PACKING_PRICE_BAND = Decimal("0.10")  # KEEP_LARGE: a buyer pays at most 10% over the cheapest offer
+
+
+def _packed(ranked: list[Candidate], packing: Packing) -> list[Candidate]:
+    """Reorder a price ranking by the packing policy (stable: price order breaks its ties)."""
+    if packing == Packing.CHEAPEST or not ranked:
+        return ranked
+
+    def free(c: Candidate) -> int:
+        return c.free_units if c.free_units is not None else 1 << 30
+
+    if packing == Packing.BEST_FIT:
+        return sorted(ranked, key=free)
+    ceiling = ranked[0].price_per_hour * (1 + PACKING_PRICE_BAND)
+    band = [c for c in ranked if c.price_per_hour <= ceiling]
+    return sorted(band, key=free) + [c for c in ranked if c.price_per_hour > ceiling]
+
+
+def rank_offers(
+    candidates: Iterable[Candidate], *, near: Location | None = None, packing: Packing = Packing.CHEAPEST
+) -> list[Candidate]:
+    """Cheapest first; ties by energy, then distance, then reliability, then host id; then the
+    packing policy (`Packing`) reorders hosts of about the same price."""
+    return _packed(_by_price(candidates, near), packing)
+
+
+def _by_price(candidates: Iterable[Candidate], near: Location | None) -> list[Candidate]:
     return sorted(
         candidates,
         key=lambda c: (

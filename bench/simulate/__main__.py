@@ -21,6 +21,8 @@ SCENARIOS = (
     Scenario("whole servers", slicing="whole"),
     Scenario("fine, no spot backfill", spot=False),
     Scenario("fine, single-model orders", capability=False),
+    Scenario("fine, best fit", packing="best_fit"),
+    Scenario("fine, keep large shapes placeable", packing="keep_large"),
 )
 COLUMNS = (
     ("scenario", lambda r: r.scenario),

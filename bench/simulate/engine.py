@@ -35,6 +35,7 @@ class Scenario:
     slicing: str = "fine"  # accelerator hosts' policy: whole, equal (2-accelerator slices) or fine
     spot: bool = True  # spot orders are served (else turned away)
     capability: bool = True  # capability requests served as such (else as the cheapest single model)
+    packing: str = broker.Packing.CHEAPEST  # how the broker spreads orders over hosts of about one price
 
 
 @dataclass
@@ -284,6 +285,7 @@ class Market:
                         available=available,
                         location=broker.Location(0.0, 0.0),
                         region=host.row.region,
+                        free_units=host.spec.capacity[host.spec.primary] - host.committed - host.spot,
                     )
                 )
         return candidates, where

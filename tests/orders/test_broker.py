@@ -1,12 +1,23 @@
 """Ranking and placement maths (pure)."""
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketplace.broker import Candidate, Location, Requirements, distance_km, place, rank_capable, rank_offers
+from marketplace.broker import (
+    PACKING_PRICE_BAND,
+    Candidate,
+    Location,
+    Packing,
+    Requirements,
+    distance_km,
+    place,
+    rank_capable,
+    rank_offers,
+)
 
 FRANKFURT = Location(50.11, 8.68)
 TOKYO = Location(35.68, 139.65)
@@ -104,3 +115,19 @@ def test_place_never_exceeds_availability_and_fills_exactly(availabilities, coun
     else:
         possible = max(availabilities) if same_host else sum(availabilities)
         assert possible < count
+
+
+def test_packing_policies_order_hosts_of_about_one_price():
+    empty = replace(candidate(1, price="2.00"), free_units=8)  # cheapest, an empty 8-way server
+    partly = replace(candidate(2, price="2.10"), free_units=3)  # 5% dearer, partly used
+    full_ish = replace(candidate(3, price="3.00"), free_units=1)  # 50% dearer, almost full
+    offers = [full_ish, partly, empty]
+    assert [c.offer_id for c in rank_offers(offers)] == [1, 2, 3]  # the default: strictly by price
+    assert [c.offer_id for c in rank_offers(offers, packing=Packing.CHEAPEST)] == [1, 2, 3]
+    assert [c.offer_id for c in rank_offers(offers, packing=Packing.BEST_FIT)] == [3, 2, 1]
+    # Keep large shapes placeable: the partly used host within the band first, the empty server
+    # kept for a large order; a host beyond the band never jumps ahead of a cheaper one.
+    assert Decimal("2.10") <= Decimal("2.00") * (1 + PACKING_PRICE_BAND) < Decimal("3.00")
+    assert [c.offer_id for c in rank_offers(offers, packing=Packing.KEEP_LARGE)] == [2, 1, 3]
+    unknown = replace(candidate(4, price="2.05"), free_units=None)  # no figure: treated as empty
+    assert [c.offer_id for c in rank_offers([unknown, partly], packing=Packing.KEEP_LARGE)] == [2, 4]
