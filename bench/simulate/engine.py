@@ -325,7 +325,10 @@ class Market:
             types = [_types()[demand.instance_type]]
         spot_bid = demand.bid_per_hour if demand.pricing == "spot" else None
         candidates, where = self._candidates(demand, types, spot_bid)
-        ranked = broker.rank_capable(candidates, requirements) if capability else broker.rank_offers(candidates)
+        if capability:
+            ranked = broker.rank_capable(candidates, requirements)
+        else:
+            ranked = broker.rank_offers(candidates, packing=broker.Packing(self.scenario.packing))
         shares = broker.place(ranked, demand.count)
         if not shares:
             if not self.eligible_any:

@@ -114,3 +114,9 @@ def test_type_shapes_are_the_catalogs():
     shape = type_shape(TYPES["h100-80g.2x"])
     assert shape.resources["accelerators"] == 2 and shape.resources["vcpus"] == TYPES["h100-80g.2x"].vcpus
     assert EIGHT == 8
+
+
+def test_packing_keeps_eight_way_servers_placeable(trace):
+    cheapest, best_fit = (simulate(trace, Scenario(p, packing=p), days=1) for p in ("cheapest", "best_fit"))
+    assert best_fit.fragmentation < cheapest.fragmentation
+    assert best_fit.eight_x_turned_away <= cheapest.eight_x_turned_away
