@@ -1,3 +1,4 @@
+import uuid
 from collections.abc import Callable
 
 from celery import Task, shared_task
@@ -17,13 +18,16 @@ def walk_step(task: Task, service: Callable[..., Walk], *, after: int, batch_siz
 
     A walk starts at `after=0` (beat) only when none of the same task is under way: a second beat
     scheduler, or a tick that comes while the previous walk is still going, adds no duplicate walk
-    (the guard is in the cache: Redis, shared by every worker, where configured)."""
+    (the guard is in the cache: Redis, shared by every worker, where configured). The guard holds
+    the id of the task running the walk, so the same message delivered again after its worker was
+    killed (acks late) carries on instead of finding its own guard and stopping the walk."""
     guard = f"walk:{task.name}"
+    task_id = getattr(task.request, "id", None) or uuid.uuid4().hex  # no id: never a redelivery
     if after == 0:
-        if not cache.add(guard, "running", timeout=WALK_GUARD_SECONDS):
+        if not cache.add(guard, task_id, timeout=WALK_GUARD_SECONDS) and cache.get(guard) != task_id:
             return 0
     else:
-        cache.set(guard, "running", timeout=WALK_GUARD_SECONDS)
+        cache.set(guard, task_id, timeout=WALK_GUARD_SECONDS)
     walk = service(after=after, batch_size=batch_size, **kwargs)
     if walk.next_after is None:
         cache.delete(guard)

@@ -84,8 +84,8 @@ def test_a_real_worker_walks_every_buyer_one_batch_per_task(catalog, l4_host):
 class FakeTask:
     name = "tests.fake_walk"
 
-    def __init__(self):
-        self.request = type("Request", (), {"delivery_info": {"routing_key": "q1"}})()
+    def __init__(self, task_id="beat-1"):
+        self.request = type("Request", (), {"delivery_info": {"routing_key": "q1"}, "id": task_id})()
         self.enqueued: list[dict] = []
 
     def apply_async(self, *, kwargs, queue):
@@ -102,12 +102,30 @@ def test_a_walk_goes_on_on_its_queue_and_a_second_start_adds_no_walk():
 
     assert walk_step(task, service, after=0, batch_size=2) == 2
     assert task.enqueued == [{"kwargs": {"after": 2, "batch_size": 2}, "queue": "q1"}]
-    assert walk_step(task, service, after=0, batch_size=2) == 0  # a second beat while it runs
+    assert walk_step(FakeTask("beat-2"), service, after=0, batch_size=2) == 0  # a second beat while it runs
     assert calls == [0]
     walk_step(task, service, after=2, batch_size=2)
     walk_step(task, service, after=4, batch_size=2)
     assert calls == [0, 2, 4] and len(task.enqueued) == 2
     assert walk_step(task, service, after=0, batch_size=2) == 2  # finished: the next tick starts again
+
+
+def test_a_first_batch_delivered_again_after_its_worker_died_carries_the_walk_on():
+    """acks late: a worker killed after the first batch committed but before it enqueued the next
+    gets the same message (same task id) again; its own guard must not stop the walk."""
+    cache.delete("walk:tests.fake_walk")
+    calls = []
+
+    def service(*, after, batch_size):
+        calls.append(after)
+        return Walk(done=batch_size, next_after=after + batch_size)
+
+    killed, again = FakeTask("first"), FakeTask("first")
+    walk_step(killed, service, after=0, batch_size=2)
+    killed.enqueued.clear()  # the worker died before the next batch went out
+    assert walk_step(again, service, after=0, batch_size=2) == 2
+    assert again.enqueued == [{"kwargs": {"after": 2, "batch_size": 2}, "queue": "q1"}]
+    assert walk_step(FakeTask("another-beat"), service, after=0, batch_size=2) == 0
 
 
 def test_reliability_reaches_hosts_past_the_first_batch(supplier_org):
