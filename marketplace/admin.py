@@ -11,6 +11,7 @@ from .models import (
     Region,
     Zone,
 )
+from .services import offer_catalog_figures_copy
 
 
 @admin.register(AcceleratorModel)
@@ -19,6 +20,10 @@ class AcceleratorModelAdmin(admin.ModelAdmin):
     list_filter = ["kind", "vendor", "is_active"]
     search_fields = ["name", "slug", "vendor"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        offer_catalog_figures_copy(accelerator_model=obj)
 
 
 @admin.register(InstanceType)
@@ -37,6 +42,10 @@ class InstanceTypeAdmin(admin.ModelAdmin):
     search_fields = ["name", "accelerator_model__name"]
     list_editable = ["is_active"]
     list_select_related = ["accelerator_model"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        offer_catalog_figures_copy(instance_type=obj)
 
 
 class ZoneInline(admin.TabularInline):

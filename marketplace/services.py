@@ -30,6 +30,25 @@ def offers_delist_expired(*, after: int = 0, batch_size: int = 500) -> Walk:
 
 
 @transaction.atomic
+def offer_catalog_figures_copy(
+    *, instance_type: InstanceType | None = None, accelerator_model: AcceleratorModel | None = None
+) -> int:
+    """After staff edit a catalog row, the offers' copies of its search figures (`Offer`'s
+    accelerator kind, count and memory, vCPUs, RAM) follow in one UPDATE, so search filters on what
+    the catalog says now. Prices and TFLOPS follow at each host's next offers refresh (they depend on
+    the host's own declaration). Returns the offers updated."""
+    updated = 0
+    if instance_type is not None:
+        updated += Offer.objects.filter(instance_type=instance_type).update(
+            accelerator_count=instance_type.accelerator_count, vcpus=instance_type.vcpus, ram_gb=instance_type.ram_gb
+        )
+    if accelerator_model is not None:
+        updated += Offer.objects.filter(accelerator_model=accelerator_model).update(
+            accelerator_kind=accelerator_model.kind, accelerator_memory_gb=accelerator_model.memory_gb
+        )
+    return updated
+
+
 def catalog_sync() -> dict[str, int]:
     """Create missing reference data (accelerators, regions, zones, instance types). Idempotent.
 

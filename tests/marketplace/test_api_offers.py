@@ -6,15 +6,18 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps as django_apps
+from django.contrib import admin as django_admin
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from marketplace.admin import AcceleratorModelAdmin, InstanceTypeAdmin
 from marketplace.api import pagination
 from marketplace.api.serializers import OfferSerializer
-from marketplace.models import AcceleratorModel, Offer, Region
+from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 from marketplace.selectors import offers_with_terms
+from marketplace.services import offer_catalog_figures_copy
 from suppliers.hosts import host_set_reliability
 from suppliers.models import MaintenanceWindow
 from suppliers.offers import offers_refresh_for_host
@@ -244,3 +247,19 @@ def test_offers_carry_their_search_figures_and_the_migration_copies_them(market)
     for offer in offers:
         offer.refresh_from_db()
     assert all(tuple(getattr(o, f) for f in figures) == expected(o) for o in offers)
+
+
+def test_a_staff_edit_of_the_catalog_reaches_the_offers_search_figures(api_client, market, rf):
+    offer = Offer.objects.select_related("instance_type", "accelerator_model").filter(verified=True).first()
+    instance_type, model = offer.instance_type, offer.accelerator_model
+    instance_type.vcpus += 1000
+    InstanceTypeAdmin(InstanceType, django_admin.site).save_model(rf.post("/"), instance_type, None, True)
+    model.memory_gb += 1000
+    AcceleratorModelAdmin(AcceleratorModel, django_admin.site).save_model(rf.post("/"), model, None, True)
+    offer.refresh_from_db()
+    assert offer.vcpus == instance_type.vcpus and offer.accelerator_memory_gb == model.memory_gb
+    found = api_client.get(f"/api/v1/offers/?min_vcpus={instance_type.vcpus}&verified=all").json()["results"]
+    assert {row["id"] for row in found} == set(
+        Offer.objects.listed().filter(instance_type=instance_type).values_list("pk", flat=True)
+    )
+    assert offer_catalog_figures_copy() == 0  # nothing named: nothing written
