@@ -29,6 +29,17 @@ def timed(fn, repeat: int) -> list[float]:
     return samples
 
 
+def sql_run(connection, sql: str, params: list | None = None):
+    """A function that runs `sql` and reads every row: a baseline to time."""
+
+    def run() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params or [])
+            cursor.fetchall()
+
+    return run
+
+
 def report(name: str, samples: list[float]) -> float:
     samples = sorted(samples)
     median = statistics.median(samples)
@@ -112,12 +123,9 @@ def main() -> None:
                    AND o.accelerator_count >= 2
                  ORDER BY o.price_per_tflop_hour, o.id LIMIT 50"""
 
-        def raw():
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-                cursor.fetchall()
-
-        baseline = report("raw SQL baseline (same rows, no serialization)", timed(raw, args.repeat))
+        baseline = report(
+            "raw SQL baseline (same rows, no serialization)", timed(sql_run(connection, sql), args.repeat)
+        )
         print(f"{'ratio API / raw SQL':<48} {api / baseline:8.1f} x")
         from django.db.models import Sum
 
@@ -140,12 +148,9 @@ def main() -> None:
                    AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
                  ORDER BY o.price_per_hour, o.energy_kwh_per_hour, o.host_id LIMIT 6"""
 
-        def raw_candidates():
-            with connection.cursor() as cursor:
-                cursor.execute(candidates_sql, [type_id])
-                cursor.fetchall()
-
-        candidates = report("raw SQL: the quote's candidate offers", timed(raw_candidates, args.repeat))
+        candidates = report(
+            "raw SQL: the quote's candidate offers", timed(sql_run(connection, candidates_sql, [type_id]), args.repeat)
+        )
         print(f"{'ratio quote / candidate SQL':<48} {quote / candidates:8.1f} x")
         capability = report(
             "quote: capability (>=64 GB, >=300 TFLOPS)",
@@ -162,12 +167,9 @@ def main() -> None:
                    AND (o.listed_until IS NULL OR o.listed_until > CURRENT_TIMESTAMP)
                  ORDER BY o.price_per_tflop_hour, o.energy_kwh_per_hour, o.host_id LIMIT 24"""
 
-        def raw_capability():
-            with connection.cursor() as cursor:
-                cursor.execute(capability_sql)
-                cursor.fetchall()
-
-        capability_base = report("raw SQL: the capability quote's candidates", timed(raw_capability, args.repeat))
+        capability_base = report(
+            "raw SQL: the capability quote's candidates", timed(sql_run(connection, capability_sql), args.repeat)
+        )
         print(f"{'ratio capability quote / candidate SQL':<48} {capability / capability_base:8.1f} x")
         from django.test.utils import CaptureQueriesContext
 

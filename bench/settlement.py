@@ -23,17 +23,15 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-from throwaway import throwaway_database  # also puts the project on the path and picks the test settings
+from throwaway import copy_columns, throwaway_database  # also puts the project on the path and picks the test settings
 
 TABLES = ("billing_usagerecord", "billing_ledgertransaction", "billing_ledgerposting", "billing_ledgeraccount")
 
 
 def clone(cursor, model, template_pk: int, count: int, overrides: dict[str, str]) -> None:
     """Insert `count` copies of one row of `model`, with `overrides` (column -> SQL over g, 1..count)."""
-    columns = [f.column for f in model._meta.concrete_fields if not f.primary_key]
-    names = ", ".join(f'"{column}"' for column in columns)
-    select = ", ".join(overrides.get(column, f'"{column}"') for column in columns)
     table = model._meta.db_table
+    names, select = copy_columns(model, overrides, source=f'"{table}"')
     cursor.execute(
         f'INSERT INTO "{table}" ({names}) SELECT {select} FROM "{table}", generate_series(1, %s) AS g '
         f'WHERE "{table}".id = %s',

@@ -14,15 +14,10 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+from throwaway import copy_columns
+
 PRICE_LEVELS = (Decimal("0.8"), Decimal("1.0"), Decimal("1.25"), Decimal("1.6"))
 HOSTS_PER_ORGANIZATION = 50
-
-
-def _columns(model, overrides: dict[str, str]) -> tuple[str, str]:
-    columns = [f.column for f in model._meta.concrete_fields if not f.primary_key]
-    names = ", ".join(f'"{column}"' for column in columns)
-    select = ", ".join(overrides.get(column, f't."{column}"') for column in columns)
-    return names, select
 
 
 def _templates(seed: int) -> list:
@@ -78,9 +73,10 @@ def copy_templates(templates: list, copies: int, *, seed: int = 7) -> None:
         cursor.execute("SELECT coalesce(max(id), 0) FROM suppliers_organization")
         (batch,) = cursor.fetchone()
         organization_count = max(1, copies // HOSTS_PER_ORGANIZATION)
-        names, select = _columns(
+        names, select = copy_columns(
             Organization,
             {"name": f"'bench-org-{batch}-' || g", "contact_email": "'bench-org-' || g || '@example.com'"},
+            source="t",
         )
         cursor.execute(
             f'INSERT INTO "suppliers_organization" ({names}) SELECT {select} '
@@ -93,7 +89,7 @@ def copy_templates(templates: list, copies: int, *, seed: int = 7) -> None:
         per_template = [copies // len(templates)] * len(templates)
         for i in rng.sample(range(len(templates)), copies % len(templates)):
             per_template[i] += 1
-        host_names, host_select = _columns(
+        host_names, host_select = copy_columns(
             Host,
             {
                 "name": f"'copy-{batch}-' || t.id || '-' || g",
@@ -101,10 +97,12 @@ def copy_templates(templates: list, copies: int, *, seed: int = 7) -> None:
                 "region_id": "(%s::bigint[])[1 + floor(random() * %s)::int]",
                 "zone_id": "NULL",
             },
+            source="t",
         )
-        offer_names, offer_select = _columns(
+        offer_names, offer_select = copy_columns(
             Offer,
             {"host_id": "c.id", "region_id": "c.region_id", "zone_id": "NULL", "tier": "r.tier"},
+            source="t",
         )
         for template, count in zip(templates, per_template, strict=True):
             if not count:

@@ -36,3 +36,12 @@ def throwaway_database() -> Iterator[Any]:
         yield connection
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def copy_columns(model, overrides: dict[str, str], *, source: str) -> tuple[str, str]:
+    """For `INSERT INTO <model's table> (<names>) SELECT <select> FROM <table> AS <source> ...`:
+    every column but the primary key, each copied from `source` unless `overrides` gives its SQL."""
+    columns = [f.column for f in model._meta.concrete_fields if not f.primary_key]
+    names = ", ".join(f'"{column}"' for column in columns)
+    select = ", ".join(overrides.get(column, f'{source}."{column}"') for column in columns)
+    return names, select

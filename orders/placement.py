@@ -151,8 +151,11 @@ def preempt(holding: capacity.Holding, *, by: str) -> None:
     preemption_notify(instance=instance)
 
 
-def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot_bid: Decimal | None) -> Allocation:
-    return Allocation.objects.create(
+def _allocation_row(
+    host: Host, instance: Instance, claim: capacity.Resources, *, spot_bid: Decimal | None
+) -> Allocation:
+    """The running allocation of `claim` for an instance on a host (not saved)."""
+    return Allocation(
         host=host,
         instance=instance,
         instance_type=instance.instance_type,
@@ -163,6 +166,12 @@ def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot
         ram_gb=claim["ram_gb"],
         disk_gb=claim["disk_gb"],
     )
+
+
+def _allocate(host: Host, instance: Instance, claim: capacity.Resources, *, spot_bid: Decimal | None) -> Allocation:
+    allocation = _allocation_row(host, instance, claim, spot_bid=spot_bid)
+    allocation.save(force_insert=True)
+    return allocation
 
 
 LOCK_MARGIN_HOSTS = 3  # beyond what the estimate needs: capacity may go while we wait for the locks
@@ -273,7 +282,8 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     )
     placed = _claims_place(target, plan, hosts, holdings, ranked)
     _instances_create(order, target, request, placed, authorized_keys=authorized_keys, now=now)
-    touched = [host for host in locked if any(p.host.pk == host.pk for p in placed)]
+    touched_ids = {p.host.pk for p in placed}
+    touched = [host for host in locked if host.pk in touched_ids]
     offers_refresh_for_hosts(
         hosts=touched,
         holdings=holdings,
@@ -341,15 +351,9 @@ def _instances_create(
     """The order's instances, placed and waiting for their host agents: instance rows, their two
     first events (requested, provisioning), allocations, ports and start commands, each kind of row
     written in one statement whatever the count."""
-    reserved = (
-        dict(
-            Allocation.objects.filter(
-                pk__in=[p.backfilled_allocation_id for p in placed if p.backfilled_allocation_id]
-            ).values_list("pk", "instance_id")
-        )
-        if any(p.backfilled_allocation_id for p in placed)
-        else {}
-    )
+    backfilled = [p.backfilled_allocation_id for p in placed if p.backfilled_allocation_id]
+    # The reserved instance each backfilled allocation belongs to (spot orders on idle reserved capacity).
+    reserved = dict(Allocation.objects.filter(pk__in=backfilled).values_list("pk", "instance_id")) if backfilled else {}
     instances: list[Instance] = []
     for p in placed:
         hc = p.candidate
@@ -402,17 +406,7 @@ def _instances_create(
         )
     InstanceEvent.objects.bulk_create(events)
     Allocation.objects.bulk_create(
-        Allocation(
-            host=p.host,
-            instance=instance,
-            instance_type=instance.instance_type,
-            kind=Allocation.Kind.RUNNING,
-            spot_bid=target.spot_bid,
-            accelerators=p.claim["accelerators"],
-            vcpus=p.claim["vcpus"],
-            ram_gb=p.claim["ram_gb"],
-            disk_gb=p.claim["disk_gb"],
-        )
+        _allocation_row(p.host, instance, p.claim, spot_bid=target.spot_bid)
         for instance, p in zip(instances, placed, strict=True)
     )
     port_maps: dict[int, dict[str, int]] = {}
