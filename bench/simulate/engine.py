@@ -5,6 +5,12 @@ as usage is (`billing.rating`). The adapters here only turn trace rows into the 
 functions take, as `suppliers.offers` does for host rows.
 
 No database: one run is a pure function of (trace, scenario), so scenarios compare exactly.
+
+Reserved buyers stop their servers in the trace's idle windows and start them again after. With
+resale, a stopped reserved instance's compute goes back to the market as the product does it
+(`orders.lifecycle.instance_stop`: an idle reserved holding, backfilled by spot and reclaimed by
+preempting it, the spot revenue credited to the reserving buyer, `billing.settlement.earner_owner`);
+without resale it stays held, idle.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from billing import rating
 from marketplace import broker, capacity, catalog
 from marketplace.pricing import HostEconomics, OfferFigures, offer_figures
 
-from .trace import Demand, FleetHost, Trace, _specs, _types, reference_price_per_unit_hour
+from .trace import Demand, FleetHost, Trace, _specs, _types, capable_types, cheapest_capable_type
 
 TAKE_RATE = Decimal("0.15")  # the platform's default take (settings.PLATFORM_TAKE_RATE)
 SPOT_FLOOR_SHARE = Decimal("0.35")  # hosts' lowest spot bid, as a share of their on-demand price
 RESERVED_DISCOUNT = Decimal("0.20")  # a week's term
 PUE = Decimal("1.2")
+EQUAL_SLICES = 4
 EIGHT = 8  # fragmentation: free accelerators that no 8x order can use
 
 
@@ -36,6 +43,7 @@ class Scenario:
     spot: bool = True  # spot orders are served (else turned away)
     capability: bool = True  # capability requests served as such (else as the cheapest single model)
     packing: str = broker.Packing.CHEAPEST  # how the broker spreads orders over hosts of about one price
+    resale: bool = True  # idle reserved capacity is resold to spot (else it stays held, idle)
 
 
 @dataclass
@@ -46,22 +54,26 @@ class _Host:
     holdings: dict[int, capacity.Holding] = field(default_factory=dict)
     # Primary units held, kept beside the holdings only to skip hosts that are plainly full
     # before asking the capacity maths (which decides).
-    committed: int = 0  # by non-spot instances
+    committed: int = 0  # by non-spot instances, idle reserved ones included
+    idle: int = 0  # by idle reserved instances (committed, physically free)
     spot: int = 0  # by running spot instances
     lowest_bid: Decimal | None = None
+    version: int = 0  # changes with the holdings: the capacity maths' answers are cached per version
 
-    def hold(self, key: int, holding: capacity.Holding, delta: int) -> None:
+    def hold(self, key: int, holding: capacity.Holding) -> None:
         self.holdings[key] = holding
-        self._count(holding, delta)
+        self._count(holding, 1)
 
     def release(self, key: int) -> None:
-        holding = self.holdings.pop(key)
-        self._count(holding, -1)
+        self._count(self.holdings.pop(key), -1)
 
     def _count(self, holding: capacity.Holding, sign: int) -> None:
-        units = holding.claim[self.spec.primary] * (1 if sign > 0 else -1)
+        self.version += 1
+        units = holding.claim[self.spec.primary] * sign
         if holding.spot_bid is None:
             self.committed += units
+            if holding.kind == capacity.HoldingKind.RESERVED_IDLE:
+                self.idle += units
         else:
             self.spot += units
             bids = [h.spot_bid for h in self.holdings.values() if h.spot_bid is not None]
@@ -71,9 +83,14 @@ class _Host:
         size = self.spec.capacity[self.spec.primary]
         if spot_bid is None:  # may preempt any spot
             return self.committed + units > size
-        if self.committed + self.spot + units <= size:
+        if self.committed - self.idle + self.spot + units <= size:
             return False
         return self.lowest_bid is None or self.lowest_bid >= spot_bid
+
+    @property
+    def free_units(self) -> int:
+        """Primary units neither committed nor running spot."""
+        return self.spec.capacity[self.spec.primary] - self.committed - self.spot
 
 
 @dataclass
@@ -81,6 +98,7 @@ class _Instance:
     id: int
     host: _Host
     demand: Demand
+    shape: capacity.Shape
     accelerators: int
     tflops: Decimal
     price_per_hour: Decimal
@@ -88,6 +106,9 @@ class _Instance:
     end: int  # when it is due to leave
     ended: bool = False
     stopped_at: int | None = None  # when it left (its end, a preemption or the end of the run)
+    running_since: int | None = None  # None while a reserved instance stands idle
+    used_minutes: int = 0  # minutes it ran (a reserved instance's idle windows excluded)
+    backfills: _Instance | None = None  # spot on idle reserved capacity: the reserved instance credited
 
 
 @dataclass
@@ -96,9 +117,10 @@ class Report:
     minutes: int
     fleet_accelerators: int
     # Exact sums in minutes (accelerator-minutes, TFLOP-minutes); hours are derived for reports.
-    sold_accelerator_minutes: int = 0
-    sold_by_model: Counter = field(default_factory=Counter)  # accelerator-minutes
-    sold_by_region: Counter = field(default_factory=Counter)
+    sold_accelerator_minutes: int = 0  # paid for (a reserved term whole, idle windows included)
+    used_accelerator_minutes: int = 0  # running
+    used_by_model: Counter = field(default_factory=Counter)  # accelerator-minutes running
+    used_by_region: Counter = field(default_factory=Counter)
     accelerators_by_model: Counter = field(default_factory=Counter)
     accelerators_by_region: Counter = field(default_factory=Counter)
     placed: int = 0  # instances
@@ -107,12 +129,15 @@ class Report:
     eight_x_turned_away: int = 0
     charged: Decimal = Decimal(0)
     platform_take: Decimal = Decimal(0)
+    resale_credit: Decimal = Decimal(0)  # spot revenue on idle reserved capacity, to the reserving buyers
+    reserved_charged: Decimal = Decimal(0)
     tflop_minutes: Decimal = Decimal(0)
     capability_charged: Decimal = Decimal(0)
     capability_tflop_minutes: Decimal = Decimal(0)
     preemptions: int = 0
     preempted_minutes_lost: int = 0
     fragmentation_samples: list[float] = field(default_factory=list)
+    utilization_samples: list[float] = field(default_factory=list)  # hourly: accelerators running / fleet
 
     @property
     def sold_accelerator_hours(self) -> Decimal:
@@ -123,9 +148,14 @@ class Report:
         return Decimal(self.preempted_minutes_lost) / 60
 
     @property
+    def used_accelerator_hours(self) -> Decimal:
+        return Decimal(self.used_accelerator_minutes) / 60
+
+    @property
     def utilization(self) -> float:
+        """The share of the fleet's accelerator-minutes running an instance."""
         capacity_minutes = self.fleet_accelerators * self.minutes
-        return self.sold_accelerator_minutes / capacity_minutes if capacity_minutes else 0.0
+        return self.used_accelerator_minutes / capacity_minutes if capacity_minutes else 0.0
 
     @property
     def idle_rate(self) -> float:
@@ -133,7 +163,12 @@ class Report:
 
     @property
     def supplier_revenue(self) -> Decimal:
-        return self.charged - self.platform_take
+        return self.charged - self.platform_take - self.resale_credit
+
+    @property
+    def reserved_net_cost(self) -> Decimal:
+        """What reserved buyers paid for their terms less what resale of their idle capacity earned them."""
+        return self.reserved_charged - self.resale_credit
 
     @property
     def price_per_tflop_hour(self) -> Decimal | None:
@@ -160,7 +195,9 @@ def host_spec(row: FleetHost, slicing: str) -> capacity.HostSpec:
     if not cpu:
         amounts["accelerators"] = row.units
     policy = capacity.SlicingPolicy.FINE if cpu else capacity.SlicingPolicy(slicing)
-    slices = max(1, row.units // 2) if policy == capacity.SlicingPolicy.EQUAL else 1
+    # Equal: four slices per server where it has four accelerators or more (the seed's 12-unit server
+    # as 4 basic instances), else one per accelerator.
+    slices = min(EQUAL_SLICES, row.units) if policy == capacity.SlicingPolicy.EQUAL else 1
     return capacity.HostSpec(
         capacity=capacity.Resources(amounts), policy=policy, primary="vcpus" if cpu else "accelerators", slices=slices
     )
@@ -190,27 +227,13 @@ def _economics(row: FleetHost, spec: capacity.HostSpec) -> HostEconomics:
 
 
 def _capable_types(demand: Demand) -> list[catalog.InstanceTypeSpec]:
-    requirements = broker.Requirements(min_memory_gb=demand.min_memory_gb, min_tflops=Decimal(demand.min_tflops))
-    types = []
-    for spec in _types().values():
-        if spec.family != "standard" or not spec.accelerator_slug:
-            continue
-        model = _specs()[spec.accelerator_slug]
-        memory = model.memory_gb * spec.accelerator_count
-        tflops = model.bf16_tflops * spec.accelerator_count
-        if memory >= requirements.min_memory_gb and tflops >= requirements.min_tflops:
-            types.append(spec)
-    return types
+    return capable_types(demand.min_memory_gb, demand.min_tflops)
 
 
 def single_model_type(demand: Demand) -> str:
     """What a buyer who must name one model orders for a capability request: the type meeting it
     with the lowest reference price per hour."""
-
-    def reference(spec: catalog.InstanceTypeSpec) -> Decimal:
-        return reference_price_per_unit_hour(_specs()[cast(str, spec.accelerator_slug)]) * spec.accelerator_count
-
-    return min(_capable_types(demand), key=lambda spec: (reference(spec), spec.name)).name
+    return cheapest_capable_type(demand.min_memory_gb, demand.min_tflops).name
 
 
 class Market:
@@ -234,8 +257,15 @@ class Market:
         self.instances: dict[int, _Instance] = {}  # until they leave
         self.placed: list[_Instance] = []  # every instance placed, for reconciliation
         self.departures: list[tuple[int, int]] = []
+        # Reserved buyers stopping (0) and starting (1) their servers: (minute, 0 or 1, buyer).
+        self.reserved_events: list[tuple[int, int, str]] = []
+        for window in trace.reserved_idle:
+            heapq.heappush(self.reserved_events, (window.start, 0, window.buyer))
+            heapq.heappush(self.reserved_events, (window.end, 1, window.buyer))
+        self.reserved: dict[str, list[_Instance]] = defaultdict(list)
         self.next_id = 1
         self._offers: dict[tuple[int, str], tuple[int, OfferFigures] | None] = {}
+        self._placeable: dict[tuple[int, str, Decimal | None, int], tuple[int, int]] = {}
 
     # --- candidates, as `orders.candidates` builds them for the broker -------------------------
 
@@ -243,6 +273,8 @@ class Market:
         """The broker's candidates with room for the order, where each is, and whether any host sells
         the shape at all under its slicing policy."""
         self.eligible_any = False
+        self.priced_out = False  # a host had room, but only above the buyer's price ceiling
+        ceiling = demand.bid_per_hour if demand.pricing != "spot" else None
         candidates = []
         where: dict[int, tuple[_Host, catalog.InstanceTypeSpec, capacity.Shape]] = {}
         for type_spec in types:
@@ -264,10 +296,11 @@ class Market:
                     price = floor
                 elif demand.pricing == "reserved":
                     price = (price * (1 - RESERVED_DISCOUNT)).quantize(Decimal("0.000001"))
-                available = capacity.placeable_count(
-                    host.spec, list(host.holdings.values()), shape, spot_bid=spot_bid, limit=demand.count
-                )
+                available = self._placeable_count(host, type_spec.name, shape, spot_bid, demand.count)
                 if available <= 0:
+                    continue
+                if ceiling is not None and price > ceiling:
+                    self.priced_out = True
                     continue
                 offer_id = host.row.host * 100000 + len(where)
                 where[offer_id] = (host, type_spec, shape)
@@ -285,7 +318,7 @@ class Market:
                         available=available,
                         location=broker.Location(0.0, 0.0),
                         region=host.row.region,
-                        free_units=host.spec.capacity[host.spec.primary] - host.committed - host.spot,
+                        free_units=host.free_units,
                     )
                 )
         return candidates, where
@@ -301,6 +334,18 @@ class Market:
             else:
                 self._offers[key] = None
         return self._offers[key]
+
+    def _placeable_count(
+        self, host: _Host, type_name: str, shape: capacity.Shape, spot_bid: Decimal | None, limit: int
+    ) -> int:
+        """`capacity.placeable_count` on the host's holdings, remembered until they change."""
+        key = (host.row.host, type_name, spot_bid, limit)
+        known = self._placeable.get(key)
+        if known is not None and known[0] == host.version:
+            return known[1]
+        count = capacity.placeable_count(host.spec, list(host.holdings.values()), shape, spot_bid=spot_bid, limit=limit)
+        self._placeable[key] = (host.version, count)
+        return count
 
     def _cpu_hosts(self) -> list[_Host]:
         return [h for h in self.hosts if h.row.kind == catalog.CPU]
@@ -333,6 +378,8 @@ class Market:
         if not shares:
             if not self.eligible_any:
                 reason = "size not sold (slicing)"
+            elif self.priced_out:
+                reason = "over the price ceiling"
             else:
                 reason = "no capacity at the bid" if spot_bid is not None else "no capacity"
             report.turned_away[reason] += 1
@@ -355,18 +402,58 @@ class Market:
                     id=self.next_id,
                     host=host,
                     demand=demand,
+                    shape=shape,
                     accelerators=type_spec.accelerator_count,
                     tflops=share.candidate.tflops,
                     price_per_hour=price,
                     start=now,
                     end=min(self.minutes, now + demand.minutes),
+                    running_since=now,
                 )
+                if spot_bid is not None:
+                    reserved = capacity.backfilled_holding(host.spec, list(host.holdings.values()), claim)
+                    instance.backfills = None if reserved is None else self.instances[cast(int, reserved.key)]
+                if demand.pricing == "reserved":
+                    self.reserved[demand.buyer].append(instance)
                 self.next_id += 1
                 self.instances[instance.id] = instance
                 self.placed.append(instance)
-                host.hold(instance.id, capacity.Holding(key=instance.id, claim=claim, spot_bid=spot_bid), 1)
+                host.hold(instance.id, capacity.Holding(key=instance.id, claim=claim, spot_bid=spot_bid))
                 heapq.heappush(self.departures, (instance.end, instance.id))
                 report.placed += 1
+
+    def reserved_stop(self, buyer: str, now: int) -> None:
+        """A reserved buyer stops its servers: with resale their compute goes back to the market
+        (an idle reserved holding, as `orders.lifecycle.instance_stop` leaves it)."""
+        for instance in self.reserved[buyer]:
+            if instance.ended or instance.running_since is None:
+                continue
+            instance.used_minutes += now - instance.running_since
+            instance.running_since = None
+            if self.scenario.resale:
+                holding = instance.host.holdings[instance.id]
+                instance.host.release(instance.id)
+                instance.host.hold(instance.id, dataclasses.replace(holding, kind=capacity.HoldingKind.RESERVED_IDLE))
+
+    def reserved_start(self, buyer: str, now: int) -> None:
+        """A reserved buyer starts its servers again, reclaiming them from spot backfill at once
+        (`orders.lifecycle.instance_start`)."""
+        for instance in self.reserved[buyer]:
+            if instance.ended or instance.running_since is not None:
+                continue
+            instance.running_since = now
+            if not self.scenario.resale:
+                continue
+            host = instance.host
+            plan = capacity.plan_placement(
+                host.spec, list(host.holdings.values()), [instance.shape], replacing=instance.id
+            )
+            if plan is None:  # cannot happen: the committed room was kept for it
+                raise AssertionError("a reserved instance could not reclaim its capacity")
+            for victim in plan.preempt:
+                self._end(self.instances[cast(int, victim.key)], now, preempted=True)
+            host.release(instance.id)
+            host.hold(instance.id, capacity.Holding(key=instance.id, claim=plan.claims[0]))
 
     def _end(self, instance: _Instance, now: int, *, preempted: bool = False) -> None:
         if instance.ended:
@@ -374,43 +461,64 @@ class Market:
         instance.ended = True
         instance.stopped_at = now
         instance.host.release(instance.id)
+        if instance.running_since is not None:
+            instance.used_minutes += now - instance.running_since
+            instance.running_since = None
         minutes = max(0, now - instance.start)
         report = self.report
         charge = rating.charge_for(minutes * 60, instance.price_per_hour)
         split = rating.split(charge, TAKE_RATE)
         report.charged += charge
         report.platform_take += split.fee
+        if instance.backfills is not None:
+            report.resale_credit += split.supplier_share
+        if instance.demand.pricing == "reserved":
+            report.reserved_charged += charge
         report.tflop_minutes += instance.tflops * minutes
         if not instance.demand.instance_type or instance.demand.min_memory_gb:
             report.capability_charged += charge
             report.capability_tflop_minutes += instance.tflops * minutes
-        sold = minutes * instance.accelerators
-        report.sold_accelerator_minutes += sold
-        report.sold_by_model[instance.host.row.accelerator] += sold
-        report.sold_by_region[instance.host.row.region] += sold
+        report.sold_accelerator_minutes += minutes * instance.accelerators
+        used = instance.used_minutes * instance.accelerators
+        report.used_accelerator_minutes += used
+        report.used_by_model[instance.host.row.accelerator] += used
+        report.used_by_region[instance.host.row.region] += used
         if preempted:
             report.preemptions += 1
             report.preempted_minutes_lost += instance.end - now
 
     def depart_until(self, now: int) -> None:
-        while self.departures and self.departures[0][0] <= now:
-            _, instance_id = heapq.heappop(self.departures)
-            instance = self.instances.pop(instance_id, None)
-            if instance is not None:
-                self._end(instance, instance.end)
+        """Everything due by `now`, in time order: departures, and reserved buyers stopping and
+        starting their servers (departures first within a minute)."""
+        while True:
+            departure = self.departures[0][0] if self.departures else None
+            toggle = self.reserved_events[0][0] if self.reserved_events else None
+            if departure is not None and departure <= now and (toggle is None or departure <= toggle):
+                _, instance_id = heapq.heappop(self.departures)
+                instance = self.instances.pop(instance_id, None)
+                if instance is not None:
+                    self._end(instance, instance.end)
+            elif toggle is not None and toggle <= now:
+                minute, starting, buyer = heapq.heappop(self.reserved_events)
+                (self.reserved_start if starting else self.reserved_stop)(buyer, minute)
+            else:
+                return
 
     def sample_fragmentation(self) -> None:
-        """The share of free accelerators that no 8x order can use (on hosts with fewer than 8 free)."""
-        free_total = stranded = 0
+        """The share of free accelerators that no 8x order can use (on hosts with fewer than 8 free),
+        and the share of the fleet's accelerators running."""
+        free_total = stranded = running = 0
         for host in self.hosts:
             if host.row.kind == catalog.CPU:
                 continue
             used = capacity.total(capacity.physical_footprint(h) for h in host.holdings.values())["accelerators"]
             free = host.row.units - used
+            running += used
             free_total += free
             stranded += free % EIGHT if host.row.units >= EIGHT else free
         if free_total:
             self.report.fragmentation_samples.append(stranded / free_total)
+        self.report.utilization_samples.append(running / self.report.fleet_accelerators)
 
 
 def simulate(trace: Trace, scenario: Scenario, *, days: int) -> Report:
@@ -432,6 +540,9 @@ def run_market(trace: Trace, scenario: Scenario, *, days: int) -> Market:
             next_sample += 60
         market.arrive(demand, demand.minute)
     market.depart_until(minutes)
+    while next_sample < minutes:
+        market.sample_fragmentation()
+        next_sample += 60
     for instance in list(market.instances.values()):
         market._end(instance, minutes)
     return market

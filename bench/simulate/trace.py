@@ -11,10 +11,12 @@ Demand, over `days` of minutes:
 - on-demand arrivals as a Poisson process with a daily cycle (peak mid-afternoon UTC, trough at
   night, 3:1), sized so the fleet is about `load` busy on average;
 - sizes 1x to 8x (mostly 1x), of the models in proportion to the fleet, and a share of capability
-  requests (a memory and TFLOPS floor, any kind) instead of one type;
+  requests (a memory and TFLOPS floor, any kind, and a price ceiling) instead of one type;
 - heavy-tailed durations (Pareto, most under an hour, a few for days);
-- spot bids below the reference price (30-90% of it);
-- a long tail of buyers (Zipf-like), and a few big reserved buyers taking 8x servers for a week.
+- spot bids below the reference price (30-90% of it), from buyers as above and from batch buyers
+  whose spot work arrives mostly at night, when capacity is cheap and free (`BATCH_SPOT_LOAD`);
+- a long tail of buyers (Zipf-like), and a few big reserved buyers taking 8x servers for a week,
+  who use them in sessions: the trace lists when each one's servers stand idle (stopped).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import functools
 import math
 import random
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,6 +51,9 @@ FLEET_MODELS = (
     ("xeon-8480", 3),
     ("altra-m128", 2),
 )
+# Servers carry more local disk than their instance types claim in all (8x NVMe drives for 8 GPUs):
+# a stopped instance's disk stays, and spot backfill on idle reserved capacity needs disk of its own.
+DISK_HEADROOM = 2
 SERVER_SIZES = ((8, 60), (4, 25), (2, 10), (1, 5))  # accelerators per server, weight
 CPU_SERVER_SOCKETS = ((2, 70), (1, 30))
 ORDER_SIZES = ((1, 55), (2, 20), (4, 15), (8, 10))  # accelerators per instance, weight
@@ -56,10 +61,16 @@ PRICE_PER_TFLOP_HOUR = Decimal("0.0025")  # reference: an H100 near $2.50 per ho
 SPOT_SHARE = 0.2
 CAPABILITY_SHARE = 0.15
 CAPABILITY_FLOORS = ((24, 100), (48, 300), (80, 300), (80, 900))  # (min memory GB, min TFLOPS)
+CAPABILITY_CEILING = (1.5, 3.0)  # a capability buyer's price ceiling, as a multiple of the cheapest fit's
 DURATION_MIN_MINUTES = 20
 DURATION_SHAPE = 1.3  # Pareto: heavy tail, mean about 4x the minimum
-RESERVED_BUYERS = 3
+BATCH_SPOT_LOAD = 0.3  # batch spot work, as a share of the fleet it would keep busy on average
+BATCH_BUYERS = 20
+HOSTS_PER_RESERVED_BUYER = 40  # 5 reserved buyers in a fleet of 200
+RESERVED_SERVERS = (2, 5)  # 8x servers per reserved buyer, fewest and most
 RESERVED_TERM_MINUTES = 7 * MINUTES_PER_DAY
+RESERVED_RUN_HOURS = (4, 16)  # a reserved buyer's working session, shortest and longest
+RESERVED_IDLE_HOURS = (4, 20)  # the gap between two sessions
 BUYERS = 2000
 
 
@@ -86,13 +97,25 @@ class Demand:
     min_tflops: int  # capability requests: the floor of TFLOPS
     count: int
     minutes: int  # how long it runs once placed
-    bid_per_hour: Decimal | None  # spot: the most paid per instance-hour
+    # The most paid per instance-hour: a spot bid, or a capability buyer's price ceiling (the
+    # product's `max_price_per_hour`); None: no ceiling.
+    bid_per_hour: Decimal | None
+
+
+@dataclass(frozen=True)
+class ReservedIdle:
+    """A window in which a reserved buyer's servers stand stopped (its term is paid all the same)."""
+
+    buyer: str
+    start: int  # minute the buyer stops them
+    end: int  # minute the buyer starts them again
 
 
 @dataclass(frozen=True)
 class Trace:
     fleet: list[FleetHost]
     demand: list[Demand]
+    reserved_idle: list[ReservedIdle] = field(default_factory=list)
 
 
 def _pick(rng: random.Random, weighted: Iterable[tuple[object, int]]) -> object:
@@ -113,6 +136,31 @@ def _types() -> dict[str, catalog.InstanceTypeSpec]:
 def reference_price_per_unit_hour(spec: catalog.AcceleratorSpec) -> Decimal:
     """What an accelerator-hour of this part is listed at, about: proportional to its TFLOPS."""
     return max(Decimal("0.05"), (spec.bf16_tflops * PRICE_PER_TFLOP_HOUR).quantize(Decimal("0.01")))
+
+
+@functools.cache
+def capable_types(min_memory_gb: int, min_tflops: int) -> list[catalog.InstanceTypeSpec]:
+    """The catalog's standard accelerator types that meet a capability request."""
+    types = []
+    for spec in _types().values():
+        if spec.family != "standard" or not spec.accelerator_slug:
+            continue
+        model = _specs()[spec.accelerator_slug]
+        if (
+            model.memory_gb * spec.accelerator_count >= min_memory_gb
+            and model.bf16_tflops * spec.accelerator_count >= min_tflops
+        ):
+            types.append(spec)
+    return types
+
+
+def type_reference_price(spec: catalog.InstanceTypeSpec) -> Decimal:
+    return reference_price_per_unit_hour(_specs()[str(spec.accelerator_slug)]) * spec.accelerator_count
+
+
+def cheapest_capable_type(min_memory_gb: int, min_tflops: int) -> catalog.InstanceTypeSpec:
+    """The type meeting a capability request with the lowest reference price per hour."""
+    return min(capable_types(min_memory_gb, min_tflops), key=lambda spec: (type_reference_price(spec), spec.name))
 
 
 def generate_fleet(hosts: int, *, seed: int) -> list[FleetHost]:
@@ -136,7 +184,7 @@ def generate_fleet(hosts: int, *, seed: int) -> list[FleetHost]:
                 units=units,
                 vcpus=spec.vcpus_per_unit * units,
                 ram_gb=spec.ram_gb_per_unit * units,
-                disk_gb=spec.disk_gb_per_unit * units,
+                disk_gb=spec.disk_gb_per_unit * units * DISK_HEADROOM,
                 price_per_unit_hour=price.quantize(Decimal("0.01")),
             )
         )
@@ -179,7 +227,7 @@ def generate_demand(fleet: list[FleetHost], *, days: int, seed: int, load: float
     mean_minutes = DURATION_MIN_MINUTES * DURATION_SHAPE / (DURATION_SHAPE - 1)
     base_rate = load * units / (mean_size * mean_minutes)  # arrivals per minute, on average
     demand: list[Demand] = []
-    for i in range(RESERVED_BUYERS):
+    for i in range(max(1, round(len(fleet) / HOSTS_PER_RESERVED_BUYER))):
         spec = specs[str(_pick(rng, [(slug, w) for slug, w in fleet_models if specs[slug].kind != catalog.CPU]))]
         demand.append(
             Demand(
@@ -189,7 +237,7 @@ def generate_demand(fleet: list[FleetHost], *, days: int, seed: int, load: float
                 instance_type=f"{spec.slug}.8x",
                 min_memory_gb=0,
                 min_tflops=0,
-                count=rng.randint(2, 4),
+                count=rng.randint(*RESERVED_SERVERS),
                 minutes=RESERVED_TERM_MINUTES,
                 bid_per_hour=None,
             )
@@ -206,7 +254,10 @@ def generate_demand(fleet: list[FleetHost], *, days: int, seed: int, load: float
         duration = _duration(rng, longest)
         if rng.random() < CAPABILITY_SHARE:
             memory, tflops = CAPABILITY_FLOORS[rng.randrange(len(CAPABILITY_FLOORS))]
-            demand.append(Demand(int(minute), buyer, "on_demand", "", memory, tflops, 1, duration, None))
+            # A budget: up to CAPABILITY_CEILING times what the cheapest type that serves it lists at.
+            reference = type_reference_price(cheapest_capable_type(memory, tflops))
+            ceiling = (reference * Decimal(str(round(rng.uniform(*CAPABILITY_CEILING), 2)))).quantize(Decimal("0.01"))
+            demand.append(Demand(int(minute), buyer, "on_demand", "", memory, tflops, 1, duration, ceiling))
             continue
         instance_type, size = _typed_demand(rng, fleet_models)
         pricing, bid = "on_demand", None
@@ -214,13 +265,53 @@ def generate_demand(fleet: list[FleetHost], *, days: int, seed: int, load: float
             reference = reference_price_per_unit_hour(specs[instance_type.accelerator_slug]) * size
             pricing, bid = "spot", (reference * Decimal(str(round(rng.uniform(0.3, 0.9), 2)))).quantize(Decimal("0.01"))
         demand.append(Demand(int(minute), buyer, pricing, instance_type.name, 0, 0, 1, duration, bid))
+    demand.extend(_batch_spot(rng, fleet_models, days=days, rate=BATCH_SPOT_LOAD * base_rate / load))
     demand.sort(key=lambda d: (d.minute, d.buyer, d.instance_type))
     return demand
 
 
+def _batch_spot(rng: random.Random, fleet_models: list[tuple[object, int]], *, days: int, rate: float) -> list[Demand]:
+    """Batch buyers' spot orders: the daily cycle inverted (most at night), `rate` a minute on average."""
+    longest = days * MINUTES_PER_DAY
+    orders = []
+    minute = 0.0
+    while True:
+        minute += rng.expovariate(1.5 * rate)
+        if minute >= longest:
+            break
+        if rng.random() > (2 - daily_cycle(int(minute))) / 1.5:
+            continue
+        instance_type, size = _typed_demand(rng, fleet_models)
+        if not instance_type.accelerator_slug:
+            continue
+        reference = reference_price_per_unit_hour(_specs()[instance_type.accelerator_slug]) * size
+        bid = (reference * Decimal(str(round(rng.uniform(0.3, 0.9), 2)))).quantize(Decimal("0.01"))
+        buyer = f"batch-{rng.randrange(1, BATCH_BUYERS + 1)}"
+        orders.append(Demand(int(minute), buyer, "spot", instance_type.name, 0, 0, 1, _duration(rng, longest), bid))
+    return orders
+
+
+def generate_reserved_idle(demand: list[Demand], *, days: int, seed: int) -> list[ReservedIdle]:
+    """Each reserved buyer's idle windows over its term: sessions of work (4-16 h) and gaps (4-20 h)
+    alternate from when the servers are taken, so the servers stand idle about half the time."""
+    rng = random.Random(f"reserved:{seed}")
+    longest = days * MINUTES_PER_DAY
+    windows = []
+    for order in (d for d in demand if d.pricing == "reserved"):
+        end_of_term = min(longest, order.minute + order.minutes)
+        minute = order.minute + int(rng.uniform(*RESERVED_RUN_HOURS) * 60)
+        while minute < end_of_term:
+            idle_until = min(end_of_term, minute + int(rng.uniform(*RESERVED_IDLE_HOURS) * 60))
+            windows.append(ReservedIdle(order.buyer, minute, idle_until))
+            minute = idle_until + int(rng.uniform(*RESERVED_RUN_HOURS) * 60)
+    windows.sort(key=lambda w: (w.start, w.buyer))
+    return windows
+
+
 def generate_trace(*, hosts: int, days: int, seed: int, load: float = 0.8) -> Trace:
     fleet = generate_fleet(hosts, seed=seed)
-    return Trace(fleet=fleet, demand=generate_demand(fleet, days=days, seed=seed, load=load))
+    demand = generate_demand(fleet, days=days, seed=seed, load=load)
+    return Trace(fleet=fleet, demand=demand, reserved_idle=generate_reserved_idle(demand, days=days, seed=seed))
 
 
 def _write(path: Path, rows: list, row_type: type) -> None:
@@ -250,12 +341,17 @@ def _read(path: Path, row_type: type) -> list:
 
 
 def save_trace(trace: Trace, directory: Path) -> None:
-    """Write `fleet.csv` and `demand.csv` into `directory` (created if needed)."""
+    """Write `fleet.csv`, `demand.csv` and `reserved_idle.csv` into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
     _write(directory / "fleet.csv", trace.fleet, FleetHost)
     _write(directory / "demand.csv", trace.demand, Demand)
+    _write(directory / "reserved_idle.csv", trace.reserved_idle, ReservedIdle)
 
 
 def load_trace(directory: Path) -> Trace:
     """A trace saved by `save_trace`, exactly as it was generated."""
-    return Trace(fleet=_read(directory / "fleet.csv", FleetHost), demand=_read(directory / "demand.csv", Demand))
+    return Trace(
+        fleet=_read(directory / "fleet.csv", FleetHost),
+        demand=_read(directory / "demand.csv", Demand),
+        reserved_idle=_read(directory / "reserved_idle.csv", ReservedIdle),
+    )
