@@ -87,10 +87,13 @@ class _Host:
             return False
         return self.lowest_bid is None or self.lowest_bid >= spot_bid
 
-    @property
-    def free_units(self) -> int:
-        """Primary units neither committed nor running spot."""
-        return self.spec.capacity[self.spec.primary] - self.committed - self.spot
+    def free_units(self, spot: bool) -> int:
+        """The primary units an order could have without preempting anyone: for spot, those not
+        running (idle reserved ones included); for others, those not committed (spot gives way)."""
+        size = self.spec.capacity[self.spec.primary]
+        if spot:
+            return size - self.committed + self.idle - self.spot
+        return size - self.committed
 
 
 @dataclass
@@ -318,7 +321,7 @@ class Market:
                         available=available,
                         location=broker.Location(0.0, 0.0),
                         region=host.row.region,
-                        free_units=host.free_units,
+                        free_units=host.free_units(spot_bid is not None),
                     )
                 )
         return candidates, where
