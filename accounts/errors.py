@@ -16,10 +16,22 @@ class AccountErrorCode(StrEnum):
     LOGIN_LOCKED = "login_locked"
     INVALID_SSH_KEY = "invalid_ssh_key"
     SSH_KEY_EXISTS = "ssh_key_exists"
+    API_KEY_INVALID = "api_key_invalid"
+    API_KEY_REVOKED = "api_key_revoked"
+    API_KEY_EXPIRED = "api_key_expired"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
 
 
 class InvalidCredentials(ApplicationError):
     code = AccountErrorCode.INVALID_CREDENTIALS
+    status_code = status.HTTP_401_UNAUTHORIZED
+
+
+class ApiKeyRefused(ApplicationError):
+    """The bearer key is unknown (`api_key_invalid`), revoked (`api_key_revoked`) or expired
+    (`api_key_expired`): 401, whatever the request."""
+
+    code = AccountErrorCode.API_KEY_INVALID
     status_code = status.HTTP_401_UNAUTHORIZED
 
 

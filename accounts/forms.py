@@ -1,7 +1,11 @@
+from datetime import datetime, timedelta
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
 
 from .models import User
+from .scopes import DEFAULT_SCOPES, Scope
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -28,7 +32,31 @@ class SignupForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
+    EXPIRY_CHOICES = [
+        ("", "Never"),
+        ("7", "In 7 days"),
+        ("30", "In 30 days"),
+        ("90", "In 90 days"),
+        ("365", "In a year"),
+    ]
+
     name = forms.CharField(max_length=100, help_text="What the key is for, e.g. 'CI pipeline'.")
+    scopes = forms.MultipleChoiceField(
+        choices=[],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What the key may do. Reading needs 'read' or the area's own scope.",
+    )
+    expires_in_days = forms.ChoiceField(label="Expires", choices=EXPIRY_CHOICES, required=False)
+
+    def __init__(self, *args, user: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        offered = [scope for scope in Scope if scope != Scope.STAFF or user.is_staff]
+        self.fields["scopes"].choices = [(scope.value, scope.label) for scope in offered]
+        self.fields["scopes"].initial = [scope.value for scope in DEFAULT_SCOPES]
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=int(days)) if days else None
 
 
 class SshKeyForm(forms.Form):

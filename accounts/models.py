@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -68,6 +69,19 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_supplier(self) -> bool:
         return self.role == self.Role.SUPPLIER
 
+    def withhold_staff_powers(self) -> None:
+        """For one request (an API key without the staff scope): this object acts as an ordinary
+        account. It must never be saved with the flags it then holds."""
+        self._staff_withheld = True
+        self.is_staff = self.is_superuser = False
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_staff_withheld", False):
+            fields = kwargs.get("update_fields")
+            if fields is None or {"is_staff", "is_superuser"} & set(fields):
+                raise RuntimeError("An account whose staff powers are withheld for a request cannot save them.")
+        super().save(*args, **kwargs)
+
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
@@ -83,7 +97,10 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, help_text="Public part, shown to identify the key.")
     secret_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    scopes = models.JSONField(default=list, help_text="What the key may do: accounts.scopes.Scope values.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the key does not expire.")
     last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
@@ -94,6 +111,9 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
 
 class SshKey(models.Model):

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,9 +25,18 @@ from django.utils import timezone
 
 from marketplace.errors import InvalidInput, NotFound, validation_fields
 
-from .errors import AccountErrorCode, InvalidCredentials, InvalidSshKey, LoginLocked, SshKeyExists, login_locked_detail
+from .errors import (
+    AccountErrorCode,
+    ApiKeyRefused,
+    InvalidCredentials,
+    InvalidSshKey,
+    LoginLocked,
+    SshKeyExists,
+    login_locked_detail,
+)
 from .locks import user_lock
 from .models import ApiKey, Notification, SshKey, User
+from .scopes import DEFAULT_SCOPES, Scope
 
 API_KEY_PREFIX = "cmk"
 
@@ -68,19 +78,59 @@ class IssuedApiKey:
     key: str  # the full secret, returned once and never stored
 
 
-def api_key_issue(*, user: User, name: str) -> IssuedApiKey:
-    """Create a key for `user`. The full key is only in the return value."""
+def api_key_issue(
+    *, user: User, name: str, scopes: Iterable[str] | None = None, expires_at: datetime | None = None
+) -> IssuedApiKey:
+    """Create a key for `user` with `scopes` (default: all but staff) and an optional expiry. The
+    full key is only in the return value."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("A key needs a name.", fields={"name": ["This field is required."]})
+    granted = api_key_scopes_check(user=user, scopes=DEFAULT_SCOPES if scopes is None else scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
-    api_key = ApiKey.objects.create(user=user, name=name[:100], prefix=prefix, secret_hash=hash_api_secret(key))
+    api_key = ApiKey.objects.create(
+        user=user,
+        name=name[:100],
+        prefix=prefix,
+        secret_hash=hash_api_secret(key),
+        scopes=granted,
+        expires_at=expires_at,
+    )
     return IssuedApiKey(api_key=api_key, key=key)
 
 
-def api_key_issue_with_password(*, email: str, password: str, name: str, request: HttpRequest) -> IssuedApiKey:
+def api_key_scopes_check(*, user: User, scopes: Iterable[str]) -> list[str]:
+    """The scopes, validated and in their canonical order: known ones, at least one, and `staff`
+    only for staff accounts."""
+    wanted = list(scopes)
+    unknown = sorted({s for s in wanted if s not in {scope.value for scope in Scope}})
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope: {', '.join(unknown)}.",
+            fields={"scopes": [f"Choose from {', '.join(s.value for s in Scope)}."]},
+        )
+    if not wanted:
+        raise InvalidInput("A key needs at least one scope.", fields={"scopes": ["Choose at least one scope."]})
+    if Scope.STAFF in wanted and not user.is_staff:
+        raise InvalidInput(
+            "Only staff accounts can give a key the staff scope.", fields={"scopes": ["staff: not a staff account."]}
+        )
+    return [scope.value for scope in Scope if scope.value in wanted]
+
+
+def api_key_issue_with_password(
+    *,
+    email: str,
+    password: str,
+    name: str,
+    request: HttpRequest,
+    scopes: Iterable[str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedApiKey:
     """Exchange an email and password for a new API key.
 
     `request` is the login throttle's view of the client (django-axes, see AUTHENTICATION_BACKENDS): a
@@ -91,7 +141,7 @@ def api_key_issue_with_password(*, email: str, password: str, name: str, request
         if getattr(request, "axes_locked_out", False):
             raise LoginLocked(login_locked_detail(lockout_seconds=settings.LOGIN_LOCKOUT_SECONDS))
         raise InvalidCredentials("The email or password is wrong.")
-    return api_key_issue(user=user, name=name)
+    return api_key_issue(user=user, name=name, scopes=scopes, expires_at=expires_at)
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -101,16 +151,26 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-def api_key_authenticate(*, key: str) -> ApiKey | None:
-    """The active key matching `key`, or None. Records when it was last used (at most once a minute)."""
-    if not key.startswith(f"{API_KEY_PREFIX}_"):
-        return None
-    api_key = ApiKey.objects.active().select_related("user").filter(secret_hash=hash_api_secret(key)).first()
+def api_key_authenticate(*, key: str, client_ip: str | None = None) -> ApiKey:
+    """The key matching `key`, or ApiKeyRefused saying why not (unknown, revoked, expired; an
+    inactive account's key is unknown). Records when and from where it was last used: at most once a
+    minute per key unless the address changes, so a busy key is not a write per request."""
+    api_key = None
+    if key.startswith(f"{API_KEY_PREFIX}_"):
+        api_key = ApiKey.objects.select_related("user").filter(secret_hash=hash_api_secret(key)).first()
     if api_key is None or not api_key.user.is_active:
-        return None
+        raise ApiKeyRefused("Invalid API key.")
+    if api_key.revoked_at is not None:
+        raise ApiKeyRefused("This API key was revoked.", code=AccountErrorCode.API_KEY_REVOKED)
     now = timezone.now()
-    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    if api_key.is_expired(now):
+        raise ApiKeyRefused(
+            f"This API key expired at {api_key.expires_at:%Y-%m-%d %H:%M} UTC.", code=AccountErrorCode.API_KEY_EXPIRED
+        )
+    stale = api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60
+    if stale or (client_ip and client_ip != api_key.last_used_ip):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=client_ip)
+        api_key.last_used_at, api_key.last_used_ip = now, client_ip
     return api_key
 
 

@@ -60,17 +60,23 @@ def home(request):
 
 @login_required
 def api_keys(request):
-    form = ApiKeyForm(request.POST or None)
+    form = ApiKeyForm(request.POST or None, user=request.user)
     issued = None
     if request.method == "POST" and form.is_valid():
         try:
-            issued = services.api_key_issue(user=request.user, name=form.cleaned_data["name"])
+            issued = services.api_key_issue(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.expires_at(),
+            )
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            form = ApiKeyForm()
+            form = ApiKeyForm(user=request.user)
     keys = ApiKey.objects.filter(user=request.user)
-    return render(request, "accounts/api_keys.html", {"form": form, "keys": keys, "issued": issued})
+    context = {"form": form, "keys": keys, "issued": issued, "now": timezone.now()}
+    return render(request, "accounts/api_keys.html", context)
 
 
 @login_required

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from accounts.services import api_key_issue
 from billing.selectors import ledger_total
 from marketplace.celery import app as celery_app
@@ -87,7 +88,8 @@ def other_supplier(other_supplier_org):
 
 def bearer_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_issue(user=user, name='test').key}")
+    scopes = ALL_SCOPES if user.is_staff else DEFAULT_SCOPES  # everything the account can do
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_issue(user=user, name='test', scopes=scopes).key}")
     return client
 
 

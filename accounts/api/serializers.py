@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from accounts.models import ApiKey, SshKey, User
+from accounts.scopes import Scope
 from marketplace.api import json_types
 
 
@@ -8,12 +9,31 @@ class ApiKeyCreateInputSerializer(json_types.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(trim_whitespace=False, max_length=256)
     name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=[s.value for s in Scope]),
+        required=False,
+        max_length=len(Scope),
+        help_text="What the key may do (default: every scope but staff; staff only for staff accounts).",
+    )
+    expires_at = serializers.DateTimeField(required=False, help_text="When the key stops working; none: never.")
 
 
 class ApiKeySerializer(json_types.ModelSerializer):
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=[s.value for s in Scope]), read_only=True)
+
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+        ]
 
 
 class ApiKeyIssuedSerializer(ApiKeySerializer):

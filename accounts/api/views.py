@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import ApiKey, SshKey
+from accounts.scopes import ACCOUNT, Scope
 
 from .serializers import (
     ApiKeyCreateInputSerializer,
@@ -49,6 +50,7 @@ class ApiKeyViewSet(
 
     serializer_class = ApiKeySerializer
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = ACCOUNT
     queryset = ApiKey.objects.none()
 
     def get_queryset(self):
@@ -66,6 +68,7 @@ class SshKeyViewSet(
 
     serializer_class = SshKeySerializer
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.INSTANCES
     queryset = SshKey.objects.none()
 
     def get_queryset(self):
@@ -84,6 +87,7 @@ class SshKeyViewSet(
 
 class MeView(APIView):
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
 
     @extend_schema(responses=MeSerializer)
     def get(self, request):

@@ -5,6 +5,7 @@ from rest_framework import generics, mixins, permissions, serializers, status, v
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
 from marketplace.api import json_types
@@ -78,6 +79,7 @@ class PayoutSerializer(json_types.ModelSerializer):
 
 class BalanceView(APIView):
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
 
     @extend_schema(responses=BalanceSerializer)
     def get(self, request):
@@ -88,6 +90,7 @@ class UsageView(generics.ListAPIView):
     """Your usage records, newest first; charges are computed with the settlement rounding rule."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
     serializer_class = UsageSerializer
     queryset = UsageRecord.objects.none()
 
@@ -99,6 +102,7 @@ class LedgerView(generics.ListAPIView):
     """Your wallet's postings: top-ups, credits, usage charges, refunds."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
     serializer_class = LedgerEntrySerializer
     queryset = LedgerPosting.objects.none()
 
@@ -110,6 +114,7 @@ class TopUpViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
     """POST creates a Stripe Checkout Session: pay at `checkout_url`; the webhook credits you."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
     serializer_class = TopUpSerializer
     queryset = TopUp.objects.none()
 
@@ -135,6 +140,7 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Your organization's payouts (suppliers)."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
     serializer_class = PayoutSerializer
     queryset = Payout.objects.none()
 
@@ -165,6 +171,7 @@ class StatementListView(APIView):
     """Months with activity; GET /billing/statements/YYYY-MM/ for one (HTML at /billing/statements/YYYY-MM/)."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
 
     @extend_schema(responses=dict, operation_id="billing_statements_list")
     def get(self, request):
@@ -177,6 +184,7 @@ MONTH_PATTERN = r"^(?!0000)\d{4}-(?:0[1-9]|1[0-2])$"
 
 class StatementView(CheckedLookupMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
 
     @extend_schema(
         responses=StatementSerializer,
@@ -193,6 +201,7 @@ class EarningsView(APIView):
     from later earnings before any payout), what was paid out, and settled earnings per host."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.BILLING
 
     @extend_schema(responses=dict)
     def get(self, request):

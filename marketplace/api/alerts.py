@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
 
+from accounts.scopes import Scope
 from marketplace import alerts
 from marketplace.api import json_types
 from marketplace.api.inputs import CheckedLookupMixin
@@ -75,6 +76,7 @@ class AvailabilityAlertViewSet(
     everyone's; only the owner deletes one."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.ORDERS
     serializer_class = AvailabilityAlertSerializer
     queryset = AvailabilityAlert.objects.none()
 

@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.idempotency import idempotent
 from orders import disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
@@ -30,6 +31,7 @@ class QuoteView(APIView):
     """What an order would cost and where it would be placed now. Nothing is held."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.ORDERS
 
     @extend_schema(request=OrderInputSerializer, responses=QuoteSerializer)
     def post(self, request):
@@ -44,6 +46,7 @@ class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     serializer_class = OrderSerializer
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.ORDERS
     queryset = selectors.Order.objects.none()
 
     def get_queryset(self):
@@ -84,6 +87,7 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
     """The caller's instances, with start / stop / terminate actions. Others' instances are 404."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.INSTANCES
     queryset = Instance.objects.none()
 
     def get_serializer_class(self):
@@ -182,6 +186,7 @@ class LaunchTemplateViewSet(
     yours; an order names one by `template`. Staff curate the shared ones in the admin."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.ORDERS
     serializer_class = LaunchTemplateSerializer
     queryset = LaunchTemplate.objects.none()
 
@@ -206,6 +211,8 @@ class ProblemReportViewSet(
     """Problem reports: buyers file them on their instances, suppliers answer, staff resolve."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.INSTANCES
+    api_key_scopes = {"answer": Scope.SUPPLIER, "resolve": Scope.STAFF}
     serializer_class = ProblemReportSerializer
     queryset = ProblemReport.objects.none()
 

@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
@@ -20,6 +21,7 @@ class OrganizationView(APIView):
     """The caller's supplier organization: GET it, POST to start onboarding, PATCH to edit."""
 
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
 
     def _own(self, request):
         organization = selectors.organization_for_user(user=request.user)
@@ -55,6 +57,7 @@ class HostViewSet(CheckedLookupMixin, viewsets.ModelViewSet):
 
     serializer_class = HostSerializer
     permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self):

@@ -37,7 +37,7 @@ def test_bearer_key_authenticates_and_revocation_stops_it(api_client, buyer):
     assert api_client.delete(f"/api/v1/api-keys/{key_id}/").status_code == 204
     response = api_client.get("/api/v1/me/")
     assert response.status_code == 401
-    assert response.json()["code"] == "authentication_failed"
+    assert response.json()["code"] == "api_key_revoked"
     assert response["WWW-Authenticate"] == "Bearer"
 
 
@@ -57,12 +57,20 @@ def test_bad_key_requests(api_client, buyer, overrides, status, code):
     assert not ApiKey.objects.exists()
 
 
-@pytest.mark.parametrize("header", ["Bearer cmk_nope_nope", "Bearer", "Bearer a b", "Bearer \u00e9"])
-def test_garbage_bearer_headers_are_401_not_500(api_client, header):
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ("Bearer cmk_nope_nope", "api_key_invalid"),
+        ("Bearer", "authentication_failed"),
+        ("Bearer a b", "authentication_failed"),
+        ("Bearer \u00e9", "api_key_invalid"),
+    ],
+)
+def test_garbage_bearer_headers_are_401_not_500(api_client, header, code):
     api_client.credentials(HTTP_AUTHORIZATION=header)
     response = api_client.get("/api/v1/me/")
     assert response.status_code == 401
-    assert response.json()["code"] == "authentication_failed"
+    assert response.json()["code"] == code
 
 
 def test_someone_elses_key_cannot_be_revoked(api_client, buyer):

@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 
@@ -62,7 +65,22 @@ def test_log_in_by_email(client, buyer):
 
 def test_api_key_page_shows_a_new_key_once(client, buyer):
     client.force_login(buyer)
+    response = client.post(
+        reverse("accounts:api_keys"), {"name": "laptop", "scopes": ["read", "instances"], "expires_in_days": "30"}
+    )
+    issued = response.context["issued"]
+    assert issued.key in response.content.decode()
+    assert issued.api_key.scopes == ["read", "instances"]
+    assert timedelta(days=29) < issued.api_key.expires_at - timezone.now() <= timedelta(days=30)
+    page = client.get(reverse("accounts:api_keys")).content.decode()
+    assert issued.key not in page and "instances" in page
+
+
+def test_api_key_page_asks_for_a_scope_and_offers_staff_only_to_staff(client, buyer):
+    client.force_login(buyer)
     response = client.post(reverse("accounts:api_keys"), {"name": "laptop"})
-    key = response.context["issued"].key
-    assert key in response.content.decode()
-    assert key not in client.get(reverse("accounts:api_keys")).content.decode()
+    assert response.context["issued"] is None and "scopes" in response.context["form"].errors
+    assert 'value="staff"' not in response.content.decode()
+    forged = client.post(reverse("accounts:api_keys"), {"name": "laptop", "scopes": ["staff"]})
+    assert forged.context["issued"] is None and "scopes" in forged.context["form"].errors
+    assert not buyer.api_keys.exists()

@@ -162,3 +162,31 @@ def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live
     row = page.locator("table tbody tr").first.inner_text()
     assert "k@laptop" in row and "SHA256:" in row and "ssh-ed25519" in row
     page.screenshot(path=str(tmp_path / "ssh-keys.png"), full_page=True)
+
+
+def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, live_server, page, tmp_path):
+    UserFactory(email="keys@example.com")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "keys@example.com")
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+    page.click(".who >> text=API keys")
+    assert page.locator("input[name=scopes][value=staff]").count() == 0  # not a staff account
+
+    for scope in ("orders", "instances", "billing", "supplier"):  # all but read come checked: uncheck
+        page.uncheck(f"input[name=scopes][value={scope}]")
+    page.uncheck("input[name=scopes][value=read]")
+    page.fill("#id_name", "dashboard")
+    page.click("button:has-text('Create key')")
+    assert "required" in page.locator("form.card").inner_text().lower()  # no scope: a message, no key
+
+    page.check("input[name=scopes][value=read]")
+    page.fill("#id_name", "dashboard")
+    page.select_option("#id_expires_in_days", "30")
+    page.click("button:has-text('Create key')")
+    key = page.locator("code.key").inner_text()
+    assert key.startswith("cmk_")
+    row = page.locator("table tbody tr").first.inner_text()
+    assert "dashboard" in row and "read" in row and "orders" not in row and "never" in row  # never used
+    assert "active" in row
+    page.screenshot(path=str(tmp_path / "api-keys.png"), full_page=True)
