@@ -274,9 +274,19 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_THROTTLE_RATES": {"api_key_create": "20/minute", "agent_register": "240/minute"},
+    # Per API key and per account (marketplace/api/throttling.py, API_RATE_LIMITS below).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "marketplace.api.throttling.ApiKeyRateThrottle",
+        "marketplace.api.throttling.AccountRateThrottle",
+    ],
     # Throttles key anonymous clients by address: the same trusted proxy count as the login throttle.
     # (Unset, DRF would take X-Forwarded-For as the client wrote it.)
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+}
+# Request limits: 429 with Retry-After beyond them. An empty value turns a limit off.
+API_RATE_LIMITS = {
+    "key": env("API_RATE_PER_KEY", default="600/minute"),
+    "account": env("API_RATE_PER_ACCOUNT", default="1200/minute"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute marketplace API",

@@ -1,0 +1,77 @@
+"""Request rate limits per API key and per account, counted in the shared cache (Redis in
+production, so every web process counts together): a fixed window per limit, one atomic INCR per
+request and limit. Over a limit: 429 `throttled` with `Retry-After` (seconds to the window's end),
+naming the limit. Limits protect the service; what protects money (the spend ceiling) is checked in
+the order's own database transaction, not here."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework import exceptions
+from rest_framework.throttling import BaseThrottle
+
+from accounts.models import ApiKey, User
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'600/minute' -> (600, 60)."""
+    count, _, period = rate.partition("/")
+    return int(count), PERIODS[period]
+
+
+class FixedWindowThrottle(BaseThrottle):
+    scope = ""  # the key of settings.API_RATE_LIMITS
+    label = ""
+
+    def identity(self, request) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request, view) -> bool:
+        rate = settings.API_RATE_LIMITS.get(self.scope)
+        identity = self.identity(request)
+        if not rate or identity is None:
+            return True
+        limit, period = parse_rate(rate)
+        now = time.time()
+        window = int(now // period)
+        key = f"throttle:{self.scope}:{identity}:{rate}:{window}"
+        cache.add(key, 0, timeout=period + 1)
+        try:
+            used = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=period + 1)
+            used = 1
+        if used <= limit:
+            return True
+        wait = max(1, math.ceil((window + 1) * period - now))
+        raise exceptions.Throttled(
+            wait=wait, detail=f"Too many requests for {self.label} ({rate}). Try again in {wait} s."
+        )
+
+
+class ApiKeyRateThrottle(FixedWindowThrottle):
+    scope = "key"
+    label = "this API key"
+
+    def identity(self, request) -> str | None:
+        # The key's random public prefix, not its id: ids come back in a database built again.
+        return request.auth.prefix if isinstance(request.auth, ApiKey) else None
+
+
+class AccountRateThrottle(FixedWindowThrottle):
+    """All of an account's keys and its browser session together."""
+
+    scope = "account"
+    label = "this account"
+
+    def identity(self, request) -> str | None:
+        user = request.user
+        if not isinstance(user, User) or not user.is_authenticated:
+            return None
+        return f"{user.pk}.{user.date_joined.timestamp():.6f}"  # the id alone comes back in a new database
