@@ -41,10 +41,14 @@ AGENT_PATHS = r"^/api/v1/agent/"
 #   curve); the schema can only say "a string".
 # - DECIMAL_BOUNDS: a DecimalField's min/max is not in the schema (decimals are patterned strings).
 # - URL_FORMAT: Django's URLValidator refuses some URLs that JSON Schema's `uri` format allows.
+# - CURSOR (every list paged by cursor): a cursor is valid only as the list gave it out in a
+#   `next`/`previous` link; any other string is a 400 naming `cursor`.
 # - CONTROL_CHARACTER_KEYS (every operation with a body): unknown body keys are ignored, but one
 #   with a control character is a 400 (`marketplace.api.parsers`); OpenAPI 3.0 has no
 #   `propertyNames` to say so.
-UNKNOWN_REFERENCES = KEY_FORMAT = DECIMAL_BOUNDS = URL_FORMAT = CONTROL_CHARACTER_KEYS = [positive_data_acceptance]
+UNKNOWN_REFERENCES = KEY_FORMAT = DECIMAL_BOUNDS = URL_FORMAT = CONTROL_CHARACTER_KEYS = CURSOR = [
+    positive_data_acceptance
+]
 KNOWN_GAPS = {
     "POST /api/v1/organization/": URL_FORMAT,
     "PATCH /api/v1/organization/": URL_FORMAT,
@@ -116,6 +120,8 @@ def known_gaps(case) -> list:
     gaps = list(KNOWN_GAPS.get(f"{case.operation.method.upper()} {case.operation.path}", []))
     if case.operation.method.upper() in {"POST", "PUT", "PATCH"}:
         gaps += CONTROL_CHARACTER_KEYS
+    if any(parameter.name == "cursor" for parameter in case.operation.query):
+        gaps += CURSOR
     return gaps
 
 

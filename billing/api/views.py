@@ -10,6 +10,7 @@ from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
 from marketplace.api import json_types
 from marketplace.api.inputs import CheckedLookupMixin
+from marketplace.api.pagination import CursorPagination
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from orders.selectors import buyer_balance
@@ -91,6 +92,7 @@ class UsageView(generics.ListAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.BILLING
+    pagination_class = CursorPagination
     serializer_class = UsageSerializer
     queryset = UsageRecord.objects.none()
 
@@ -103,6 +105,7 @@ class LedgerView(generics.ListAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.BILLING
+    pagination_class = CursorPagination
     serializer_class = LedgerEntrySerializer
     queryset = LedgerPosting.objects.none()
 
@@ -115,6 +118,7 @@ class TopUpViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.BILLING
+    pagination_class = CursorPagination
     serializer_class = TopUpSerializer
     queryset = TopUp.objects.none()
 
@@ -141,6 +145,7 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.BILLING
+    pagination_class = CursorPagination
     serializer_class = PayoutSerializer
     queryset = Payout.objects.none()
 

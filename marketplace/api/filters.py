@@ -11,7 +11,7 @@ from marketplace.errors import ErrorCode
 from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region
 from marketplace.selectors import offers_with_terms
 
-ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "format"})
+ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "cursor", "format"})
 
 
 class InvalidFilter(exceptions.ValidationError):

@@ -4,9 +4,12 @@ naming the parameter; a page shows its first page."""
 
 from __future__ import annotations
 
+from base64 import b64decode
+from urllib.parse import parse_qs
+
 from django.core.paginator import Page, Paginator
 from django.utils.functional import cached_property
-from rest_framework import pagination
+from rest_framework import exceptions, pagination
 from rest_framework.exceptions import ValidationError
 
 from .inputs import whole_number
@@ -49,6 +52,44 @@ class PageNumberPagination(pagination.PageNumberPagination):
         if errors:
             raise ValidationError(errors)
         return super().paginate_queryset(queryset, request, view)
+
+
+class CursorPagination(pagination.CursorPagination):
+    """For lists that grow without bound (instances, orders, usage, ledger, ...): newest first by id,
+    `next` and `previous` links carrying an opaque `cursor`, `?page_size=M` (at most 200). No count
+    and no offset: a page is the same queries whatever the length of the list or how deep it is.
+    `?page=` is refused (follow `next`), and a cursor the list did not give out is a 400."""
+
+    ordering = "-id"
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+    def paginate_queryset(self, queryset, request, view=None):
+        errors = {}
+        if "page" in request.query_params:
+            errors["page"] = ["This list pages by cursor: follow the `next` link."]
+        raw_size = request.query_params.get(self.page_size_query_param)
+        if raw_size is not None and page_size(raw_size) is None:
+            errors[self.page_size_query_param] = [f"Must be a whole number between 1 and {MAX_PAGE_SIZE}."]
+        if errors:
+            raise ValidationError(errors)
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:  # DRF's answer to a cursor it cannot decode
+            raise ValidationError({self.cursor_query_param: ["Not a cursor this list gave out."]}) from None
+
+    def decode_cursor(self, request):
+        # DRF skips characters that are not base64 and reads what is left, so "%%%" would be the
+        # first page: a cursor must be one this class encoded (base64 of o=, r= or p= tokens).
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is not None:
+            try:
+                tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"))
+            except (ValueError, UnicodeError):
+                raise exceptions.NotFound from None
+            if not set(tokens) & {"o", "r", "p"}:
+                raise exceptions.NotFound
+        return super().decode_cursor(request)
 
 
 SEARCH_COUNT_LIMIT = 1_000

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from accounts.scopes import Scope
 from marketplace.api.inputs import CheckedLookupMixin
+from marketplace.api.pagination import CursorPagination
 from marketplace.idempotency import idempotent
 from orders import disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
 from orders.models import Instance, InstancePort, LaunchTemplate, ProblemReport
@@ -47,6 +48,7 @@ class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
     serializer_class = OrderSerializer
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.ORDERS
+    pagination_class = CursorPagination
     queryset = selectors.Order.objects.none()
 
     def get_queryset(self):
@@ -88,6 +90,7 @@ class InstanceViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.Retrieve
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.INSTANCES
+    pagination_class = CursorPagination
     queryset = Instance.objects.none()
 
     def get_serializer_class(self):
@@ -212,6 +215,7 @@ class ProblemReportViewSet(
 
     permission_classes = [permissions.IsAuthenticated]
     api_key_scope = Scope.INSTANCES
+    pagination_class = CursorPagination
     api_key_scopes = {"answer": Scope.SUPPLIER, "resolve": Scope.STAFF}
     serializer_class = ProblemReportSerializer
     queryset = ProblemReport.objects.none()

@@ -45,8 +45,8 @@ def test_others_see_none_of_it(running, buyer):
     stranger = bearer_client(UserFactory(credit=0))
     with freeze_time(at(600)):
         meter_usage()
-    assert stranger.get("/api/v1/billing/usage/").json()["count"] == 0
-    assert stranger.get("/api/v1/billing/ledger/").json()["count"] == 0
+    assert stranger.get("/api/v1/billing/usage/").json()["results"] == []
+    assert stranger.get("/api/v1/billing/ledger/").json()["results"] == []
     assert stranger.get("/api/v1/billing/balance/").json()["balance"] == "0.000000"
     assert stranger.get("/api/v1/billing/payouts/").status_code == 404
 

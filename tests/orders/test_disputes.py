@@ -114,7 +114,7 @@ def test_reports_are_visible_only_to_their_parties(buyer, instance):
         "/api/v1/problem-reports/", {"instance": instance.pk, "category": "other", "description": "x"}, format="json"
     )
     stranger = bearer_client(UserFactory())
-    assert stranger.get("/api/v1/problem-reports/").json()["count"] == 0
+    assert stranger.get("/api/v1/problem-reports/").json()["results"] == []
     report = ProblemReport.objects.get()
     assert stranger.get(f"/api/v1/problem-reports/{report.pk}/").status_code == 404
     other_instance_report = stranger.post(
