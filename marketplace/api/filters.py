@@ -166,3 +166,42 @@ class OfferFilterSet(filters.FilterSet):
         if value == "false":
             return queryset.filter(verified=False)
         return queryset
+
+
+class SlugInFilter(filters.BaseInFilter, filters.CharFilter):
+    """?name=a,b: a comma-separated list of names."""
+
+
+class OfferApiFilterSet(OfferFilterSet):
+    """The API's offer filters: the page's, and lists of models or regions, and an upper bound on
+    accelerators (what the command line's query language translates to)."""
+
+    max_accelerators = IntegerFilter(
+        label="Max. accelerators", field_name="accelerator_count", lookup_expr="lte", min_value=0
+    )
+    # field_name: the column the schema describes; the methods look the names up.
+    accelerator_model__in = SlugInFilter(
+        label="Accelerator models (comma-separated slugs)",
+        field_name="accelerator_model__slug",
+        method="filter_models_in",
+    )
+    region__in = SlugInFilter(
+        label="Regions (comma-separated codes)", field_name="region__code", method="filter_regions_in"
+    )
+
+    def filter_models_in(self, queryset, name, value):
+        ids = _known(AcceleratorModel, "slug", "accelerator_model__in", value)
+        return queryset.filter(accelerator_model_id__in=ids)
+
+    def filter_regions_in(self, queryset, name, value):
+        return queryset.filter(region_id__in=_known(Region, "code", "region__in", value))
+
+
+def _known(model, field: str, name: str, values: list[str]) -> list[int]:
+    """The ids of the rows named in `values`; a name that matches none is an error naming it."""
+    wanted = {value.strip() for value in values if value.strip()}
+    rows = dict(model.objects.filter(**{f"{field}__in": wanted}).values_list(field, "id"))
+    unknown = sorted(wanted - set(rows))
+    if unknown or not wanted:
+        raise InvalidFilter({name: [f"Unknown: {', '.join(unknown)}." if unknown else "Name at least one."]})
+    return list(rows.values())

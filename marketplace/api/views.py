@@ -4,7 +4,7 @@ from rest_framework import viewsets
 from marketplace.databases import read_alias
 from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 
-from .filters import InstanceTypeFilterSet, OfferFilterSet
+from .filters import InstanceTypeFilterSet, OfferApiFilterSet
 from .inputs import CheckedLookupMixin
 from .offer_rows import OFFER_ROW_COLUMNS, offer_row
 from .pagination import SearchPagination
@@ -39,7 +39,7 @@ class RegionViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
 class OfferViewSet(CheckedLookupMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Offer.objects.all()
     serializer_class = OfferSerializer
-    filterset_class = OfferFilterSet
+    filterset_class = OfferApiFilterSet
     pagination_class = SearchPagination
 
     def get_queryset(self):

@@ -263,3 +263,16 @@ def test_a_staff_edit_of_the_catalog_reaches_the_offers_search_figures(api_clien
         Offer.objects.listed().filter(instance_type=instance_type).values_list("pk", flat=True)
     )
     assert offer_catalog_figures_copy() == 0  # nothing named: nothing written
+
+
+def test_lists_of_models_and_regions_and_an_upper_bound_on_accelerators(api_client, market):
+    both = results(api_client, "accelerator_model__in=h100-80g,gaudi2-96g&verified=all")
+    assert {o["accelerator_model"] for o in both} == {"h100-80g", "gaudi2-96g"}
+    regions = results(api_client, "region__in=eu-north,edge-lon&verified=all")
+    assert {o["region"] for o in regions} == {"eu-north", "edge-lon"}
+    small = results(api_client, "max_accelerators=2&verified=all")
+    assert small and all(o["accelerator_count"] <= 2 for o in small)
+    assert any(o["accelerator_count"] > 2 for o in results(api_client, "verified=all"))
+    unknown = api_client.get("/api/v1/offers/?accelerator_model__in=h100-80g,nope-1g")
+    assert unknown.status_code == 400 and unknown.json()["code"] == "invalid_filter"
+    assert "nope-1g" in unknown.json()["fields"]["accelerator_model__in"][0]
