@@ -34,8 +34,9 @@ check: venv
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py check
 
-typecheck: venv ## mypy over the domain layers of docs/architecture.md (files listed in pyproject.toml)
+typecheck: venv ## mypy over the domain layers of docs/architecture.md (files listed in pyproject.toml) and the client
 	$(BIN)/mypy
+	$(BIN)/mypy client/marketplace_client
 
 seed: venv
 	$(BIN)/python manage.py migrate --noinput

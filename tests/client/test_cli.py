@@ -1,0 +1,167 @@
+"""The SDK and the `cm` command line against a live server: search with the query language,
+quote, order, list and act on instances, SSH keys, API keys, hosts; --json, --explain; errors with
+their codes and exit statuses; retries that keep one idempotency key; pagination followed."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from marketplace_client import Client, load_config
+from marketplace_client.cli import main
+
+from accounts.scopes import DEFAULT_SCOPES
+from accounts.services import api_key_issue
+from orders.models import Order
+from tests.factories import HostFactory, UserFactory, l4_host_data
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def market(catalog, supplier_org):
+    return HostFactory(organization=supplier_org, name="l4-a", **l4_host_data())
+
+
+@pytest.fixture
+def cm(live_server, monkeypatch, capsys):
+    buyer = UserFactory(email="cli@example.com")
+    key = api_key_issue(user=buyer, name="cli", scopes=DEFAULT_SCOPES).key
+    monkeypatch.setenv("MARKETPLACE_URL", live_server.url)
+    monkeypatch.setenv("MARKETPLACE_API_KEY", key)
+    monkeypatch.setenv("MARKETPLACE_CONFIG", "")
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    run.buyer = buyer
+    run.key = key
+    return run
+
+
+def test_search_order_and_manage_an_instance_from_the_command_line(market, cm):
+    status, out, err = cm("--explain", "offers", "search", "accelerator_model in [l4-24g,h100-80g] num_accelerators>=2")
+    assert status == 0, err
+    assert "l4-24g.2x" in out and "l4-24g.1x" not in out
+    assert "-> GET" in err and "accelerator_model__in=l4-24g%2Ch100-80g" in err and "<- 200" in err
+
+    status, out, err = cm("--json", "quote", "--type", "l4-24g.1x", "--count", "2")
+    assert status == 0, err
+    assert json.loads(out)["count"] == 2
+
+    status, out, err = cm(
+        "order", "--type", "l4-24g.1x", "--image", "pytorch/pytorch:2.5.1", "--idempotency-key", "k-1"
+    )
+    assert status == 0, err
+    order = Order.objects.get(buyer=cm.buyer)
+    instance = order.instances.get()
+    assert f"order {order.pk}" in out and f"instance {instance.pk}" in out
+    # The same idempotency key again: the same order, not a second one.
+    again = cm("order", "--type", "l4-24g.1x", "--image", "pytorch/pytorch:2.5.1", "--idempotency-key", "k-1")
+    assert again[0] == 0
+    assert Order.objects.filter(buyer=cm.buyer).count() == 1
+
+    status, out, _ = cm("instances", "list")
+    assert status == 0 and str(instance.pk) in out and "l4-24g.1x" in out
+    status, out, _ = cm("instances", "wait", str(instance.pk), "--status", instance.status)
+    assert status == 0 and instance.status in out
+    status, _, err = cm(
+        "instances", "wait", str(instance.pk), "--status", "stopped", "--timeout", "0.2", "--poll", "0.1"
+    )
+    assert status == 1 and "after" in err
+    status, out, err = cm("instances", "terminate", str(instance.pk))
+    assert status == 0, err
+    instance.refresh_from_db()
+    assert instance.status in ("terminating", "terminated")
+
+
+def test_errors_print_the_api_code_and_exit_1_and_bad_queries_exit_2(market, cm):
+    status, _, err = cm("offers", "search", "gpu_brand=nvidia")
+    assert status == 2 and "Unknown field 'gpu_brand'" in err
+    status, _, err = cm("instances", "show", "999999")
+    assert status == 1 and "error: not_found" in err
+    status, _, err = cm("--key", "cmk_wrong_wrong", "instances", "list")
+    assert status == 1 and "api_key_invalid" in err
+    status, _, err = cm("order", "--type", "l4-24g.1x", "--count", "50", "--image", "x")
+    assert status == 1 and "insufficient_capacity" in err
+
+
+def test_ssh_keys_api_keys_and_hosts(market, cm, tmp_path, supplier):
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    line = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    (tmp_path / "id.pub").write_text(f"{line} me@laptop\n")
+    status, out, err = cm("ssh-keys", "add", str(tmp_path / "id.pub"))
+    assert status == 0 and "SHA256:" in out, err
+    assert "me@laptop" in cm("ssh-keys", "list")[1]
+
+    status, out, err = cm(
+        "keys", "create", "--email", "cli@example.com", "--password", "demo12345", "--name", "ro", "--scope", "read"
+    )
+    assert status == 0 and "(read)" in out, err
+    read_only = out.split(": ")[1].split()[0]
+    status, _, err = cm("--key", read_only, "order", "--type", "l4-24g.1x", "--image", "x")
+    assert status == 1 and "insufficient_scope" in err
+    status, out, _ = cm("--json", "keys", "list")
+    assert sorted(k["name"] for k in json.loads(out)) == ["cli", "ro"]
+
+    supplier_key = api_key_issue(user=supplier, name="s", scopes=DEFAULT_SCOPES).key
+    status, out, err = cm("--key", supplier_key, "hosts", "list")
+    assert status == 0 and "l4-a" in out, err
+    status, out, err = cm("--key", supplier_key, "--json", "hosts", "token", str(market.pk))
+    assert status == 0 and "token" in json.loads(out), err
+
+
+def test_the_sdk_follows_pages_and_reads_its_configuration(market, live_server, tmp_path, monkeypatch):
+    client = Client(live_server.url)
+    offers = client.offers({"page_size": "1", "verified": "all"}, limit=3)
+    assert len(offers) == 3 and len({o["id"] for o in offers}) == 3
+    file = tmp_path / "config.toml"
+    file.write_text('url = "https://market.example.com"\napi_key = "cmk_from_file"\n')
+    monkeypatch.delenv("MARKETPLACE_URL", raising=False)
+    monkeypatch.delenv("MARKETPLACE_API_KEY", raising=False)
+    assert load_config(path=str(file)).api_key == "cmk_from_file"
+    monkeypatch.setenv("MARKETPLACE_API_KEY", "cmk_from_env")
+    config = load_config(path=str(file))
+    assert (config.url, config.api_key) == ("https://market.example.com", "cmk_from_env")
+    assert load_config(api_key="cmk_flag", path=str(file)).api_key == "cmk_flag"
+
+
+def test_retries_honour_retry_after_and_keep_one_idempotency_key():
+    seen: list[tuple[str, str | None]] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, self.headers.get("Idempotency-Key")))
+            if len(seen) < 3:
+                self.send_response(429 if len(seen) == 1 else 503)
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"id": 1, "instances": []}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        lines: list[str] = []
+        client = Client(f"http://127.0.0.1:{server.server_port}", "cmk_x", backoff=0, explain=lines.append)
+        assert client.order(instance_type="l4-24g.1x") == {"id": 1, "instances": []}
+    finally:
+        server.shutdown()
+    assert [path for path, _ in seen] == ["/api/v1/orders/"] * 3
+    keys = {key for _, key in seen}
+    assert len(keys) == 1 and None not in keys
+    assert [line.split()[1] for line in lines if line.startswith("<-")] == ["429", "503", "201"]
