@@ -176,9 +176,7 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Any, str | None]:
             return instance, f"instance {instance['id']}: {instance['status']}"
         if command == "logs":
             logs = client.logs(args.id, tail=args.tail)
-            return logs, "\n".join(
-                line.get("line", str(line)) if isinstance(line, dict) else str(line) for line in logs.get("lines", [])
-            )
+            return logs, logs.get("text") or "(no output yet)"
         if command == "ssh":
             ssh = client.ssh_command(args.id)
             if args.exec:

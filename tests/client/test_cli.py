@@ -73,6 +73,11 @@ def test_search_order_and_manage_an_instance_from_the_command_line(market, cm):
         "instances", "wait", str(instance.pk), "--status", "stopped", "--timeout", "0.2", "--poll", "0.1"
     )
     assert status == 1 and "after" in err
+    assert cm("instances", "logs", str(instance.pk))[1].strip() == "(no output yet)"
+    assert json.loads(cm("--json", "instances", "show", str(instance.pk))[1])["id"] == instance.pk
+    balance = json.loads(cm("--json", "billing", "balance")[1])
+    assert balance["currency"] == "USD" and float(balance["burn_per_hour"]) > 0  # the order's instance burns
+    assert cm("templates", "list")[0] == 0
     status, out, err = cm("instances", "terminate", str(instance.pk))
     assert status == 0, err
     instance.refresh_from_db()
