@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.webhooks import PAYOUT_FAILED, PAYOUT_PAID, event_emit
 from suppliers.locks import organization_lock
 from suppliers.models import Organization
 
@@ -128,10 +129,21 @@ def payout_transfer(*, payout_id: int) -> str:
         return _payout_failed(payout, str(error))
     except stripe.StripeError as error:  # refused (bad account, ...): give the money back to payable
         return _payout_failed(payout, str(error))
-    Payout.objects.filter(pk=payout.pk, status=Payout.Status.PENDING).update(
-        status=Payout.Status.PAID, stripe_transfer_id=transfer.id, paid_at=timezone.now(), last_error=""
-    )
+    with transaction.atomic():
+        paid = Payout.objects.filter(pk=payout.pk, status=Payout.Status.PENDING).update(
+            status=Payout.Status.PAID, stripe_transfer_id=transfer.id, paid_at=timezone.now(), last_error=""
+        )
+        if paid:
+            _payout_event(payout, PAYOUT_PAID, transfer=transfer.id)
     return Payout.Status.PAID
+
+
+def _payout_event(payout: Payout, event_type: str, **extra: object) -> None:
+    """Tell the supplier organization's owners' webhook endpoints."""
+    data = {"payout": payout.pk, "amount": str(payout.amount), "currency": payout.currency, **extra}
+    owners = payout.organization.memberships.filter(role="owner").values_list("user_id", flat=True)
+    for user_id in owners:
+        event_emit(user_id=user_id, event_type=event_type, data=data)
 
 
 def _payout_failed(payout: Payout, message: str) -> str:
@@ -152,4 +164,5 @@ def _payout_failed(payout: Payout, message: str) -> str:
         locked.status = Payout.Status.FAILED
         locked.last_error = message[:500]
         locked.save(update_fields=["status", "last_error"])
+        _payout_event(locked, PAYOUT_FAILED, reason=message[:500])
     return Payout.Status.FAILED

@@ -16,6 +16,7 @@ from billing.api.views import (
 )
 from marketplace.api.alerts import AvailabilityAlertViewSet
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
+from marketplace.api.webhooks import WebhookDeliveryViewSet, WebhookEndpointViewSet
 from orders.api.views import InstanceViewSet, LaunchTemplateViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
 from suppliers.api.agent import (
     AgentCommandAckView,
@@ -43,6 +44,8 @@ router.register("templates", LaunchTemplateViewSet, basename="template")
 router.register("problem-reports", ProblemReportViewSet, basename="problem-report")
 router.register("billing/top-ups", TopUpViewSet, basename="top-up")
 router.register("billing/payouts", PayoutViewSet, basename="payout")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     path("auth/keys/", ApiKeyCreateView.as_view(), name="auth-keys"),

@@ -350,3 +350,77 @@ def clean_text(value: str | None, *, max_length: int) -> str:
     text = (value or "").replace("\r\n", "\n").replace("\r", "\n").strip()
     validate_clean_text(text, max_length=max_length)
     return text
+
+
+class WebhookEndpoint(models.Model):
+    """An HTTPS address of an account's that receives its events, signed with the endpoint's secret
+    (`marketplace.webhooks`). `events` lists event types, or ["*"] for all. An endpoint whose
+    deliveries keep failing is disabled (`disabled_at`, `disabled_reason`) and its owner told."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list)
+    secret_encrypted = models.TextField(help_text="The signing secret, encrypted (marketplace.secrets).")
+    active = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user"], condition=Q(active=True), name="webhook_endpoint_active_user")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, tried until it is answered with a 2xx or its attempts run out.
+    `event_id` is the event's (the same for every endpoint and for a replay): receivers dedupe on it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # due at next_attempt_at
+        SENDING = "sending", "Sending"  # claimed by a worker
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # attempts ran out, or the endpoint was disabled
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    replay_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The sweeper's walk: due deliveries, oldest first.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="webhook_delivery_due"),
+            models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="webhook_delivery_sending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} to {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP try of a delivery: its answer's status (None: no answer) or the error."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}: {self.status_code or self.error}"

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from celery import Task, shared_task
 from django.core.cache import cache
 
+from . import webhooks
 from .alerts import availability_alerts_check
 from .services import offers_delist_expired
 from .walks import Walk
@@ -47,3 +48,18 @@ def offers_delist_expired_task(self, after: int = 0, batch_size: int = 500) -> i
 def availability_alerts_check_task(self, after: int = 0, batch_size: int = 500) -> int:
     """Beat: tell buyers whose availability alerts' supply appeared, walking every active alert."""
     return walk_step(self, availability_alerts_check, after=after, batch_size=batch_size)
+
+
+@shared_task(name="marketplace.tasks.webhook_deliver_task", acks_late=True, time_limit=60, soft_time_limit=45)
+def webhook_deliver_task(delivery_id: int) -> str | None:
+    """Post one webhook delivery if it is due (claimed atomically: a duplicate message does nothing)."""
+    return webhooks.delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="marketplace.tasks.webhook_deliveries_sweep_task", time_limit=120, soft_time_limit=100)
+def webhook_deliveries_sweep_task() -> int:
+    """Beat: hand due retries (and deliveries whose worker died) to workers."""
+    due = webhooks.deliveries_due()
+    for delivery_id in due:
+        webhook_deliver_task.delay(delivery_id)
+    return len(due)

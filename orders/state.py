@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
+from marketplace.webhooks import INSTANCE_STATUS_CHANGED, event_emit
 
 from .errors import InvalidTransition
 from .metering import meter_transition
@@ -65,6 +66,11 @@ def instance_transition(
     instance.status = to
     instance.save(update_fields=["status", "updated_at"])
     meter_transition(instance=instance, old_status=old_status, at=timezone.now())
+    event_emit(
+        user_id=instance.buyer_id,
+        event_type=INSTANCE_STATUS_CHANGED,
+        data={"instance": instance.pk, "from": old_status, "to": to, "reason": reason[:500], "actor": actor},
+    )
     return instance
 
 

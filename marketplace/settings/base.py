@@ -186,9 +186,14 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.*": {"queue": "agents"},
     "suppliers.tasks.*": {"queue": "agents"},
     "marketplace.tasks.availability_alerts_check_task": {"queue": "notifications"},
+    "marketplace.tasks.webhook_*": {"queue": "notifications"},
 }
 TASK_QUEUE_NAMES = ("celery", "billing", "agents", "notifications", "external")
 CELERY_BEAT_SCHEDULE = {
+    "webhook-deliveries-sweep": {
+        "task": "marketplace.tasks.webhook_deliveries_sweep_task",
+        "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=30.0),
+    },
     "offers-delist-expired": {
         "task": "marketplace.tasks.offers_delist_expired_task",
         "schedule": env.float("OFFER_EXPIRY_INTERVAL_SECONDS", default=300.0),
@@ -283,6 +288,10 @@ REST_FRAMEWORK = {
     # (Unset, DRF would take X-Forwarded-For as the client wrote it.)
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
+# Outgoing webhooks (marketplace/webhooks.py): an endpoint is disabled after this many failed tries
+# in a row; private and loopback destinations (and plain http) only where allowed (development).
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=15)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=DEBUG)
 # Request limits: 429 with Retry-After beyond them. An empty value turns a limit off.
 API_RATE_LIMITS = {
     "key": env("API_RATE_PER_KEY", default="600/minute"),

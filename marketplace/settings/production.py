@@ -25,6 +25,7 @@ def secret(name: str) -> str:
 
 PRODUCTION = True
 DEBUG = False
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False  # webhooks never reach the platform's own network
 SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 STRIPE_SECRET_KEY = secret("STRIPE_SECRET_KEY")

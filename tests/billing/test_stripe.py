@@ -12,6 +12,8 @@ from billing.models import LedgerAccount, LedgerTransaction, Payout, StripeEvent
 from billing.payments import top_up_create
 from billing.payouts import connect_onboarding_link, payout_transfer, payouts_create
 from billing.selectors import account_balance, wallet_balance
+from marketplace import webhooks
+from marketplace.models import WebhookDelivery
 from tests.conftest import bearer_client
 from tests.support.fake_stripe import FakeStripe, sign
 
@@ -156,6 +158,7 @@ def test_refunds_and_disputes_take_money_back(stripe_api, buyer, client):
 
 
 def test_supplier_payout_through_connect(stripe_api, supplier_org, supplier):
+    webhooks.endpoint_create(user=supplier, url="http://127.0.0.1:9/hooks", events=["payout.paid", "payout.failed"])
     link = connect_onboarding_link(organization=supplier_org, return_url="http://x/r", refresh_url="http://x/f")
     supplier_org.refresh_from_db()
     assert link == f"https://connect.stripe.test/setup/{supplier_org.stripe_account_id}"
@@ -187,6 +190,8 @@ def test_supplier_payout_through_connect(stripe_api, supplier_org, supplier):
     )
     assert account_balance(payable) == Decimal("0.006789")
     assert Payout.objects.get().status == "paid"
+    (event,) = WebhookDelivery.objects.all()  # told once, though the transfer was asked for three times
+    assert event.event_type == "payout.paid" and event.payload["data"]["amount"] == "123.45"
 
 
 def test_refused_payout_returns_the_money_to_payable(stripe_api, supplier_org):
