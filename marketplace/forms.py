@@ -57,3 +57,19 @@ class AvailabilityAlertForm(forms.Form):
                 code=ErrorCode.INVALID,
             )
         return price
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.CharField(
+        label="URL", max_length=2000, help_text="An https:// address that answers 2xx; it receives signed JSON."
+    )
+    events = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What it receives. “All events” includes event types added later.",
+    )
+    description = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, event_types: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = [("*", "All events"), *((event, event) for event in event_types)]
+        self.fields["events"].initial = ["*"]

@@ -12,6 +12,8 @@ urlpatterns = [
     path("instance-types/", views.instance_type_list, name="instance_types"),
     path("instance-types/<str:name>/", views.instance_type_detail, name="instance_type_detail"),
     path("alerts/", views.availability_alerts, name="availability_alerts"),
+    path("webhooks/", views.webhook_endpoints, name="webhook_endpoints"),
+    path("webhooks/<int:endpoint_id>/", views.webhook_endpoint, name="webhook_endpoint"),
     path("alerts/<int:alert_id>/delete/", views.availability_alert_delete, name="availability_alert_delete"),
     path("", include("orders.urls")),
     path("accounts/", include("accounts.urls")),

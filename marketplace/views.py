@@ -16,13 +16,13 @@ from orders.models import ProblemReport
 from suppliers import organizations
 from suppliers.models import Host, Organization
 
-from . import alerts, moderation
+from . import alerts, moderation, webhooks
 from .api.filters import InstanceTypeFilterSet, OfferFilterSet
 from .api.inputs import lookup_or_404, text_or_invalid, whole_number
 from .api.pagination import page_of
 from .errors import ApplicationError, ErrorCode, InvalidInput, NotFound
-from .forms import AvailabilityAlertForm, add_service_errors
-from .models import AuditEntry, InstanceType
+from .forms import AvailabilityAlertForm, WebhookEndpointForm, add_service_errors
+from .models import AuditEntry, InstanceType, WebhookDelivery, WebhookEndpoint
 from .selectors import instance_type_list_with_market, offer_list
 
 OFFERS_PER_PAGE = 25
@@ -136,6 +136,55 @@ def availability_alert_delete(request, alert_id: int):
         raise Http404("No such availability alert.") from None
     messages.success(request, "Alert deleted.")
     return redirect("availability_alerts")
+
+
+@login_required
+def webhook_endpoints(request):
+    """The account's webhook endpoints, and a form to add one (its signing secret shown once)."""
+    form = WebhookEndpointForm(request.POST or None, event_types=webhooks.EVENT_TYPES)
+    secret = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, secret = webhooks.endpoint_create(user=request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Endpoint added: {endpoint.url}.")
+            form = WebhookEndpointForm(event_types=webhooks.EVENT_TYPES)
+    endpoints = WebhookEndpoint.objects.filter(user=request.user)
+    return render(request, "marketplace/webhooks.html", {"form": form, "endpoints": endpoints, "secret": secret})
+
+
+@login_required
+def webhook_endpoint(request, endpoint_id: int):
+    """One endpoint: its deliveries, newest first, each with its tries; replay, turn on or off, delete."""
+    try:
+        endpoint = webhooks.endpoint_for_user(user=request.user, endpoint_id=endpoint_id)
+    except NotFound:
+        raise Http404("No such webhook endpoint.") from None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "replay":
+                delivery = get_object_or_404(
+                    WebhookDelivery, pk=whole_number(request.POST.get("delivery")) or 0, endpoint=endpoint
+                )
+                webhooks.delivery_replay(delivery=delivery)
+                messages.success(request, f"Delivery {delivery.pk} will be sent again.")
+            elif action in ("enable", "disable"):
+                webhooks.endpoint_update(endpoint=endpoint, active=action == "enable")
+                messages.success(request, f"Endpoint turned {'on' if action == 'enable' else 'off'}.")
+            elif action == "delete":
+                endpoint.delete()
+                messages.success(request, "Endpoint deleted.")
+                return redirect("webhook_endpoints")
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        return redirect("webhook_endpoint", endpoint_id=endpoint.pk)
+    deliveries = page_of(
+        endpoint.deliveries.prefetch_related("attempt_rows").order_by("-id"), 25, request.GET.get("page")
+    )
+    return render(request, "marketplace/webhook_endpoint.html", {"endpoint": endpoint, "page": deliveries})
 
 
 def staff_page(view):

@@ -190,3 +190,25 @@ def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, liv
     assert "dashboard" in row and "read" in row and "orders" not in row and "never" in row  # never used
     assert "active" in row
     page.screenshot(path=str(tmp_path / "api-keys.png"), full_page=True)
+
+
+def test_buyer_adds_a_webhook_endpoint_and_sees_its_deliveries(catalog, live_server, page, tmp_path):
+    from accounts.services import notify  # noqa: PLC0415
+    from marketplace.models import WebhookEndpoint  # noqa: PLC0415
+
+    user = UserFactory(email="hooks@example.com")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "hooks@example.com")
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+    page.click(".who >> text=Webhooks")
+    page.fill("#id_url", "http://127.0.0.1:9/hooks")
+    page.click("button:has-text('Add endpoint')")
+    assert page.locator("code.key").inner_text().startswith("whsec_")
+    page.screenshot(path=str(tmp_path / "webhooks.png"), full_page=True)
+    notify(user=user, kind="balance_low", title="Your balance is low")
+    page.click("table >> text=127.0.0.1:9/hooks")
+    row = page.locator("table tbody tr").first.inner_text()
+    assert "notification.balance_low" in row and "pending" in row
+    assert WebhookEndpoint.objects.get().events == ["*"]
+    page.screenshot(path=str(tmp_path / "webhook-deliveries.png"), full_page=True)
