@@ -62,6 +62,7 @@ NOTIFICATION_KINDS = (
     "disk_released",
     "instance_failed",
     "instance_host_lost",
+    "maintenance",
     "moderation",
     "payment_reversed",
     "price_change",

@@ -6,8 +6,10 @@ app's `errors.py`), so the schema lists exactly what the code can raise.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from accounts.errors import AccountErrorCode
@@ -35,6 +37,9 @@ ERROR_RESPONSES = {
     "409": "A business rule refused it now (`insufficient_capacity`, `invalid_transition`, ...).",
     "429": "Too many requests (`throttled`); retry after the `Retry-After` header.",
 }
+# Example requests and responses of every operation, recorded from real calls by
+# tests/test_api_examples.py (RECORD_API_EXAMPLES=1 writes it again).
+EXAMPLES_FILE = Path(__file__).resolve().parent / "examples.json"
 # Operations with error statuses of their own.
 OPERATION_ERROR_RESPONSES = {
     "v1_orders_create": {"402": "The wallet does not cover the order (`insufficient_funds`): top up first."},
@@ -148,4 +153,25 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             own = OPERATION_ERROR_RESPONSES.get(operation.get("operationId", ""), {})
             for status_code, description in {**ERROR_RESPONSES, **own}.items():
                 operation["responses"].setdefault(status_code, {"description": description, "content": reference})
+    return result
+
+
+def add_examples(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: each operation's recorded example request and response."""
+    if not EXAMPLES_FILE.exists():
+        return result
+    examples = json.loads(EXAMPLES_FILE.read_text())
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            example = examples.get(operation.get("operationId")) if isinstance(operation, dict) else None
+            if not example:
+                continue
+            body = operation.get("requestBody", {}).get("content", {}).get(REQUEST_CONTENT_TYPE)
+            if body is not None and example["request"] is not None:
+                body["examples"] = {"recorded": {"summary": "A recorded request", "value": example["request"]}}
+            answer = operation.get("responses", {}).get(str(example["status"]), {}).get("content", {})
+            if REQUEST_CONTENT_TYPE in answer and example["response"] is not None:
+                answer[REQUEST_CONTENT_TYPE]["examples"] = {
+                    "recorded": {"summary": "A recorded response", "value": example["response"]}
+                }
     return result

@@ -309,6 +309,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "marketplace.api.schema.add_error_responses",
+        "marketplace.api.schema.add_examples",
     ],
     "ENUM_NAME_OVERRIDES": {
         "InstanceStatusEnum": "orders.models.InstanceStatus",

@@ -230,3 +230,18 @@ def test_a_real_celery_worker_delivers(receiver, catalog):
         webhook_deliver_task.apply_async((delivery.pk,), queue=queue)
         assert wait_until(lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "succeeded")
     assert len(receiver.requests) == 1
+
+
+def test_every_notification_kind_in_the_code_can_be_subscribed_to():
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    kinds = set()
+    for app in ("accounts", "billing", "orders", "suppliers", "marketplace"):
+        for path in (root / app).rglob("*.py"):
+            text = path.read_text()
+            for match in re.finditer(r"notify(?:_all)?\(", text):
+                kinds.update(re.findall(r'kind="([a-z_]+)"', text[match.end() : match.end() + 400].split(")\n")[0]))
+    kinds.add("availability_alert")  # marketplace.alerts names it in a constant
+    assert kinds and kinds <= set(webhooks.NOTIFICATION_KINDS), kinds - set(webhooks.NOTIFICATION_KINDS)
