@@ -321,8 +321,8 @@ def test_the_check_is_a_fixed_number_of_queries_per_batch(supplier_org, django_a
     assert firing == 36
 
     # savepoint, alerts with their matches, those that fire, their offers, 2 updates, release;
-    # then 3 per notification (savepoint, insert, release)
-    with django_assert_max_num_queries(7 + 3 * firing):
+    # then 4 per notification (savepoint, insert, release, and the user's webhook endpoints)
+    with django_assert_max_num_queries(7 + 4 * firing):
         assert availability_alerts_check(batch_size=500).done == firing
     with django_assert_max_num_queries(3):  # supply stays: one read, nothing written
         assert availability_alerts_check(batch_size=500).done == 0
