@@ -39,7 +39,8 @@ SCOPE_LABELS = {
 DEFAULT_SCOPES = tuple(scope for scope in Scope if scope != Scope.STAFF)
 # Keys issued before scopes existed keep what they could do: everything, staff powers for staff.
 ALL_SCOPES = tuple(Scope)
-# Managing the account's keys with a key needs a key that could do everything the account can.
+# The account's keys and webhooks: reading them needs `read`; changing them, a key that could do
+# everything the account can.
 ACCOUNT = "account"
 
 
@@ -51,7 +52,7 @@ def required_scopes(view: Any, method: str) -> frozenset[str] | None:
     if area is None:
         return None
     if area == ACCOUNT:
-        return None if method in SAFE_METHODS else frozenset({ACCOUNT})
+        return frozenset({Scope.READ}) if method in SAFE_METHODS else frozenset({ACCOUNT})
     if area == Scope.STAFF:
         return frozenset({Scope.STAFF})
     if method in SAFE_METHODS:

@@ -9,7 +9,7 @@
 #   WEB_PROCESSES, WEB_PORT           gunicorn instances, each on its own port from WEB_PORT (2, 8001)
 #   WEB_THREADS, WEB_WORKERS          per gunicorn instance (4 threads, 1 worker process)
 #   WORKER_QUEUES                     one Celery worker per group, groups split by ";"
-#                                     (default "billing;agents,notifications,external,celery")
+#                                     (default "billing;agents,notifications,webhooks,external,celery")
 #   WORKER_CONCURRENCY                processes per Celery worker (2)
 #   BIND                              address the web processes listen on (127.0.0.1)
 #
@@ -25,7 +25,7 @@ WEB_PROCESSES=${WEB_PROCESSES:-2}
 WEB_PORT=${WEB_PORT:-8001}
 WEB_THREADS=${WEB_THREADS:-4}
 WEB_WORKERS=${WEB_WORKERS:-1}
-WORKER_QUEUES=${WORKER_QUEUES:-billing;agents,notifications,external,celery}
+WORKER_QUEUES=${WORKER_QUEUES:-billing;agents,notifications,webhooks,external,celery}
 WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-2}
 BIND=${BIND:-127.0.0.1}
 mkdir -p var/log var/run

@@ -29,7 +29,7 @@ PY
 }
 trap cleanup INT TERM EXIT
 
-$BIN/celery -A marketplace worker -B --loglevel=INFO --concurrency=2 -Q celery,billing,agents,notifications,external \
+$BIN/celery -A marketplace worker -B --loglevel=INFO --concurrency=2 -Q celery,billing,agents,notifications,webhooks,external \
   --schedule=var/celerybeat-schedule >var/log/celery.log 2>&1 &
 pids+=($!)
 

@@ -83,3 +83,14 @@ def test_rates_parse_and_an_empty_limit_is_off(settings):
     settings.API_RATE_LIMITS = {"key": "", "account": ""}
     client, _ = key_client(UserFactory())
     assert all(client.get("/api/v1/me/").status_code == 200 for _ in range(5))
+
+
+def test_requests_without_credentials_are_limited_per_address(settings, api_client):
+    settings.API_RATE_LIMITS = {"key": "", "account": "", "anonymous": "2/minute"}
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    statuses = [api_client.get("/api/v1/regions/", REMOTE_ADDR=address).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    other = "203.0.113.77" if address != "203.0.113.77" else "203.0.113.78"
+    assert api_client.get("/api/v1/regions/", REMOTE_ADDR=other).status_code == 200
+    client, _ = key_client(UserFactory())  # a key is not held back by the address's limit
+    assert client.get("/api/v1/regions/", REMOTE_ADDR=address).status_code == 200

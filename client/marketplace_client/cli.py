@@ -178,10 +178,10 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Any, str | None]:
             logs = client.logs(args.id, tail=args.tail)
             return logs, logs.get("text") or "(no output yet)"
         if command == "ssh":
-            ssh = client.ssh_command(args.id)
+            argv = client.ssh_argv(args.id)
             if args.exec:
-                os.execvp("ssh", shlex.split(ssh))
-            return {"command": ssh}, ssh
+                os.execvp("ssh", argv)
+            return {"command": shlex.join(argv)}, shlex.join(argv)
     if group == "ssh-keys":
         if command == "list":
             rows = client.ssh_keys()

@@ -181,9 +181,17 @@ class Client:
         return _object(self.request("GET", f"instances/{instance_id}/logs/", params={"tail": tail}))
 
     def ssh_command(self, instance_id: int) -> str:
+        return " ".join(self.ssh_argv(instance_id))
+
+    def ssh_argv(self, instance_id: int) -> list[str]:
+        """`ssh` and its arguments, built from the connection's port and address (never by parsing a
+        command line the server sent)."""
         for connection in self.instance(instance_id)["connections"]:
             if connection["kind"] == "ssh":
-                return str(connection["command"])
+                port, address = int(connection["host_port"]), str(connection["address"])
+                if address.startswith("-") or any(c.isspace() for c in address):
+                    raise ApiError(502, "bad_address", f"Refusing an SSH address {address!r}.")
+                return ["ssh", "-p", str(port), f"root@{address}"]
         raise ApiError(409, "no_ssh", f"Instance {instance_id} has no SSH port open (order it with port 22).")
 
     # --- account --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey, User
+from accounts.views import client_ip
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -75,3 +76,16 @@ class AccountRateThrottle(FixedWindowThrottle):
         if not isinstance(user, User) or not user.is_authenticated:
             return None
         return f"{user.pk}.{user.date_joined.timestamp():.6f}"  # the id alone comes back in a new database
+
+
+class AnonymousRateThrottle(FixedWindowThrottle):
+    """Requests without credentials (the catalog, offers, quotes of the public pages), per client
+    address as `TRUSTED_PROXY_COUNT` says to read it."""
+
+    scope = "anonymous"
+    label = "your address"
+
+    def identity(self, request) -> str | None:
+        if request.auth is not None or getattr(request.user, "is_authenticated", False):
+            return None
+        return client_ip(request._request)

@@ -176,9 +176,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_ALWAYS_EAGER = False
 # Queues by kind of work, so each gets its own workers in production (scripts/production.sh): money
 # (metering, settlement, balances, payouts), hosts and instances (heartbeats, expiry, spot, reliability),
-# notifications (availability alerts), calls to outside services (Stripe transfers), and the default
-# queue for catalog upkeep. The development worker consumes them all (TASK_QUEUE_NAMES; not CELERY_QUEUES,
-# which Celery would read as its own queue declarations).
+# notifications (availability alerts), outgoing webhooks (a slow receiver holds a worker), calls to
+# outside services (Stripe transfers), and the default queue for catalog upkeep. The development
+# worker consumes them all (TASK_QUEUE_NAMES; not CELERY_QUEUES, which Celery would read as its own
+# queue declarations).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "billing.tasks.payout_transfer_task": {"queue": "external"},
@@ -186,9 +187,9 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.*": {"queue": "agents"},
     "suppliers.tasks.*": {"queue": "agents"},
     "marketplace.tasks.availability_alerts_check_task": {"queue": "notifications"},
-    "marketplace.tasks.webhook_*": {"queue": "notifications"},
+    "marketplace.tasks.webhook_*": {"queue": "webhooks"},
 }
-TASK_QUEUE_NAMES = ("celery", "billing", "agents", "notifications", "external")
+TASK_QUEUE_NAMES = ("celery", "billing", "agents", "notifications", "webhooks", "external")
 CELERY_BEAT_SCHEDULE = {
     "webhook-deliveries-sweep": {
         "task": "marketplace.tasks.webhook_deliveries_sweep_task",
@@ -283,6 +284,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "marketplace.api.throttling.ApiKeyRateThrottle",
         "marketplace.api.throttling.AccountRateThrottle",
+        "marketplace.api.throttling.AnonymousRateThrottle",
     ],
     # Throttles key anonymous clients by address: the same trusted proxy count as the login throttle.
     # (Unset, DRF would take X-Forwarded-For as the client wrote it.)
@@ -296,6 +298,7 @@ WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", de
 API_RATE_LIMITS = {
     "key": env("API_RATE_PER_KEY", default="600/minute"),
     "account": env("API_RATE_PER_ACCOUNT", default="1200/minute"),
+    "anonymous": env("API_RATE_ANONYMOUS", default="300/minute"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute marketplace API",

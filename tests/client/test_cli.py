@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from marketplace_client import Client, load_config
+from marketplace_client import ApiError, Client, load_config
 from marketplace_client.cli import main
 
 from accounts.scopes import DEFAULT_SCOPES
@@ -170,3 +170,16 @@ def test_retries_honour_retry_after_and_keep_one_idempotency_key():
     keys = {key for _, key in seen}
     assert len(keys) == 1 and None not in keys
     assert [line.split()[1] for line in lines if line.startswith("<-")] == ["429", "503", "201"]
+
+
+def test_ssh_is_built_from_the_port_and_address_never_from_a_server_command_line(monkeypatch):
+    client = Client("http://unused")
+    connection = {"kind": "ssh", "host_port": 40022, "address": "203.0.113.5", "command": "ssh; rm -rf ~"}
+    monkeypatch.setattr(client, "instance", lambda _id: {"connections": [connection]})
+    assert client.ssh_argv(7) == ["ssh", "-p", "40022", "root@203.0.113.5"]
+    connection["address"] = "-oProxyCommand=touch /tmp/x"
+    with pytest.raises(ApiError, match="Refusing"):
+        client.ssh_argv(7)
+    monkeypatch.setattr(client, "instance", lambda _id: {"connections": []})
+    with pytest.raises(ApiError, match="no SSH port"):
+        client.ssh_argv(7)

@@ -35,6 +35,7 @@ def test_every_task_goes_to_a_known_queue():
     assert queues["suppliers.tasks.hosts_mark_offline_task"] == "agents"
     assert queues["marketplace.tasks.availability_alerts_check_task"] == "notifications"
     assert queues["marketplace.tasks.offers_delist_expired_task"] == "celery"
+    assert queues["marketplace.tasks.webhook_deliver_task"] == "webhooks"
 
 
 def test_the_scripts_consume_every_queue():
