@@ -394,7 +394,10 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
-    replay_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # No constraint: deleting an endpoint deletes its deliveries in bulk (a replay is of the same endpoint).
+    replay_of = models.ForeignKey(
+        "self", on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -404,6 +407,7 @@ class WebhookDelivery(models.Model):
             # The sweeper's walk: due deliveries, oldest first.
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="webhook_delivery_due"),
             models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="webhook_delivery_sending"),
+            models.Index(fields=["endpoint", "-id"], name="webhook_delivery_endpoint"),
         ]
 
     def __str__(self) -> str:

@@ -63,3 +63,12 @@ def webhook_deliveries_sweep_task() -> int:
     for delivery_id in due:
         webhook_deliver_task.delay(delivery_id)
     return len(due)
+
+
+@shared_task(name="marketplace.tasks.webhook_deliveries_prune_task", time_limit=300, soft_time_limit=280)
+def webhook_deliveries_prune_task() -> int:
+    """Daily: finished deliveries past their retention, in batches."""
+    pruned = 0
+    while batch := webhooks.deliveries_prune():
+        pruned += batch
+    return pruned

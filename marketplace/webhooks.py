@@ -10,7 +10,8 @@ refuse a timestamp more than a few minutes old (`signature_verify` is the refere
         parts = dict(p.split("=", 1) for p in header.split(","))
         signed = f"{parts['t']}.".encode() + body
         expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) <= tolerance
+        fresh = abs(time.time() - int(parts["t"])) <= tolerance
+        return fresh and hmac.compare_digest(expected.encode(), parts["v1"].encode())
 
 Events are recorded in the transaction that caused them (`event_emit`): a rolled-back change sends
 nothing. A worker claims a due delivery with one conditional UPDATE (no lock held over the network),
@@ -31,6 +32,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +41,11 @@ import requests
 from celery import current_app  # type: ignore[import-untyped]
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from accounts.models import User
 from accounts.services import notify
@@ -82,8 +88,12 @@ ALL_EVENTS = "*"
 MAX_ENDPOINTS_PER_USER = 20
 # Seconds to wait after the n-th failed try (then the delivery fails): about 5 hours in all.
 RETRY_DELAYS = (30, 120, 600, 1800, 3600, 10800)
-TIMEOUT_SECONDS = 10
+TIMEOUT_SECONDS = 10  # reading the answer's status
+CONNECT_TIMEOUT_SECONDS = 5
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 STALE_CLAIM = timedelta(minutes=5)  # a delivery claimed this long ago by a worker that died is due again
+LOST_MESSAGE = timedelta(minutes=2)  # a first try still waiting this long after commit: its message was lost
+RETENTION = timedelta(days=30)  # finished deliveries are kept this long
 SIGNATURE_HEADER = "Marketplace-Signature"
 DELIVER_TASK = "marketplace.tasks.webhook_deliver_task"
 
@@ -146,31 +156,89 @@ def events_check(events: Iterable[str]) -> list[str]:
     return [ALL_EVENTS] if ALL_EVENTS in wanted else wanted
 
 
-def destination_check(url: str, *, field: str = "url") -> None:
-    """HTTPS to a public address (plain HTTP and private addresses only where allowed: development)."""
-    parts = urlsplit(url)
+@dataclass(frozen=True)
+class Destination:
+    """Where a delivery goes: the URL's parts as the HTTP library reads them, and the one address
+    checked, which the connection is pinned to (a name that resolves elsewhere later is not used)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def destination_check(url: str, *, field: str = "url") -> Destination:
+    """HTTPS to a public address (plain HTTP and private addresses only where allowed: development).
+
+    The URL is read with the parser the HTTP library uses (urllib3), and anything two parsers could
+    read differently is refused: backslashes, user info, non-ASCII, whitespace."""
+    refuse = InvalidInput("Not a URL this platform delivers to.", fields={field: ["Enter a plain https:// URL."]})
+    if not url or len(url) > 2000 or not url.isascii() or any(c in url for c in "\\@ \t\r\n"):
+        raise refuse
+    try:
+        parts = parse_url(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except (LocationParseError, ValueError):
+        raise refuse from None
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES
     if parts.scheme != "https" and not (allow_private and parts.scheme == "http"):
         raise InvalidInput("Webhook endpoints must use https://.", fields={field: ["Use an https:// URL."]})
-    if not parts.hostname or len(url) > 2000:
-        raise InvalidInput("Not a URL with a host name.", fields={field: ["Enter a full https:// URL."]})
-    if allow_private:
-        return
+    if not parts.host or parts.auth or urlsplit(url).hostname != parts.host.strip("[]").lower():
+        raise refuse
+    host = parts.host.strip("[]")
     try:
-        addresses = {
-            info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-        }
-    except (socket.gaierror, UnicodeError):
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        raise InvalidInput(f"{host} does not resolve.", fields={field: ["The host name does not resolve."]}) from None
+    addresses = [str(info[4][0]).split("%")[0] for info in infos]
+    if not allow_private and any(not _public(address) for address in addresses):
         raise InvalidInput(
-            f"{parts.hostname} does not resolve.", fields={field: ["The host name does not resolve."]}
-        ) from None
-    for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise InvalidInput(
-                f"{parts.hostname} resolves to a non-public address ({ip}).",
-                fields={field: ["Webhooks go to public addresses only."]},
-            )
+            f"{host} resolves to a non-public address.", fields={field: ["Webhooks go to public addresses only."]}
+        )
+    return Destination(parts.scheme, host, port, parts.request_uri or "/", addresses[0])
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip in NAT64:  # a public-looking way to a private IPv4 address
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connect to the checked address while TLS checks the certificate for the host name."""
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._host
+        kwargs["assert_hostname"] = self._host
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _post(destination: Destination, body: bytes, headers: dict[str, str]) -> int:
+    """POST to the pinned address; returns the status. The answer's body is never read."""
+    address = f"[{destination.address}]" if ":" in destination.address else destination.address
+    url = f"{destination.scheme}://{address}:{destination.port}{destination.path}"
+    shown_host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    default_port = 443 if destination.scheme == "https" else 80
+    host_header = shown_host if destination.port == default_port else f"{shown_host}:{destination.port}"
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment decides where this goes
+        session.mount(f"{destination.scheme}://", _PinnedAdapter(destination.host))
+        response = session.post(
+            url,
+            data=body,
+            headers={**headers, "Host": host_header},
+            timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS),
+            allow_redirects=False,  # a redirect could lead anywhere, private addresses included
+            stream=True,
+        )
+        response.close()
+        return response.status_code
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -245,7 +313,7 @@ def signature_verify(secret: str, body: bytes, header: str, *, tolerance: int = 
         return False
     expected = signature_header(secret, body, timestamp).split("v1=", 1)[1]
     fresh = abs((now if now is not None else time.time()) - timestamp) <= tolerance
-    return fresh and hmac.compare_digest(expected, parts.get("v1", ""))
+    return fresh and hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())
 
 
 def delivery_attempt(*, delivery_id: int) -> str | None:
@@ -265,24 +333,23 @@ def delivery_attempt(*, delivery_id: int) -> str | None:
     started = time.monotonic()
     status_code, error = None, ""
     try:
-        destination_check(endpoint.url)
-        response = requests.post(
-            endpoint.url,
-            data=body,
-            headers={
+        destination = destination_check(endpoint.url)
+        status_code = _post(
+            destination,
+            body,
+            {
                 "Content-Type": "application/json",
                 "User-Agent": "marketplace-webhooks/1",
                 "Marketplace-Event": delivery.event_type,
                 "Marketplace-Delivery": str(delivery.pk),
                 SIGNATURE_HEADER: signature_header(endpoint_secret(endpoint), body, int(time.time())),
             },
-            timeout=TIMEOUT_SECONDS,
-            allow_redirects=False,  # a redirect could lead anywhere, private addresses included
         )
-        status_code = response.status_code
     except InvalidInput as refused:
         error = refused.detail
     except requests.RequestException as failure:
+        error = f"{failure.__class__.__name__}: {str(failure)[:200]}"
+    except Exception as failure:
         error = f"{failure.__class__.__name__}: {str(failure)[:200]}"
     duration = int((time.monotonic() - started) * 1000)
     return _record(delivery, status_code=status_code, error=error, duration_ms=duration)
@@ -298,9 +365,10 @@ def _record(delivery: WebhookDelivery, *, status_code: int | None, error: str, d
     if status_code is not None and 200 <= status_code < 300:
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=0)
         return _finish(delivery, WebhookDelivery.Status.SUCCEEDED)
-    failures = endpoint.consecutive_failures + 1
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=failures)
-    if failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES and endpoint.active:
+    # Counted in the database (concurrent deliveries to one endpoint must not lose a failure).
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    failures = WebhookEndpoint.objects.values_list("consecutive_failures", flat=True).get(pk=endpoint.pk)
+    if failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES:
         _disable(endpoint, f"{failures} failed deliveries in a row; the last: {error or f'HTTP {status_code}'}")
         return _finish(delivery, WebhookDelivery.Status.FAILED)
     if delivery.attempts > len(RETRY_DELAYS):
@@ -318,10 +386,13 @@ def _finish(delivery: WebhookDelivery, status: str) -> str:
 
 
 def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+    """Turn the endpoint off and tell its owner, once (a concurrent failure finds it off already)."""
+    turned_off = WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(
         active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
     )
     endpoint.active = False
+    if not turned_off:
+        return
     # Its other waiting deliveries will not be sent.
     WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.FAILED, finished_at=timezone.now()
@@ -335,16 +406,34 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:
-    """Deliveries to try now: retries that are due, and claims whose worker died (claimed long ago)."""
+    """Deliveries to hand to workers now: retries that are due, first tries whose message was lost
+    (queued at commit, still waiting minutes later), and claims whose worker died, each counted as a
+    failed try (a delivery that kills its worker runs out of tries instead of looping)."""
     now = timezone.now()
-    WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SENDING, claimed_at__lt=now - STALE_CLAIM).update(
-        status=WebhookDelivery.Status.PENDING, next_attempt_at=now
+    stale = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SENDING, claimed_at__lt=now - STALE_CLAIM)
+    stale.filter(attempts__gte=len(RETRY_DELAYS)).update(
+        status=WebhookDelivery.Status.FAILED, attempts=F("attempts") + 1, finished_at=now
     )
+    stale.update(status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now)
+    due = Q(attempts__gt=0, next_attempt_at__lte=now) | Q(attempts=0, next_attempt_at__lte=now - LOST_MESSAGE)
     return list(
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+        WebhookDelivery.objects.filter(due, status=WebhookDelivery.Status.PENDING)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def deliveries_prune(*, older_than: timedelta = RETENTION, batch_size: int = 5000) -> int:
+    """Finished deliveries older than the retention, a batch at a time (their tries go with them)."""
+    cutoff = timezone.now() - older_than
+    ids = list(
+        WebhookDelivery.objects.filter(
+            status__in=(WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED), created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:batch_size]
+    )
+    WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+    WebhookDelivery.objects.filter(pk__in=ids).delete()
+    return len(ids)
 
 
 def endpoint_for_user(*, user: User, endpoint_id: int | str) -> WebhookEndpoint:

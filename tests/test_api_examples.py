@@ -116,7 +116,10 @@ SHOWN_ONCE = {"key", "credential", "secret", "token"}
 def redacted(value):
     """Secrets the API shows once stay out of the published examples."""
     if isinstance(value, dict):
-        return {k: f"<the {k}, shown once>" if k in SHOWN_ONCE else redacted(v) for k, v in value.items()}
+        return {
+            k: f"<the {k}, shown once>" if k in SHOWN_ONCE and isinstance(v, str) else redacted(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redacted(v) for v in value]
     return value

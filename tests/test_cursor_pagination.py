@@ -62,7 +62,13 @@ def test_a_deep_page_of_a_long_list_costs_the_same_queries_as_the_first_of_a_sho
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("page=2", "page"), ("cursor=bm9wZQ", "cursor"), ("cursor=%%%", "cursor"), ("page_size=0", "page_size")],
+    [
+        ("page=2", "page"),
+        ("cursor=bm9wZQ", "cursor"),
+        ("cursor=%%%", "cursor"),
+        ("cursor=cD1hYmM%3D", "cursor"),  # base64 of p=abc: a position that is not an id
+        ("page_size=0", "page_size"),
+    ],
 )
 def test_malformed_paging_is_a_400_naming_the_parameter(query, field):
     client = bearer_client(UserFactory())

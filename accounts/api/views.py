@@ -104,4 +104,6 @@ class MeView(APIView):
             user = services.buyer_set_spend_limit(
                 buyer=user, limit_per_hour=data.validated_data["spend_limit_per_hour"]
             )
+            if getattr(request.user, "_staff_withheld", False):
+                user.withhold_staff_powers()  # as this key sees the account (nothing is saved after)
         return Response(MeSerializer(user).data)

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,6 +22,13 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, detail: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
+
+
+def _redacted(body: Any) -> Any:
+    """What --explain prints of a request body: no passwords."""
+    if isinstance(body, dict):
+        return {k: "***" if k == "password" else v for k, v in body.items()}
+    return body
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -60,7 +68,15 @@ class Client:
     ) -> Any:
         """One API call, retried on 429/502/503/504 and connection errors (a create keeps its
         idempotency key across retries, so it is placed once). Returns the decoded body."""
-        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/api/v1/{path.lstrip('/')}"
+        if path.startswith(("http://", "https://")):
+            if urlsplit(path)[:2] != urlsplit(self.base_url)[:2]:  # never send the key elsewhere
+                raise ApiError(502, "foreign_link", f"Refusing to follow a link away from {self.base_url}: {path}")
+            url = path
+        else:
+            url = f"{self.base_url}/api/v1/{path.lstrip('/')}"
+        # Retried after any failure only when a retry cannot do it twice: reads, and writes that carry
+        # an idempotency key; other writes only when the API said it did not do them (429).
+        safe_to_repeat = method in ("GET", "HEAD", "PUT", "DELETE") or idempotency_key is not None
         headers = {"Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -69,19 +85,20 @@ class Client:
         for attempt in range(self.retries + 1):
             started = time.monotonic()
             shown = requests.Request(method, url, params=params).prepare().url
-            self._explain(f"-> {method} {shown}" + (f" {json}" if json is not None else ""))
+            self._explain(f"-> {method} {shown}" + (f" {_redacted(json)}" if json is not None else ""))
             try:
                 response = self.session.request(
                     method, url, params=params, json=json, headers=headers, timeout=self.timeout
                 )
             except requests.ConnectionError as error:
-                if attempt == self.retries:
+                if attempt == self.retries or not safe_to_repeat:
                     raise
                 self._explain(f"<- connection failed ({error.__class__.__name__}), retrying")
                 time.sleep(self._delay(attempt, None))
                 continue
             self._explain(f"<- {response.status_code} ({(time.monotonic() - started) * 1000:.0f} ms)")
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+            retry = response.status_code == 429 or (response.status_code in RETRY_STATUSES and safe_to_repeat)
+            if retry and attempt < self.retries:
                 time.sleep(self._delay(attempt, response.headers.get("Retry-After")))
                 continue
             return self._decode(response)

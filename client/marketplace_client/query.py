@@ -96,6 +96,8 @@ def _translate(field: str, op: str, value: str) -> dict[str, str]:
         if op == "<=":
             return {"max_price_per_hour": str(price)}
         if op == "<":
+            if price <= 0:
+                raise QueryError(f"{field}<{value} matches nothing: prices are above 0.")
             return {"max_price_per_hour": str(price - PRICE_STEP)}
         raise _operator(field, op, "<=, <")
     if field == "reliability":
@@ -129,7 +131,7 @@ def _operator(field: str, op: str, allowed: str) -> QueryError:
 
 
 def _whole(field: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise QueryError(f"{field} takes a whole number, not {value!r}.")
     return int(value)
 

@@ -89,6 +89,10 @@ class CursorPagination(pagination.CursorPagination):
                 raise exceptions.NotFound from None
             if not set(tokens) & {"o", "r", "p"}:
                 raise exceptions.NotFound
+            # Positions are ids and offsets whole numbers: anything else would reach the query.
+            for name in ("o", "p"):
+                if any(not (v.isascii() and v.isdigit()) for v in tokens.get(name, [])):
+                    raise exceptions.NotFound
         return super().decode_cursor(request)
 
 

@@ -191,6 +191,7 @@ CELERY_TASK_ROUTES = {
 }
 TASK_QUEUE_NAMES = ("celery", "billing", "agents", "notifications", "webhooks", "external")
 CELERY_BEAT_SCHEDULE = {
+    "webhook-deliveries-prune": {"task": "marketplace.tasks.webhook_deliveries_prune_task", "schedule": 86400.0},
     "webhook-deliveries-sweep": {
         "task": "marketplace.tasks.webhook_deliveries_sweep_task",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=30.0),

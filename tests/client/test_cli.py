@@ -183,3 +183,41 @@ def test_ssh_is_built_from_the_port_and_address_never_from_a_server_command_line
     monkeypatch.setattr(client, "instance", lambda _id: {"connections": []})
     with pytest.raises(ApiError, match="no SSH port"):
         client.ssh_argv(7)
+
+
+def test_writes_without_an_idempotency_key_are_not_repeated_and_links_elsewhere_are_not_followed():
+    seen: list[str] = []
+
+    class Down(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(self.path)
+            self.send_response(502)
+            self.end_headers()
+
+        def do_GET(self):
+            seen.append(self.path)
+            body = json.dumps({"results": [{"id": 1}], "next": "https://elsewhere.example.com/steal"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    lines: list[str] = []
+    client = Client(f"http://127.0.0.1:{server.server_port}", "cmk_x", backoff=0, explain=lines.append)
+    try:
+        with pytest.raises(ApiError) as error:  # a token issued twice would leave a live one unknown
+            client.host_token(1)
+        assert error.value.status == 502 and seen == ["/api/v1/hosts/1/registration-token/"]
+        with pytest.raises(ApiError, match="away from"):
+            client.hosts()
+        with pytest.raises(ApiError):
+            client.key_create(email="a@example.com", password="hunter2", name="x")
+    finally:
+        server.shutdown()
+    assert not any("hunter2" in line for line in lines) and any("***" in line for line in lines)

@@ -51,6 +51,8 @@ def test_fields_aliases_and_operators(query, params):
         ("region in []", "names nothing"),
         ("region=eu-west garbage", "garbage"),
         ("region=eu-west region=us-east", "twice"),
+        ("num_accelerators>=²", "²"),
+        ("price_per_hour<0", "matches nothing"),
     ],
 )
 def test_what_cannot_be_translated_is_an_error_naming_it(query, named):

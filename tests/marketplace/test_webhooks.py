@@ -64,7 +64,8 @@ def standalone_verify(secret: str, body: bytes, header: str, tolerance: int = 30
     parts = dict(p.split("=", 1) for p in header.split(","))
     signed = f"{parts['t']}.".encode() + body
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) <= tolerance
+    fresh = abs(time.time() - int(parts["t"])) <= tolerance
+    return fresh and hmac.compare_digest(expected.encode(), parts["v1"].encode())
 
 
 def full_client(user):
@@ -178,6 +179,12 @@ def test_no_delivery_to_private_or_loopback_addresses_where_not_allowed(receiver
         ("https://10.1.2.3/hook", "non-public"),
         ("https://[::1]/hook", "non-public"),
         ("https://169.254.169.254/latest/meta-data", "non-public"),
+        ("https://[64:ff9b::a00:1]/hook", "non-public"),  # NAT64 of 10.0.0.1
+        ("https://127.0.0.1\\@example.com/hook", "platform delivers"),  # parsers disagree on the host
+        ("https://user@example.com/hook", "platform delivers"),
+        ("https://exämple.com/hook", "platform delivers"),
+        ("https://[::1/hook", "platform delivers"),
+        ("https://example.com:99999/hook", "platform delivers"),
     ):
         with pytest.raises(InvalidInput, match=message):
             webhooks.endpoint_create(user=buyer, url=url, events=["*"])
@@ -245,3 +252,88 @@ def test_every_notification_kind_in_the_code_can_be_subscribed_to():
                 kinds.update(re.findall(r'kind="([a-z_]+)"', text[match.end() : match.end() + 400].split(")\n")[0]))
     kinds.add("availability_alert")  # marketplace.alerts names it in a constant
     assert kinds and kinds <= set(webhooks.NOTIFICATION_KINDS), kinds - set(webhooks.NOTIFICATION_KINDS)
+
+
+def test_lost_messages_and_dead_workers_are_swept_and_counted_never_looped(receiver, buyer):
+    webhooks.endpoint_create(user=buyer, url=receiver.url, events=["*"])
+    notify(user=buyer, kind="balance_low", title="Low")
+    delivery = WebhookDelivery.objects.get()
+    assert webhooks.deliveries_due() == []  # its message was queued at commit: not sent twice
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=3))
+    assert webhooks.deliveries_due() == [delivery.pk]  # the message was lost
+    # A delivery whose worker dies on every try runs out of tries.
+    for _ in range(len(webhooks.RETRY_DELAYS) + 1):
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status="sending", claimed_at=timezone.now() - timedelta(minutes=6)
+        )
+        webhooks.deliveries_due()
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.attempts == len(webhooks.RETRY_DELAYS) + 1
+
+
+def test_finished_deliveries_are_pruned_after_their_retention(receiver, buyer):
+    webhooks.endpoint_create(user=buyer, url=receiver.url, events=["*"])
+    for n in range(3):
+        notify(user=buyer, kind="balance_low", title=f"Low {n}")
+    old, recent, waiting = WebhookDelivery.objects.order_by("id")
+    WebhookDelivery.objects.filter(pk__in=[old.pk, waiting.pk]).update(created_at=timezone.now() - timedelta(days=31))
+    for delivery in (old, recent):
+        webhooks.delivery_attempt(delivery_id=delivery.pk)
+    assert webhooks.deliveries_prune() == 1
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+
+
+def test_https_deliveries_connect_to_the_checked_address_and_verify_the_hosts_certificate(tmp_path):
+    """The pinned connection: TCP to the address checked, TLS for the URL's host name (a certificate
+    for another name is refused), `Host` the URL's."""
+    import datetime as dt  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+
+    import requests  # noqa: PLC0415
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    receiver = Receiver()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.server.server_port
+    try:
+        for host, ok in (("hooks.test", True), ("other.test", False)):
+            with requests.Session() as session:
+                session.mount("https://", webhooks._PinnedAdapter(host))
+                try:
+                    response = session.post(
+                        f"https://127.0.0.1:{port}/hooks",
+                        data=b"{}",
+                        headers={"Host": f"{host}:{port}"},
+                        verify=str(tmp_path / "cert.pem"),
+                        timeout=5,
+                    )
+                    assert ok and response.status_code == 200
+                except requests.exceptions.SSLError:
+                    assert not ok
+    finally:
+        receiver.server.shutdown()
+    assert [headers["Host"] for headers, _ in receiver.requests] == [f"hooks.test:{port}"]
