@@ -1,5 +1,6 @@
 from rest_framework import authentication, exceptions
 
+from marketplace.api.throttling import credential_refused
 from marketplace.errors import ApplicationError
 
 from .errors import AccountErrorCode
@@ -29,6 +30,7 @@ class BearerApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             api_key = api_key_authenticate(key=parts[1], client_ip=client_ip(request._request))
         except ApplicationError as refused:
+            credential_refused(request)  # 429 once an address keeps presenting refused keys
             raise exceptions.AuthenticationFailed(refused.detail, code=refused.code) from None
         user = api_key.user
         view = (request.parser_context or {}).get("view")

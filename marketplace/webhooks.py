@@ -139,6 +139,14 @@ def endpoint_update(
     return endpoint
 
 
+def endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
+    """A new signing secret (shown once); deliveries from now on are signed with it."""
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    endpoint.secret_encrypted = secret_encrypt(secret)
+    endpoint.save(update_fields=["secret_encrypted"])
+    return secret
+
+
 def endpoint_secret(endpoint: WebhookEndpoint) -> str:
     return secret_decrypt(endpoint.secret_encrypted)
 

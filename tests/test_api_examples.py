@@ -272,6 +272,7 @@ def scenario(recorder: Recorder, supplier_org, supplier) -> None:
     deliveries = api.get(f"/api/v1/webhook-endpoints/{hook['id']}/deliveries/").json()["results"]
     api.get(f"/api/v1/webhook-deliveries/{deliveries[0]['id']}/")
     api.post(f"/api/v1/webhook-deliveries/{deliveries[0]['id']}/replay/")
+    api.post(f"/api/v1/webhook-endpoints/{hook['id']}/rotate-secret/")
     api.delete(f"/api/v1/webhook-endpoints/{hook['id']}/")
     api.delete(f"/api/v1/templates/{template['id']}/")
     api.delete(f"/api/v1/ssh-keys/{key['id']}/")

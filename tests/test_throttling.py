@@ -94,3 +94,28 @@ def test_requests_without_credentials_are_limited_per_address(settings, api_clie
     assert api_client.get("/api/v1/regions/", REMOTE_ADDR=other).status_code == 200
     client, _ = key_client(UserFactory())  # a key is not held back by the address's limit
     assert client.get("/api/v1/regions/", REMOTE_ADDR=address).status_code == 200
+
+
+def test_an_address_that_keeps_presenting_refused_credentials_gets_429(settings, api_client):
+    settings.API_RATE_LIMITS = {"refused": "3/minute"}
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}"
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer cmk_guess_guess")
+    statuses = [api_client.get("/api/v1/me/", REMOTE_ADDR=address).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer hcr_guess")
+    assert api_client.post("/api/v1/agent/heartbeat/", {}, format="json", REMOTE_ADDR=address).status_code == 429
+    good, _ = key_client(UserFactory())  # a valid key from that address is not refused
+    assert good.get("/api/v1/me/", REMOTE_ADDR=address).status_code == 200
+
+
+def test_a_host_agent_is_limited_per_credential(settings, supplier_org):
+    from suppliers.agent_services import agent_register, host_registration_token_issue  # noqa: PLC0415
+    from tests.factories import HostFactory, l4_host_data  # noqa: PLC0415
+
+    settings.API_RATE_LIMITS = {"host": "2/minute"}
+    host = HostFactory(organization=supplier_org, name=f"l4-{uuid.uuid4().hex[:6]}", **l4_host_data())
+    _, credential = agent_register(token=host_registration_token_issue(host=host, user=None))
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {credential}")
+    statuses = [agent.post("/api/v1/agent/heartbeat/", {}, format="json").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]

@@ -62,6 +62,12 @@ class AvailabilityAlertInputSerializer(json_types.Serializer):
         "gone.",
     )
 
+    def to_internal_value(self, data):
+        # DRF reads "" as null for a nullable relation; the schema says a region code or null.
+        if isinstance(data, dict) and data.get("region") == "":
+            raise serializers.ValidationError({"region": ["A region code, or null (or leave it out) for any region."]})
+        return super().to_internal_value(data)
+
 
 class AvailabilityAlertViewSet(
     CheckedLookupMixin,

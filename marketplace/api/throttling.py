@@ -16,6 +16,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey, User
 from accounts.views import client_ip
+from suppliers.models import HostCredential
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -38,21 +39,40 @@ class FixedWindowThrottle(BaseThrottle):
         identity = self.identity(request)
         if not rate or identity is None:
             return True
-        limit, period = parse_rate(rate)
-        now = time.time()
-        window = int(now // period)
-        key = f"throttle:{self.scope}:{identity}:{rate}:{window}"
-        cache.add(key, 0, timeout=period + 1)
-        try:
-            used = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=period + 1)
-            used = 1
-        if used <= limit:
+        wait = window_hit(self.scope, identity, rate)
+        if wait is None:
             return True
-        wait = max(1, math.ceil((window + 1) * period - now))
         raise exceptions.Throttled(
             wait=wait, detail=f"Too many requests for {self.label} ({rate}). Try again in {wait} s."
+        )
+
+
+def window_hit(scope: str, identity: str, rate: str) -> int | None:
+    """Count one request in the current window; None while within `rate`, else the seconds to wait."""
+    limit, period = parse_rate(rate)
+    now = time.time()
+    window = int(now // period)
+    key = f"throttle:{scope}:{identity}:{rate}:{window}"
+    cache.add(key, 0, timeout=period + 1)
+    try:
+        used = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=period + 1)
+        used = 1
+    return None if used <= limit else max(1, math.ceil((window + 1) * period - now))
+
+
+def credential_refused(request) -> None:
+    """A request whose key or host credential was refused counts against its address: past
+    API_RATE_LIMITS["refused"], 429 instead of 401, so guessing credentials costs time. (DRF throttles
+    only after authentication succeeds.)"""
+    rate = settings.API_RATE_LIMITS.get("refused")
+    if not rate:
+        return
+    wait = window_hit("refused", client_ip(request._request) or "unknown", rate)
+    if wait is not None:
+        raise exceptions.Throttled(
+            wait=wait, detail=f"Too many refused credentials from your address. Try again in {wait} s."
         )
 
 
@@ -89,3 +109,13 @@ class AnonymousRateThrottle(FixedWindowThrottle):
         if request.auth is not None or getattr(request.user, "is_authenticated", False):
             return None
         return client_ip(request._request)
+
+
+class HostRateThrottle(FixedWindowThrottle):
+    """A host agent's calls, per host credential."""
+
+    scope = "host"
+    label = "this host's agent"
+
+    def identity(self, request) -> str | None:
+        return str(request.auth.pk) if isinstance(request.auth, HostCredential) else None

@@ -135,6 +135,14 @@ class WebhookEndpointViewSet(
         endpoint = webhooks.endpoint_update(endpoint=self.get_object(), **data.validated_data)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
+    @extend_schema(request=None, responses=WebhookEndpointCreatedSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """A new signing secret, shown once; the old one stops signing at once."""
+        endpoint = self.get_object()
+        secret = webhooks.endpoint_secret_rotate(endpoint=endpoint)
+        return Response(WebhookEndpointSerializer(endpoint).data | {"secret": secret})
+
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=CursorPagination)
     def deliveries(self, request, pk=None):

@@ -286,6 +286,7 @@ REST_FRAMEWORK = {
         "marketplace.api.throttling.ApiKeyRateThrottle",
         "marketplace.api.throttling.AccountRateThrottle",
         "marketplace.api.throttling.AnonymousRateThrottle",
+        "marketplace.api.throttling.HostRateThrottle",
     ],
     # Throttles key anonymous clients by address: the same trusted proxy count as the login throttle.
     # (Unset, DRF would take X-Forwarded-For as the client wrote it.)
@@ -300,6 +301,8 @@ API_RATE_LIMITS = {
     "key": env("API_RATE_PER_KEY", default="600/minute"),
     "account": env("API_RATE_PER_ACCOUNT", default="1200/minute"),
     "anonymous": env("API_RATE_ANONYMOUS", default="300/minute"),
+    "host": env("API_RATE_PER_HOST", default="600/minute"),
+    "refused": env("API_RATE_REFUSED_CREDENTIALS", default="60/minute"),  # per address
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute marketplace API",

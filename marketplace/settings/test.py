@@ -26,6 +26,12 @@ MEDIA_ROOT = tempfile.mkdtemp(prefix="marketplace-test-media-")
 
 # Tests and benchmarks make thousands of requests a minute with one key; the throttling tests set
 # their own limits.
-API_RATE_LIMITS = {"key": "1000000/minute", "account": "1000000/minute", "anonymous": "1000000/minute"}
+API_RATE_LIMITS = {
+    "key": "1000000/minute",
+    "account": "1000000/minute",
+    "anonymous": "1000000/minute",
+    "host": "1000000/minute",
+    "refused": "1000000/minute",
+}
 # Webhook tests post to receivers on 127.0.0.1; the refusal of private addresses is tested with it off.
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True

@@ -10,6 +10,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from marketplace.api import json_types
+from marketplace.api.throttling import credential_refused
 from marketplace.errors import ErrorCode, InvalidInput
 from orders import agent as instance_agent
 from orders import reconciliation
@@ -32,6 +33,7 @@ class HostCredentialAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <credential>'.")
         credential = agent_services.host_credential_authenticate(secret=header[1])
         if credential is None:
+            credential_refused(request)  # 429 once an address keeps presenting refused credentials
             raise exceptions.AuthenticationFailed("Unknown or revoked host credential.")
         return (HostAgentUser(credential), credential)
 

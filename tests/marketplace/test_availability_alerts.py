@@ -409,3 +409,13 @@ def test_page_needs_a_login(client):
 
     assert response.status_code == 302
     assert reverse("accounts:login") in response["Location"]
+
+
+def test_an_empty_region_is_refused_not_read_as_any_region(buyer):
+    from tests.conftest import bearer_client  # noqa: PLC0415
+
+    response = bearer_client(buyer).post(
+        "/api/v1/availability-alerts/", {"instance_type": "h100-80g.1x", "region": ""}, format="json"
+    )
+    assert response.status_code == 400 and "region" in response.json()["fields"]
+    assert not AvailabilityAlert.objects.exists()

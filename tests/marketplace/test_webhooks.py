@@ -337,3 +337,18 @@ def test_https_deliveries_connect_to_the_checked_address_and_verify_the_hosts_ce
     finally:
         receiver.server.shutdown()
     assert [headers["Host"] for headers, _ in receiver.requests] == [f"hooks.test:{port}"]
+
+
+def test_a_new_secret_signs_from_now_on_and_is_shown_once(receiver, buyer):
+    client = full_client(buyer)
+    endpoint, first = webhooks.endpoint_create(user=buyer, url=receiver.url, events=["*"])
+    rotated = client.post(f"/api/v1/webhook-endpoints/{endpoint.pk}/rotate-secret/")
+    assert rotated.status_code == 200
+    second = rotated.json()["secret"]
+    assert second != first and "secret" not in client.get(f"/api/v1/webhook-endpoints/{endpoint.pk}/").json()
+    notify(user=buyer, kind="balance_low", title="Low")
+    webhooks.delivery_attempt(delivery_id=WebhookDelivery.objects.get().pk)
+    ((headers, body),) = receiver.requests
+    assert webhooks.signature_verify(second, body, headers["Marketplace-Signature"])
+    assert not webhooks.signature_verify(first, body, headers["Marketplace-Signature"])
+    assert full_client(UserFactory()).post(f"/api/v1/webhook-endpoints/{endpoint.pk}/rotate-secret/").status_code == 404
