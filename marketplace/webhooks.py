@@ -31,6 +31,7 @@ import secrets
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -90,7 +91,12 @@ MAX_ENDPOINTS_PER_USER = 20
 RETRY_DELAYS = (30, 120, 600, 1800, 3600, 10800)
 TIMEOUT_SECONDS = 10  # reading the answer's status
 CONNECT_TIMEOUT_SECONDS = 5
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 ranges that reach IPv4 addresses (NAT64, local NAT64, IPv4-compatible, IPv4-translated) or are
+# old site-local: refused outright.
+IPV6_TO_IPV4 = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96", "fec0::/10")
+)
 STALE_CLAIM = timedelta(minutes=5)  # a delivery claimed this long ago by a worker that died is due again
 LOST_MESSAGE = timedelta(minutes=2)  # a first try still waiting this long after commit: its message was lost
 RETENTION = timedelta(days=30)  # finished deliveries are kept this long
@@ -131,11 +137,14 @@ def endpoint_update(
     """Change what it receives, or turn it on or off (on again: its failure count starts over)."""
     if events is not None:
         endpoint.events = events_check(events)
+    fields = ["events"]
     if active is not None and active != endpoint.active:
         endpoint.active = active
-        if active:
+        fields.append("active")
+        if active:  # on again: its failure count starts over (else it is left to concurrent deliveries)
             endpoint.consecutive_failures, endpoint.disabled_at, endpoint.disabled_reason = 0, None, ""
-    endpoint.save(update_fields=["events", "active", "consecutive_failures", "disabled_at", "disabled_reason"])
+            fields += ["consecutive_failures", "disabled_at", "disabled_reason"]
+    endpoint.save(update_fields=fields)
     return endpoint
 
 
@@ -173,7 +182,7 @@ class Destination:
     host: str
     port: int
     path: str
-    address: str
+    addresses: tuple[str, ...]  # every address the name resolved to, all checked; tried in turn
 
 
 def destination_check(url: str, *, field: str = "url") -> Destination:
@@ -182,11 +191,13 @@ def destination_check(url: str, *, field: str = "url") -> Destination:
     The URL is read with the parser the HTTP library uses (urllib3), and anything two parsers could
     read differently is refused: backslashes, user info, non-ASCII, whitespace."""
     refuse = InvalidInput("Not a URL this platform delivers to.", fields={field: ["Enter a plain https:// URL."]})
-    if not url or len(url) > 2000 or not url.isascii() or any(c in url for c in "\\@ \t\r\n"):
+    if not url or len(url) > 2000 or not url.isascii() or any(c in url for c in "\\ \t\r\n"):
         raise refuse
     try:
         parts = parse_url(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if "@" in urlsplit(url).netloc or parts.port == 0:
+            raise refuse
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
     except (LocationParseError, ValueError):
         raise refuse from None
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES
@@ -199,18 +210,23 @@ def destination_check(url: str, *, field: str = "url") -> Destination:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
         raise InvalidInput(f"{host} does not resolve.", fields={field: ["The host name does not resolve."]}) from None
-    addresses = [str(info[4][0]).split("%")[0] for info in infos]
+    addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private and any(not _public(address) for address in addresses):
         raise InvalidInput(
             f"{host} resolves to a non-public address.", fields={field: ["Webhooks go to public addresses only."]}
         )
-    return Destination(parts.scheme, host, port, parts.request_uri or "/", addresses[0])
+    return Destination(parts.scheme, host, port, parts.request_uri or "/", addresses)
 
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if ip.version == 6 and ip in NAT64:  # a public-looking way to a private IPv4 address
-        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address: judged by the address they carry.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return _public(str(embedded))
+        if ip.teredo or any(ip in network for network in IPV6_TO_IPV4):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -222,31 +238,38 @@ class _PinnedAdapter(HTTPAdapter):
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self._host
-        kwargs["assert_hostname"] = self._host
+        kwargs["server_hostname"] = self._host.rstrip(".")  # SNI, and the name the certificate must match
         super().init_poolmanager(*args, **kwargs)
 
 
 def _post(destination: Destination, body: bytes, headers: dict[str, str]) -> int:
-    """POST to the pinned address; returns the status. The answer's body is never read."""
-    address = f"[{destination.address}]" if ":" in destination.address else destination.address
-    url = f"{destination.scheme}://{address}:{destination.port}{destination.path}"
+    """POST to the checked addresses in turn until one connects; returns the status. The answer's
+    body is never read."""
     shown_host = f"[{destination.host}]" if ":" in destination.host else destination.host
     default_port = 443 if destination.scheme == "https" else 80
     host_header = shown_host if destination.port == default_port else f"{shown_host}:{destination.port}"
-    with requests.Session() as session:
-        session.trust_env = False  # no proxy from the environment decides where this goes
-        session.mount(f"{destination.scheme}://", _PinnedAdapter(destination.host))
-        response = session.post(
-            url,
-            data=body,
-            headers={**headers, "Host": host_header},
-            timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS),
-            allow_redirects=False,  # a redirect could lead anywhere, private addresses included
-            stream=True,
-        )
-        response.close()
-        return response.status_code
+    for n, checked in enumerate(destination.addresses):
+        address = f"[{checked}]" if ":" in checked else checked
+        url = f"{destination.scheme}://{address}:{destination.port}{destination.path}"
+        with requests.Session() as session:
+            session.trust_env = False  # no proxy from the environment decides where this goes
+            session.mount(f"{destination.scheme}://", _PinnedAdapter(destination.host))
+            try:
+                response = session.post(
+                    url,
+                    data=body,
+                    headers={**headers, "Host": host_header},
+                    timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS),
+                    allow_redirects=False,  # a redirect could lead anywhere, private addresses included
+                    stream=True,
+                )
+            except requests.ConnectionError:
+                if n == len(destination.addresses) - 1:
+                    raise
+                continue
+            response.close()
+            return response.status_code
+    raise requests.ConnectionError("no address to connect to")
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -419,16 +442,38 @@ def deliveries_due(*, limit: int = 500) -> list[int]:
     failed try (a delivery that kills its worker runs out of tries instead of looping)."""
     now = timezone.now()
     stale = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SENDING, claimed_at__lt=now - STALE_CLAIM)
-    stale.filter(attempts__gte=len(RETRY_DELAYS)).update(
-        status=WebhookDelivery.Status.FAILED, attempts=F("attempts") + 1, finished_at=now
-    )
-    stale.update(status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now)
+    stale_rows = list(stale.values_list("pk", "endpoint_id")[:limit])
+    if stale_rows:
+        _count_lost_tries(stale_rows, now)
     due = Q(attempts__gt=0, next_attempt_at__lte=now) | Q(attempts=0, next_attempt_at__lte=now - LOST_MESSAGE)
     return list(
         WebhookDelivery.objects.filter(due, status=WebhookDelivery.Status.PENDING)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+@transaction.atomic
+def _count_lost_tries(rows: list[tuple[int, int]], now: Any) -> None:
+    """Tries whose worker died: each is a failed try, listed and counted like any other."""
+    ids = [pk for pk, _ in rows]
+    WebhookAttempt.objects.bulk_create(
+        WebhookAttempt(delivery_id=pk, error="The worker stopped during the try.") for pk in ids
+    )
+    claimed = WebhookDelivery.objects.filter(pk__in=ids, status=WebhookDelivery.Status.SENDING)
+    claimed.filter(attempts__gte=len(RETRY_DELAYS)).update(
+        status=WebhookDelivery.Status.FAILED, attempts=F("attempts") + 1, finished_at=now
+    )
+    claimed.update(status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now)
+    for endpoint_id, lost in Counter(endpoint_id for _, endpoint_id in rows).items():
+        WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=F("consecutive_failures") + lost)
+    failing = WebhookEndpoint.objects.filter(
+        pk__in={endpoint_id for _, endpoint_id in rows},
+        active=True,
+        consecutive_failures__gte=settings.WEBHOOK_DISABLE_AFTER_FAILURES,
+    ).select_related("user")
+    for endpoint in failing:
+        _disable(endpoint, f"{endpoint.consecutive_failures} failed deliveries in a row; the last: its worker stopped")
 
 
 def deliveries_prune(*, older_than: timedelta = RETENTION, batch_size: int = 5000) -> int:

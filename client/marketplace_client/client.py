@@ -24,6 +24,12 @@ class ApiError(Exception):
         self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
 def _redacted(body: Any) -> Any:
     """What --explain prints of a request body: no passwords."""
     if isinstance(body, dict):
@@ -69,7 +75,7 @@ class Client:
         """One API call, retried on 429/502/503/504 and connection errors (a create keeps its
         idempotency key across retries, so it is placed once). Returns the decoded body."""
         if path.startswith(("http://", "https://")):
-            if urlsplit(path)[:2] != urlsplit(self.base_url)[:2]:  # never send the key elsewhere
+            if _origin(path) != _origin(self.base_url):  # never send the key elsewhere
                 raise ApiError(502, "foreign_link", f"Refusing to follow a link away from {self.base_url}: {path}")
             url = path
         else:

@@ -6,6 +6,7 @@ the order's own database transaction, not here."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 
@@ -62,6 +63,15 @@ def window_hit(scope: str, identity: str, rate: str) -> int | None:
     return None if used <= limit else max(1, math.ceil((window + 1) * period - now))
 
 
+def _network(address: str) -> str:
+    """The unit an address is counted in: itself for IPv4, its /64 for IPv6 (one host's share)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
+
+
 def credential_refused(request) -> None:
     """A request whose key or host credential was refused counts against its address: past
     API_RATE_LIMITS["refused"], 429 instead of 401, so guessing credentials costs time. (DRF throttles
@@ -69,11 +79,12 @@ def credential_refused(request) -> None:
     rate = settings.API_RATE_LIMITS.get("refused")
     if not rate:
         return
-    wait = window_hit("refused", client_ip(request._request) or "unknown", rate)
+    address = client_ip(request._request)
+    if not address:
+        return
+    wait = window_hit("refused", _network(address), rate)
     if wait is not None:
-        raise exceptions.Throttled(
-            wait=wait, detail=f"Too many refused credentials from your address. Try again in {wait} s."
-        )
+        raise exceptions.Throttled(wait=wait, detail="Too many refused credentials from your address.")
 
 
 class ApiKeyRateThrottle(FixedWindowThrottle):

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from marketplace_client import ApiError, Client, load_config
+from marketplace_client import client as client_module
 from marketplace_client.cli import main
 
 from accounts.scopes import DEFAULT_SCOPES
@@ -221,3 +222,11 @@ def test_writes_without_an_idempotency_key_are_not_repeated_and_links_elsewhere_
     finally:
         server.shutdown()
     assert not any("hunter2" in line for line in lines) and any("***" in line for line in lines)
+
+
+def test_links_to_the_same_origin_are_followed_whatever_their_spelling():
+    client = Client("https://market.example.com")
+    assert client_module._origin("HTTPS://Market.Example.com:443/api/v1/offers/?cursor=x") == client_module._origin(
+        client.base_url
+    )
+    assert client_module._origin("https://market.example.com:8443/") != client_module._origin(client.base_url)

@@ -185,6 +185,7 @@ def test_no_delivery_to_private_or_loopback_addresses_where_not_allowed(receiver
         ("https://exämple.com/hook", "platform delivers"),
         ("https://[::1/hook", "platform delivers"),
         ("https://example.com:99999/hook", "platform delivers"),
+        ("https://example.com:0/hook", "platform delivers"),
     ):
         with pytest.raises(InvalidInput, match=message):
             webhooks.endpoint_create(user=buyer, url=url, events=["*"])
@@ -352,3 +353,55 @@ def test_a_new_secret_signs_from_now_on_and_is_shown_once(receiver, buyer):
     assert webhooks.signature_verify(second, body, headers["Marketplace-Signature"])
     assert not webhooks.signature_verify(first, body, headers["Marketplace-Signature"])
     assert full_client(UserFactory()).post(f"/api/v1/webhook-endpoints/{endpoint.pk}/rotate-secret/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("::ffff:93.184.216.34", True),
+        ("2002:a00:1::", False),  # 6to4 around 10.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::ffff:0:a00:1", False),  # IPv4-translated
+        ("fec0::1", False),  # site-local
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
+    ],
+)
+def test_ipv6_forms_that_carry_an_ipv4_address_are_judged_by_it(address, public):
+    assert webhooks._public(address) is public
+
+
+def test_an_at_sign_in_the_path_or_query_is_fine_but_not_in_the_host_part(buyer):
+    endpoint, _ = webhooks.endpoint_create(
+        user=buyer, url="http://127.0.0.1:9/@team/hook?email=a@b.example", events=["*"]
+    )
+    assert endpoint.url.endswith("a@b.example")
+
+
+def test_a_delivery_tries_each_checked_address_in_turn(receiver):
+    port = receiver.server.server_port
+    destination = webhooks.Destination("http", "127.0.0.1", port, "/hooks", ("::1", "127.0.0.1"))
+    assert webhooks._post(destination, b"{}", {"Content-Type": "application/json"}) == 200
+    assert len(receiver.requests) == 1
+
+
+def test_a_try_whose_worker_died_is_listed_and_counted(receiver, buyer, settings):
+    settings.WEBHOOK_DISABLE_AFTER_FAILURES = 2
+    endpoint, _ = webhooks.endpoint_create(user=buyer, url=receiver.url, events=["*"])
+    notify(user=buyer, kind="balance_low", title="Low")
+    delivery = WebhookDelivery.objects.get()
+    for _ in range(2):
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status="sending", claimed_at=timezone.now() - timedelta(minutes=6)
+        )
+        webhooks.deliveries_due()
+    delivery.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert [a.error for a in delivery.attempt_rows.all()] == ["The worker stopped during the try."] * 2
+    assert not endpoint.active and "worker stopped" in endpoint.disabled_reason
+    assert Notification.objects.filter(user=buyer, kind="webhook_disabled").count() == 1
