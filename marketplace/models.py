@@ -393,6 +393,9 @@ class WebhookDelivery(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When it was last handed to the queue (None: not since its last try). A queued delivery is not
+    # queued again by the sweeper unless its message looks lost.
+    queued_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # No constraint: deleting an endpoint deletes its deliveries in bulk (a replay is of the same endpoint).
     replay_of = models.ForeignKey(

@@ -98,7 +98,7 @@ IPV6_TO_IPV4 = tuple(
     for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96", "fec0::/10")
 )
 STALE_CLAIM = timedelta(minutes=5)  # a delivery claimed this long ago by a worker that died is due again
-LOST_MESSAGE = timedelta(minutes=2)  # a first try still waiting this long after commit: its message was lost
+LOST_MESSAGE = timedelta(minutes=2)  # queued this long ago and still waiting: its message was lost
 RETENTION = timedelta(days=30)  # finished deliveries are kept this long
 SIGNATURE_HEADER = "Marketplace-Signature"
 DELIVER_TASK = "marketplace.tasks.webhook_deliver_task"
@@ -404,9 +404,9 @@ def _record(delivery: WebhookDelivery, *, status_code: int | None, error: str, d
         return _finish(delivery, WebhookDelivery.Status.FAILED)
     if delivery.attempts > len(RETRY_DELAYS):
         return _finish(delivery, WebhookDelivery.Status.FAILED)
-    delivery.status = WebhookDelivery.Status.PENDING
+    delivery.status, delivery.queued_at = WebhookDelivery.Status.PENDING, None
     delivery.next_attempt_at = timezone.now() + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])
-    delivery.save(update_fields=["attempts", "status", "next_attempt_at"])
+    delivery.save(update_fields=["attempts", "status", "next_attempt_at", "queued_at"])
     return delivery.status
 
 
@@ -437,20 +437,23 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
 
 
 def deliveries_due(*, limit: int = 500) -> list[int]:
-    """Deliveries to hand to workers now: retries that are due, first tries whose message was lost
-    (queued at commit, still waiting minutes later), and claims whose worker died, each counted as a
-    failed try (a delivery that kills its worker runs out of tries instead of looping)."""
+    """Deliveries to hand to workers now (marked queued): retries that are due and not queued yet,
+    queued ones whose message looks lost (still waiting minutes later), and claims whose worker died,
+    each counted as a failed try (a delivery that kills its worker runs out of tries instead of
+    looping). A backlog is not queued again every sweep."""
     now = timezone.now()
     stale = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SENDING, claimed_at__lt=now - STALE_CLAIM)
     stale_rows = list(stale.values_list("pk", "endpoint_id")[:limit])
     if stale_rows:
         _count_lost_tries(stale_rows, now)
-    due = Q(attempts__gt=0, next_attempt_at__lte=now) | Q(attempts=0, next_attempt_at__lte=now - LOST_MESSAGE)
-    return list(
-        WebhookDelivery.objects.filter(due, status=WebhookDelivery.Status.PENDING)
+    not_queued = Q(queued_at__isnull=True) | Q(queued_at__lt=now - LOST_MESSAGE)
+    due = list(
+        WebhookDelivery.objects.filter(not_queued, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
+    WebhookDelivery.objects.filter(pk__in=due).update(queued_at=now)
+    return due
 
 
 @transaction.atomic
@@ -464,7 +467,9 @@ def _count_lost_tries(rows: list[tuple[int, int]], now: Any) -> None:
     claimed.filter(attempts__gte=len(RETRY_DELAYS)).update(
         status=WebhookDelivery.Status.FAILED, attempts=F("attempts") + 1, finished_at=now
     )
-    claimed.update(status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now)
+    claimed.update(
+        status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now, queued_at=None
+    )
     for endpoint_id, lost in Counter(endpoint_id for _, endpoint_id in rows).items():
         WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=F("consecutive_failures") + lost)
     failing = WebhookEndpoint.objects.filter(

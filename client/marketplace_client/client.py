@@ -107,6 +107,8 @@ class Client:
             if retry and attempt < self.retries:
                 time.sleep(self._delay(attempt, response.headers.get("Retry-After")))
                 continue
+            if method == "DELETE" and attempt > 0 and response.status_code == 404:
+                return None  # an earlier try, whose answer was lost, deleted it
             return self._decode(response)
         raise AssertionError("unreachable")
 

@@ -230,3 +230,23 @@ def test_links_to_the_same_origin_are_followed_whatever_their_spelling():
         client.base_url
     )
     assert client_module._origin("https://market.example.com:8443/") != client_module._origin(client.base_url)
+
+
+def test_a_repeated_delete_that_finds_nothing_left_counts_as_done():
+    answers = [502, 404]
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_DELETE(self):
+            self.send_response(answers.pop(0))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        Client(f"http://127.0.0.1:{server.server_port}", "cmk_x", backoff=0).ssh_key_delete(3)
+    finally:
+        server.shutdown()
+    assert answers == []
