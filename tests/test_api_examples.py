@@ -26,6 +26,7 @@ from marketplace.api.schema import EXAMPLES_FILE
 from orders.supply import host_update
 from tests.billing.test_stripe import stripe_api  # noqa: F401 - a fixture: a local fake of Stripe's API
 from tests.factories import HostFactory, UserFactory, l4_host_data
+from tests.suppliers.test_api import HOST_BODY
 
 pytestmark = pytest.mark.django_db
 
@@ -37,24 +38,6 @@ INVENTORY = {
     "vcpus": 32,
     "ram_gb": 186,
     "disk_gb": 3900,
-}
-HOST = {
-    "name": "api-box-1",
-    "region": "us-east",
-    "zone": "us-east-a",
-    "pue": "1.30",
-    "accelerator_model": "h100-80g",
-    "accelerator_count": 8,
-    "vcpus": 192,
-    "ram_gb": 2048,
-    "disk_gb": 16000,
-    "network_up_mbps": 25000,
-    "network_down_mbps": 25000,
-    "price_per_unit_hour": "2.45",
-    "storage_price_per_gb_month": "0.08",
-    "min_rental_hours": 1,
-    "slicing_policy": "fine",
-    "oversubscription_ratio": "1.00",
 }
 
 
@@ -245,9 +228,9 @@ def scenario(recorder: Recorder, supplier_org, supplier) -> None:
         HTTP_IDEMPOTENCY_KEY="org-1",
     )
     supplier_api.get("/api/v1/hosts/")
-    created = supplier_api.post("/api/v1/hosts/", HOST).json()
+    created = supplier_api.post("/api/v1/hosts/", HOST_BODY).json()
     supplier_api.get(f"/api/v1/hosts/{created['id']}/")
-    supplier_api.put(f"/api/v1/hosts/{created['id']}/", {**HOST, "price_per_unit_hour": "2.40"})
+    supplier_api.put(f"/api/v1/hosts/{created['id']}/", {**HOST_BODY, "price_per_unit_hour": "2.40"})
     supplier_api.patch(f"/api/v1/hosts/{created['id']}/", {"price_per_unit_hour": "2.35"})
     start = timezone.now() + timedelta(days=2)
     supplier_api.post(

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from accounts.models import SshKey
 from accounts.services import api_key_issue
 from marketplace.api.throttling import ApiKeyRateThrottle, parse_rate
-from tests.factories import UserFactory
+from suppliers.agent_services import agent_register, host_registration_token_issue
+from tests.factories import HostFactory, UserFactory, l4_host_data
 
 pytestmark = pytest.mark.django_db
 
@@ -109,8 +110,6 @@ def test_an_address_that_keeps_presenting_refused_credentials_gets_429(settings,
 
 
 def test_a_host_agent_is_limited_per_credential(settings, supplier_org):
-    from suppliers.agent_services import agent_register, host_registration_token_issue  # noqa: PLC0415
-    from tests.factories import HostFactory, l4_host_data  # noqa: PLC0415
 
     settings.API_RATE_LIMITS = {"host": "2/minute"}
     host = HostFactory(organization=supplier_org, name=f"l4-{uuid.uuid4().hex[:6]}", **l4_host_data())

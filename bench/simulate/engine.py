@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import cast
@@ -26,13 +26,13 @@ from billing import rating
 from marketplace import broker, capacity, catalog
 from marketplace.pricing import HostEconomics, OfferFigures, offer_figures
 
-from .trace import Demand, FleetHost, Trace, _specs, _types, capable_types, cheapest_capable_type
+from .adapters import _capable_types, _economics, host_spec, single_model_type, type_shape
+from .report import Report
+from .trace import Demand, FleetHost, Trace, _specs, _types
 
 TAKE_RATE = Decimal("0.15")  # the platform's default take (settings.PLATFORM_TAKE_RATE)
 SPOT_FLOOR_SHARE = Decimal("0.35")  # hosts' lowest spot bid, as a share of their on-demand price
 RESERVED_DISCOUNT = Decimal("0.20")  # a week's term
-PUE = Decimal("1.2")
-EQUAL_SLICES = 4
 EIGHT = 8  # fragmentation: free accelerators that no 8x order can use
 
 
@@ -112,131 +112,6 @@ class _Instance:
     running_since: int | None = None  # None while a reserved instance stands idle
     used_minutes: int = 0  # minutes it ran (a reserved instance's idle windows excluded)
     backfills: _Instance | None = None  # spot on idle reserved capacity: the reserved instance credited
-
-
-@dataclass
-class Report:
-    scenario: str
-    minutes: int
-    fleet_accelerators: int
-    # Exact sums in minutes (accelerator-minutes, TFLOP-minutes); hours are derived for reports.
-    sold_accelerator_minutes: int = 0  # paid for (a reserved term whole, idle windows included)
-    used_accelerator_minutes: int = 0  # running
-    used_by_model: Counter = field(default_factory=Counter)  # accelerator-minutes running
-    used_by_region: Counter = field(default_factory=Counter)
-    accelerators_by_model: Counter = field(default_factory=Counter)
-    accelerators_by_region: Counter = field(default_factory=Counter)
-    placed: int = 0  # instances
-    orders_served: int = 0
-    turned_away: Counter = field(default_factory=Counter)
-    eight_x_turned_away: int = 0
-    charged: Decimal = Decimal(0)
-    platform_take: Decimal = Decimal(0)
-    resale_credit: Decimal = Decimal(0)  # spot revenue on idle reserved capacity, to the reserving buyers
-    reserved_charged: Decimal = Decimal(0)
-    tflop_minutes: Decimal = Decimal(0)
-    capability_charged: Decimal = Decimal(0)
-    capability_tflop_minutes: Decimal = Decimal(0)
-    preemptions: int = 0
-    preempted_minutes_lost: int = 0
-    fragmentation_samples: list[float] = field(default_factory=list)
-    utilization_samples: list[float] = field(default_factory=list)  # hourly: accelerators running / fleet
-
-    @property
-    def sold_accelerator_hours(self) -> Decimal:
-        return Decimal(self.sold_accelerator_minutes) / 60
-
-    @property
-    def preempted_instance_hours_lost(self) -> Decimal:
-        return Decimal(self.preempted_minutes_lost) / 60
-
-    @property
-    def used_accelerator_hours(self) -> Decimal:
-        return Decimal(self.used_accelerator_minutes) / 60
-
-    @property
-    def utilization(self) -> float:
-        """The share of the fleet's accelerator-minutes running an instance."""
-        capacity_minutes = self.fleet_accelerators * self.minutes
-        return self.used_accelerator_minutes / capacity_minutes if capacity_minutes else 0.0
-
-    @property
-    def idle_rate(self) -> float:
-        return 1 - self.utilization
-
-    @property
-    def supplier_revenue(self) -> Decimal:
-        return self.charged - self.platform_take - self.resale_credit
-
-    @property
-    def reserved_net_cost(self) -> Decimal:
-        """What reserved buyers paid for their terms less what resale of their idle capacity earned them."""
-        return self.reserved_charged - self.resale_credit
-
-    @property
-    def price_per_tflop_hour(self) -> Decimal | None:
-        if not self.tflop_minutes:
-            return None
-        return (self.charged * 60 / self.tflop_minutes).quantize(Decimal("0.0001"))
-
-    @property
-    def capability_price_per_tflop_hour(self) -> Decimal | None:
-        if not self.capability_tflop_minutes:
-            return None
-        return (self.capability_charged * 60 / self.capability_tflop_minutes).quantize(Decimal("0.0001"))
-
-    @property
-    def fragmentation(self) -> float:
-        samples = self.fragmentation_samples
-        return sum(samples) / len(samples) if samples else 0.0
-
-
-def host_spec(row: FleetHost, slicing: str) -> capacity.HostSpec:
-    """The capacity maths' view of a fleet row (`suppliers.offers.host_capacity_spec` for a trace)."""
-    cpu = row.kind == catalog.CPU
-    amounts = {"vcpus": row.vcpus, "ram_gb": row.ram_gb, "disk_gb": row.disk_gb}
-    if not cpu:
-        amounts["accelerators"] = row.units
-    policy = capacity.SlicingPolicy.FINE if cpu else capacity.SlicingPolicy(slicing)
-    # Equal: four slices per server where it has four accelerators or more (the seed's 12-unit server
-    # as 4 basic instances), else one per accelerator.
-    slices = min(EQUAL_SLICES, row.units) if policy == capacity.SlicingPolicy.EQUAL else 1
-    return capacity.HostSpec(
-        capacity=capacity.Resources(amounts), policy=policy, primary="vcpus" if cpu else "accelerators", slices=slices
-    )
-
-
-def type_shape(spec: catalog.InstanceTypeSpec) -> capacity.Shape:
-    """`suppliers.offers.instance_type_shape` for a catalog type."""
-    amounts = {"vcpus": spec.vcpus, "ram_gb": spec.ram_gb, "disk_gb": spec.disk_gb}
-    if spec.accelerator_count:
-        amounts["accelerators"] = spec.accelerator_count
-    return capacity.Shape(name=spec.name, resources=capacity.Resources(amounts))
-
-
-def _economics(row: FleetHost, spec: capacity.HostSpec) -> HostEconomics:
-    model = _specs()[row.accelerator]
-    units = capacity.effective_capacity(spec)[spec.primary]
-    price = row.price_per_unit_hour
-    if row.kind == catalog.CPU:  # CPU hosts are priced per vCPU-hour
-        price = (row.price_per_unit_hour * row.units / row.vcpus).quantize(Decimal("0.0001"))
-    return HostEconomics(
-        units=units,
-        price_per_unit_hour=price,
-        host_power_watts=Decimal(model.tdp_watts * row.units),
-        host_tflops=model.bf16_tflops * row.units,
-        pue=PUE,
-    )
-
-
-def _capable_types(demand: Demand) -> list[catalog.InstanceTypeSpec]:
-    return capable_types(demand.min_memory_gb, demand.min_tflops)
-
-
-def single_model_type(demand: Demand) -> str:
-    """What a buyer who must name one model orders for a capability request: the type meeting it
-    with the lowest reference price per hour."""
-    return cheapest_capable_type(demand.min_memory_gb, demand.min_tflops).name
 
 
 class Market:

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import connections
 from playwright.sync_api import sync_playwright
 
-from marketplace.models import AcceleratorModel, Offer, Region
+from accounts.services import notify
+from marketplace.models import AcceleratorModel, Offer, Region, WebhookEndpoint
 from orders.models import Instance
 from suppliers.models import Host
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
@@ -49,6 +50,13 @@ def page(monkeypatch):
         connections.close_all()
 
 
+def log_in(page, live_server, email: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", "demo12345")
+    page.click("button:has-text('Log in')")
+
+
 def test_buyer_filters_and_sorts_offers(catalog, live_server, page):
     organization = OrganizationFactory()
     HostFactory(organization=organization, name="gpu-box")
@@ -79,10 +87,7 @@ def test_supplier_sees_validation_messages_then_declares_a_host(catalog, live_se
     user = UserFactory(email="s@example.com", role="supplier")
     OrganizationFactory(owner=user)
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "s@example.com")
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    log_in(page, live_server, "s@example.com")
     page.click("text=+ Declare a host")
 
     page.fill("#id_name", "browser-box")
@@ -117,10 +122,7 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
     UserFactory(email="b@example.com")
     offer_id = Offer.objects.get(instance_type__name="l4-24g.1x").pk
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "b@example.com")
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    log_in(page, live_server, "b@example.com")
     page.goto(f"{live_server.url}/offers/{offer_id}/")
     page.wait_for_selector("#quote dl")
     page.fill("#id_count", "3")
@@ -145,10 +147,7 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
 
 def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live_server, page, tmp_path):
     UserFactory(email="k@example.com")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "k@example.com")
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    log_in(page, live_server, "k@example.com")
     page.click(".who >> text=SSH keys")
 
     page.fill("#id_public_key", "ssh-rsa not-a-key")
@@ -166,10 +165,7 @@ def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live
 
 def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, live_server, page, tmp_path):
     UserFactory(email="keys@example.com")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "keys@example.com")
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    log_in(page, live_server, "keys@example.com")
     page.click(".who >> text=API keys")
     assert page.locator("input[name=scopes][value=staff]").count() == 0  # not a staff account
 
@@ -193,14 +189,9 @@ def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, liv
 
 
 def test_buyer_adds_a_webhook_endpoint_and_sees_its_deliveries(catalog, live_server, page, tmp_path):
-    from accounts.services import notify  # noqa: PLC0415
-    from marketplace.models import WebhookEndpoint  # noqa: PLC0415
 
     user = UserFactory(email="hooks@example.com")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "hooks@example.com")
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    log_in(page, live_server, "hooks@example.com")
     page.click(".who >> text=Webhooks")
     page.fill("#id_url", "http://127.0.0.1:9/hooks")
     page.click("button:has-text('Add endpoint')")

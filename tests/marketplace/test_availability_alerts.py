@@ -412,7 +412,6 @@ def test_page_needs_a_login(client):
 
 
 def test_an_empty_region_is_refused_not_read_as_any_region(buyer):
-    from tests.conftest import bearer_client  # noqa: PLC0415
 
     response = bearer_client(buyer).post(
         "/api/v1/availability-alerts/", {"instance_type": "h100-80g.1x", "region": ""}, format="json"

@@ -2,24 +2,35 @@
 backoff, every try visible, replayable; failing endpoints disabled with a notice; no delivery to
 private or loopback addresses where that is not allowed; one real Celery worker delivers."""
 
+import datetime as dt
 import hashlib
 import hmac
 import json
+import re
+import ssl
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from accounts.models import Notification
 from accounts.scopes import DEFAULT_SCOPES
 from accounts.services import api_key_issue, notify
-from marketplace import webhooks
+from marketplace import webhook_destinations, webhooks
 from marketplace.errors import InvalidInput
 from marketplace.models import WebhookDelivery, WebhookEndpoint
+from marketplace.tasks import webhook_deliver_task
 from orders.agent import instance_agent_report
 from orders.placement import order_place
 from orders.requests import OrderRequest
@@ -69,7 +80,6 @@ def standalone_verify(secret: str, body: bytes, header: str, tolerance: int = 30
 
 
 def full_client(user):
-    from rest_framework.test import APIClient  # noqa: PLC0415
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_issue(user=user, name='hooks', scopes=DEFAULT_SCOPES).key}")
@@ -228,7 +238,6 @@ def test_a_worker_that_died_mid_delivery_is_picked_up_by_the_sweeper(receiver, b
 
 @pytest.mark.django_db(transaction=True)
 def test_a_real_celery_worker_delivers(receiver, catalog):
-    from marketplace.tasks import webhook_deliver_task  # noqa: PLC0415
 
     user = UserFactory(email="hooks-worker@example.com")
     webhooks.endpoint_create(user=user, url=receiver.url, events=["*"])
@@ -241,8 +250,6 @@ def test_a_real_celery_worker_delivers(receiver, catalog):
 
 
 def test_every_notification_kind_in_the_code_can_be_subscribed_to():
-    import re  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
 
     root = Path(__file__).resolve().parents[2]
     kinds = set()
@@ -288,14 +295,6 @@ def test_finished_deliveries_are_pruned_after_their_retention(receiver, buyer):
 def test_https_deliveries_connect_to_the_checked_address_and_verify_the_hosts_certificate(tmp_path):
     """The pinned connection: TCP to the address checked, TLS for the URL's host name (a certificate
     for another name is refused), `Host` the URL's."""
-    import datetime as dt  # noqa: PLC0415
-    import ssl  # noqa: PLC0415
-
-    import requests  # noqa: PLC0415
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.test")])
@@ -324,7 +323,7 @@ def test_https_deliveries_connect_to_the_checked_address_and_verify_the_hosts_ce
     try:
         for host, ok in (("hooks.test", True), ("other.test", False)):
             with requests.Session() as session:
-                session.mount("https://", webhooks._PinnedAdapter(host))
+                session.mount("https://", webhook_destinations._PinnedAdapter(host))
                 try:
                     response = session.post(
                         f"https://127.0.0.1:{port}/hooks",
@@ -374,7 +373,7 @@ def test_a_new_secret_signs_from_now_on_and_is_shown_once(receiver, buyer):
     ],
 )
 def test_ipv6_forms_that_carry_an_ipv4_address_are_judged_by_it(address, public):
-    assert webhooks._public(address) is public
+    assert webhook_destinations._public(address) is public
 
 
 def test_an_at_sign_in_the_path_or_query_is_fine_but_not_in_the_host_part(buyer):
@@ -386,8 +385,8 @@ def test_an_at_sign_in_the_path_or_query_is_fine_but_not_in_the_host_part(buyer)
 
 def test_a_delivery_tries_each_checked_address_in_turn(receiver):
     port = receiver.server.server_port
-    destination = webhooks.Destination("http", "127.0.0.1", port, "/hooks", ("::1", "127.0.0.1"))
-    assert webhooks._post(destination, b"{}", {"Content-Type": "application/json"}) == 200
+    destination = webhook_destinations.Destination("http", "127.0.0.1", port, "/hooks", ("::1", "127.0.0.1"))
+    assert webhook_destinations.post_pinned(destination, b"{}", {"Content-Type": "application/json"}) == 200
     assert len(receiver.requests) == 1
 
 
