@@ -175,7 +175,7 @@ def webhook_endpoint(request, endpoint_id: int):
                 webhooks.endpoint_update(endpoint=endpoint, active=action == "enable")
                 messages.success(request, f"Endpoint turned {'on' if action == 'enable' else 'off'}.")
             elif action == "delete":
-                endpoint.delete()
+                webhooks.endpoint_delete(endpoint=endpoint)
                 messages.success(request, "Endpoint deleted.")
                 return redirect("webhook_endpoints")
         except ApplicationError as error:

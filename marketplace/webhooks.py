@@ -142,6 +142,13 @@ def endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
     return secret
 
 
+def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """The endpoint with its deliveries and their tries, in bulk (nothing points at them from elsewhere)."""
+    WebhookAttempt.objects.filter(delivery__endpoint=endpoint).delete()
+    WebhookDelivery.objects.filter(endpoint=endpoint).delete()
+    endpoint.delete()
+
+
 def endpoint_secret(endpoint: WebhookEndpoint) -> str:
     return secret_decrypt(endpoint.secret_encrypted)
 

@@ -120,6 +120,9 @@ class WebhookEndpointViewSet(
     def get_object(self):
         return webhooks.endpoint_for_user(user=self.request.user, endpoint_id=self.kwargs["pk"])
 
+    def perform_destroy(self, instance):
+        webhooks.endpoint_delete(endpoint=instance)
+
     @extend_schema(request=WebhookEndpointInputSerializer, responses={201: WebhookEndpointCreatedSerializer})
     def create(self, request):
         data = WebhookEndpointInputSerializer(data=request.data)
