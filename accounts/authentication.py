@@ -4,9 +4,53 @@ from marketplace.api.throttling import credential_refused
 from marketplace.errors import ApplicationError
 
 from .errors import AccountErrorCode
+from .models import TeamMembership
+from .roles import ROLE_SCOPES, Role, role_scopes_grant
 from .scopes import Scope, key_allows, required_scopes
 from .services import api_key_authenticate
 from .views import client_ip
+
+TEAM_HEADER = "X-Team"  # a person's own key acting for one of their teams: the team's id
+
+
+def _scopes_check(request, granted: list[str], *, user_is_staff: bool, role: TeamMembership | None = None) -> None:
+    """Refuse (403) a request the granted scopes do not cover, naming what it needs. With a team
+    role, the refusal says the role is why (`role_forbids`)."""
+    view = (request.parser_context or {}).get("view")
+    needed = required_scopes(view, request.method) if view is not None else None
+    if needed is None or key_allows(granted, needed, user_is_staff=user_is_staff):
+        return
+    names = " or ".join(sorted(needed)) if "account" not in needed else "every scope of the account"
+    if role is not None and not key_allows(list(ROLE_SCOPES[role.role]), needed, user_is_staff=False):
+        raise exceptions.PermissionDenied(
+            f"Your role in {role.team.name} ({Role(role.role).label.lower()}) does not allow this: it needs {names}.",
+            code=AccountErrorCode.ROLE_FORBIDS,
+        )
+    raise exceptions.PermissionDenied(
+        f"This API key lacks the scope this request needs: {names}.", code=AccountErrorCode.INSUFFICIENT_SCOPE
+    )
+
+
+def _team_membership_from_header(request, user) -> TeamMembership | None:
+    team_id = request._request.headers.get(TEAM_HEADER)
+    if team_id is None:
+        return None
+    if user.is_team:
+        raise exceptions.PermissionDenied(
+            f"A team's key acts for its team only: leave out {TEAM_HEADER}.", code=AccountErrorCode.ROLE_FORBIDS
+        )
+    membership = None
+    if team_id.strip().isdigit():
+        membership = (
+            TeamMembership.objects.select_related("team", "team__account")
+            .filter(user=user, team_id=int(team_id))
+            .first()
+        )
+    if membership is None or not membership.team.account.is_active:
+        raise exceptions.PermissionDenied(
+            f"{TEAM_HEADER} names no team you belong to.", code=AccountErrorCode.NOT_A_MEMBER
+        )
+    return membership
 
 
 class BearerApiKeyAuthentication(authentication.BaseAuthentication):
@@ -14,7 +58,9 @@ class BearerApiKeyAuthentication(authentication.BaseAuthentication):
 
     Refuses an unknown, revoked or expired key (401 `api_key_invalid` / `api_key_revoked` /
     `api_key_expired`) and a request the key's scopes do not cover (403 `insufficient_scope`, naming
-    the scope), whatever the view: each view names its area (`accounts.scopes`)."""
+    the scope), whatever the view: each view names its area (`accounts.scopes`). A person's key with
+    `X-Team: <team id>` acts for that team, with what both the key and the person's role allow
+    (403 `role_forbids` when the role is what refuses); a team's own key acts for its team."""
 
     keyword = "Bearer"
 
@@ -33,16 +79,30 @@ class BearerApiKeyAuthentication(authentication.BaseAuthentication):
             credential_refused(request)  # 429 once an address keeps presenting refused keys
             raise exceptions.AuthenticationFailed(refused.detail, code=refused.code) from None
         user = api_key.user
-        view = (request.parser_context or {}).get("view")
-        needed = required_scopes(view, request.method) if view is not None else None
-        if needed is not None and not key_allows(api_key.scopes, needed, user_is_staff=user.is_staff):
-            names = " or ".join(sorted(needed)) if "account" not in needed else "every scope of the account"
-            raise exceptions.PermissionDenied(
-                f"This API key lacks the scope this request needs: {names}.", code=AccountErrorCode.INSUFFICIENT_SCOPE
+        membership = _team_membership_from_header(request, user)
+        if membership is not None:
+            _scopes_check(
+                request, role_scopes_grant(membership.role, api_key.scopes), user_is_staff=False, role=membership
             )
+            request._request.person = user
+            request._request.team_membership = membership
+            return (membership.team.account, api_key)
+        _scopes_check(request, api_key.scopes, user_is_staff=user.is_staff)
         if user.is_staff and Scope.STAFF not in api_key.scopes:
             user.withhold_staff_powers()  # this request acts as an ordinary account
         return (user, api_key)
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """The browser's session. A person acting for a team in the browser (`accounts.middleware`)
+    calls the API as the team, with what their role allows."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        membership = getattr(request._request, "team_membership", None)  # accounts.middleware
+        if result is not None and membership is not None:
+            _scopes_check(request, list(ROLE_SCOPES[membership.role]), user_is_staff=False, role=membership)
+        return result

@@ -20,6 +20,13 @@ class AccountErrorCode(StrEnum):
     API_KEY_REVOKED = "api_key_revoked"
     API_KEY_EXPIRED = "api_key_expired"
     INSUFFICIENT_SCOPE = "insufficient_scope"
+    ROLE_FORBIDS = "role_forbids"
+    INVITATION_INVALID = "invitation_invalid"
+    INVITATION_CLOSED = "invitation_closed"
+    INVITATION_FOR_ANOTHER_EMAIL = "invitation_for_another_email"
+    ALREADY_MEMBER = "already_member"
+    LAST_OWNER = "last_owner"
+    NOT_A_MEMBER = "not_a_member"
 
 
 class InvalidCredentials(ApplicationError):

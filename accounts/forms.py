@@ -5,6 +5,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
 from .models import User
+from .roles import ROLE_HELP, Role
 from .scopes import DEFAULT_SCOPES, Scope
 
 
@@ -67,3 +68,12 @@ class SshKeyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "ssh-ed25519 AAAAC3Nza... you@laptop"}),
         help_text="The contents of your .pub file (e.g. ~/.ssh/id_ed25519.pub). Never the private key.",
     )
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Your company or project, e.g. 'Vision research'.")
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(help_text="They accept by logging in (or signing up) with this address.")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, help_text=ROLE_HELP)

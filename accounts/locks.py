@@ -10,9 +10,15 @@ SKIP LOCKED, so it never waits for a lock while holding one and leaves busy paye
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from django.db.models import Model, QuerySet
+
 from marketplace.errors import NotFound
 
-from .models import User
+from .models import Team, User
+
+InvitationT = TypeVar("InvitationT", bound=Model)
 
 
 def user_lock(*, user_id: int) -> User:
@@ -22,3 +28,17 @@ def user_lock(*, user_id: int) -> User:
     if user is None:
         raise NotFound("No such account.")
     return user
+
+
+def team_lock(*, team_id: int) -> Team:
+    """Lock one team row: its memberships and invitations change under it (so two owners demoting
+    each other at once cannot leave the team without one). Taken before the team account's row."""
+    team = Team.objects.select_for_update().select_related("account").filter(pk=team_id).first()
+    if team is None:
+        raise NotFound("No such team.")
+    return team
+
+
+def invitation_lock(queryset: QuerySet[InvitationT]) -> InvitationT | None:
+    """Lock the one invitation `queryset` selects (accepting it happens once)."""
+    return queryset.select_for_update().first()

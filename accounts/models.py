@@ -10,6 +10,10 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
+from .roles import Role
+
+TEAM_ACCOUNT_DOMAIN = "teams.invalid"  # team accounts' addresses: a reserved name, no mail is delivered there
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -51,6 +55,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     suspended_at = models.DateTimeField(null=True, blank=True, help_text="Suspended buyers cannot order.")
     suspension_reason = models.CharField(max_length=500, blank=True)
     is_staff = models.BooleanField(default=False)
+    is_team = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="The account of a team (accounts.Team): it owns the team's wallet, orders, keys and webhooks; "
+        "nobody logs in as it, members act for it by their role.",
+    )
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()
@@ -153,3 +163,71 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.user}"
+
+
+class Team(models.Model):
+    """A buyer organization. Its `account` (a User with `is_team`) is what pays and owns: the shared
+    wallet and spend ceiling, the orders and instances, team API keys and webhooks. People act for
+    it by their membership's role (`accounts.roles`)."""
+
+    name = models.CharField(max_length=100)
+    account = models.OneToOneField(User, on_delete=models.PROTECT, related_name="team")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="team_memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="team_membership_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.team} ({self.role})"
+
+
+class Invitation(models.Model):
+    """An invitation by email to join a team or a supplier organization with a role. Only the
+    SHA-256 of its token is stored; the link is emailed once. Accepted by a logged-in person whose
+    email is the invited one, once, before it expires."""
+
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    def is_open(self, now: datetime | None = None) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+class TeamInvitation(Invitation):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+
+    class Meta(Invitation.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="team_invitation_open_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.role})"

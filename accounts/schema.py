@@ -1,3 +1,4 @@
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -11,3 +12,9 @@ class BearerApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An API key from POST /api/v1/auth/keys/, sent as `Authorization: Bearer <key>`.",
         }
+
+
+class TeamSessionScheme(SessionScheme):
+    """The browser session (acting for a team with what the person's role allows)."""
+
+    target_class = "accounts.authentication.SessionAuthentication"

@@ -48,7 +48,11 @@ def required_scopes(view: Any, method: str) -> frozenset[str] | None:
     """The scopes any one of which lets a key make this request, or None when any key may."""
     action = getattr(view, "action", None)
     by_action = getattr(view, "api_key_scopes", {})
-    area = by_action.get(action, getattr(view, "api_key_scope", None))
+    return area_scopes(by_action.get(action, getattr(view, "api_key_scope", None)), method)
+
+
+def area_scopes(area: str | None, method: str) -> frozenset[str] | None:
+    """The scopes any one of which allows `method` in `area` (None: an area open to any key)."""
     if area is None:
         return None
     if area == ACCOUNT:
@@ -65,3 +69,15 @@ def key_allows(key_scopes: list[str], needed: frozenset[str], *, user_is_staff: 
         granted = set(key_scopes)
         return set(DEFAULT_SCOPES) <= granted and (not user_is_staff or Scope.STAFF in granted)
     return bool(needed & set(key_scopes))
+
+
+def page_scope(area: str | None) -> Any:
+    """Name the area of a page view (like `api_key_scope` of an API view): what a person acting
+    for a team needs in their role to open it. `None`: open to every role. A page without one is
+    closed to people acting for a team (`accounts.middleware`)."""
+
+    def mark(view: Any) -> Any:
+        view.scope_area = area
+        return view
+
+    return mark

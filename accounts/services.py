@@ -35,7 +35,8 @@ from .errors import (
     login_locked_detail,
 )
 from .locks import user_lock
-from .models import ApiKey, Notification, SshKey, User
+from .models import TEAM_ACCOUNT_DOMAIN, ApiKey, Notification, SshKey, TeamMembership, User
+from .roles import MANAGERS
 from .scopes import DEFAULT_SCOPES, Scope
 
 API_KEY_PREFIX = "cmk"
@@ -58,6 +59,8 @@ def user_create(*, email: str, password: str, role: str = User.Role.BUYER, full_
             code=AccountErrorCode.EMAIL_TAKEN,
             fields={"email": ["An account with this email already exists."]},
         )
+    if email.endswith("@" + TEAM_ACCOUNT_DOMAIN):
+        raise InvalidInput("Use an email address you can receive mail at.", fields={"email": ["Not a mailbox."]})
     user = User(email=email, role=role, full_name=full_name)
     try:
         user.full_clean(exclude=["password"])
@@ -184,7 +187,13 @@ def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str
             )
     except IntegrityError:
         return None
-    transaction.on_commit(lambda: send_mail(title, body or title, None, [user.email], fail_silently=True))
+    recipients = [user.email]
+    if user.is_team:  # nobody reads a team account's address: its owners and admins are told
+        recipients = list(
+            TeamMembership.objects.filter(team__account=user, role__in=MANAGERS).values_list("user__email", flat=True)
+        )
+    if recipients:
+        transaction.on_commit(lambda: send_mail(title, body or title, None, recipients, fail_silently=True))
     return notification
 
 

@@ -12,11 +12,15 @@ from django.views.decorators.http import require_POST
 
 from marketplace.errors import ApplicationError, error_body
 from marketplace.forms import add_service_errors
+from suppliers import organizations
 
-from . import services
+from . import services, teams
 from .errors import AccountErrorCode, login_locked_detail
-from .forms import ApiKeyForm, EmailAuthenticationForm, SignupForm, SshKeyForm
+from .forms import ApiKeyForm, EmailAuthenticationForm, InvitationForm, SignupForm, SshKeyForm, TeamForm
+from .middleware import ACTING_TEAM_SESSION_KEY
 from .models import ApiKey, Notification, SshKey, User
+from .roles import MANAGERS, Role, role_allows
+from .scopes import ACCOUNT, Scope, page_scope
 
 
 class LoginView(auth_views.LoginView):
@@ -25,6 +29,7 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+@page_scope(None)
 def signup(request):
     if request.user.is_authenticated:
         return redirect("accounts:home")
@@ -48,6 +53,7 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
+@page_scope(None)
 @login_required
 def home(request):
     """Send people where their role starts: suppliers to their dashboard, buyers to the offers."""
@@ -58,6 +64,7 @@ def home(request):
     return redirect("offers")
 
 
+@page_scope(ACCOUNT)
 @login_required
 def api_keys(request):
     form = ApiKeyForm(request.POST or None, user=request.user)
@@ -79,6 +86,7 @@ def api_keys(request):
     return render(request, "accounts/api_keys.html", context)
 
 
+@page_scope(ACCOUNT)
 @login_required
 @require_POST
 def api_key_revoke(request, key_id: int):
@@ -88,6 +96,7 @@ def api_key_revoke(request, key_id: int):
     return redirect("accounts:api_keys")
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def ssh_keys(request):
     """The account's SSH public keys: orders install them (all, unless the API order names some)."""
@@ -104,6 +113,7 @@ def ssh_keys(request):
     return render(request, "accounts/ssh_keys.html", {"form": form, "keys": keys})
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 @require_POST
 def ssh_key_delete(request, key_id: int):
@@ -113,6 +123,7 @@ def ssh_key_delete(request, key_id: int):
     return redirect("accounts:ssh_keys")
 
 
+@page_scope(None)
 @login_required
 def notifications(request):
     """In-app notifications; opening the page marks them read."""
@@ -167,3 +178,146 @@ def login_locked_out(
         response = render(request, "accounts/locked_out.html", {"detail": detail}, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+# --- Teams and invitations -----------------------------------------------------------------------
+
+
+def posted_int(request, name: str) -> int | None:
+    value = request.POST.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 12 else None
+
+
+def members_post(request, *, invite, role_set, remove, revoke) -> tuple[bool, InvitationForm]:
+    """One POST to a members page (a team's or a supplier organization's): invite, change a role,
+    remove or leave, revoke an invitation. Returns whether it succeeded, and the invite form."""
+    action = request.POST.get("action")
+    form = InvitationForm(request.POST if action == "invite" else None)
+    user_id = posted_int(request, "user")
+    try:
+        if action == "invite":
+            if not form.is_valid():
+                return False, form
+            issued = invite(email=form.cleaned_data["email"], role=form.cleaned_data["role"])
+            messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
+        elif action == "role" and user_id is not None:
+            role_set(user_id=user_id, role=request.POST.get("role"))
+            messages.success(request, "Role changed.")
+        elif action == "remove" and user_id is not None:
+            remove(user_id=user_id)
+            messages.success(request, "You left." if user_id == request.person.pk else "Member removed.")
+        elif action == "revoke" and posted_int(request, "invitation") is not None:
+            revoke(invitation_id=posted_int(request, "invitation"))
+            messages.success(request, "Invitation revoked.")
+        else:
+            messages.error(request, "Unknown request.")
+            return False, form
+    except ApplicationError as error:
+        if action == "invite":
+            add_service_errors(form, error)
+        else:
+            messages.error(request, error.detail)
+        return False, form
+    return True, InvitationForm()
+
+
+def members_context(*, memberships, invitations, my_role: str, person: User) -> dict:
+    return {
+        "memberships": memberships.select_related("user").order_by("user__email"),
+        "open_invitations": [i for i in invitations.order_by("-created_at")[:100] if i.is_open()],
+        "my_role": my_role,
+        "manages": my_role in MANAGERS,
+        "roles": Role.choices,
+        "person": person,
+    }
+
+
+@page_scope(None)
+@login_required
+def teams_page(request):
+    """The person's teams: create one, see their role in each, act for one."""
+    person = request.person
+    form = TeamForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            team = teams.team_create(owner=person, name=form.cleaned_data["name"])
+        except ApplicationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Team {team.name} created: invite people and top up its wallet.")
+            return redirect("accounts:team", team_id=team.pk)
+    memberships = teams.team_memberships_of(user=person)
+    return render(request, "accounts/teams.html", {"form": form, "memberships": memberships})
+
+
+@page_scope(None)
+@login_required
+def team_page(request, team_id: int):
+    person = request.person
+    membership = teams.team_membership_get(user=person, team_id=team_id)
+    team = membership.team
+    invite_form = InvitationForm()
+    if request.method == "POST" and request.POST.get("action") == "rename":
+        try:
+            teams.team_rename(team_id=team.pk, by=person, name=request.POST.get("name"))
+        except ApplicationError as error:
+            messages.error(request, error.detail)
+        return redirect("accounts:team", team_id=team.pk)
+    if request.method == "POST":
+        done, invite_form = members_post(
+            request,
+            invite=lambda **kw: teams.team_invite(team_id=team.pk, by=person, **kw),
+            role_set=lambda **kw: teams.team_member_role_set(team_id=team.pk, by=person, **kw),
+            remove=lambda **kw: teams.team_member_remove(team_id=team.pk, by=person, **kw),
+            revoke=lambda **kw: teams.team_invitation_revoke(team_id=team.pk, by=person, **kw),
+        )
+        if done:
+            still_in = team.memberships.filter(user=person).exists()
+            return redirect("accounts:team", team_id=team.pk) if still_in else redirect("accounts:teams")
+    context = members_context(
+        memberships=team.memberships, invitations=team.invitations, my_role=membership.role, person=person
+    )
+    context |= {"team": team, "membership": membership, "invite_form": invite_form}
+    return render(request, "accounts/team.html", context)
+
+
+@page_scope(None)
+@login_required
+@require_POST
+def act(request):
+    """Act for a team (its wallet, instances, keys) or, with no team, for yourself."""
+    team_id = request.POST.get("team", "")
+    if not team_id:
+        request.session.pop(ACTING_TEAM_SESSION_KEY, None)
+        messages.success(request, "You act for yourself.")
+        return redirect("orders:instances")
+    membership = teams.team_membership_get(user=request.person, team_id=team_id)
+    request.session[ACTING_TEAM_SESSION_KEY] = membership.team_id
+    messages.success(request, f"You act for {membership.team.name} as {membership.get_role_display().lower()}.")
+    if role_allows(membership.role, Scope.INSTANCES, write=False):
+        return redirect("orders:instances")
+    if role_allows(membership.role, Scope.BILLING, write=False):
+        return redirect("billing:buyer")
+    return redirect("offers")
+
+
+@page_scope(None)
+@login_required
+def invitation(request, token: str):
+    """An emailed invitation link: who invites you to what; accept it (logged in with the invited
+    address)."""
+    team_invitation = teams.team_invitation_for_token(token)
+    org_invitation = None if team_invitation else organizations.organization_invitation_for_token(token)
+    found = team_invitation or org_invitation
+    if found is None:
+        return render(request, "accounts/refused.html", {"reason": "This invitation link is not valid."}, status=404)
+    if request.method == "POST":
+        if team_invitation is not None:
+            joined = teams.team_invitation_accept(token=token, user=request.person)
+            messages.success(request, f"You joined {joined.team.name}. Switch to it from the header to act for it.")
+            return redirect("accounts:team", team_id=joined.team_id)
+        organizations.organization_invitation_accept(token=token, user=request.person)
+        messages.success(request, f"You joined {found.organization.name}.")
+        return redirect("suppliers:members")
+    target = team_invitation.team.name if team_invitation else found.organization.name
+    return render(request, "accounts/invitation.html", {"invitation": found, "target": target})

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.scopes import Scope, page_scope
 from marketplace.api.inputs import storable_text, whole_number
 from marketplace.api.pagination import page_of
 from marketplace.errors import ApplicationError, ErrorCode, error_body
@@ -25,6 +26,7 @@ from .models import CreditNoteRequest, LedgerTransaction
 from .stripe_gateway import construct_event
 
 
+@page_scope(None)
 @csrf_exempt
 @require_POST
 def stripe_webhook(request):
@@ -46,6 +48,7 @@ def stripe_webhook(request):
     return JsonResponse({"received": True, "handled": handled})
 
 
+@page_scope(Scope.BILLING)
 @login_required
 def buyer_billing(request):
     if request.method == "POST":
@@ -80,9 +83,10 @@ def buyer_billing(request):
     )
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def supplier_earnings(request):
-    organization = organization_for_user(user=request.user)
+    organization = organization_for_user(user=request.user, area=Scope.BILLING, write=request.method == "POST")
     if organization is None:
         return redirect("suppliers:onboarding")
     if request.method == "POST":
@@ -108,6 +112,7 @@ def supplier_earnings(request):
     )
 
 
+@page_scope(Scope.BILLING)
 @login_required
 def statement_page(request, month: str):
     """A printable monthly statement."""
@@ -143,6 +148,7 @@ def _staff_adjust(request, action: str, form) -> str:
     return f"Credit note {credit_request.pk} rejected."
 
 
+@page_scope(Scope.STAFF)
 @staff_page
 def staff_adjustments(request):
     """Staff: credit notes for buyers (above the approval threshold, requests a second staff member

@@ -3,6 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from accounts.api.teams import InvitationAcceptView, TeamViewSet
 from accounts.api.views import ApiKeyCreateView, ApiKeyViewSet, MeView, SshKeyViewSet
 from billing.api.views import (
     BalanceView,
@@ -46,10 +47,12 @@ router.register("billing/top-ups", TopUpViewSet, basename="top-up")
 router.register("billing/payouts", PayoutViewSet, basename="payout")
 router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("teams", TeamViewSet, basename="team")
 
 urlpatterns = [
     path("auth/keys/", ApiKeyCreateView.as_view(), name="auth-keys"),
     path("me/", MeView.as_view(), name="me"),
+    path("invitations/accept/", InvitationAcceptView.as_view(), name="invitation-accept"),
     path("organization/", OrganizationView.as_view(), name="organization"),
     path("quotes/", QuoteView.as_view(), name="quotes"),
     path("billing/balance/", BalanceView.as_view(), name="billing-balance"),

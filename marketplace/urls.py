@@ -3,10 +3,12 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.scopes import page_scope
+
 from . import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="offers", permanent=False), name="index"),
+    path("", page_scope(None)(RedirectView.as_view(pattern_name="offers", permanent=False)), name="index"),
     path("offers/", views.offer_search, name="offers"),
     path("offers/<int:offer_id>/", views.offer_detail, name="offer_detail"),
     path("instance-types/", views.instance_type_list, name="instance_types"),

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
+from accounts.scopes import ACCOUNT, Scope, page_scope
 from orders import supply
 from orders.forms import RentForm
 from orders.models import ProblemReport
@@ -53,6 +54,7 @@ def _sort_links(request) -> dict[str, dict[str, str]]:
     return links
 
 
+@page_scope(None)
 def offer_search(request):
     params = request.GET.copy()
     params.pop("page", None)
@@ -72,6 +74,7 @@ def offer_search(request):
     )
 
 
+@page_scope(None)
 def offer_detail(request, offer_id: int):
     offer = get_object_or_404(offer_list(), pk=offer_id)
     similar = (
@@ -81,6 +84,7 @@ def offer_detail(request, offer_id: int):
     return render(request, "marketplace/offer_detail.html", context)
 
 
+@page_scope(None)
 def instance_type_list(request):
     params = request.GET.copy()
     params.pop("page", None)
@@ -97,6 +101,7 @@ def instance_type_list(request):
     )
 
 
+@page_scope(None)
 def instance_type_detail(request, name: str):
     lookup_or_404(name)
     instance_type = get_object_or_404(InstanceType.objects.active().select_related("accelerator_model"), name=name)
@@ -109,6 +114,7 @@ def instance_type_detail(request, name: str):
     )
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 def availability_alerts(request):
     """The user's availability alerts, and a form to add one."""
@@ -127,6 +133,7 @@ def availability_alerts(request):
     return render(request, "marketplace/availability_alerts.html", {"form": form, "alerts": items})
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 @require_POST
 def availability_alert_delete(request, alert_id: int):
@@ -138,6 +145,7 @@ def availability_alert_delete(request, alert_id: int):
     return redirect("availability_alerts")
 
 
+@page_scope(ACCOUNT)
 @login_required
 def webhook_endpoints(request):
     """The account's webhook endpoints, and a form to add one (its signing secret shown once)."""
@@ -155,6 +163,7 @@ def webhook_endpoints(request):
     return render(request, "marketplace/webhooks.html", {"form": form, "endpoints": endpoints, "secret": secret})
 
 
+@page_scope(ACCOUNT)
 @login_required
 def webhook_endpoint(request, endpoint_id: int):
     """One endpoint: its deliveries, newest first, each with its tries; replay, turn on or off, delete."""
@@ -215,6 +224,7 @@ def posted_text(request, name: str) -> str:
     return text_or_invalid(request.POST.get(name) or "", field=name)
 
 
+@page_scope(Scope.STAFF)
 @staff_page
 def moderation_dashboard(request):
     """Staff: queues with counts, and moderation actions that take a reason."""

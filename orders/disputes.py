@@ -19,6 +19,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.scopes import Scope
 from accounts.services import notify
 from billing.errors import CreditExceedsPaid
 from billing.ledger import buyer_wallet, lock_wallet, post_transaction, supplier_payable
@@ -28,6 +29,7 @@ from marketplace.audit import audit_record
 from marketplace.errors import Conflict, Forbidden, InvalidInput
 from marketplace.models import clean_text
 from marketplace.money import CENT
+from suppliers.selectors import member_may
 
 from .errors import OrderErrorCode
 from .locks import problem_report_lock
@@ -113,8 +115,8 @@ def report_create(*, buyer: User, instance: Instance, category: str, description
 @transaction.atomic
 def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemReport:
     report = problem_report_lock(report_id=report.pk)
-    if not report.instance.host.organization.memberships.filter(user=user).exists():
-        raise Forbidden("Only the supplier answers a report.")
+    if not member_may(user=user, organization_id=report.instance.host.organization_id, area=Scope.SUPPLIER, write=True):
+        raise Forbidden("Only the supplier (a role that changes hosts) answers a report.")
     if report.status not in OPEN_STATUSES:
         raise Conflict("This report is resolved.", code=OrderErrorCode.REPORT_RESOLVED)
     report.supplier_answer = _text_or_invalid(

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.scopes import Scope, page_scope
 from accounts.services import buyer_set_spend_limit
 from billing.selectors import money_sum
 from marketplace.errors import ApplicationError, Forbidden
@@ -26,6 +27,7 @@ from .ports import connection_details
 from .state import TRANSITIONS
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 @require_POST
 def offer_quote(request, offer_id: int):
@@ -40,6 +42,7 @@ def offer_quote(request, offer_id: int):
     return render(request, "orders/_quote.html", context)
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 def offer_rent(request, offer_id: int):
     offer = get_object_or_404(offer_list(), pk=offer_id)
@@ -59,6 +62,7 @@ def _live_burn(user) -> Decimal:
     return money_sum(Instance.objects.live().filter(buyer=user), "price_per_hour")
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def instance_list(request):
     instances = selectors.instance_list_for_user(user=request.user).filter(buyer=request.user)
@@ -71,6 +75,7 @@ def instance_list(request):
     return render(request, template, context)
 
 
+@page_scope(Scope.BILLING)
 @login_required
 @require_POST
 def spend_limit(request):
@@ -87,6 +92,7 @@ def spend_limit(request):
     return redirect("orders:instances")
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def instance_detail(request, instance_id: int):
     instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
@@ -114,6 +120,7 @@ def instance_detail(request, instance_id: int):
     return render(request, template, context)
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def instance_logs(request, instance_id: int):
     """htmx fragment: the live tail of the instance's output (renter and staff only, as the API)."""
@@ -122,6 +129,7 @@ def instance_logs(request, instance_id: int):
     return render(request, "orders/_log_tail.html", {"instance": instance, "text": text, "log": log})
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 def launch_templates(request):
     """The buyer's own launch templates beside the curated ones; a form to add one."""
@@ -138,6 +146,7 @@ def launch_templates(request):
     return render(request, "orders/templates.html", {"form": form, "templates": templates.order_by("owner", "name")})
 
 
+@page_scope(Scope.ORDERS)
 @login_required
 @require_POST
 def launch_template_delete(request, template_id: int):
@@ -160,6 +169,7 @@ def _chart_points(samples: list[dict], key: str, top: float, now: int) -> str:
     return " ".join(points)
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def instance_utilization(request, instance_id: int):
     """htmx fragment: the last hour of accelerator utilization and memory as a chart, uptime, cost."""
@@ -199,6 +209,7 @@ ACTIONS = {
 }
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 @require_POST
 def instance_action(request, instance_id: int, action: str):
@@ -215,6 +226,7 @@ def instance_action(request, instance_id: int, action: str):
     return redirect("orders:instance_detail", instance_id=instance.pk)
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 @require_POST
 def instance_report(request, instance_id: int):
@@ -234,6 +246,7 @@ def instance_report(request, instance_id: int):
     return redirect("orders:report_detail", report_id=report.pk)
 
 
+@page_scope(Scope.INSTANCES)
 @login_required
 def report_detail(request, report_id: int):
     """One report: the buyer, the supplier (answer) and staff (evidence, resolve) each see their part.

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from accounts.models import User
+from accounts.scopes import ACCOUNT
 from marketplace.errors import InvalidInput
 
 from .models import OrganizationDocument
@@ -30,7 +31,7 @@ def document_content_type(head: bytes) -> str | None:
 @transaction.atomic
 def organization_document_upload(*, user: User, kind: str, upload: UploadedFile | None) -> OrganizationDocument:
     """Attach a verification document (PDF, PNG or JPEG, at most 10 MB) to the user's organization."""
-    organization = organization_of_member(user)
+    organization = organization_of_member(user, area=ACCOUNT)
     errors = {}
     if kind not in OrganizationDocument.Kind.values:
         errors["kind"] = ["Choose a document kind."]

@@ -15,12 +15,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.scopes import Scope
 from marketplace.errors import Forbidden, InvalidInput
 from marketplace.models import validate_clean_text
 
 from .locks import host_lock, host_lock_if_present
 from .models import Host, MaintenanceWindow
 from .offers import offers_refresh_for_host
+from .selectors import member_may
 
 MAX_MAINTENANCE = timedelta(days=7)
 MAX_REASON_LENGTH = 500  # MaintenanceWindow.reason
@@ -59,8 +61,10 @@ def maintenance_window_create(
     if errors:
         raise InvalidInput("The maintenance window is not valid.", fields=errors)
     host = host_lock(host_id=host.pk)
-    if not host.organization.memberships.filter(user=user).exists() and not user.is_staff:
-        raise Forbidden("Only the host's supplier schedules maintenance.")
+    if not user.is_staff and not member_may(
+        user=user, organization_id=host.organization_id, area=Scope.SUPPLIER, write=True
+    ):
+        raise Forbidden("Only the host's supplier (a role that changes hosts) schedules maintenance.")
     # Both are checked above (None is a field error).
     window = MaintenanceWindow.objects.create(
         host=host, starts_at=cast(datetime, starts_at), ends_at=cast(datetime, ends_at), reason=reason.strip()

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Invitation
+from accounts.roles import Role
 from marketplace.capacity import SlicingPolicy
 from marketplace.models import validate_clean_text, validate_printable
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
@@ -68,9 +70,9 @@ class Organization(models.Model):
 
 
 class Membership(models.Model):
-    class Role(models.TextChoices):
-        OWNER = "owner", "Owner"
-        MEMBER = "member", "Member"
+    """A person in a supplier organization, with a role (`accounts.roles`): one organization per person."""
+
+    Role = Role
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
@@ -442,3 +444,19 @@ class OrganizationDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.organization}"
+
+
+class OrganizationInvitation(Invitation):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+
+    class Meta(Invitation.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="organization_invitation_open_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization} ({self.role})"

@@ -12,15 +12,27 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
+from accounts.errors import AccountErrorCode
+from accounts.memberships import (
+    IssuedInvitation,
+    invitation_accept,
+    invitation_find,
+    member_remove,
+    member_role_set,
+    members_invitation_revoke,
+    members_invite,
+)
 from accounts.models import User
-from accounts.services import notify_all
+from accounts.scopes import ACCOUNT, Scope
+from accounts.services import hash_api_secret, notify_all
 from marketplace.audit import audit_record
 from marketplace.errors import Conflict, ErrorCode, Forbidden, InvalidInput, validation_fields
 
 from .errors import SupplierErrorCode
 from .locks import hosts_lock, organization_lock
-from .models import Host, Membership, Organization
+from .models import Host, Membership, Organization, OrganizationInvitation
 from .offers import offers_refresh_for_host
+from .selectors import membership_for_user, membership_role_require
 
 ORGANIZATION_FIELDS = (
     "name",
@@ -52,10 +64,12 @@ def unknown_fields_refuse(data: dict[str, Any], allowed: tuple[str, ...]) -> Non
         )
 
 
-def organization_of_member(user: User) -> Organization:
-    membership = Membership.objects.select_related("organization").filter(user=user).first()
+def organization_of_member(user: User, *, area: str = Scope.SUPPLIER) -> Organization:
+    """The organization `user` changes things of `area` for (their role must allow it), else 403."""
+    membership = membership_for_user(user=user)
     if membership is None:
         raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+    membership_role_require(membership, area, write=True)
     return membership.organization
 
 
@@ -63,6 +77,8 @@ def organization_of_member(user: User) -> Organization:
 def organization_create(*, owner: User, **data: Any) -> Organization:
     """Start supplier onboarding: the organization is `pending` until staff approve it."""
     unknown_fields_refuse(data, ORGANIZATION_FIELDS)
+    if owner.is_team:
+        raise Forbidden("A team rents compute; supplying it is done as a person.", code=AccountErrorCode.ROLE_FORBIDS)
     if Membership.objects.filter(user=owner).exists():
         raise Conflict("You already belong to a supplier organization.", code=SupplierErrorCode.ALREADY_MEMBER)
     for code_field in ("country", "payout_country"):
@@ -79,9 +95,10 @@ def organization_create(*, owner: User, **data: Any) -> Organization:
 
 
 @transaction.atomic
-def organization_update(*, organization: Organization, **data: Any) -> Organization:
+def organization_update(*, by: User, **data: Any) -> Organization:
+    """Edit `by`'s organization's profile: owners and admins."""
     unknown_fields_refuse(data, ORGANIZATION_FIELDS)
-    organization = organization_lock(organization_id=organization.pk)
+    organization = organization_lock(organization_id=organization_of_member(by, area=ACCOUNT).pk)
     for key, value in data.items():
         setattr(organization, key, value.upper() if key.endswith("country") and isinstance(value, str) else value)
     full_clean_or_invalid(organization)
@@ -145,3 +162,78 @@ def organization_notify_members(organization: Organization, title: str, body: st
     notify_all(
         (m.user for m in organization.memberships.select_related("user")), kind="moderation", title=title, body=body
     )
+
+
+# --- Members and invitations: the rules every group follows (accounts.memberships), under the
+# organization's lock. One supplier organization per person.
+
+
+def _organization_of(by: User) -> Organization:
+    membership = membership_for_user(user=by)
+    if membership is None:
+        raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+    return organization_lock(organization_id=membership.organization_id)
+
+
+@transaction.atomic
+def organization_invite(*, by: User, email: str | None, role: str | None) -> IssuedInvitation:
+    """Email an invitation to join `by`'s organization with `role` (owners and admins)."""
+    organization = _organization_of(by)
+    return members_invite(
+        memberships=organization.memberships,
+        invitations=organization.invitations,
+        by=by,
+        email=email,
+        role=role,
+        to_what=organization.name,
+    )
+
+
+@transaction.atomic
+def organization_invitation_revoke(*, by: User, invitation_id: int) -> None:
+    organization = _organization_of(by)
+    members_invitation_revoke(
+        memberships=organization.memberships, invitations=organization.invitations, by=by, invitation_id=invitation_id
+    )
+
+
+def organization_invitation_for_token(token: str) -> OrganizationInvitation | None:
+    """The organization invitation a link's token names (not locked), or None."""
+    return (
+        OrganizationInvitation.objects.select_related("organization")
+        .filter(token_hash=hash_api_secret(token or ""))
+        .first()
+    )
+
+
+@transaction.atomic
+def organization_invitation_accept(*, token: str, user: User) -> Membership:
+    """Join the organization the invitation names, with its role; a person belongs to one."""
+    found = organization_invitation_for_token(token)
+    if found is None:
+        invitation_accept(None, user=user)
+    organization = organization_lock(organization_id=found.organization_id)  # type: ignore[union-attr]
+    invitation = invitation_find(OrganizationInvitation, token)
+    invitation_accept(invitation, user=user)
+    if Membership.objects.filter(user=user).exists():
+        raise Conflict(
+            "You already belong to a supplier organization: leave it first.", code=AccountErrorCode.ALREADY_MEMBER
+        )
+    membership = Membership.objects.create(organization=organization, user=user, role=invitation.role)
+    if user.role != User.Role.SUPPLIER:
+        user.role = User.Role.SUPPLIER
+        user.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def organization_member_role_set(*, by: User, user_id: int, role: str | None) -> Membership:
+    organization = _organization_of(by)
+    return member_role_set(memberships=organization.memberships, by=by, user_id=user_id, role=role)
+
+
+@transaction.atomic
+def organization_member_remove(*, by: User, user_id: int) -> None:
+    """Remove a member, or leave (`by` is that member); the last owner stays."""
+    organization = _organization_of(by)
+    member_remove(memberships=organization.memberships, by=by, user_id=user_id)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("onboarding/", views.onboarding, name="onboarding"),
     path("documents/", views.documents, name="documents"),
+    path("members/", views.members, name="members"),
     path("documents/<int:document_id>/", views.document_download, name="document_download"),
     path("hosts/new/", views.host_create, name="host_create"),
     path("hosts/<int:host_id>/", views.host_detail, name="host_detail"),

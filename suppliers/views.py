@@ -10,6 +10,9 @@ from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
+from accounts.forms import InvitationForm
+from accounts.scopes import Scope, page_scope
+from accounts.views import members_context, members_post
 from marketplace.errors import ApplicationError
 from marketplace.forms import add_service_errors
 from orders import supply
@@ -28,6 +31,7 @@ def _organization_or_redirect(request):
     return organization
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def onboarding(request):
     organization = selectors.organization_for_user(user=request.user)
@@ -39,7 +43,7 @@ def onboarding(request):
                 organizations.organization_create(owner=request.user, **data)
                 messages.success(request, "Thanks! Your organization is pending review; you can add hosts now.")
             else:
-                organizations.organization_update(organization=organization, **data)
+                organizations.organization_update(by=request.user, **data)
                 messages.success(request, "Organization updated.")
         except ApplicationError as error:
             add_service_errors(form, error)
@@ -48,6 +52,7 @@ def onboarding(request):
     return render(request, "suppliers/onboarding.html", {"form": form, "organization": organization})
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def dashboard(request):
     organization = _organization_or_redirect(request)
@@ -61,6 +66,7 @@ def dashboard(request):
     )
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def host_create(request):
     organization = _organization_or_redirect(request)
@@ -78,6 +84,7 @@ def host_create(request):
     return render(request, "suppliers/host_form.html", {"form": form, "host": None})
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def host_edit(request, host_id: int):
     host = selectors.host_get_for_member(user=request.user, host_id=host_id)
@@ -94,6 +101,7 @@ def host_edit(request, host_id: int):
     return render(request, "suppliers/host_form.html", {"form": form, "host": host})
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def host_detail(request, host_id: int):
     host = selectors.host_get_for_user(user=request.user, host_id=host_id)
@@ -118,6 +126,7 @@ def host_detail(request, host_id: int):
     )
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def host_agent_status(request, host_id: int):
     """htmx fragment: the host agent's live status, polled by the host page."""
@@ -125,6 +134,7 @@ def host_agent_status(request, host_id: int):
     return render(request, "suppliers/_agent_status.html", {"host": host})
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 @require_POST
 def host_registration_token(request, host_id: int):
@@ -134,6 +144,7 @@ def host_registration_token(request, host_id: int):
     return render(request, "suppliers/registration_token.html", {"host": host, "token": token, "platform": platform})
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 @require_POST
 def host_listing(request, host_id: int):
@@ -148,6 +159,7 @@ def host_listing(request, host_id: int):
     return redirect("suppliers:host_detail", host_id=host.pk)
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 @require_POST
 def host_delete(request, host_id: int):
@@ -161,6 +173,7 @@ def host_delete(request, host_id: int):
     return redirect("suppliers:dashboard")
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 @require_POST
 def host_maintenance(request, host_id: int):
@@ -187,6 +200,7 @@ def host_maintenance(request, host_id: int):
     return redirect("suppliers:host_detail", host_id=host.pk)
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def documents(request):
     """Upload verification documents; see what was sent."""
@@ -214,6 +228,7 @@ def documents(request):
     )
 
 
+@page_scope(Scope.SUPPLIER)
 @login_required
 def document_download(request, document_id: int):
     """Members of the organization and staff only; everyone else gets a 404."""
@@ -229,3 +244,32 @@ def document_download(request, document_id: int):
         as_attachment=True,
         filename=document.original_name,
     )
+
+
+@page_scope(Scope.SUPPLIER)
+@login_required
+def members(request):
+    """The organization's members and roles; owners and admins invite and change them."""
+    membership = selectors.membership_for_user(user=request.person)
+    if membership is None:
+        return redirect("suppliers:onboarding")
+    organization = membership.organization
+    invite_form = InvitationForm()
+    if request.method == "POST":
+        done, invite_form = members_post(
+            request,
+            invite=lambda **kw: organizations.organization_invite(by=request.person, **kw),
+            role_set=lambda **kw: organizations.organization_member_role_set(by=request.person, **kw),
+            remove=lambda **kw: organizations.organization_member_remove(by=request.person, **kw),
+            revoke=lambda **kw: organizations.organization_invitation_revoke(by=request.person, **kw),
+        )
+        if done:
+            return redirect("suppliers:members")
+    context = members_context(
+        memberships=organization.memberships,
+        invitations=organization.invitations,
+        my_role=membership.role,
+        person=request.person,
+    )
+    context |= {"organization": organization, "invite_form": invite_form}
+    return render(request, "suppliers/members.html", context)

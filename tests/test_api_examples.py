@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from accounts.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from accounts.services import api_key_issue, notify
+from accounts.teams import team_invite
 from marketplace.api.schema import EXAMPLES_FILE
 from orders.supply import host_update
 from tests.billing.test_stripe import stripe_api  # noqa: F401 - a fixture: a local fake of Stripe's API
@@ -259,6 +260,19 @@ def scenario(recorder: Recorder, supplier_org, supplier) -> None:
     api.delete(f"/api/v1/webhook-endpoints/{hook['id']}/")
     api.delete(f"/api/v1/templates/{template['id']}/")
     api.delete(f"/api/v1/ssh-keys/{key['id']}/")
+
+    team = api.post("/api/v1/teams/", {"name": "Vision research"}, HTTP_IDEMPOTENCY_KEY="team-1").json()
+    api.get("/api/v1/teams/")
+    api.patch(f"/api/v1/teams/{team['id']}/", {"name": "Vision lab"})
+    later = api.post(f"/api/v1/teams/{team['id']}/invitations/", {"email": "later@example.com", "role": "read_only"})
+    api.delete(f"/api/v1/teams/{team['id']}/invitations/{later.json()['id']}/")
+    colleague = UserFactory(email="colleague@example.com")
+    invited = team_invite(team_id=team["id"], by=buyer, email=colleague.email, role="member")  # the emailed link
+    colleague_api = recorder.client(api_key_issue(user=colleague, name="laptop", scopes=DEFAULT_SCOPES).key)
+    colleague_api.post("/api/v1/invitations/accept/", {"token": invited.token})
+    api.get(f"/api/v1/teams/{team['id']}/")
+    api.patch(f"/api/v1/teams/{team['id']}/members/{colleague.pk}/", {"role": "billing"})
+    api.delete(f"/api/v1/teams/{team['id']}/members/{colleague.pk}/")
 
 
 def test_every_operation_has_a_recorded_example(stripe_api, supplier_org, supplier):  # noqa: F811

@@ -150,7 +150,7 @@ class PayoutViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = Payout.objects.none()
 
     def get_queryset(self):
-        organization = organization_for_user(user=self.request.user)
+        organization = organization_for_user(user=self.request.user, area=Scope.BILLING)
         if organization is None:
             raise NotFound("You have no supplier organization.", code=SupplierErrorCode.NOT_A_SUPPLIER)
         return selectors.payouts_for_organization(organization=organization)
@@ -210,7 +210,7 @@ class EarningsView(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request):
-        organization = organization_for_user(user=request.user)
+        organization = organization_for_user(user=request.user, area=Scope.BILLING)
         if organization is None:
             raise NotFound("You have no supplier organization.", code=SupplierErrorCode.NOT_A_SUPPLIER)
         earnings = selectors.supplier_earnings(organization=organization)

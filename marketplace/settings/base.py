@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.ActingTeamMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a login that axes flagged as locked out into the lockout response.
@@ -80,6 +81,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.unread_notifications",
+                "accounts.context_processors.acting_team",
             ],
         },
     },
@@ -262,7 +264,7 @@ AXES_ENABLE_ADMIN = False
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.BearerApiKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_FILTER_BACKENDS": ["marketplace.api.filters.StrictFilterBackend"],
@@ -322,6 +324,8 @@ SPECTACULAR_SETTINGS = {
         "InstanceStatusEnum": "orders.models.InstanceStatus",
         "HostStatusEnum": "suppliers.models.Host.Status",
         "OrganizationStatusEnum": "suppliers.models.Organization.Status",
+        "MemberRoleEnum": "accounts.roles.Role",
+        "AccountRoleEnum": "accounts.models.User.Role",
     },
 }
 
@@ -352,6 +356,10 @@ CREDIT_NOTE_APPROVAL_WINDOW = timedelta(hours=env.int("CREDIT_NOTE_APPROVAL_WIND
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="marketplace@example.com")
+# Where people reach the site: links in emails (invitations) start with it.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# How long an emailed invitation to a team or a supplier organization can be accepted.
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
 
 LOGGING = {
     "version": 1,

@@ -48,7 +48,7 @@ class OrganizationView(APIView):
         organization = self._own(request)
         data = OrganizationSerializer(organization, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        organization = organizations.organization_update(organization=organization, **data.validated_data)
+        organization = organizations.organization_update(by=request.user, **data.validated_data)
         return Response(OrganizationSerializer(organization).data)
 
 
