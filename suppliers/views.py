@@ -25,7 +25,7 @@ from .offers import host_allocated_claims, host_capacity_usage, host_carriable_t
 
 
 def _organization_or_redirect(request):
-    organization = selectors.organization_for_user(user=request.user)
+    organization = selectors.organization_for_user(user=request.user, area=Scope.SUPPLIER)
     if organization is None:
         messages.info(request, "Tell us about your organization first.")
     return organization
