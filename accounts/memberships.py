@@ -200,4 +200,4 @@ def member_remove(*, memberships: Any, by: User, user_id: int) -> None:
 
 
 def _other_owner(memberships: Any, user_id: int) -> bool:
-    return memberships.filter(role=Role.OWNER).exclude(user_id=user_id).exists()
+    return bool(memberships.filter(role=Role.OWNER).exclude(user_id=user_id).exists())

@@ -114,7 +114,8 @@ def team_invitation_accept(*, token: str, user: User) -> TeamMembership:
 @transaction.atomic
 def team_member_role_set(*, team_id: int, by: User, user_id: int, role: str | None) -> TeamMembership:
     team = team_lock(team_id=team_id)
-    return member_role_set(memberships=team.memberships, by=by, user_id=user_id, role=role)
+    changed: TeamMembership = member_role_set(memberships=team.memberships, by=by, user_id=user_id, role=role)
+    return changed
 
 
 @transaction.atomic

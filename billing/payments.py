@@ -27,9 +27,13 @@ MAX_STRIPE_ID_LENGTH = 64
 MAX_EVENT_CENTS = 10**12  # $10bn: more than any top-up; a larger refund or dispute amount is malformed
 
 
-def top_up_create(*, user: User, amount: Decimal | None, success_url: str, cancel_url: str) -> TopUp:
-    """Start a top-up: our row first (committed), then a Stripe Checkout Session created with
-    the deterministic idempotency key `top-up:<id>`, so a retry can never make a second one."""
+def top_up_create(
+    *, user: User, amount: Decimal | None, success_url: str, cancel_url: str, payer: User | None = None
+) -> TopUp:
+    """Start a top-up of `user`'s wallet: our row first (committed), then a Stripe Checkout Session
+    created with the deterministic idempotency key `top-up:<id>`, so a retry can never make a second
+    one. A team's wallet is paid by a person (`payer`, whose address gets the receipt); a team key
+    has none, and Checkout asks for an address."""
     if (
         amount is None
         or not settings.TOP_UP_MIN <= amount <= settings.TOP_UP_MAX
@@ -40,9 +44,11 @@ def top_up_create(*, user: User, amount: Decimal | None, success_url: str, cance
             fields={"amount": ["Out of range."]},
         )
     top_up = TopUp.objects.create(user=user, amount=amount)
+    paid_by = payer or user
     try:
         session = client().v1.checkout.sessions.create(
             params={
+                **({} if paid_by.is_team else {"customer_email": paid_by.email}),
                 "mode": "payment",
                 "line_items": [
                     {
@@ -55,7 +61,6 @@ def top_up_create(*, user: User, amount: Decimal | None, success_url: str, cance
                     }
                 ],
                 "client_reference_id": str(top_up.pk),
-                "customer_email": user.email,
                 "metadata": {"top_up_id": str(top_up.pk)},
                 "payment_intent_data": {"metadata": {"top_up_id": str(top_up.pk)}},
                 "success_url": success_url,

@@ -56,6 +56,7 @@ def buyer_billing(request):
             base = request.build_absolute_uri("/billing/")
             top_up = payments.top_up_create(
                 user=request.user,
+                payer=request.person,
                 amount=parse_money(request.POST.get("amount")),  # malformed: None, an "out of range" error
                 success_url=f"{base}?top_up=success",
                 cancel_url=f"{base}?top_up=cancelled",

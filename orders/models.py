@@ -28,6 +28,14 @@ class Order(models.Model):
     """A buyer's request for `count` instances, as placed. Its instances carry the lifecycle."""
 
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The person who placed it, when the buyer is a team (empty for a team's own key).",
+    )
     instance_type = models.ForeignKey("marketplace.InstanceType", on_delete=models.PROTECT, related_name="+")
     offer_pinned = models.ForeignKey(
         "marketplace.Offer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

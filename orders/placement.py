@@ -209,7 +209,7 @@ def _estimated_rooms(target: OrderTarget, types: list[InstanceType]) -> list[tup
 
 
 @transaction.atomic
-def order_place(*, buyer: User, request: OrderRequest) -> Order:
+def order_place(*, buyer: User, request: OrderRequest, placed_by: User | None = None) -> Order:
     """Place an order: choose hosts, lock them, re-check and allocate, create instances.
 
     Locks: the buyer row (spend guard), then candidate host rows in id order. If capacity vanished
@@ -258,6 +258,7 @@ def order_place(*, buyer: User, request: OrderRequest) -> Order:
     first_type = plan[0][0].instance_type
     order = Order.objects.create(
         buyer=buyer,
+        placed_by=placed_by if placed_by is not None and not placed_by.is_team else None,
         instance_type=first_type,
         offer_pinned_id=Offer.objects.filter(pk=request.offer).values_list("pk", flat=True).first()
         if request.offer

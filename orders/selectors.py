@@ -18,7 +18,7 @@ from .models import AgentUsageReport, Instance, InstancePort, Order, Pricing
 
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
-    queryset = Order.objects.select_related("instance_type", "region")
+    queryset = Order.objects.select_related("instance_type", "region", "placed_by")
     return queryset if user.is_staff else queryset.filter(buyer=user)
 
 

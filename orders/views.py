@@ -49,7 +49,9 @@ def offer_rent(request, offer_id: int):
     form = RentForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
-            order = placement.order_place(buyer=request.user, request=form.order_request(offer_id=offer.pk))
+            order = placement.order_place(
+                buyer=request.user, request=form.order_request(offer_id=offer.pk), placed_by=request.person
+            )
         except ApplicationError as error:
             add_service_errors(form, error)
         else:

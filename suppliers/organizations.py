@@ -229,7 +229,8 @@ def organization_invitation_accept(*, token: str, user: User) -> Membership:
 @transaction.atomic
 def organization_member_role_set(*, by: User, user_id: int, role: str | None) -> Membership:
     organization = _organization_of(by)
-    return member_role_set(memberships=organization.memberships, by=by, user_id=user_id, role=role)
+    changed: Membership = member_role_set(memberships=organization.memberships, by=by, user_id=user_id, role=role)
+    return changed
 
 
 @transaction.atomic

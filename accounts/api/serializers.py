@@ -1,6 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import ApiKey, SshKey, User
+from accounts.roles import Role
 from accounts.scopes import Scope
 from marketplace.api import json_types
 
@@ -43,13 +45,39 @@ class ApiKeyIssuedSerializer(ApiKeySerializer):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
 
 
+class ActingTeamSerializer(json_types.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, allow_null=True, help_text="Null for a team's own key.")
+
+
 class MeSerializer(json_types.ModelSerializer):
+    """The account a request acts for: the caller's own, or a team's (`team` says which, and the
+    caller's role in it). `email` is the person's, also when they act for a team."""
+
     organization = serializers.SerializerMethodField()
+    team = serializers.SerializerMethodField()
+    email = serializers.SerializerMethodField()
 
     class Meta:
         model = User
-        fields = ["id", "email", "full_name", "role", "is_staff", "spend_limit_per_hour", "organization"]
-        read_only_fields = ["id", "email", "full_name", "role", "is_staff", "organization"]
+        fields = ["id", "email", "full_name", "role", "is_staff", "spend_limit_per_hour", "organization", "team"]
+        read_only_fields = ["id", "email", "full_name", "role", "is_staff", "organization", "team"]
+
+    def _membership(self):
+        request = self.context.get("request")
+        return getattr(getattr(request, "_request", None), "team_membership", None)
+
+    def get_email(self, obj: User) -> str:
+        membership = self._membership()
+        return membership.user.email if membership is not None else obj.email
+
+    @extend_schema_field(ActingTeamSerializer(allow_null=True))
+    def get_team(self, obj: User) -> dict | None:
+        if not obj.is_team:
+            return None
+        membership = self._membership()
+        return {"id": obj.team.id, "name": obj.team.name, "role": membership.role if membership else None}
 
     def get_organization(self, obj: User) -> dict | None:
         membership = getattr(obj, "membership", None)

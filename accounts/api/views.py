@@ -91,7 +91,7 @@ class MeView(APIView):
 
     @extend_schema(responses=MeSerializer)
     def get(self, request):
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
     @extend_schema(request=SpendLimitSerializer, responses=MeSerializer)
     def patch(self, request):
@@ -106,4 +106,4 @@ class MeView(APIView):
             )
             if getattr(request.user, "_staff_withheld", False):
                 user.withhold_staff_powers()  # as this key sees the account (nothing is saved after)
-        return Response(MeSerializer(user).data)
+        return Response(MeSerializer(user, context={"request": request}).data)

@@ -5,6 +5,7 @@ from rest_framework import generics, mixins, permissions, serializers, status, v
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.teams import person_of
 from accounts.scopes import Scope
 from billing import payments, selectors
 from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
@@ -133,6 +134,7 @@ class TopUpViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
         base = request.build_absolute_uri("/billing/")
         top_up = payments.top_up_create(
             user=request.user,
+            payer=person_of(request),
             amount=data.validated_data["amount"],
             success_url=f"{base}?top_up=success",
             cancel_url=f"{base}?top_up=cancelled",

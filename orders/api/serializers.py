@@ -257,11 +257,15 @@ class OrderSerializer(json_types.ModelSerializer):
     template = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     ports = ports_field(read_only=True)
     instances = InstanceSerializer(many=True, read_only=True)
+    placed_by = serializers.EmailField(
+        source="placed_by.email", read_only=True, allow_null=True, default=None, help_text="For a team's orders."
+    )
 
     class Meta:
         model = Order
         fields = [
             "id",
+            "placed_by",
             "instance_type",
             "requirements",
             "count",

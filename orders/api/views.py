@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.teams import person_of
 from accounts.scopes import Scope
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.api.pagination import CursorPagination
@@ -69,7 +70,7 @@ class OrderViewSet(CheckedLookupMixin, mixins.ListModelMixin, mixins.RetrieveMod
     def create(self, request):
         data = OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        order = placement.order_place(buyer=request.user, request=data.to_order_request())
+        order = placement.order_place(buyer=request.user, request=data.to_order_request(), placed_by=person_of(request))
         return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data, status=status.HTTP_201_CREATED)
 
 

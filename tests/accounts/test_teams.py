@@ -25,9 +25,12 @@ from accounts.teams import (
     team_member_role_set,
 )
 from billing.ledger import credit_grant
+from billing.models import TopUp
 from billing.selectors import wallet_balance
 from marketplace.errors import ApplicationError
+from marketplace.models import WebhookDelivery, WebhookEndpoint
 from orders.models import Order
+from tests.billing.test_stripe import stripe_api  # noqa: F401 - a fixture: a local fake of Stripe's API
 from tests.conftest import bearer_client
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
 
@@ -155,6 +158,7 @@ def test_an_order_for_the_team_is_the_teams_and_seen_by_the_team_only(team, l4_o
     assert placed.status_code == 201, placed.content
     order = Order.objects.get()
     assert order.buyer == team.account
+    assert placed.json()["placed_by"] == "member@team.example.com"
     seen_by = acting_client(team, Role.READ_ONLY).get("/api/v1/orders/").json()["results"]
     assert [o["id"] for o in seen_by] == [order.pk]
     assert bearer_client(person(team, Role.MEMBER)).get("/api/v1/orders/").json()["results"] == []
@@ -387,3 +391,45 @@ def test_the_team_pages_manage_members(team, client):
     outsider.force_login(UserFactory())
     assert outsider.get(f"/accounts/teams/{team.pk}/").status_code == 404
     assert wallet_balance(team.account) == Decimal("200")
+
+
+def test_a_team_is_throttled_as_one_account_whoever_calls_for_it(team, settings):
+    settings.API_RATE_LIMITS = {"key": "", "account": "4/minute"}
+    callers = [acting_client(team, Role.OWNER), acting_client(team, Role.READ_ONLY)]
+    assert [callers[i % 2].get("/api/v1/billing/balance/").status_code for i in range(4)] == [200] * 4
+    assert callers[1].get("/api/v1/billing/balance/").status_code == 429
+    owner_alone = bearer_client(person(team, Role.OWNER))  # the owner's own account has its own limit
+    assert owner_alone.get("/api/v1/billing/balance/").status_code == 200
+
+
+def test_a_team_top_up_fills_the_team_wallet_and_the_receipt_goes_to_the_payer(team, stripe_api):  # noqa: F811
+    response = acting_client(team, Role.BILLING).post("/api/v1/billing/top-ups/", {"amount": "25.00"}, format="json")
+    assert response.status_code == 201, response.content
+    assert TopUp.objects.get().user == team.account
+    (call,) = stripe_api.calls("/v1/checkout/sessions")
+    assert call["body"]["customer_email"] == "billing@team.example.com"
+    team_key = api_key_issue(user=team.account, name="ci", scopes=DEFAULT_SCOPES).key
+    client = bearer_client(UserFactory())
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {team_key}")
+    assert client.post("/api/v1/billing/top-ups/", {"amount": "25.00"}, format="json").status_code == 201
+    assert "customer_email" not in stripe_api.calls("/v1/checkout/sessions")[1]["body"]  # nobody reads that address
+
+
+def test_team_webhooks_belong_to_the_team_and_hear_its_notifications(team):
+    owner = acting_client(team, Role.OWNER)
+    body = {"url": "https://127.0.0.1:9/hooks", "events": ["notification.balance_low"]}
+    created = owner.post("/api/v1/webhook-endpoints/", body, format="json")
+    assert created.status_code == 201, created.content
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.user == team.account
+    notify(user=team.account, kind="balance_low", title="Your balance is low")
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
+    assert acting_client(team, Role.MEMBER).post("/api/v1/webhook-endpoints/", body, format="json").status_code == 403
+    assert bearer_client(person(team, Role.OWNER)).get("/api/v1/webhook-endpoints/").json()["results"] == []
+
+
+def test_me_says_which_team_a_request_acts_for(team):
+    me = acting_client(team, Role.READ_ONLY).get("/api/v1/me/").json()
+    assert me["team"] == {"id": team.pk, "name": "Vision research", "role": "read_only"}
+    assert me["email"] == "read_only@team.example.com"
+    assert bearer_client(person(team, Role.READ_ONLY)).get("/api/v1/me/").json()["team"] is None
