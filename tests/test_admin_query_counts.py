@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import api_key_issue, notify
+from accounts.teams import team_create, team_invite
 from billing.adjustments import credit_note_issue
 from billing.models import Payout, StripeEvent, TopUp, UsageRecord
 from billing.settlement import settle_usage
@@ -29,6 +30,7 @@ from orders.models import AgentUsageDisagreement
 from suppliers.agent_services import agent_register, host_registration_token_issue
 from suppliers.documents import organization_document_upload
 from suppliers.models import HostOutage, MaintenanceWindow
+from suppliers.organizations import organization_invite
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, dsa_model, l4_host_data
 from tests.orders.conftest import order
 
@@ -85,6 +87,9 @@ def grow(count: int, *, staff, buyer) -> None:
             user=buyer, instance_type=InstanceType.objects.get(name="l4-24g.1x"), max_price_per_hour=Decimal(k)
         )
         Group.objects.create(name=f"QA group {k}")
+        team = team_create(owner=buyer, name=f"QA team {k}")
+        team_invite(team_id=team.pk, by=buyer, email=f"qa-invitee-{k}@example.com", role="member")
+        organization_invite(by=owner, email=f"qa-supplier-{k}@example.com", role="member")
         api_key_issue(user=buyer, name=f"key {k}")
         credit_note_issue(user=buyer, amount=Decimal("1.00"), reason=f"Goodwill {k}", staff=staff)
         credit_note_issue(user=buyer, amount=Decimal("150.00"), reason=f"Big goodwill {k}", staff=staff)  # a request
