@@ -28,6 +28,8 @@ DEBUG = False
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False  # webhooks never reach the platform's own network
 SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+# Links in emails (invitations): the first allowed host over HTTPS unless set.
+SITE_URL = env("SITE_URL", default=f"https://{ALLOWED_HOSTS[0]}" if ALLOWED_HOSTS else "").rstrip("/")
 STRIPE_SECRET_KEY = secret("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = secret("STRIPE_WEBHOOK_SECRET")
 ENVIRONMENT_ENCRYPTION_KEYS = secret("ENVIRONMENT_ENCRYPTION_KEYS")
