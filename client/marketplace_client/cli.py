@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="the marketplace, e.g. https://market.example.com")
     parser.add_argument("--key", help="an API key (default: MARKETPLACE_API_KEY)")
-    parser.add_argument("--config", help="a TOML file with url and api_key")
+    parser.add_argument("--config", help="a TOML file with url, api_key and team")
+    parser.add_argument("--team", help="act for this team (its id; default: MARKETPLACE_TEAM), as your role allows")
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
     parser.add_argument("--explain", action="store_true", help="print each HTTP request to stderr")
     groups = parser.add_subparsers(dest="group", required=True)
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_parser("list")
     hosts.add_parser("add").add_argument("file", help="a JSON file with the host's declaration")
     hosts.add_parser("token", help="a registration token for the host's agent").add_argument("id", type=int)
+
+    teams = groups.add_parser("teams", help="your teams (act for one with --team ID)")
+    teams.add_subparsers(dest="command", required=True).add_parser("list")
 
     api_keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="command", required=True)
     api_keys.add_parser("list")
@@ -207,6 +211,9 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Any, str | None]:
             host = client.host_add(**json.loads(Path(args.file).read_text()))
             return host, f"host {host['id']}: {host.get('status', '')}"
         return client.host_token(args.id), None
+    if group == "teams":
+        rows = client.teams()
+        return rows, table(rows, ("id", "name", "role", "joined_at"))
     if group == "keys":
         if command == "list":
             rows = client.keys()
@@ -227,12 +234,12 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Any, str | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(url=args.url, api_key=args.key, path=args.config)
+        config = load_config(url=args.url, api_key=args.key, path=args.config, team=args.team)
     except FileNotFoundError as error:
         print(f"cm: {error}", file=sys.stderr)
         return 2
     explain = (lambda line: print(line, file=sys.stderr)) if args.explain else None
-    client = Client(config.url, config.api_key, explain=explain)
+    client = Client(config.url, config.api_key, explain=explain, team=config.team)
     try:
         result, text = run(args, client)
     except QueryError as error:

@@ -54,9 +54,11 @@ class Client:
         backoff: float = 0.5,
         explain: Explain | None = None,
         session: requests.Session | None = None,
+        team: str | int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.team = str(team) if team is not None else None
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.explain = explain
         self.session = session or requests.Session()
@@ -86,6 +88,8 @@ class Client:
         headers = {"Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        if self.team:
+            headers["X-Team"] = self.team
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         for attempt in range(self.retries + 1):
@@ -238,6 +242,11 @@ class Client:
 
     def usage(self, *, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.paginate("billing/usage/", limit=limit))
+
+    def teams(self) -> list[dict[str, Any]]:
+        """The caller's teams and their role in each."""
+        found: list[dict[str, Any]] = self.request("GET", "teams/")
+        return found
 
     def keys(self) -> list[dict[str, Any]]:
         return list(self.paginate("api-keys/"))

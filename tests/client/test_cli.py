@@ -4,6 +4,7 @@ their codes and exit statuses; retries that keep one idempotency key; pagination
 
 import json
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,8 +14,12 @@ from marketplace_client import ApiError, Client, load_config
 from marketplace_client import client as client_module
 from marketplace_client.cli import main
 
+from accounts.models import TeamMembership
+from accounts.roles import Role
 from accounts.scopes import DEFAULT_SCOPES
 from accounts.services import api_key_issue
+from accounts.teams import team_create
+from billing.ledger import credit_grant
 from orders.models import Order
 from tests.factories import HostFactory, UserFactory, l4_host_data
 
@@ -250,3 +255,20 @@ def test_a_repeated_delete_that_finds_nothing_left_counts_as_done():
     finally:
         server.shutdown()
     assert answers == []
+
+
+def test_the_command_line_acts_for_a_team_as_the_role_allows(market, cm):
+    team = team_create(owner=UserFactory(email="lead@example.com"), name="Vision lab")
+    TeamMembership.objects.create(team=team, user=cm.buyer, role=Role.MEMBER)
+    status, out, err = cm("--team", str(team.pk), "order", "--type", "l4-24g.1x", "--image", "ubuntu:24.04")
+    assert status == 1 and "insufficient_funds" in err  # the team's wallet pays, not the member's
+    credit_grant(user=team.account, amount=Decimal("50"), reason="Team credit", key="team-credit")
+    status, out, err = cm("teams", "list")
+    assert status == 0, err
+    assert "Vision lab" in out and "member" in out
+    status, out, err = cm("--team", str(team.pk), "order", "--type", "l4-24g.1x", "--image", "pytorch/pytorch:2.5.1")
+    assert status == 0, err
+    assert Order.objects.get().buyer == team.account
+    status, out, err = cm("--team", str(team.pk), "billing", "balance")
+    assert status == 1
+    assert "role_forbids" in err
