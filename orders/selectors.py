@@ -24,7 +24,13 @@ def order_list_for_user(*, user: User) -> QuerySet[Order]:
 
 def instance_list_for_user(*, user: User) -> QuerySet[Instance]:
     queryset = Instance.objects.select_related(
-        "instance_type", "instance_type__accelerator_model", "host", "host__region", "host__organization", "order"
+        "instance_type",
+        "instance_type__accelerator_model",
+        "host",
+        "host__region",
+        "host__organization",
+        "order",
+        "order__placed_by",
     ).prefetch_related(Prefetch("ports", queryset=InstancePort.objects.active()))
     return queryset if user.is_staff else queryset.filter(buyer=user)
 

@@ -163,6 +163,8 @@ def test_an_order_for_the_team_is_the_teams_and_seen_by_the_team_only(team, l4_o
     assert [o["id"] for o in seen_by] == [order.pk]
     assert bearer_client(person(team, Role.MEMBER)).get("/api/v1/orders/").json()["results"] == []
     assert bearer_client(UserFactory()).get(f"/api/v1/orders/{order.pk}/").status_code == 404
+    page = browser_acting(team, Role.READ_ONLY).get("/instances/")
+    assert b"Instances of Vision research" in page.content and b"member@team.example.com" in page.content
 
 
 # --- Pages ------------------------------------------------------------------------------------------

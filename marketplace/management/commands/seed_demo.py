@@ -10,8 +10,10 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import User
+from accounts.models import Team, TeamMembership, User
+from accounts.roles import Role
 from accounts.services import user_create
+from accounts.teams import team_create
 from billing.ledger import credit_grant
 from marketplace.models import AcceleratorModel, Region, Zone
 from marketplace.services import catalog_sync
@@ -78,6 +80,9 @@ def _host_hardware(model: AcceleratorModel, count: int, oversubscription: Decima
     }
 
 
+DEMO_TEAM = "Demo lab"
+
+
 class Command(BaseCommand):
     help = "Load demo users, supplier organizations and hosts (idempotent)."
 
@@ -87,6 +92,7 @@ class Command(BaseCommand):
         self._user("admin@example.com", "Ada Admin", User.Role.BUYER, staff=True)
         buyer = self._user("buyer@example.com", "Bea Buyer", User.Role.BUYER)
         credit_grant(user=buyer, amount=Decimal("500"), reason="Welcome credit", key=f"demo-credit:{buyer.pk}")
+        self._team(buyer)
         organizations = {}
         for name, owner_email, country, payout_country, status in ORGANIZATIONS:
             owner = self._user(owner_email, f"{name} owner", User.Role.SUPPLIER)
@@ -98,7 +104,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(organizations)} organizations, {Host.objects.count()} hosts "
-                f"({created} new). Logins: admin@example.com, supplier@example.com, buyer@example.com "
+                f"({created} new), team {DEMO_TEAM!r}. Logins: admin@example.com, supplier@example.com, "
+                "buyer@example.com, colleague@example.com "
                 f"/ {DEMO_PASSWORD}"
             )
         )
@@ -116,6 +123,15 @@ class Command(BaseCommand):
             port_range_start=start,
             port_range_end=start + DEMO_PORTS_PER_HOST - 1,
         )
+
+    def _team(self, owner: User) -> None:
+        """A team the demo buyer owns, with its own wallet and a colleague who may only read."""
+        if Team.objects.filter(name=DEMO_TEAM, memberships__user=owner).exists():
+            return
+        team = team_create(owner=owner, name=DEMO_TEAM)
+        colleague = self._user("colleague@example.com", "Cole League", User.Role.BUYER)
+        TeamMembership.objects.create(team=team, user=colleague, role=Role.READ_ONLY)
+        credit_grant(user=team.account, amount=Decimal("300"), reason="Welcome credit", key=f"demo-credit:{team.pk}")
 
     def _user(self, email: str, full_name: str, role: str, staff: bool = False) -> User:
         user = User.objects.filter(email=email).first()
