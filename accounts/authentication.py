@@ -88,6 +88,7 @@ class BearerApiKeyAuthentication(authentication.BaseAuthentication):
             request._request.team_membership = membership
             return (membership.team.account, api_key)
         _scopes_check(request, api_key.scopes, user_is_staff=user.is_staff)
+        request._request.team_membership = None  # a browser session's team does not carry over to a key
         if user.is_staff and Scope.STAFF not in api_key.scopes:
             user.withhold_staff_powers()  # this request acts as an ordinary account
         return (user, api_key)

@@ -389,6 +389,11 @@ def test_the_team_pages_manage_members(team, client):
     reader = person(team, Role.READ_ONLY)
     client.post(f"/accounts/teams/{team.pk}/", {"action": "role", "user": reader.pk, "role": "member"})
     assert team.memberships.get(user=reader).role == Role.MEMBER
+    sly = UserFactory(email="x'-alert`1`-'@example.com")
+    TeamMembership.objects.create(team=team, user=sly, role=Role.MEMBER)
+    page = client.get(f"/accounts/teams/{team.pk}/").content.decode()
+    escaped = "Remove x\\u0027\\u002Dalert\\u00601\\u0060\\u002D\\u0027@example.com?"
+    assert escaped in page  # no way out of the JavaScript string
     outsider = Client()
     outsider.force_login(UserFactory())
     assert outsider.get(f"/accounts/teams/{team.pk}/").status_code == 404
