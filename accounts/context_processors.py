@@ -1,3 +1,5 @@
+from .roles import role_allows
+from .scopes import ACCOUNT, Scope
 from .teams import team_memberships_of
 
 
@@ -14,8 +16,14 @@ def acting_team(request) -> dict:
     person = getattr(request, "person", None)
     if not (person and person.is_authenticated):
         return {}
+    membership = getattr(request, "team_membership", None)
     return {
-        "acting_membership": getattr(request, "team_membership", None),
+        "acting_membership": membership,
         "person": person,
         "my_team_memberships": team_memberships_of(user=person),
+        # What the page may offer to change: everything for oneself, what the role allows for a team.
+        "may_change": {
+            area: membership is None or role_allows(membership.role, area, write=True)
+            for area in (Scope.ORDERS, Scope.INSTANCES, Scope.BILLING, ACCOUNT)
+        },
     }

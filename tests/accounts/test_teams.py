@@ -440,3 +440,14 @@ def test_me_says_which_team_a_request_acts_for(team):
     assert me["team"] == {"id": team.pk, "name": "Vision research", "role": "read_only"}
     assert me["email"] == "read_only@team.example.com"
     assert bearer_client(person(team, Role.READ_ONLY)).get("/api/v1/me/").json()["team"] is None
+
+
+def test_pages_offer_only_the_changes_the_role_allows(team):
+    reader = browser_acting(team, Role.READ_ONLY)
+    assert b"Set limit" not in reader.get("/instances/").content
+    assert b"Pay with Stripe" not in reader.get("/billing/").content
+    payer = browser_acting(team, Role.BILLING)
+    assert b"Pay with Stripe" in payer.get("/billing/").content
+    personal = Client()
+    personal.force_login(person(team, Role.READ_ONLY))
+    assert b"Set limit" in personal.get("/instances/").content  # for oneself, everything
