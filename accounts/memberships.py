@@ -54,9 +54,7 @@ def invitation_email_normalize(email: str | None) -> str:
 
 def invitation_role_check(role: str | None) -> str:
     if role not in Role.values:
-        raise InvalidInput(
-            "Unknown role.", fields={"role": [f"Choose one of {', '.join(Role.values)}."]}, code="invalid_choice"
-        )
+        raise InvalidInput("Unknown role.", fields={"role": [f"Choose one of {', '.join(Role.values)}."]})
     return role
 
 

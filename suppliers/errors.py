@@ -10,7 +10,6 @@ from marketplace.errors import ApplicationError
 
 
 class SupplierErrorCode(StrEnum):
-    ALREADY_MEMBER = "already_member"
     NOT_A_SUPPLIER = "not_a_supplier"
     ORGANIZATION_INACTIVE = "organization_inactive"
     CAPACITY_IN_USE = "capacity_in_use"

@@ -80,7 +80,7 @@ def organization_create(*, owner: User, **data: Any) -> Organization:
     if owner.is_team:
         raise Forbidden("A team rents compute; supplying it is done as a person.", code=AccountErrorCode.ROLE_FORBIDS)
     if Membership.objects.filter(user=owner).exists():
-        raise Conflict("You already belong to a supplier organization.", code=SupplierErrorCode.ALREADY_MEMBER)
+        raise Conflict("You already belong to a supplier organization.", code=AccountErrorCode.ALREADY_MEMBER)
     for code_field in ("country", "payout_country"):
         if data.get(code_field):
             data[code_field] = str(data[code_field]).upper()

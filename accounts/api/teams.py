@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import teams
+from accounts.errors import AccountErrorCode
 from accounts.models import TeamInvitation, TeamMembership
 from accounts.roles import MANAGERS, Role
 from accounts.scopes import ACCOUNT
@@ -183,5 +184,5 @@ class InvitationAcceptView(APIView):
             body = {"joined": "organization", "id": member.organization_id, "name": member.organization.name}
             body["role"] = member.role
         else:
-            raise NotFound("This invitation link is not valid.", code="invitation_invalid")
+            raise NotFound("This invitation link is not valid.", code=AccountErrorCode.INVITATION_INVALID)
         return Response(AcceptedSerializer(body).data, status=status.HTTP_201_CREATED)
