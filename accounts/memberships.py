@@ -12,7 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +23,7 @@ from marketplace.errors import ApplicationError, Conflict, Forbidden, InvalidInp
 
 from .errors import AccountErrorCode
 from .locks import invitation_lock
-from .models import Invitation, User
+from .models import TEAM_ACCOUNT_DOMAIN, Invitation, User
 from .roles import MANAGERS, Role, may_manage_role
 from .services import hash_api_secret
 
@@ -47,8 +49,14 @@ def name_check(name: str | None) -> str:
 
 def invitation_email_normalize(email: str | None) -> str:
     email = User.objects.normalize_email((email or "").strip()).lower()
-    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise InvalidInput("Enter the email address to invite.", fields={"email": ["Enter a valid email address."]})
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidInput(
+            "Enter the email address to invite.", fields={"email": ["Enter a valid email address."]}
+        ) from None
+    if email.endswith("@" + TEAM_ACCOUNT_DOMAIN):
+        raise InvalidInput("A team's address receives no mail.", fields={"email": ["Not a mailbox."]})
     return email
 
 

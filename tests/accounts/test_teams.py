@@ -451,3 +451,13 @@ def test_pages_offer_only_the_changes_the_role_allows(team):
     personal = Client()
     personal.force_login(person(team, Role.READ_ONLY))
     assert b"Set limit" in personal.get("/instances/").content  # for oneself, everything
+
+
+@pytest.mark.parametrize(
+    "email", ["not-an-address", "a b@example.com", "team-1@teams.invalid", "x@" + "a" * 300 + ".com"]
+)
+def test_invitations_go_only_to_real_mailboxes(team, email):
+    with pytest.raises(ApplicationError) as refused:
+        team_invite(team_id=team.pk, by=person(team, Role.OWNER), email=email, role=Role.MEMBER)
+    assert "email" in refused.value.fields
+    assert not TeamInvitation.objects.exists()
