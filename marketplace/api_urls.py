@@ -28,7 +28,14 @@ from suppliers.api.agent import (
     AgentRegisterView,
     AgentSelftestView,
 )
-from suppliers.api.views import HostViewSet, OrganizationView
+from suppliers.api.views import (
+    HostViewSet,
+    OrganizationInvitationListView,
+    OrganizationInvitationView,
+    OrganizationMemberListView,
+    OrganizationMemberView,
+    OrganizationView,
+)
 
 router = DefaultRouter()
 router.register("accelerator-models", AcceleratorModelViewSet, basename="accelerator-model")
@@ -54,6 +61,14 @@ urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("invitations/accept/", InvitationAcceptView.as_view(), name="invitation-accept"),
     path("organization/", OrganizationView.as_view(), name="organization"),
+    path("organization/members/", OrganizationMemberListView.as_view(), name="organization-members"),
+    path("organization/members/<int:user_id>/", OrganizationMemberView.as_view(), name="organization-member"),
+    path("organization/invitations/", OrganizationInvitationListView.as_view(), name="organization-invitations"),
+    path(
+        "organization/invitations/<int:invitation_id>/",
+        OrganizationInvitationView.as_view(),
+        name="organization-invitation",
+    ),
     path("quotes/", QuoteView.as_view(), name="quotes"),
     path("billing/balance/", BalanceView.as_view(), name="billing-balance"),
     path("billing/usage/", UsageView.as_view(), name="billing-usage"),

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.errors import AccountErrorCode
@@ -17,6 +18,7 @@ from accounts.memberships import (
     IssuedInvitation,
     invitation_accept,
     invitation_find,
+    manager_membership,
     member_remove,
     member_role_set,
     members_invitation_revoke,
@@ -238,3 +240,19 @@ def organization_member_remove(*, by: User, user_id: int) -> None:
     """Remove a member, or leave (`by` is that member); the last owner stays."""
     organization = _organization_of(by)
     member_remove(memberships=organization.memberships, by=by, user_id=user_id)
+
+
+def organization_members(*, by: User) -> tuple[Organization, QuerySet[Membership]]:
+    """`by`'s organization and its members (any role sees who is in it)."""
+    membership = membership_for_user(user=by)
+    if membership is None:
+        raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+    organization = membership.organization
+    return organization, organization.memberships.select_related("user").order_by("user__email")
+
+
+def organization_invitations(*, by: User) -> QuerySet[OrganizationInvitation]:
+    """The organization's invitations, for its owners and admins."""
+    organization, _ = organization_members(by=by)
+    manager_membership(organization.memberships, by)
+    return organization.invitations.all()

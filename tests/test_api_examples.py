@@ -25,6 +25,7 @@ from accounts.services import api_key_issue, notify
 from accounts.teams import team_invite
 from marketplace.api.schema import EXAMPLES_FILE
 from orders.supply import host_update
+from suppliers.organizations import organization_invite
 from tests.billing.test_stripe import stripe_api  # noqa: F401 - a fixture: a local fake of Stripe's API
 from tests.factories import HostFactory, UserFactory, l4_host_data
 from tests.suppliers.test_api import HOST_BODY
@@ -228,6 +229,16 @@ def scenario(recorder: Recorder, supplier_org, supplier) -> None:
         },
         HTTP_IDEMPOTENCY_KEY="org-1",
     )
+    supplier_api.get("/api/v1/organization/members/")
+    ops = supplier_api.post("/api/v1/organization/invitations/", {"email": "ops@alpha.example.com", "role": "member"})
+    supplier_api.get("/api/v1/organization/invitations/")
+    supplier_api.delete(f"/api/v1/organization/invitations/{ops.json()['id']}/")
+    engineer = UserFactory(email="engineer@alpha.example.com")
+    joining = organization_invite(by=supplier, email=engineer.email, role="read_only")  # the emailed link
+    engineer_api = recorder.client(api_key_issue(user=engineer, name="laptop", scopes=DEFAULT_SCOPES).key)
+    engineer_api.post("/api/v1/invitations/accept/", {"token": joining.token})
+    supplier_api.patch(f"/api/v1/organization/members/{engineer.pk}/", {"role": "member"})
+    supplier_api.delete(f"/api/v1/organization/members/{engineer.pk}/")
     supplier_api.get("/api/v1/hosts/")
     created = supplier_api.post("/api/v1/hosts/", HOST_BODY).json()
     supplier_api.get(f"/api/v1/hosts/{created['id']}/")

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts import teams
 from accounts.errors import AccountErrorCode
-from accounts.models import TeamInvitation, TeamMembership
+from accounts.models import TeamMembership
 from accounts.roles import MANAGERS, Role
 from accounts.scopes import ACCOUNT
 from marketplace.api import json_types
@@ -25,24 +25,29 @@ def person_of(request):
     return membership.user if membership is not None else request.user
 
 
-class TeamMemberSerializer(json_types.ModelSerializer):
+class MemberSerializer(json_types.Serializer):
+    """A member of a team or a supplier organization."""
+
     user_id = serializers.IntegerField()
     email = serializers.EmailField(source="user.email")
     full_name = serializers.CharField(source="user.full_name")
-
-    class Meta:
-        model = TeamMembership
-        fields = ["user_id", "email", "full_name", "role", "created_at"]
-        read_only_fields = fields
+    role = serializers.ChoiceField(choices=Role.choices)
+    created_at = serializers.DateTimeField()
 
 
-class TeamInvitationSerializer(json_types.ModelSerializer):
+class InvitationSerializer(json_types.Serializer):
+    """An open invitation to a team or a supplier organization (its link goes only to `email`)."""
+
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
     invited_by = serializers.EmailField(source="invited_by.email", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
 
-    class Meta:
-        model = TeamInvitation
-        fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
-        read_only_fields = fields
+
+def open_invitations(invitations) -> list:
+    return [i for i in invitations.select_related("invited_by").order_by("-created_at")[:100] if i.is_open()]
 
 
 class TeamSerializer(json_types.Serializer):
@@ -58,13 +63,12 @@ class TeamDetailSerializer(TeamSerializer):
 
     def get_members(self, membership: TeamMembership) -> list[dict]:
         rows = membership.team.memberships.select_related("user").order_by("user__email")
-        return TeamMemberSerializer(rows, many=True).data
+        return MemberSerializer(rows, many=True).data
 
     def get_open_invitations(self, membership: TeamMembership) -> list[dict]:
         if membership.role not in MANAGERS:
             return []
-        rows = [i for i in membership.team.invitations.select_related("invited_by")[:100] if i.is_open()]
-        return TeamInvitationSerializer(rows, many=True).data
+        return InvitationSerializer(open_invitations(membership.team.invitations), many=True).data
 
 
 class TeamNameSerializer(json_types.Serializer):
@@ -128,7 +132,7 @@ class TeamViewSet(viewsets.GenericViewSet):
         teams.team_rename(team_id=membership.team_id, by=person_of(request), name=data.validated_data["name"])
         return Response(TeamDetailSerializer(self._membership()).data)
 
-    @extend_schema(request=InviteSerializer, responses={201: TeamInvitationSerializer})
+    @extend_schema(request=InviteSerializer, responses={201: InvitationSerializer})
     @action(detail=True, methods=["post"])
     def invitations(self, request, pk=None):
         """Email an invitation (the link is not returned: it goes to the invited address only)."""
@@ -136,7 +140,7 @@ class TeamViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         membership = self._membership()
         issued = teams.team_invite(team_id=membership.team_id, by=person_of(request), **data.validated_data)
-        return Response(TeamInvitationSerializer(issued.invitation).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationSerializer(issued.invitation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["delete"], url_path=r"invitations/(?P<invitation_id>\d{1,12})")
@@ -147,7 +151,7 @@ class TeamViewSet(viewsets.GenericViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=RoleSerializer, responses=TeamMemberSerializer)
+    @extend_schema(request=RoleSerializer, responses=MemberSerializer)
     @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d{1,12})")
     def member(self, request, pk=None, user_id=None):
         """PATCH a member's role; DELETE removes them (or, for yourself, leaves the team)."""
@@ -161,7 +165,7 @@ class TeamViewSet(viewsets.GenericViewSet):
         changed = teams.team_member_role_set(
             team_id=membership.team_id, by=by, user_id=int(user_id), role=data.validated_data["role"]
         )
-        return Response(TeamMemberSerializer(changed).data)
+        return Response(MemberSerializer(changed).data)
 
 
 class InvitationAcceptView(APIView):

@@ -5,6 +5,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.teams import (
+    InvitationSerializer,
+    InviteSerializer,
+    MemberSerializer,
+    RoleSerializer,
+    open_invitations,
+)
 from accounts.scopes import Scope
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.errors import NotFound
@@ -131,3 +138,64 @@ class HostViewSet(CheckedLookupMixin, viewsets.ModelViewSet):
     def relist(self, request, pk=None):
         """Resume the host's offers."""
         return self._respond(hosts.host_set_listed(host=self.get_object(), listed=True))
+
+
+class OrganizationMemberListView(APIView):
+    """Who is in your supplier organization, with their roles."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
+
+    @extend_schema(responses=MemberSerializer(many=True))
+    def get(self, request):
+        _, members = organizations.organization_members(by=request.user)
+        return Response(MemberSerializer(members, many=True).data)
+
+
+class OrganizationMemberView(APIView):
+    """PATCH a member's role (owners and admins; admins only below admin); DELETE removes them, or
+    yourself (leaving). The organization keeps at least one owner."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
+
+    @extend_schema(request=RoleSerializer, responses=MemberSerializer)
+    def patch(self, request, user_id: int):
+        data = RoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = organizations.organization_member_role_set(by=request.user, user_id=user_id, **data.validated_data)
+        return Response(MemberSerializer(changed).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, user_id: int):
+        organizations.organization_member_remove(by=request.user, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrganizationInvitationListView(APIView):
+    """Open invitations to your organization; POST emails a new one (owners and admins)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
+
+    @extend_schema(responses=InvitationSerializer(many=True))
+    def get(self, request):
+        invitations = open_invitations(organizations.organization_invitations(by=request.user))
+        return Response(InvitationSerializer(invitations, many=True).data)
+
+    @extend_schema(request=InviteSerializer, responses={201: InvitationSerializer})
+    def post(self, request):
+        data = InviteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = organizations.organization_invite(by=request.user, **data.validated_data)
+        return Response(InvitationSerializer(issued.invitation).data, status=status.HTTP_201_CREATED)
+
+
+class OrganizationInvitationView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+    api_key_scope = Scope.SUPPLIER
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, invitation_id: int):
+        organizations.organization_invitation_revoke(by=request.user, invitation_id=invitation_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

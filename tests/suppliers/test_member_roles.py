@@ -158,3 +158,26 @@ def test_outsiders_see_no_members_page(other_supplier, crew):
     client.force_login(other_supplier)
     page = client.get("/supplier/members/")
     assert b"admin@alpha.example.com" not in page.content
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_members_and_invitations_over_the_api(crew, role):
+    client = bearer_client(crew[role])
+    members = client.get("/api/v1/organization/members/")
+    assert members.status_code == 200 and len(members.json()) == 5
+    invited = client.post(
+        "/api/v1/organization/invitations/", {"email": "x@example.com", "role": "member"}, format="json"
+    )
+    listed = client.get("/api/v1/organization/invitations/")
+    if role in MANAGERS:
+        assert invited.status_code == 201 and [i["email"] for i in listed.json()] == ["x@example.com"]
+    else:
+        assert invited.status_code == 403 and invited.json()["code"] == "role_forbids"
+        assert listed.status_code == 403
+    demote = client.patch(f"/api/v1/organization/members/{crew[Role.MEMBER].pk}/", {"role": "read_only"}, format="json")
+    assert demote.status_code == (200 if role in MANAGERS else 403)
+
+
+def test_people_without_an_organization_see_no_members(buyer):
+    response = bearer_client(buyer).get("/api/v1/organization/members/")
+    assert response.status_code == 403 and response.json()["code"] == "not_a_supplier"
