@@ -155,6 +155,7 @@ class Notification(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     dedupe_key = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    link = models.CharField(max_length=300, blank=True, help_text="The object it is about: a path on this site.")
     created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
 

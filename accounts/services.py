@@ -177,13 +177,16 @@ def api_key_authenticate(*, key: str, client_ip: str | None = None) -> ApiKey:
     return api_key
 
 
-def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str | None = None) -> Notification | None:
-    """Record an in-app notification and email it after commit. With a `dedupe_key` seen before,
-    nothing happens (returns None)."""
+def notify(
+    *, user: User, kind: str, title: str, body: str = "", dedupe_key: str | None = None, link: str = ""
+) -> Notification | None:
+    """Record an in-app notification and email it after commit; `link` is the path of the object it
+    is about (the page and the email point there). With a `dedupe_key` seen before, nothing happens
+    (returns None)."""
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
-                user=user, kind=kind, title=title, body=body, dedupe_key=dedupe_key
+                user=user, kind=kind, title=title, body=body, dedupe_key=dedupe_key, link=link
             )
     except IntegrityError:
         return None
@@ -192,16 +195,19 @@ def notify(*, user: User, kind: str, title: str, body: str = "", dedupe_key: str
         recipients = list(
             TeamMembership.objects.filter(team__account=user, role__in=MANAGERS).values_list("user__email", flat=True)
         )
+    text = body or title
+    if link:
+        text = f"{text}\n\n{settings.SITE_URL}{link}"
     if recipients:
-        transaction.on_commit(lambda: send_mail(title, body or title, None, recipients, fail_silently=True))
+        transaction.on_commit(lambda: send_mail(title, text, None, recipients, fail_silently=True))
     return notification
 
 
-def notify_all(users: Iterable[User], *, kind: str, title: str, body: str = "") -> int:
+def notify_all(users: Iterable[User], *, kind: str, title: str, body: str = "", link: str = "") -> int:
     """`notify` each user once (a user appearing twice is told once)."""
     told = 0
     for user in {u.pk: u for u in users}.values():
-        notify(user=user, kind=kind, title=title, body=body)
+        notify(user=user, kind=kind, title=title, body=body, link=link)
         told += 1
     return told
 

@@ -22,6 +22,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.locks import user_lock
@@ -112,7 +113,13 @@ def credit_note_issue(
             postings=[(platform_account(Kind.CREDITS_EXPENSE), -amount), (buyer_wallet(user), amount)],
             reference={"user": user.pk, "reason": reason},
         )
-        notify(user=user, kind="credit_note", title=f"You received a ${amount} credit", body=reason)
+        notify(
+            user=user,
+            kind="credit_note",
+            title=f"You received a ${amount} credit",
+            body=reason,
+            link=reverse("billing:buyer"),
+        )
     return ledger_transaction
 
 
@@ -170,7 +177,13 @@ def credit_note_approve(*, request_id: int, staff: User) -> CreditNoteRequest:
             "ledger_transaction": ledger_transaction.pk,
         },
     )
-    notify(user=request.user, kind="credit_note", title=f"You received a ${request.amount} credit", body=request.reason)
+    notify(
+        user=request.user,
+        kind="credit_note",
+        title=f"You received a ${request.amount} credit",
+        body=request.reason,
+        link=reverse("billing:buyer"),
+    )
     return request
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -113,6 +114,7 @@ def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, reason: 
         title=f"{reason}: ${amount} removed from your balance",
         body=f"Stripe reported a {reason.lower()} on top-up {top_up.pk}.",
         dedupe_key=key,
+        link=reverse("billing:buyer"),
     )
     return True
 

@@ -168,6 +168,7 @@ def _tell(alert: AvailabilityAlert, offer: Offer) -> None:
             f"Your alerts: {reverse('availability_alerts')}"
         ),
         dedupe_key=f"{NOTIFICATION_KIND}:{alert.pk}:{episode}",
+        link=reverse("offer_detail", args=[offer.pk]),
     )
 
 

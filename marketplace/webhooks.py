@@ -39,6 +39,7 @@ from celery import current_app  # type: ignore[import-untyped]
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -327,6 +328,7 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
         kind="webhook_disabled",
         title=f"Webhook endpoint {endpoint.url} was disabled",
         body=f"{reason}. Fix the endpoint, turn it on again and replay the deliveries you need.",
+        link=reverse("webhook_endpoint", args=[endpoint.pk]),
     )
 
 
@@ -403,5 +405,11 @@ def notification_emitted(sender: Any, instance: Any, created: bool, **kwargs: An
         event_emit(
             user_id=instance.user_id,
             event_type=f"notification.{instance.kind}",
-            data={"notification": instance.pk, "kind": instance.kind, "title": instance.title, "body": instance.body},
+            data={
+                "notification": instance.pk,
+                "kind": instance.kind,
+                "title": instance.title,
+                "body": instance.body,
+                "url": f"{settings.SITE_URL}{instance.link}" if instance.link else None,
+            },
         )

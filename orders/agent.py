@@ -13,6 +13,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import notify
@@ -276,4 +277,5 @@ def _release_lost_instance(instance: Instance, *, reason: str) -> None:
             "instance was terminated and nothing more is charged for it. The outage's SLA credit is in your balance."
         ),
         dedupe_key=f"host_lost:{instance.pk}",
+        link=reverse("orders:instance_detail", args=[instance.pk]),
     )

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Field, Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -78,6 +79,14 @@ def report_list_for_user(*, user: User) -> QuerySet[ProblemReport]:
     return queryset.filter(Q(buyer=user) | Q(instance__host__organization__memberships__user=user)).distinct()
 
 
+def reports_open_for_organization(*, organization_id: int, limit: int = 50) -> list[ProblemReport]:
+    """A supplier's open reports (to answer), oldest first."""
+    queryset = ProblemReport.objects.select_related("instance", "instance__host").filter(
+        instance__host__organization_id=organization_id, status__in=OPEN_STATUSES
+    )
+    return list(queryset.order_by("created_at", "id")[:limit])
+
+
 def report_get_for_user(*, user: User, report_id: int | str) -> ProblemReport:
     try:
         return report_list_for_user(user=user).get(pk=int(report_id))
@@ -108,6 +117,7 @@ def report_create(*, buyer: User, instance: Instance, category: str, description
             kind="problem_report",
             title=f"Problem reported on i-{instance.pk}",
             body=f"{report.get_category_display()}: {report.description[:300]}",
+            link=reverse("orders:report_detail", args=[report.pk]),
         )
     return report
 
@@ -130,6 +140,7 @@ def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemR
         kind="problem_report",
         title=f"The supplier answered your report on i-{report.instance_id}",
         body=report.supplier_answer[:500],
+        link=reverse("orders:report_detail", args=[report.pk]),
     )
     return report
 
@@ -226,6 +237,7 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
         kind="problem_report",
         title=f"Your report on i-{report.instance_id} was {report.get_status_display().lower()}",
         body=reason,
+        link=reverse("orders:report_detail", args=[report.pk]),
     )
     return report
 

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.locks import user_lock
@@ -95,6 +96,7 @@ def _warn_low_runway(buyer: User, balance: Decimal, instances: list[Instance], *
         title="Low balance: under an hour left",
         body=f"${balance:.2f} left at ${burn:.2f}/h: about {minutes} minutes. Top up to keep running.",
         dedupe_key=f"balance_low:{buyer.pk}:{now:%Y-%m-%d-%H}",
+        link=reverse("billing:buyer"),
     )
     return sent is not None
 
@@ -121,6 +123,7 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
                 "Top up to keep them and start again."
             ),
             dedupe_key=f"balance_exhausted:{buyer.pk}:{grace_ends:%Y%m%d%H%M%S}",
+            link=reverse("billing:buyer"),
         )
     releasing = [i for i in instances if i.disk_release_at is not None]
     soonest = min((i.disk_release_at for i in releasing if i.disk_release_at), default=None)
@@ -134,6 +137,7 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
                 "with everything on them. Top up to keep them."
             ),
             dedupe_key=f"disk_release_soon:{buyer.pk}:{soonest:%Y%m%d%H%M%S}",
+            link=reverse("billing:buyer"),
         )
         acted = acted or sent is not None
     due = [i for i in releasing if i.disk_release_at and i.disk_release_at <= now]
@@ -151,5 +155,6 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
             kind="disk_released",
             title="Disks released",
             body=f"Your balance stayed at ${balance:.2f} through the grace; the disks of {names} were released.",
+            link=reverse("orders:instances"),
         )
     return acted

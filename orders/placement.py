@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import cast
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.locks import user_lock
@@ -130,6 +131,7 @@ def preemption_notify(*, instance: Instance) -> Notification | None:
             "frees while your bid stands; storage is billed meanwhile."
         ),
         dedupe_key=f"spot-preempted:{instance.pk}:{preemptions}",
+        link=reverse("orders:instance_detail", args=[instance.pk]),
     )
 
 

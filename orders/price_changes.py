@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
@@ -68,6 +69,7 @@ def renters_notify_price_change(*, host: Host) -> int:
                 kind="price_change",
                 title=f"New price for {instance.instance_type_id} on host {host.pk}: ${new_price:.4f}/h",
                 body=f"i-{instance.pk} keeps ${instance.price_per_hour:.4f}/h until you accept the new price.",
+                link=reverse("orders:instance_detail", args=[instance.pk]),
             )
             told += 1
     return told

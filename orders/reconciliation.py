@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import notify
@@ -159,6 +160,7 @@ def _fail_unreported(host: Host, last_seen: dict[int, datetime | None]) -> None:
             title=f"Instance i-{instance.pk} failed",
             body="Its host's agent no longer reports it running. Its disk is kept; terminate it to release it.",
             dedupe_key=f"instance_failed:{instance.pk}",
+            link=reverse("orders:instance_detail", args=[instance.pk]),
         )
         failed.append(instance.pk)
     if failed:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import notify
@@ -74,6 +75,7 @@ def sla_credits_for_outage(*, outage: HostOutage) -> list[LedgerTransaction]:
             title=f"SLA credit: ${amount:.2f}",
             body=f"Instance i-{instance.pk} lost its host for {int(gap.total_seconds()) // 60} minutes.",
             dedupe_key=f"sla:{outage.pk}:{instance.pk}",
+            link=reverse("orders:instance_detail", args=[instance.pk]),
         )
     return credits
 

@@ -4,6 +4,7 @@ without preempting anyone and their bid still stands."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.urls import reverse
 
 from accounts.models import Notification
 from accounts.services import notify
@@ -77,6 +78,7 @@ def spot_resume_notify(*, instance: Instance) -> Notification | None:
             f"i-{instance.pk} is starting again on the same host, with its disk. Compute is billed once it runs."
         ),
         dedupe_key=f"spot-resumed:{instance.pk}:{preemptions}",
+        link=reverse("orders:instance_detail", args=[instance.pk]),
     )
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.urls import reverse
 
 from accounts.models import User
 from accounts.services import notify_all
@@ -44,6 +45,7 @@ def maintenance_schedule(
         kind="maintenance",
         title=f"Planned maintenance on your host {window.starts_at:%Y-%m-%d %H:%M}-{window.ends_at:%H:%M} UTC",
         body=f"{window.reason}. Your instances on host {window.host_id} may be interrupted during the window.",
+        link=reverse("orders:instances"),
     )
     return window
 

@@ -15,7 +15,7 @@ from accounts.scopes import Scope, page_scope
 from accounts.views import members_context, members_post
 from marketplace.errors import ApplicationError
 from marketplace.forms import add_service_errors
-from orders import supply
+from orders import disputes, supply
 
 from . import agent_services, hosts, organizations, selectors
 from .documents import organization_document_upload
@@ -59,11 +59,13 @@ def dashboard(request):
     if organization is None:
         return redirect("suppliers:onboarding")
     hosts = selectors.host_list_for_user(user=request.user).filter(organization=organization).order_by("name")
-    return render(
-        request,
-        "suppliers/dashboard.html",
-        {"organization": organization, "hosts": hosts, "appeals_email": settings.APPEALS_EMAIL},
-    )
+    context = {
+        "organization": organization,
+        "hosts": hosts,
+        "appeals_email": settings.APPEALS_EMAIL,
+        "open_reports": disputes.reports_open_for_organization(organization_id=organization.pk),
+    }
+    return render(request, "suppliers/dashboard.html", context)
 
 
 @page_scope(Scope.SUPPLIER)
