@@ -71,6 +71,8 @@ def top_up_create(
         )
     except stripe.StripeError as error:
         logger.warning("checkout session for top-up %s failed: %s", top_up.pk, error)
+        # Nobody got a checkout link, so nothing can be paid on this row: it is failed, not pending.
+        TopUp.objects.filter(pk=top_up.pk).update(status=TopUp.Status.FAILED)
         raise PaymentProviderError("The payment provider is unavailable; nothing was charged. Try again.") from None
     TopUp.objects.filter(pk=top_up.pk).update(stripe_checkout_session_id=session.id, checkout_url=session.url or "")
     top_up.refresh_from_db()

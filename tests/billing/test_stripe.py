@@ -1,6 +1,7 @@
 """Top-ups, webhooks and payouts: the real stripe library against a local Stripe-speaking server."""
 
 import json
+import socket
 import time
 from decimal import Decimal
 
@@ -209,3 +210,13 @@ def test_refused_payout_returns_the_money_to_payable(stripe_api, supplier_org):
     assert payout_transfer(payout_id=payout.pk) == "failed"
     assert account_balance(payable) == Decimal("50")
     assert LedgerTransaction.objects.filter(key=f"payout-reversal:{payout.pk}").exists()
+
+
+def test_a_top_up_the_provider_refuses_leaves_no_pending_row(settings, buyer):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    response = bearer_client(buyer).post("/api/v1/billing/top-ups/", {"amount": "25.00"}, format="json")
+    assert response.status_code == 502 and response.json()["code"] == "payment_provider_error"
+    assert "nothing was charged" in response.json()["detail"]
+    assert list(TopUp.objects.values_list("status", flat=True)) == ["failed"]
