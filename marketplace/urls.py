@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.scopes import page_scope
+from suppliers import views as supplier_views
 
 from . import views
 
@@ -22,6 +23,8 @@ urlpatterns = [
     path("supplier/", include("suppliers.urls")),
     path("billing/", include("billing.urls")),
     path("staff/moderation/", views.moderation_dashboard, name="moderation"),
+    path("agent/agent.pyz", supplier_views.agent_download, name="agent_download"),
+    path("agent/install.sh", supplier_views.agent_install_script, name="agent_install_script"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

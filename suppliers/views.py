@@ -5,10 +5,10 @@ import datetime as dt
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import InvitationForm
 from accounts.scopes import Scope, page_scope
@@ -18,6 +18,7 @@ from marketplace.forms import add_service_errors
 from orders import disputes, supply
 
 from . import agent_services, hosts, organizations, selectors
+from .agent_distribution import agent_archive
 from .documents import organization_document_upload
 from .forms import HostForm, OrganizationForm
 from .models import OrganizationDocument
@@ -275,3 +276,22 @@ def members(request):
     )
     context |= {"organization": organization, "invite_form": invite_form}
     return render(request, "suppliers/members.html", context)
+
+
+@page_scope(None)
+@require_GET
+def agent_download(request):
+    """The host agent as one file (a Python zipapp); its SHA-256 is in the install script."""
+    archive = agent_archive()
+    response = HttpResponse(archive.content, content_type="application/zip")
+    response["Content-Disposition"] = 'attachment; filename="agent.pyz"'
+    response["X-Content-SHA256"] = archive.sha256
+    return response
+
+
+@page_scope(None)
+@require_GET
+def agent_install_script(request):
+    """`curl -fsSL <platform>/agent/install.sh | sudo sh -s -- --token TOKEN` installs the agent."""
+    context = {"platform": request.build_absolute_uri("/").rstrip("/"), "sha256": agent_archive().sha256}
+    return render(request, "suppliers/agent_install.sh", context, content_type="text/x-shellscript; charset=utf-8")
