@@ -100,11 +100,15 @@ def invitation_find(model: type[Invitation], token: str) -> Any:
     return invitation_lock(model.objects.filter(token_hash=hash_api_secret(token or "")))  # type: ignore[attr-defined]
 
 
+def invitation_invalid() -> NotFound:
+    return NotFound("This invitation link is not valid.", code=AccountErrorCode.INVITATION_INVALID)
+
+
 def invitation_accept(invitation: Any, *, user: User) -> None:
     """Mark `invitation` (locked) accepted by `user`, or refuse: closed, expired, or sent to
     another address."""
     if invitation is None:
-        raise NotFound("This invitation link is not valid.", code=AccountErrorCode.INVITATION_INVALID)
+        raise invitation_invalid()
     if user.is_team:
         raise Forbidden("A team cannot join a team or an organization.", code=AccountErrorCode.ROLE_FORBIDS)
     if not invitation.is_open():

@@ -17,6 +17,7 @@ from .memberships import (
     IssuedInvitation,
     invitation_accept,
     invitation_find,
+    invitation_invalid,
     manager_membership,
     member_remove,
     member_role_set,
@@ -57,10 +58,10 @@ def team_memberships_of(*, user: User) -> QuerySet[TeamMembership]:
     return TeamMembership.objects.filter(user=user).select_related("team", "team__account").order_by("team__name")
 
 
-def team_membership_get(*, user: User, team_id: object) -> TeamMembership:
+def team_membership_get(*, user: User, team_id: int | str) -> TeamMembership:
     """The person's membership of this team; 404 (`not_a_member`) when they are not in it."""
     try:
-        return TeamMembership.objects.select_related("team", "team__account").get(user=user, team_id=int(team_id))  # type: ignore[call-overload]
+        return TeamMembership.objects.select_related("team", "team__account").get(user=user, team_id=int(team_id))
     except (TeamMembership.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such team.", code=AccountErrorCode.NOT_A_MEMBER) from None
 
@@ -101,8 +102,8 @@ def team_invitation_accept(*, token: str, user: User) -> TeamMembership:
     """Join the team the invitation names, with its role."""
     found = team_invitation_for_token(token)
     if found is None:
-        invitation_accept(None, user=user)
-    team = team_lock(team_id=found.team_id)  # type: ignore[union-attr]
+        raise invitation_invalid()
+    team = team_lock(team_id=found.team_id)
     invitation = invitation_find(TeamInvitation, token)
     invitation_accept(invitation, user=user)
     if team.memberships.filter(user=user).exists():

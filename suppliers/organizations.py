@@ -18,6 +18,7 @@ from accounts.memberships import (
     IssuedInvitation,
     invitation_accept,
     invitation_find,
+    invitation_invalid,
     manager_membership,
     member_remove,
     member_role_set,
@@ -213,8 +214,8 @@ def organization_invitation_accept(*, token: str, user: User) -> Membership:
     """Join the organization the invitation names, with its role; a person belongs to one."""
     found = organization_invitation_for_token(token)
     if found is None:
-        invitation_accept(None, user=user)
-    organization = organization_lock(organization_id=found.organization_id)  # type: ignore[union-attr]
+        raise invitation_invalid()
+    organization = organization_lock(organization_id=found.organization_id)
     invitation = invitation_find(OrganizationInvitation, token)
     invitation_accept(invitation, user=user)
     if Membership.objects.filter(user=user).exists():

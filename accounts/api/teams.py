@@ -9,12 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import teams
-from accounts.errors import AccountErrorCode
+from accounts.memberships import invitation_invalid
 from accounts.models import TeamMembership
 from accounts.roles import MANAGERS, Role
 from accounts.scopes import ACCOUNT
 from marketplace.api import json_types
-from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from suppliers import organizations
 
@@ -188,5 +187,5 @@ class InvitationAcceptView(APIView):
             body = {"joined": "organization", "id": member.organization_id, "name": member.organization.name}
             body["role"] = member.role
         else:
-            raise NotFound("This invitation link is not valid.", code=AccountErrorCode.INVITATION_INVALID)
+            raise invitation_invalid()
         return Response(AcceptedSerializer(body).data, status=status.HTTP_201_CREATED)

@@ -145,7 +145,8 @@ def test_host_page_shows_agent_status_and_makes_a_registration_token(client, sup
     assert "No agent yet" in page and "not reported yet" in page
     response = client.post(reverse("suppliers:host_registration_token", args=[approved_host.pk]))
     token = response.context["token"]
-    assert token in response.content.decode() and "python -m agent register" in response.content.decode()
+    page = response.content.decode()
+    assert token in page and f"/agent/install.sh | sudo sh -s -- --token {token}" in page
     assert HostRegistrationToken.objects.filter(host=approved_host).count() == 1
     host, _ = agent_register(token=token)
     agent_report_inventory(
