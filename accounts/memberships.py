@@ -7,6 +7,7 @@ pass its `memberships` and `invitations` managers."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -123,6 +124,18 @@ def invitation_accept(invitation: Any, *, user: User) -> None:
         )
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])
+
+
+def invitation_take(model: type[Invitation], token: str, *, user: User, lock_group: Callable[[Any], Any]) -> Any:
+    """Accept the invitation `token` names for `user`: the group it names is locked first
+    (`lock_group(invitation)`, the lock order), then the invitation. Returns (group, invitation)."""
+    found = model.objects.filter(token_hash=hash_api_secret(token or "")).first()  # type: ignore[attr-defined]
+    if found is None:
+        raise invitation_invalid()
+    group = lock_group(found)
+    invitation = invitation_find(model, token)
+    invitation_accept(invitation, user=user)
+    return group, invitation
 
 
 def invitation_revoke(invitations: Any, *, invitation_id: int) -> None:

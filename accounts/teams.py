@@ -15,9 +15,7 @@ from .errors import AccountErrorCode
 from .locks import team_lock
 from .memberships import (
     IssuedInvitation,
-    invitation_accept,
-    invitation_find,
-    invitation_invalid,
+    invitation_take,
     manager_membership,
     member_remove,
     member_role_set,
@@ -100,12 +98,9 @@ def team_invitation_for_token(token: str) -> TeamInvitation | None:
 @transaction.atomic
 def team_invitation_accept(*, token: str, user: User) -> TeamMembership:
     """Join the team the invitation names, with its role."""
-    found = team_invitation_for_token(token)
-    if found is None:
-        raise invitation_invalid()
-    team = team_lock(team_id=found.team_id)
-    invitation = invitation_find(TeamInvitation, token)
-    invitation_accept(invitation, user=user)
+    team, invitation = invitation_take(
+        TeamInvitation, token, user=user, lock_group=lambda found: team_lock(team_id=found.team_id)
+    )
     if team.memberships.filter(user=user).exists():
         raise Conflict("You are already in this team.", code=AccountErrorCode.ALREADY_MEMBER)
     _room_for_another_team(user)

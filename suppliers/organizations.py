@@ -16,9 +16,7 @@ from django.utils import timezone
 from accounts.errors import AccountErrorCode
 from accounts.memberships import (
     IssuedInvitation,
-    invitation_accept,
-    invitation_find,
-    invitation_invalid,
+    invitation_take,
     manager_membership,
     member_remove,
     member_role_set,
@@ -212,12 +210,12 @@ def organization_invitation_for_token(token: str) -> OrganizationInvitation | No
 @transaction.atomic
 def organization_invitation_accept(*, token: str, user: User) -> Membership:
     """Join the organization the invitation names, with its role; a person belongs to one."""
-    found = organization_invitation_for_token(token)
-    if found is None:
-        raise invitation_invalid()
-    organization = organization_lock(organization_id=found.organization_id)
-    invitation = invitation_find(OrganizationInvitation, token)
-    invitation_accept(invitation, user=user)
+    organization, invitation = invitation_take(
+        OrganizationInvitation,
+        token,
+        user=user,
+        lock_group=lambda found: organization_lock(organization_id=found.organization_id),
+    )
     if Membership.objects.filter(user=user).exists():
         raise Conflict(
             "You already belong to a supplier organization: leave it first.", code=AccountErrorCode.ALREADY_MEMBER
