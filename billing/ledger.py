@@ -19,6 +19,7 @@ from django.db.models import F, Q, Sum
 
 from accounts.models import User
 from marketplace.audit import audit_record
+from marketplace.currency import platform_currency
 from marketplace.errors import InvalidInput
 from marketplace.walks import Walk, walk_from
 from suppliers.models import Organization
@@ -29,19 +30,20 @@ from .models import LedgerAccount, LedgerPosting, LedgerTransaction
 
 Kind = LedgerAccount.Kind
 logger = logging.getLogger(__name__)
-CURRENCY = "USD"
 
 
 def _account_key(
-    kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str = CURRENCY
+    kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str | None = None
 ) -> str:
+    currency = currency or platform_currency().code
     owner = f"user:{user.pk}" if user else f"org:{organization.pk}" if organization else "platform"
     return f"{kind}:{owner}:{currency}"
 
 
 def _account(
-    kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str = CURRENCY
+    kind: str, *, user: User | None = None, organization: Organization | None = None, currency: str | None = None
 ) -> LedgerAccount:
+    currency = currency or platform_currency().code
     key = _account_key(kind, user=user, organization=organization, currency=currency)
     account = LedgerAccount.objects.filter(key=key).first()
     if account is not None:
@@ -58,8 +60,9 @@ def _account(
 def owner_accounts(kind: str, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
     """The buyer wallets (kind BUYER_WALLET, by user id) or supplier payables (by organization id)
     of many owners at once, created where missing: two queries whatever their number."""
+    currency = platform_currency().code
     prefix, owner_field = ("user", "user_id") if kind == Kind.BUYER_WALLET else ("org", "organization_id")
-    owner_by_key = {f"{kind}:{prefix}:{owner}:{CURRENCY}": owner for owner in set(owner_ids)}
+    owner_by_key = {f"{kind}:{prefix}:{owner}:{currency}": owner for owner in set(owner_ids)}
     if not owner_by_key:
         return {}
     found = {account.key: account for account in LedgerAccount.objects.filter(key__in=owner_by_key)}
@@ -67,7 +70,7 @@ def owner_accounts(kind: str, owner_ids: Iterable[int]) -> dict[int, LedgerAccou
     if missing:
         LedgerAccount.objects.bulk_create(
             [
-                LedgerAccount(kind=kind, key=key, currency=CURRENCY, **{owner_field: owner_by_key[key]})
+                LedgerAccount(kind=kind, key=key, currency=currency, **{owner_field: owner_by_key[key]})
                 for key in missing
             ],
             ignore_conflicts=True,

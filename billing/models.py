@@ -1,4 +1,5 @@
-"""Double-entry ledger, usage records and top-ups. Money is Decimal with 6 places, in USD.
+"""Double-entry ledger, usage records and top-ups. Money is Decimal with 6 places, in the
+platform currency (settings.PLATFORM_CURRENCY: USD by default).
 
 Sign convention: every posting is signed and a transaction's postings sum to zero per currency.
 An account's balance is the sum of its postings (kept on the row for owner accounts): a buyer
@@ -16,7 +17,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from marketplace.currency import platform_currency
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
+
+
+def platform_currency_code() -> str:
+    return platform_currency().code
 
 
 class _MoneyDigits(TypedDict):
@@ -44,7 +50,7 @@ class LedgerAccount(models.Model):
     organization = models.ForeignKey(
         "suppliers.Organization", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
     )
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default=platform_currency_code)
     key = models.CharField(max_length=64, unique=True, help_text="kind:owner:currency - one account each.")
     balance = models.DecimalField(
         **MONEY,
@@ -118,7 +124,7 @@ class LedgerPosting(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="postings")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
     amount = models.DecimalField(**MONEY, help_text="Signed; a transaction's postings sum to zero.")
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default=platform_currency_code)
 
     class Meta:
         ordering = ["id"]
@@ -185,7 +191,7 @@ class TopUp(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="top_ups")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default=platform_currency_code)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_checkout_session_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
@@ -227,7 +233,7 @@ class Payout(models.Model):
 
     organization = models.ForeignKey("suppliers.Organization", on_delete=models.PROTECT, related_name="payouts")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default=platform_currency_code)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_account_id = models.CharField(max_length=255)
     stripe_transfer_id = models.CharField(max_length=255, blank=True)
@@ -263,7 +269,7 @@ class CreditNoteRequest(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default=platform_currency_code)
     reason = models.TextField(max_length=2000)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import notify
+from marketplace.currency import platform_currency
 from marketplace.errors import InvalidInput
 
 from .errors import PaymentProviderError
@@ -55,7 +56,7 @@ def top_up_create(
                     {
                         "quantity": 1,
                         "price_data": {
-                            "currency": "usd",
+                            "currency": platform_currency().stripe_code,
                             "unit_amount": to_cents(amount),
                             "product_data": {"name": "Compute marketplace credit"},
                         },

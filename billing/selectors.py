@@ -15,6 +15,7 @@ from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from accounts.models import User
+from marketplace.currency import platform_currency
 from marketplace.errors import InvalidInput
 from marketplace.money import CENT, PRICE_PLACES, PRICE_QUANTUM, quantize_price
 from suppliers.models import Organization
@@ -109,7 +110,7 @@ def supplier_earnings(*, organization: Organization) -> dict:
         "payable": balance if balance > 0 else zero,
         "owed_by_supplier": -balance if balance < 0 else zero,
         "paid_out": money_sum(Payout.objects.filter(organization=organization, status="paid")),
-        "currency": "USD",
+        "currency": platform_currency().code,
     }
 
 
@@ -223,7 +224,7 @@ def statement(*, user: User, month: str) -> dict:
     closing = opening + sum((line.amount for line in lines), Decimal(0))
     return {
         "month": month,
-        "currency": "USD",
+        "currency": platform_currency().code,
         "opening_balance": opening,
         "closing_balance": closing,
         "totals": totals,

@@ -6,6 +6,7 @@ exact; amounts are rounded to cents only at a named boundary (an invoice line, a
 
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 PRICE_DIGITS = 14
 PRICE_PLACES = 6
@@ -45,3 +46,25 @@ def parse_money(text: str | None, *, places: int = CENT_PLACES) -> Decimal | Non
     if len(decimals) > places:
         return None
     return Decimal(text)
+
+
+class Currency(NamedTuple):
+    """A platform currency: its ISO code, the symbol people read and Stripe's lower-case code."""
+
+    code: str
+    symbol: str
+    stripe_code: str
+
+
+# Both have two minor units (cents, fen), so the ledger's cent boundary serves either.
+CURRENCIES = {
+    "USD": Currency("USD", "$", "usd"),
+    "CNY": Currency("CNY", "¥", "cny"),
+}
+
+
+def format_money(value: Decimal | int | str, currency: Currency, places: int = CENT_PLACES) -> str:
+    """-1234.5 -> '-$1,234.50': the sign before the symbol, thousands separators, fixed places."""
+    amount = as_money(value)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{currency.symbol}{abs(amount):,.{int(places)}f}"

@@ -12,6 +12,7 @@ from billing.models import LedgerPosting, Payout, TopUp, UsageRecord
 from marketplace.api import json_types
 from marketplace.api.inputs import CheckedLookupMixin
 from marketplace.api.pagination import CursorPagination
+from marketplace.currency import platform_currency
 from marketplace.errors import NotFound
 from marketplace.idempotency import idempotent
 from orders.selectors import buyer_balance
@@ -222,7 +223,7 @@ class EarningsView(APIView):
                 "payable": str(earnings["payable"]),
                 "owed_by_supplier": str(earnings["owed_by_supplier"]),
                 "paid_out": str(earnings["paid_out"]),
-                "currency": "USD",
+                "currency": platform_currency().code,
                 "revenue_by_host": [{**row, "earned": str(row["earned"])} for row in by_host],
             }
         )

@@ -82,7 +82,10 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.unread_notifications",
                 "accounts.context_processors.acting_team",
+                "marketplace.context_processors.currency",
             ],
+            # `money`, `percent` and the other display filters on every page without a load tag.
+            "builtins": ["marketplace.templatetags.market"],
         },
     },
 ]
@@ -330,7 +333,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Marketplace rules
-PLATFORM_CURRENCY = "USD"
+# The platform currency, a deployment setting (marketplace.money.CURRENCIES): USD by default, CNY
+# for a Chinese deployment. Every balance, price and Stripe charge is in it; it is not converted.
+PLATFORM_CURRENCY = env.str("CURRENCY", default="USD").upper()
 SPOT_PREEMPTION_GRACE_SECONDS = env.int("SPOT_PREEMPTION_GRACE_SECONDS", default=30)
 # At zero balance a stopped instance's disk is kept this long (and billed: the most a buyer can
 # owe), then released.

@@ -10,7 +10,8 @@ runserver). They live beside the settings they judge; marketplace.apps registers
 Ids: marketplace.E001 SECRET_KEY is the development value; E002 SECRET_KEY is weak; E003/E004/E005 the
 Stripe secret key, webhook secret and publishable key; E006 DEBUG is on; E007 ALLOWED_HOSTS is empty or
 "*"; E008 STRIPE_API_BASE is not HTTPS; E009 TRUSTED_PROXY_COUNT is negative (any environment); E010
-ENVIRONMENT_ENCRYPTION_KEYS is the development value; E011 it is not a list of Fernet keys (any environment).
+ENVIRONMENT_ENCRYPTION_KEYS is the development value; E011 it is not a list of Fernet keys (any environment);
+E012 CURRENCY is not one the platform knows (any environment).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+
+from marketplace.money import CURRENCIES
 
 # (setting, check id, the prefixes a live-mode value starts with). Stripe's test-mode keys start with
 # sk_test_/rk_test_/pk_test_; webhook signing secrets carry no mode, so only their shape is checked.
@@ -162,3 +165,17 @@ def environment_encryption_keys_check(app_configs: Any, **kwargs: Any) -> list[C
             )
         )
     return errors
+
+
+@register()
+def currency_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Balances are not converted: an unknown currency would show and charge amounts in the wrong unit."""
+    if settings.PLATFORM_CURRENCY not in CURRENCIES:
+        return [
+            Error(
+                f"CURRENCY {settings.PLATFORM_CURRENCY!r} is not supported.",
+                hint=f"Use one of: {', '.join(CURRENCIES)}.",
+                id="marketplace.E012",
+            )
+        ]
+    return []

@@ -2,6 +2,9 @@ from decimal import Decimal
 
 from django import template
 
+from marketplace.currency import platform_currency
+from marketplace.money import format_money
+
 register = template.Library()
 
 
@@ -15,9 +18,7 @@ def percent(value, places: int = 1) -> str:
 
 @register.filter
 def money(value, places: int = 2) -> str:
-    """-1.5 -> '-$1.50'; 2 -> '$2.00'."""
+    """-1234.5 -> '-$1,234.50' (or '-¥1,234.50' where CURRENCY=CNY); '—' for None."""
     if value is None or value == "":
         return "—"
-    amount = Decimal(value)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,.{int(places)}f}"
+    return format_money(Decimal(value), platform_currency(), int(places))
