@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import set_language
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.scopes import page_scope
@@ -23,6 +24,7 @@ urlpatterns = [
     path("supplier/", include("suppliers.urls")),
     path("billing/", include("billing.urls")),
     path("staff/moderation/", views.moderation_dashboard, name="moderation"),
+    path("i18n/setlang/", page_scope(None)(set_language), name="set_language"),
     path("agent/agent.pyz", supplier_views.agent_download, name="agent_download"),
     path("agent/install.sh", supplier_views.agent_install_script, name="agent_install_script"),
     path("admin/", admin.site.urls),

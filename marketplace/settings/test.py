@@ -35,3 +35,6 @@ API_RATE_LIMITS = {
 }
 # Webhook tests post to receivers on 127.0.0.1; the refusal of private addresses is tested with it off.
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+
+# Tests read English pages unless they pick a language (the language cookie) themselves.
+LANGUAGE_CODE = "en-us"
