@@ -22,7 +22,9 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from marketplace.currency import money_text
 from marketplace.errors import InvalidInput, NotFound, validation_fields
 
 from .errors import (
@@ -217,7 +219,8 @@ def buyer_set_spend_limit(*, buyer: User, limit_per_hour: Decimal | None) -> Use
     """The buyer's ceiling on the total hourly price of their live instances (locks the user row)."""
     if limit_per_hour is None or limit_per_hour < 0 or limit_per_hour > Decimal("1000000"):
         raise InvalidInput(
-            "The limit is between 0 and 1,000,000 USD per hour.", fields={"spend_limit_per_hour": ["Out of range."]}
+            _("The limit is between 0 and %(max)s per hour.") % {"max": money_text(Decimal("1000000"))},
+            fields={"spend_limit_per_hour": [_("Out of range.")]},
         )
     buyer = user_lock(user_id=buyer.pk)
     buyer.spend_limit_per_hour = limit_per_hour.quantize(Decimal("0.01"))

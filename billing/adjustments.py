@@ -24,11 +24,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.locks import user_lock
 from accounts.models import User
 from accounts.services import notify
 from marketplace.audit import audit_record
+from marketplace.currency import money_text
 from marketplace.errors import Forbidden, InvalidInput
 from marketplace.models import clean_text
 from marketplace.money import CENT
@@ -66,8 +68,8 @@ def _check_amount(amount: Decimal | None) -> Decimal:
     maximum = credit_note_maximum()
     if amount > maximum:
         raise CreditNoteTooLarge(
-            f"A credit note is at most ${maximum}.",
-            fields={"amount": [f"At most ${maximum}."]},
+            _("A credit note is at most %(maximum)s.") % {"maximum": money_text(maximum)},
+            fields={"amount": [_("At most %(maximum)s.") % {"maximum": money_text(maximum)}]},
             extra={"maximum": str(maximum)},
         )
     return amount
@@ -116,7 +118,7 @@ def credit_note_issue(
         notify(
             user=user,
             kind="credit_note",
-            title=f"You received a ${amount} credit",
+            title=_("You received a %(amount)s credit") % {"amount": money_text(amount)},
             body=reason,
             link=reverse("billing:buyer"),
         )
@@ -136,7 +138,10 @@ def credit_note_approve(*, request_id: int, staff: User) -> CreditNoteRequest:
         raise SecondApproverRequired("Another staff member must approve a credit note you requested.")
     maximum = credit_note_maximum()
     if request.amount > maximum:  # the ceiling was lowered since the request
-        raise CreditNoteTooLarge(f"A credit note is at most ${maximum}.", extra={"maximum": str(maximum)})
+        raise CreditNoteTooLarge(
+            _("A credit note is at most %(maximum)s.") % {"maximum": money_text(maximum)},
+            extra={"maximum": str(maximum)},
+        )
     requester = User.objects.get(pk=request.requested_by_id)
     ledger_transaction = post_transaction(
         kind=LedgerTransaction.Kind.CREDIT,
@@ -180,7 +185,7 @@ def credit_note_approve(*, request_id: int, staff: User) -> CreditNoteRequest:
     notify(
         user=request.user,
         kind="credit_note",
-        title=f"You received a ${request.amount} credit",
+        title=_("You received a %(amount)s credit") % {"amount": money_text(request.amount)},
         body=request.reason,
         link=reverse("billing:buyer"),
     )
@@ -260,9 +265,12 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
         )
         if parts.charge > payments.room():
             raise CreditExceedsPaid(
-                f"Refunding ${parts.charge} would give back more than the buyer paid for i-{instance.pk} "
-                f"(${payments.paid}, of which ${payments.credited} was already given back).",
-                fields={"usage_record": [f"At most ${payments.room()} can still be given back for this rental."]},
+                f"Refunding {money_text(parts.charge, 6)} would give back more than the buyer paid for "
+                f"i-{instance.pk} ({money_text(payments.paid)}, of which {money_text(payments.credited)} was "
+                "already given back).",
+                fields={
+                    "usage_record": [f"At most {money_text(payments.room())} can still be given back for this rental."]
+                },
                 extra={"bound": str(payments.room()), "paid": str(payments.paid), "credited": str(payments.credited)},
             )
         earner_kind, earner_id = earner_owner(payers)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.currency import money_text
 from marketplace.webhooks import PAYOUT_FAILED, PAYOUT_PAID, event_emit
 from suppliers.locks import organization_lock
 from suppliers.models import Organization
@@ -105,7 +106,7 @@ def payout_transfer(*, payout_id: int) -> str:
             balance = account_balance(supplier_payable(payout.organization))
             if balance < 0:
                 return _payout_failed(
-                    payout, f"Held: the supplier owes ${-balance:.2f}; this payout was returned to its payable."
+                    payout, f"Held: the supplier owes {money_text(-balance)}; this payout was returned to its payable."
                 )
         payout.attempts += 1
         payout.save(update_fields=["attempts"])

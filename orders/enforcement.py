@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.locks import user_lock
 from accounts.models import User
@@ -29,6 +30,7 @@ from accounts.services import notify
 from billing import rating
 from billing.ledger import lock_wallet
 from billing.selectors import account_balance
+from marketplace.currency import money_text
 from marketplace.walks import Walk, walk_from
 
 from .lifecycle import instance_stop, instance_terminate
@@ -93,8 +95,9 @@ def _warn_low_runway(buyer: User, balance: Decimal, instances: list[Instance], *
     sent = notify(
         user=buyer,
         kind="balance_low",
-        title="Low balance: under an hour left",
-        body=f"${balance:.2f} left at ${burn:.2f}/h: about {minutes} minutes. Top up to keep running.",
+        title=_("Low balance: under an hour left"),
+        body=_("%(balance)s left at %(burn)s/h: about %(minutes)d minutes. Top up to keep running.")
+        % {"balance": money_text(balance), "burn": money_text(burn), "minutes": minutes},
         dedupe_key=f"balance_low:{buyer.pk}:{now:%Y-%m-%d-%H}",
         link=reverse("billing:buyer"),
     )
@@ -116,12 +119,13 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
         notify(
             user=buyer,
             kind="balance_exhausted",
-            title="Your balance is used up: instances stopped, disks kept for now",
-            body=(
-                f"Your balance reached ${balance:.2f}. Running instances were stopped; their disks are kept "
-                f"until {grace_ends:%Y-%m-%d %H:%M} UTC and then released with everything on them. "
+            title=_("Your balance is used up: instances stopped, disks kept for now"),
+            body=_(
+                "Your balance reached %(balance)s. Running instances were stopped; their disks are kept "
+                "until %(until)s UTC and then released with everything on them. "
                 "Top up to keep them and start again."
-            ),
+            )
+            % {"balance": money_text(balance), "until": f"{grace_ends:%Y-%m-%d %H:%M}"},
             dedupe_key=f"balance_exhausted:{buyer.pk}:{grace_ends:%Y%m%d%H%M%S}",
             link=reverse("billing:buyer"),
         )
@@ -131,11 +135,12 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
         sent = notify(
             user=buyer,
             kind="disk_release_soon",
-            title="Your disks will be released within 24 hours",
-            body=(
-                f"Your balance is ${balance:.2f}. Stopped disks are released from {soonest:%Y-%m-%d %H:%M} UTC, "
+            title=_("Your disks will be released within 24 hours"),
+            body=_(
+                "Your balance is %(balance)s. Stopped disks are released from %(soonest)s UTC, "
                 "with everything on them. Top up to keep them."
-            ),
+            )
+            % {"balance": money_text(balance), "soonest": f"{soonest:%Y-%m-%d %H:%M}"},
             dedupe_key=f"disk_release_soon:{buyer.pk}:{soonest:%Y%m%d%H%M%S}",
             link=reverse("billing:buyer"),
         )
@@ -153,8 +158,9 @@ def _at_zero(buyer: User, balance: Decimal, instances: list[Instance], *, now: d
         notify(
             user=buyer,
             kind="disk_released",
-            title="Disks released",
-            body=f"Your balance stayed at ${balance:.2f} through the grace; the disks of {names} were released.",
+            title=_("Disks released"),
+            body=_("Your balance stayed at %(balance)s through the grace; the disks of %(names)s were released.")
+            % {"balance": money_text(balance), "names": names},
             link=reverse("orders:instances"),
         )
     return acted

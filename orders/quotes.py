@@ -14,10 +14,12 @@ from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from billing import rating
 from marketplace.broker import place
+from marketplace.currency import price_text
 from marketplace.money import quantize_price
 from suppliers.offers import TermsRefusal, rental_terms_refusal
 
@@ -136,9 +138,14 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
         ]
         if prices and min(prices) > ceiling:
             return InsufficientCapacity(
-                f"Your ceiling of ${ceiling}/h is below every matching price; the lowest is ${min(prices)}/h.",
+                _("Your ceiling of %(ceiling)s/h is below every matching price; the lowest is %(lowest)s/h.")
+                % {"ceiling": price_text(ceiling), "lowest": price_text(min(prices))},
                 code=OrderErrorCode.PRICE_CEILING_TOO_LOW,
-                fields={"max_price_per_hour": [f"Below the lowest matching price, ${min(prices)}/h."]},
+                fields={
+                    "max_price_per_hour": [
+                        _("Below the lowest matching price, %(lowest)s/h.") % {"lowest": price_text(min(prices))}
+                    ]
+                },
                 extra={"lowest_price_per_hour": str(min(prices))},
             )
     if target.pricing == Pricing.SPOT and not ranked:
@@ -148,8 +155,11 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
         ]
         if floors and min(floors) > cast(Decimal, target.max_price_per_hour):
             return InsufficientCapacity(
-                f"Your bid of ${target.max_price_per_hour}/h is below every matching host's minimum; the "
-                f"lowest accepted bid is ${min(floors)}/h.",
+                _(
+                    "Your bid of %(bid)s/h is below every matching host's minimum; "
+                    "the lowest accepted bid is %(floor)s/h."
+                )
+                % {"bid": price_text(cast(Decimal, target.max_price_per_hour)), "floor": price_text(min(floors))},
                 code=OrderErrorCode.BID_TOO_LOW,
                 extra={"lowest_accepted_bid_per_hour": str(min(floors))},
             )

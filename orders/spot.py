@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from accounts.models import Notification
 from accounts.services import notify
 from marketplace import capacity
+from marketplace.currency import price_text
 from marketplace.walks import Walk, walk_from
 from suppliers.locks import host_lock_if_present
 from suppliers.models import Host
@@ -72,11 +74,12 @@ def spot_resume_notify(*, instance: Instance) -> Notification | None:
     return notify(
         user=instance.buyer,
         kind="spot_resumed",
-        title=f"Spot instance i-{instance.pk} resumed",
-        body=(
-            f"Capacity freed while your bid of ${instance.price_per_hour}/h stands: your spot instance "
-            f"i-{instance.pk} is starting again on the same host, with its disk. Compute is billed once it runs."
-        ),
+        title=_("Spot instance i-%(id)d resumed") % {"id": instance.pk},
+        body=_(
+            "Capacity freed while your bid of %(bid)s/h stands: your spot instance i-%(id)d is starting again "
+            "on the same host, with its disk. Compute is billed once it runs."
+        )
+        % {"bid": price_text(instance.price_per_hour), "id": instance.pk},
         dedupe_key=f"spot-resumed:{instance.pk}:{preemptions}",
         link=reverse("orders:instance_detail", args=[instance.pk]),
     )

@@ -245,10 +245,10 @@ def test_the_page_keeps_what_was_typed_and_shows_errors_next_to_fields(client, b
     )
     assert response.status_code == 200  # shown again, not redirected
     form = response.context["credit_form"]
-    assert form.errors["amount"] == ["At most $10000.00."]
+    assert form.errors["amount"] == ["At most $10,000.00."]
     page = response.content.decode()
     assert 'value="Typed reason"' in page and 'value="999999999999"' in page
-    assert "At most $10000.00." in page
+    assert "At most $10,000.00." in page
     unknown = client.post(
         reverse("billing:staff_adjustments"),
         {"action": "credit", "email": "nobody@example.com", "amount": "5.00", "reason": "x"},
