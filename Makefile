@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint format check typecheck seed bench oversell clean production
+.PHONY: run test venv lint format check typecheck seed bench oversell clean production messages
 
 $(STAMP): requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ check: venv
 typecheck: venv ## mypy over the domain layers of docs/architecture.md (files listed in pyproject.toml) and the client
 	$(BIN)/mypy
 	$(BIN)/mypy client/marketplace_client
+
+messages: venv ## regenerate the zh-Hans catalogue from the code and templates, then compile it (translate new entries in locale/)
+	$(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=client --ignore=agent --ignore=bench --ignore=tests --ignore=staticfiles --ignore=var
+	$(BIN)/python manage.py compilemessages --ignore=.venv
 
 seed: venv
 	$(BIN)/python manage.py migrate --noinput

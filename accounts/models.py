@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .roles import Role
 
@@ -34,8 +35,8 @@ class UserManager(BaseUserManager["User"]):
 
 class User(AbstractBaseUser, PermissionsMixin):
     class Role(models.TextChoices):
-        BUYER = "buyer", "Buyer"
-        SUPPLIER = "supplier", "Supplier"
+        BUYER = "buyer", _("Buyer")
+        SUPPLIER = "supplier", _("Supplier")
 
     email = models.EmailField(unique=True)
     full_name = models.CharField(max_length=150, blank=True)

@@ -15,16 +15,17 @@ webhooks needs every scope (`ACCOUNT`).
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from .scopes import ACCOUNT, Scope, area_scopes
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
-    BILLING = "billing", "Billing only"
-    READ_ONLY = "read_only", "Read only"
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", _("Admin")
+    MEMBER = "member", _("Member")
+    BILLING = "billing", _("Billing only")
+    READ_ONLY = "read_only", _("Read only")
 
 
 _EVERYTHING = frozenset({Scope.READ, Scope.ORDERS, Scope.INSTANCES, Scope.BILLING, Scope.SUPPLIER, ACCOUNT})
@@ -35,7 +36,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     Role.BILLING: frozenset({Scope.BILLING}),
     Role.READ_ONLY: frozenset({Scope.READ}),
 }
-ROLE_HELP = (
+ROLE_HELP = _(
     "Owner and admin: everything (admins cannot make owners or admins). Member: orders and instances "
     "(in a supplier organization, hosts). Billing only: wallet, top-ups, spend ceiling, earnings. "
     "Read only: sees everything, changes nothing."

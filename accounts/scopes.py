@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -24,16 +26,16 @@ class Scope(StrEnum):
 
     @property
     def label(self) -> str:
-        return SCOPE_LABELS[self]
+        return str(SCOPE_LABELS[self])
 
 
 SCOPE_LABELS = {
-    Scope.READ: "Read: everything the account can see",
-    Scope.ORDERS: "Orders: quotes, orders, templates, alerts",
-    Scope.INSTANCES: "Instances: start, stop, terminate; SSH keys; problem reports",
-    Scope.BILLING: "Billing: top-ups, spend ceiling, payouts",
-    Scope.SUPPLIER: "Supplier: hosts, organization, answers to reports",
-    Scope.STAFF: "Staff: act as staff (staff accounts only)",
+    Scope.READ: _("Read: everything the account can see"),
+    Scope.ORDERS: _("Orders: quotes, orders, templates, alerts"),
+    Scope.INSTANCES: _("Instances: start, stop, terminate; SSH keys; problem reports"),
+    Scope.BILLING: _("Billing: top-ups, spend ceiling, payouts"),
+    Scope.SUPPLIER: _("Supplier: hosts, organization, answers to reports"),
+    Scope.STAFF: _("Staff: act as staff (staff accounts only)"),
 }
 # A key created without naming scopes: everything but staff powers.
 DEFAULT_SCOPES = tuple(scope for scope in Scope if scope != Scope.STAFF)

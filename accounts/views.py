@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from marketplace.errors import ApplicationError, error_body
@@ -48,7 +49,7 @@ def signup(request):
             add_service_errors(form, error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, "Welcome! Your account is ready.")
+            messages.success(request, _("Welcome! Your account is ready."))
             return redirect("accounts:home")
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -56,12 +57,12 @@ def signup(request):
 @page_scope(None)
 @login_required
 def home(request):
-    """Send people where their role starts: suppliers to their dashboard, buyers to the offers."""
+    """Send people where their role starts: suppliers to their dashboard, buyers to theirs."""
     if request.user.is_staff:
         return redirect("admin:index")
     if request.user.role == User.Role.SUPPLIER:
         return redirect("suppliers:dashboard")
-    return redirect("offers")
+    return redirect("orders:dashboard")
 
 
 @page_scope(ACCOUNT)
@@ -92,7 +93,7 @@ def api_keys(request):
 def api_key_revoke(request, key_id: int):
     api_key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     services.api_key_revoke(api_key=api_key)
-    messages.success(request, f"Key “{api_key.name}” revoked.")
+    messages.success(request, _("Key “%(name)s” revoked.") % {"name": api_key.name})
     return redirect("accounts:api_keys")
 
 
@@ -107,7 +108,10 @@ def ssh_keys(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Key “{key.name}” added ({key.fingerprint}).")
+            messages.success(
+                request,
+                _("Key “%(name)s” added (%(fingerprint)s).") % {"name": key.name, "fingerprint": key.fingerprint},
+            )
             return redirect("accounts:ssh_keys")
     keys = SshKey.objects.filter(user=request.user)
     return render(request, "accounts/ssh_keys.html", {"form": form, "keys": keys})
@@ -119,7 +123,7 @@ def ssh_keys(request):
 def ssh_key_delete(request, key_id: int):
     key = get_object_or_404(SshKey, pk=key_id, user=request.user)
     services.ssh_key_delete(user=request.user, key_id=key.pk)
-    messages.success(request, f"Key “{key.name}” deleted; instances already ordered keep it.")
+    messages.success(request, _("Key “%(name)s” deleted; instances already ordered keep it.") % {"name": key.name})
     return redirect("accounts:ssh_keys")
 
 
@@ -199,18 +203,18 @@ def members_post(request, *, invite, role_set, remove, revoke) -> tuple[bool, In
             if not form.is_valid():
                 return False, form
             issued = invite(email=form.cleaned_data["email"], role=form.cleaned_data["role"])
-            messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
+            messages.success(request, _("Invitation emailed to %(email)s.") % {"email": issued.invitation.email})
         elif action == "role" and user_id is not None:
             role_set(user_id=user_id, role=request.POST.get("role"))
-            messages.success(request, "Role changed.")
+            messages.success(request, _("Role changed."))
         elif action == "remove" and user_id is not None:
             remove(user_id=user_id)
-            messages.success(request, "You left." if user_id == request.person.pk else "Member removed.")
+            messages.success(request, _("You left.") if user_id == request.person.pk else _("Member removed."))
         elif action == "revoke" and posted_int(request, "invitation") is not None:
             revoke(invitation_id=posted_int(request, "invitation"))
-            messages.success(request, "Invitation revoked.")
+            messages.success(request, _("Invitation revoked."))
         else:
-            messages.error(request, "Unknown request.")
+            messages.error(request, _("Unknown request."))
             return False, form
     except ApplicationError as error:
         if action == "invite":
@@ -226,6 +230,7 @@ def members_context(*, memberships, invitations, my_role: str, person: User) -> 
         "memberships": memberships.select_related("user").order_by("user__email"),
         "open_invitations": [i for i in invitations.order_by("-created_at")[:100] if i.is_open()],
         "my_role": my_role,
+        "my_role_label": Role(my_role).label if my_role in Role.values else my_role,
         "manages": my_role in MANAGERS,
         "roles": Role.choices,
         "person": person,
@@ -244,7 +249,9 @@ def teams_page(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Team {team.name} created: invite people and top up its wallet.")
+            messages.success(
+                request, _("Team %(name)s created: invite people and top up its wallet.") % {"name": team.name}
+            )
             return redirect("accounts:team", team_id=team.pk)
     memberships = teams.team_memberships_of(user=person)
     return render(request, "accounts/teams.html", {"form": form, "memberships": memberships})
@@ -289,11 +296,15 @@ def act(request):
     team_id = request.POST.get("team", "")
     if not team_id:
         request.session.pop(ACTING_TEAM_SESSION_KEY, None)
-        messages.success(request, "You act for yourself.")
+        messages.success(request, _("You act for yourself."))
         return redirect("orders:instances")
     membership = teams.team_membership_get(user=request.person, team_id=team_id)
     request.session[ACTING_TEAM_SESSION_KEY] = membership.team_id
-    messages.success(request, f"You act for {membership.team.name} as {membership.get_role_display().lower()}.")
+    messages.success(
+        request,
+        _("You act for %(team)s as %(role)s.")
+        % {"team": membership.team.name, "role": membership.get_role_display().lower()},
+    )
     if role_allows(membership.role, Scope.INSTANCES, write=False):
         return redirect("orders:instances")
     if role_allows(membership.role, Scope.BILLING, write=False):
@@ -310,14 +321,17 @@ def invitation(request, token: str):
     org_invitation = None if team_invitation else organizations.organization_invitation_for_token(token)
     found = team_invitation or org_invitation
     if found is None:
-        return render(request, "accounts/refused.html", {"reason": "This invitation link is not valid."}, status=404)
+        return render(request, "accounts/refused.html", {"reason": _("This invitation link is not valid.")}, status=404)
     if request.method == "POST":
         if team_invitation is not None:
             joined = teams.team_invitation_accept(token=token, user=request.person)
-            messages.success(request, f"You joined {joined.team.name}. Switch to it from the header to act for it.")
+            messages.success(
+                request,
+                _("You joined %(team)s. Switch to it from the header to act for it.") % {"team": joined.team.name},
+            )
             return redirect("accounts:team", team_id=joined.team_id)
         organizations.organization_invitation_accept(token=token, user=request.person)
-        messages.success(request, f"You joined {found.organization.name}.")
+        messages.success(request, _("You joined %(organization)s.") % {"organization": found.organization.name})
         return redirect("suppliers:members")
     target = team_invitation.team.name if team_invitation else found.organization.name
     return render(request, "accounts/invitation.html", {"invitation": found, "target": target})

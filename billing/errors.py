@@ -13,6 +13,7 @@ class BillingErrorCode(StrEnum):
     UNBALANCED_TRANSACTION = "unbalanced_transaction"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     PAYMENT_PROVIDER_ERROR = "payment_provider_error"
+    PAYMENTS_NOT_CONFIGURED = "payments_not_configured"
     INVALID_SIGNATURE = "invalid_signature"
     CREDIT_NOTE_TOO_LARGE = "credit_note_too_large"
     SECOND_APPROVER_REQUIRED = "second_approver_required"
@@ -34,6 +35,12 @@ class InsufficientFunds(ApplicationError):
 class PaymentProviderError(ApplicationError):
     code = BillingErrorCode.PAYMENT_PROVIDER_ERROR
     status_code = status.HTTP_502_BAD_GATEWAY
+
+
+class PaymentsNotConfigured(PaymentProviderError):
+    """This deployment has no Stripe keys (`stripe_gateway.payments_configured`): nothing was tried."""
+
+    code = BillingErrorCode.PAYMENTS_NOT_CONFIGURED
 
 
 class CreditNoteTooLarge(ApplicationError):

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.currency import platform_currency
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
@@ -36,12 +37,12 @@ CREDIT_NOTE_CEILING = Decimal("1000000.00")  # the database's bound; CREDIT_NOTE
 
 class LedgerAccount(models.Model):
     class Kind(models.TextChoices):
-        BUYER_WALLET = "buyer_wallet", "Buyer wallet"
-        SUPPLIER_PAYABLE = "supplier_payable", "Supplier payable"
-        PLATFORM_REVENUE = "platform_revenue", "Platform revenue"
-        STRIPE_CLEARING = "stripe_clearing", "Stripe clearing"
-        RESERVED_PREPAYMENTS = "reserved_prepayments", "Reserved prepayments"
-        CREDITS_EXPENSE = "credits_expense", "Credits and refunds expense"
+        BUYER_WALLET = "buyer_wallet", _("Buyer wallet")
+        SUPPLIER_PAYABLE = "supplier_payable", _("Supplier payable")
+        PLATFORM_REVENUE = "platform_revenue", _("Platform revenue")
+        STRIPE_CLEARING = "stripe_clearing", _("Stripe clearing")
+        RESERVED_PREPAYMENTS = "reserved_prepayments", _("Reserved prepayments")
+        CREDITS_EXPENSE = "credits_expense", _("Credits and refunds expense")
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     user = models.ForeignKey(
@@ -88,11 +89,11 @@ class LedgerTransaction(models.Model):
     """
 
     class Kind(models.TextChoices):
-        USAGE = "usage", "Usage settlement"
-        TOP_UP = "top_up", "Top-up"
-        CREDIT = "credit", "Credit"
-        REFUND = "refund", "Refund"
-        PAYOUT = "payout", "Payout"
+        USAGE = "usage", _("Usage settlement")
+        TOP_UP = "top_up", _("Top-up")
+        CREDIT = "credit", _("Credit")
+        REFUND = "refund", _("Refund")
+        PAYOUT = "payout", _("Payout")
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     key = models.CharField(max_length=128, unique=True, help_text="Idempotency: one transaction per effect.")
@@ -142,8 +143,8 @@ class UsageRecord(models.Model):
     """
 
     class Kind(models.TextChoices):
-        COMPUTE = "compute", "Compute"
-        STORAGE = "storage", "Storage"
+        COMPUTE = "compute", _("Compute")
+        STORAGE = "storage", _("Storage")
 
     # No index of its own: the unique (instance, kind, window_start) index starts with it.
     instance = models.ForeignKey(
@@ -184,10 +185,10 @@ class TopUp(models.Model):
     """A buyer adding prepaid credit through Stripe Checkout. Credited once, by the webhook."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending payment"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        REFUNDED = "refunded", "Refunded"
+        PENDING = "pending", _("Pending payment")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        REFUNDED = "refunded", _("Refunded")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="top_ups")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
@@ -227,9 +228,9 @@ class Payout(models.Model):
     """A transfer of a supplier's payable balance to its Stripe Connect account."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending transfer"
-        PAID = "paid", "Paid"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending transfer")
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Failed")
 
     organization = models.ForeignKey("suppliers.Organization", on_delete=models.PROTECT, related_name="payouts")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
@@ -263,9 +264,9 @@ class CreditNoteRequest(models.Model):
     own request but never approve it: the database refuses that too."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending approval"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        PENDING = "pending", _("Pending approval")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     amount = models.DecimalField(max_digits=12, decimal_places=2)

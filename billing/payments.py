@@ -11,18 +11,19 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import notify
-from marketplace.currency import platform_currency
+from marketplace.currency import money_text, platform_currency
 from marketplace.errors import InvalidInput
 
-from .errors import PaymentProviderError
+from .errors import PaymentProviderError, PaymentsNotConfigured
 from .ledger import Kind, buyer_wallet, platform_account, post_transaction
 from .locks import top_up_lock
 from .models import LedgerPosting, LedgerTransaction, StripeEvent, TopUp
 from .selectors import money_sum
-from .stripe_gateway import client, from_cents, to_cents
+from .stripe_gateway import client, from_cents, payments_configured, to_cents
 
 logger = logging.getLogger(__name__)
 MAX_STRIPE_ID_LENGTH = 64
@@ -35,15 +36,19 @@ def top_up_create(
     """Start a top-up of `user`'s wallet: our row first (committed), then a Stripe Checkout Session
     created with the deterministic idempotency key `top-up:<id>`, so a retry can never make a second
     one. A team's wallet is paid by a person (`payer`, whose address gets the receipt); a team key
-    has none, and Checkout asks for an address."""
+    has none, and Checkout asks for an address. Without Stripe keys nothing is written:
+    PaymentsNotConfigured."""
+    if not payments_configured():
+        raise PaymentsNotConfigured(_("Card top-ups are not available on this platform right now."))
     if (
         amount is None
         or not settings.TOP_UP_MIN <= amount <= settings.TOP_UP_MAX
         or amount != amount.quantize(Decimal("0.01"))
     ):
         raise InvalidInput(
-            f"Top up between ${settings.TOP_UP_MIN} and ${settings.TOP_UP_MAX}, in whole cents.",
-            fields={"amount": ["Out of range."]},
+            _("Top up between %(min)s and %(max)s, in whole cents.")
+            % {"min": money_text(settings.TOP_UP_MIN), "max": money_text(settings.TOP_UP_MAX)},
+            fields={"amount": [_("Out of range.")]},
         )
     top_up = TopUp.objects.create(user=user, amount=amount)
     paid_by = payer or user
@@ -114,7 +119,7 @@ def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, reason: 
     notify(
         user=top_up.user,
         kind="payment_reversed",
-        title=f"{reason}: ${amount} removed from your balance",
+        title=_("%(reason)s: %(amount)s removed from your balance") % {"reason": reason, "amount": money_text(amount)},
         body=f"Stripe reported a {reason.lower()} on top-up {top_up.pk}.",
         dedupe_key=key,
         link=reverse("billing:buyer"),

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import DecimalField, ExpressionWrapper, F, Max, Q, QuerySet, Sum, Value
-from django.db.models.functions import Cast, Round
+from django.db.models.functions import Cast, Round, TruncDate
 from django.utils import timezone
 
 from accounts.models import User
@@ -301,15 +301,28 @@ def _host_totals_in_sql(records: QuerySet[UsageRecord], take: Decimal) -> list[d
 
 
 def daily_spend(*, user: User, days: int = 14) -> list[dict]:
-    """Usage charges per UTC day for the last `days` days (oldest first), with bar heights in %."""
+    """Usage charges per UTC day for the last `days` days (oldest first), with bar heights in %.
+    One query: PostgreSQL sums each day exactly; SQLite's SUM is floating point, so there the
+    postings are added up here (see `money_sum`)."""
     today = timezone.now().date()
     first = today - dt.timedelta(days=days - 1)
     totals = {first + dt.timedelta(days=i): Decimal(0) for i in range(days)}
     postings = LedgerPosting.objects.filter(
         account=buyer_wallet(user), transaction__kind="usage", transaction__created_at__date__gte=first
-    ).values_list("transaction__created_at", "amount")
-    for created_at, amount in postings:
-        totals[created_at.date()] = totals.get(created_at.date(), Decimal(0)) - amount
+    ).order_by()
+    per_day: Iterable[tuple[dt.date, Decimal]]
+    if connection.vendor == "postgresql":
+        per_day = (
+            postings.annotate(day=TruncDate("transaction__created_at", tzinfo=dt.UTC))
+            .values("day")
+            .annotate(total=Sum("amount"))
+            .values_list("day", "total")
+        )
+    else:
+        rows = postings.values_list("transaction__created_at", "amount")
+        per_day = ((created_at.date(), amount) for created_at, amount in rows)
+    for day, amount in per_day:
+        totals[day] = totals.get(day, Decimal(0)) - amount
     peak = max(totals.values()) or Decimal(1)
     return [{"day": day, "amount": amount, "percent": int(amount / peak * 100)} for day, amount in totals.items()]
 

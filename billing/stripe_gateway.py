@@ -8,6 +8,12 @@ import stripe
 from django.conf import settings
 
 
+def payments_configured() -> bool:
+    """Whether card top-ups can work here: a secret key to call Stripe with and a webhook secret to
+    believe its confirmations with. Without either, pages and the API say so instead of trying."""
+    return bool(settings.STRIPE_SECRET_KEY.strip() and settings.STRIPE_WEBHOOK_SECRET.strip())
+
+
 def client() -> stripe.StripeClient:
     base = settings.STRIPE_API_BASE
     return stripe.StripeClient(

@@ -6,12 +6,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.scopes import Scope, page_scope
 from marketplace.api.inputs import storable_text, whole_number
 from marketplace.api.pagination import page_of
+from marketplace.charts import Series, chart_spec
 from marketplace.errors import ApplicationError, ErrorCode, error_body
 from marketplace.forms import add_service_errors
 from marketplace.money import parse_money
@@ -23,7 +26,7 @@ from . import adjustments, payments, payouts, selectors
 from .errors import BillingErrorCode
 from .forms import CreditNoteDecisionForm, CreditNoteForm, UsageRefundForm
 from .models import CreditNoteRequest, LedgerTransaction
-from .stripe_gateway import construct_event
+from .stripe_gateway import construct_event, payments_configured
 
 
 @page_scope(None)
@@ -66,7 +69,9 @@ def buyer_billing(request):
         else:
             return redirect(top_up.checkout_url)
     if request.GET.get("top_up") == "success":
-        messages.success(request, "Payment received: your balance updates as soon as Stripe confirms it.")
+        messages.success(request, gettext("Payment received: your balance updates as soon as Stripe confirms it."))
+    elif request.GET.get("top_up") == "cancelled":
+        messages.info(request, gettext("Top-up cancelled: nothing was charged."))
     usage = page_of(selectors.usage_for_user(user=request.user), 25, request.GET.get("usage_page"))
     ledger = page_of(selectors.ledger_for_user(user=request.user), 25, request.GET.get("ledger_page"))
     return render(
@@ -78,8 +83,9 @@ def buyer_billing(request):
             "usage_rows": [(record, selectors.usage_charge(record)) for record in usage],
             "ledger": ledger,
             "top_ups": selectors.top_ups_for_user(user=request.user)[:10],
+            "payments_configured": payments_configured(),
             "months": selectors.statement_months(user=request.user)[:12],
-            "daily": selectors.daily_spend(user=request.user),
+            **_spend_per_day(request.user),
         },
     )
 
@@ -193,3 +199,22 @@ def staff_adjustments(request):
             "credit_maximum": adjustments.credit_note_maximum(),
         },
     )
+
+
+def spend_per_day_chart(daily: list[dict], *, chart_id: str = "spend-per-day") -> dict:
+    """Usage charges per day (`selectors.daily_spend`) as a bar chart; the buyer dashboard draws it too."""
+    return chart_spec(
+        chart_id,
+        gettext("Usage charges per day, last %(days)s days") % {"days": len(daily)},
+        kind="bar",
+        labels=[date_format(row["day"], "M j") for row in daily],
+        series=[Series(gettext("Charged"), [row["amount"] for row in daily])],
+        x_title=gettext("Day (UTC)"),
+        y_title=gettext("Charged"),
+        value_format="money",
+    )
+
+
+def _spend_per_day(user) -> dict:
+    daily = selectors.daily_spend(user=user)
+    return {"daily": daily, "spend_chart": spend_per_day_chart(daily)}

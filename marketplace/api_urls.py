@@ -16,6 +16,7 @@ from billing.api.views import (
     UsageView,
 )
 from marketplace.api.alerts import AvailabilityAlertViewSet
+from marketplace.api.market import MarketDepthView
 from marketplace.api.views import AcceleratorModelViewSet, InstanceTypeViewSet, OfferViewSet, RegionViewSet
 from marketplace.api.webhooks import WebhookDeliveryViewSet, WebhookEndpointViewSet
 from orders.api.views import InstanceViewSet, LaunchTemplateViewSet, OrderViewSet, ProblemReportViewSet, QuoteView
@@ -70,6 +71,7 @@ urlpatterns = [
         name="organization-invitation",
     ),
     path("quotes/", QuoteView.as_view(), name="quotes"),
+    path("market/depth/", MarketDepthView.as_view(), name="market-depth"),
     path("billing/balance/", BalanceView.as_view(), name="billing-balance"),
     path("billing/usage/", UsageView.as_view(), name="billing-usage"),
     path("billing/ledger/", LedgerView.as_view(), name="billing-ledger"),

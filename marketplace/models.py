@@ -10,15 +10,16 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .errors import ErrorCode
 from .money import PRICE_DIGITS, PRICE_PLACES
 
 
 class AcceleratorKind(models.TextChoices):
-    GPU = "gpu", "GPU"
-    DSA = "dsa", "Dedicated accelerator (DSA/NPU)"
-    CPU = "cpu", "CPU"
+    GPU = "gpu", _("GPU")
+    DSA = "dsa", _("Dedicated accelerator (DSA/NPU)")
+    CPU = "cpu", _("CPU")
 
 
 class AcceleratorModel(models.Model):
@@ -66,9 +67,9 @@ class InstanceType(models.Model):
     """A standard SKU buyers order, comparable across suppliers (e.g. h100-80g.8x, cpu.16x)."""
 
     class Family(models.TextChoices):
-        STANDARD = "standard", "Standard"
-        HIGHCPU = "highcpu", "High CPU"
-        HIGHMEM = "highmem", "High memory"
+        STANDARD = "standard", _("Standard")
+        HIGHCPU = "highcpu", _("High CPU")
+        HIGHMEM = "highmem", _("High memory")
 
     name = models.CharField(
         max_length=64,
@@ -113,8 +114,8 @@ class InstanceType(models.Model):
 
 class Region(models.Model):
     class Tier(models.TextChoices):
-        CLOUD = "cloud", "Cloud"
-        EDGE = "edge", "Edge"
+        CLOUD = "cloud", _("Cloud")
+        EDGE = "edge", _("Edge")
 
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
@@ -381,10 +382,10 @@ class WebhookDelivery(models.Model):
     `event_id` is the event's (the same for every endpoint and for a replay): receivers dedupe on it."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"  # due at next_attempt_at
-        SENDING = "sending", "Sending"  # claimed by a worker
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"  # attempts ran out, or the endpoint was disabled
+        PENDING = "pending", _("Pending")  # due at next_attempt_at
+        SENDING = "sending", _("Sending")  # claimed by a worker
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")  # attempts ran out, or the endpoint was disabled
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event_id = models.UUIDField()

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from django.views.i18n import set_language
@@ -7,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.scopes import page_scope
 from suppliers import views as supplier_views
 
-from . import views
+from . import market_views, views
 
 urlpatterns = [
     path("", page_scope(None)(RedirectView.as_view(pattern_name="offers", permanent=False)), name="index"),
@@ -24,6 +25,10 @@ urlpatterns = [
     path("supplier/", include("suppliers.urls")),
     path("billing/", include("billing.urls")),
     path("staff/moderation/", views.moderation_dashboard, name="moderation"),
+    path("market/", market_views.market_depth_page, name="market_depth"),
+    path("staff/market/", market_views.market_overview_page, name="market_overview"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
+    path("favicon.ico", page_scope(None)(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("i18n/setlang/", page_scope(None)(set_language), name="set_language"),
     path("agent/agent.pyz", supplier_views.agent_download, name="agent_download"),
     path("agent/install.sh", supplier_views.agent_install_script, name="agent_install_script"),

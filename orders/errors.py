@@ -26,6 +26,8 @@ class OrderErrorCode(StrEnum):
     TEMPLATE_LIMIT = "template_limit"
     NO_ACCELERATOR_MODE_UNAVAILABLE = "no_accelerator_mode_unavailable"
     LOG_RATE_LIMITED = "log_rate_limited"
+    UNKNOWN_INSTANCE_TYPE = "unknown_instance_type"  # market depth of a type that is not in the catalog
+    UNKNOWN_REGION = "unknown_region"
 
 
 class InvalidTransition(Conflict):

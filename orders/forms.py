@@ -1,4 +1,6 @@
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billing.forms import CleanTextField, MoneyField
 
@@ -18,7 +20,7 @@ class LaunchFieldsMixin:
         if not raw:
             return None
         if not all(part.isdigit() for part in raw):
-            raise forms.ValidationError("Port numbers separated by commas, such as 22, 8888.")
+            raise forms.ValidationError(gettext("Port numbers separated by commas, such as 22, 8888."))
         return [int(part) for part in raw]
 
     def _variables(self, name: str, *, secret: bool) -> list[dict]:
@@ -28,7 +30,7 @@ class LaunchFieldsMixin:
                 continue
             key, sep, value = line.partition("=")
             if not sep:
-                raise forms.ValidationError(f"Line {number}: NAME=value.")
+                raise forms.ValidationError(gettext("Line %(number)s: NAME=value.") % {"number": number})
             variables.append({"name": key.strip(), "value": value, "secret": secret})
         return variables
 
@@ -45,76 +47,88 @@ DEFAULT_TEMPLATE = "hello-web"  # curated: a page that answers on the instance's
 class RentForm(LaunchFieldsMixin, forms.Form):
     """Rent from one offer. Validation of the business rules happens in the service."""
 
-    count = forms.IntegerField(min_value=1, max_value=64, initial=1)
-    pricing = forms.ChoiceField(choices=Pricing.choices, initial=Pricing.ON_DEMAND, widget=forms.RadioSelect)
+    count = forms.IntegerField(label=_("Count"), min_value=1, max_value=64, initial=1)
+    pricing = forms.ChoiceField(
+        label=_("Pricing"), choices=Pricing.choices, initial=Pricing.ON_DEMAND, widget=forms.RadioSelect
+    )
     max_price_per_hour = forms.DecimalField(
         required=False,
         min_value=0,
         max_digits=14,
         decimal_places=6,
-        label="Bid / ceiling ($ per instance-hour)",
-        help_text="Spot: your bid (required). Otherwise: optional ceiling.",
+        label=_("Bid / ceiling ($ per instance-hour)"),
+        help_text=_("Spot: your bid (required). Otherwise: optional ceiling."),
     )
     term_hours = forms.TypedChoiceField(
         required=False,
         coerce=int,
         empty_value=None,
-        label="Reserved term",
+        label=_("Reserved term"),
         choices=[("", "—"), *((h, label) for h, label in RESERVED_TERMS_HOURS.items())],
     )
     template = forms.ChoiceField(
         required=False,
-        label="Template",
-        help_text="Image, command, ports, environment and disk in one choice; what you fill in below wins.",
+        label=_("Template"),
+        help_text=_("Image, command, ports, environment and disk in one choice; what you fill in below wins."),
     )
     image = forms.CharField(
+        label=_("Image"),
         required=False,
         max_length=255,
         widget=forms.TextInput(attrs={"placeholder": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"}),
-        help_text="Empty: the template's image.",
+        help_text=_("Empty: the template's image."),
     )
-    command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    command = forms.CharField(
+        label=_("Command"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2})
+    )
     ports = forms.CharField(
         required=False,
         max_length=200,
-        label="Ports",
+        label=_("Ports"),
         widget=forms.TextInput(attrs={"placeholder": "22, 8888"}),
-        help_text="Container ports to reach from outside (SSH is 22). Empty: the template's.",
+        help_text=_("Container ports to reach from outside (SSH is 22). Empty: the template's."),
     )
     environment = forms.CharField(
+        label=_("Environment"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "MODEL=llama-3-8b"}),
-        help_text="One NAME=value per line.",
+        help_text=_("One NAME=value per line."),
     )
     secret_environment = forms.CharField(
         required=False,
-        label="Secret environment",
+        label=_("Secret environment"),
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "HF_TOKEN=hf_…", "autocomplete": "off"}),
-        help_text="One NAME=value per line: stored encrypted, never shown again.",
+        help_text=_("One NAME=value per line: stored encrypted, never shown again."),
     )
     disk_gb = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=MAX_DISK_GB,
-        label="Disk (GB)",
-        help_text="Empty: the type's default. More is billed at the host's storage price.",
+        label=_("Disk (GB)"),
+        help_text=_("Empty: the type's default. More is billed at the host's storage price."),
     )
     terminate_after_hours = forms.IntegerField(
+        label=_("Terminate after hours"),
         required=False,
         min_value=1,
         max_value=24 * 366,
-        help_text="Optional: terminate automatically after this many hours (at least the minimum rental, and "
-        "ending before any maintenance the offer shows).",
+        help_text=_(
+            "Optional: terminate automatically after this many hours (at least the minimum rental, and "
+            "ending before any maintenance the offer shows)."
+        ),
     )
     allow_unverified = forms.BooleanField(
-        required=False, label="Accept an unverified host", help_text="Needed to rent from a host not verified yet."
+        required=False,
+        label=_("Accept an unverified host"),
+        help_text=_("Needed to rent from a host not verified yet."),
     )
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         templates = list(launch_templates_visible(user).order_by("owner", "name"))
-        self.fields["template"].choices = [("", "— none —")] + [
-            (t.name, f"{t.title} ({t.name}){' · yours' if t.owner_id else ''}") for t in templates
+        yours = " · " + gettext("yours")
+        self.fields["template"].choices = [("", gettext("— none —"))] + [
+            (t.name, f"{t.title} ({t.name}){yours if t.owner_id else ''}") for t in templates
         ]
         if any(t.name == DEFAULT_TEMPLATE and t.owner_id is None for t in templates):
             self.fields["template"].initial = DEFAULT_TEMPLATE
@@ -141,19 +155,24 @@ class RentForm(LaunchFieldsMixin, forms.Form):
 class LaunchTemplateForm(LaunchFieldsMixin, forms.Form):
     """A buyer's own launch template (no secrets: those are given at order)."""
 
-    name = forms.SlugField(max_length=64, help_text="What orders and the rent form name it by.")
-    title = forms.CharField(max_length=120, required=False)
-    image = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"placeholder": "ubuntu:24.04"}))
-    command = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.SlugField(label=_("Name"), max_length=64, help_text=_("What orders and the rent form name it by."))
+    title = forms.CharField(label=_("Title"), max_length=120, required=False)
+    image = forms.CharField(
+        label=_("Image"), max_length=255, widget=forms.TextInput(attrs={"placeholder": "ubuntu:24.04"})
+    )
+    command = forms.CharField(
+        label=_("Command"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2})
+    )
     ports = forms.CharField(
-        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "22, 8888"}), label="Ports"
+        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "22, 8888"}), label=_("Ports")
     )
     environment = forms.CharField(
+        label=_("Environment"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "MODEL=llama-3-8b"}),
-        help_text="One NAME=value per line; no secrets here.",
+        help_text=_("One NAME=value per line; no secrets here."),
     )
-    disk_gb = forms.IntegerField(required=False, min_value=1, max_value=MAX_DISK_GB, label="Recommended disk (GB)")
+    disk_gb = forms.IntegerField(required=False, min_value=1, max_value=MAX_DISK_GB, label=_("Recommended disk (GB)"))
 
     def service_data(self) -> dict:
         data = {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
@@ -162,7 +181,7 @@ class LaunchTemplateForm(LaunchFieldsMixin, forms.Form):
 
 
 class SpendLimitForm(forms.Form):
-    spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, label="Limit ($/hour)")
+    spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, label=_("Limit ($/hour)"))
 
 
 class ReportAnswerForm(forms.Form):
@@ -170,9 +189,9 @@ class ReportAnswerForm(forms.Form):
 
     answer = CleanTextField(
         max_length=ANSWER_MAX_LENGTH,
-        label="Your answer",
+        label=_("Your answer"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        error_messages={"required": "An answer cannot be empty."},
+        error_messages={"required": _("An answer cannot be empty.")},
     )
 
     def __init__(self, *args, **kwargs):
@@ -185,14 +204,14 @@ class ReportResolveForm(forms.Form):
 
     credit = MoneyField(
         required=False,
-        label="Credit to the buyer (USD, charged to the supplier; empty to reject)",
-        invalid_message="A credit is a positive amount in whole cents, such as 12.50.",
+        label=_("Credit to the buyer (USD, charged to the supplier; empty to reject)"),
+        invalid_message=_("A credit is a positive amount in whole cents, such as 12.50."),
     )
     reason = CleanTextField(
         max_length=REASON_MAX_LENGTH,
-        label="Reason (both parties see it)",
+        label=_("Reason (both parties see it)"),
         widget=forms.Textarea(attrs={"rows": 2}),
-        error_messages={"required": "A resolution needs a reason."},
+        error_messages={"required": _("A resolution needs a reason.")},
     )
 
     def __init__(self, *args, **kwargs):

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.capacity import Holding, HoldingKind, Resources
 from marketplace.money import PRICE_DIGITS, PRICE_PLACES
@@ -16,12 +17,12 @@ from .launch_models import LaunchTemplate as LaunchTemplate
 
 
 class Pricing(models.TextChoices):
-    ON_DEMAND = "on_demand", "On demand"
-    SPOT = "spot", "Spot (interruptible)"
-    RESERVED = "reserved", "Reserved term"
+    ON_DEMAND = "on_demand", _("On demand")
+    SPOT = "spot", _("Spot (interruptible)")
+    RESERVED = "reserved", _("Reserved term")
 
 
-RESERVED_TERMS_HOURS = {168: "1 week", 720: "1 month", 2160: "3 months"}
+RESERVED_TERMS_HOURS = {168: _("1 week"), 720: _("1 month"), 2160: _("3 months")}
 
 
 class Order(models.Model):
@@ -86,16 +87,16 @@ class Order(models.Model):
 
 
 class InstanceStatus(models.TextChoices):
-    REQUESTED = "requested", "Requested"
-    PROVISIONING = "provisioning", "Provisioning"
-    RUNNING = "running", "Running"
-    STOPPING = "stopping", "Stopping"
-    STOPPED = "stopped", "Stopped"
-    STARTING = "starting", "Starting"
-    TERMINATING = "terminating", "Terminating"
-    TERMINATED = "terminated", "Terminated"
-    FAILED = "failed", "Failed"
-    PREEMPTED = "preempted", "Preempted"
+    REQUESTED = "requested", _("Requested")
+    PROVISIONING = "provisioning", _("Provisioning")
+    RUNNING = "running", _("Running")
+    STOPPING = "stopping", _("Stopping")
+    STOPPED = "stopped", _("Stopped")
+    STARTING = "starting", _("Starting")
+    TERMINATING = "terminating", _("Terminating")
+    TERMINATED = "terminated", _("Terminated")
+    FAILED = "failed", _("Failed")
+    PREEMPTED = "preempted", _("Preempted")
 
 
 # Statuses that hold compute (and so count against spend guards).
@@ -191,15 +192,15 @@ class InstanceEvent(models.Model):
     """One row per status change: the instance's timeline."""
 
     class Actor(models.TextChoices):
-        BUYER = "buyer", "Buyer"
-        PLATFORM = "platform", "Platform"
-        AGENT = "agent", "Host agent"
-        STAFF = "staff", "Staff"
+        BUYER = "buyer", _("Buyer")
+        PLATFORM = "platform", _("Platform")
+        AGENT = "agent", _("Host agent")
+        STAFF = "staff", _("Staff")
 
     class Kind(models.TextChoices):
-        TRANSITION = "transition", "Status change"
-        HOST_LOST = "host_lost", "Host lost"
-        HOST_RECOVERED = "host_recovered", "Host recovered"
+        TRANSITION = "transition", _("Status change")
+        HOST_LOST = "host_lost", _("Host lost")
+        HOST_RECOVERED = "host_recovered", _("Host recovered")
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRANSITION)
@@ -281,14 +282,14 @@ class HostCommand(models.Model):
     """Work for the host agent. Carries an id so re-delivery is harmless; acknowledged once."""
 
     class Kind(models.TextChoices):
-        START = "start", "Start instance"
-        STOP = "stop", "Stop instance"
-        TERMINATE = "terminate", "Terminate instance"
+        START = "start", _("Start instance")
+        STOP = "stop", _("Stop instance")
+        TERMINATE = "terminate", _("Terminate instance")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        ACKNOWLEDGED = "acknowledged", "Acknowledged"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        FAILED = "failed", _("Failed")
 
     host = models.ForeignKey("suppliers.Host", on_delete=models.CASCADE, related_name="commands")
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="commands")
@@ -310,18 +311,18 @@ class ProblemReport(models.Model):
     """A buyer's report about an instance; the supplier may answer; staff resolve it."""
 
     class Category(models.TextChoices):
-        WONT_START = "wont_start", "Does not start"
-        PERFORMANCE = "performance", "Slower than advertised"
-        HOST_LOST = "host_lost", "Host unreachable"
-        HARDWARE = "hardware", "Hardware does not match the offer"
-        BILLING = "billing", "Billing"
-        OTHER = "other", "Other"
+        WONT_START = "wont_start", _("Does not start")
+        PERFORMANCE = "performance", _("Slower than advertised")
+        HOST_LOST = "host_lost", _("Host unreachable")
+        HARDWARE = "hardware", _("Hardware does not match the offer")
+        BILLING = "billing", _("Billing")
+        OTHER = "other", _("Other")
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        ANSWERED = "answered", "Answered by the supplier"
-        REFUNDED = "refunded", "Resolved with a credit"
-        REJECTED = "rejected", "Rejected"
+        OPEN = "open", _("Open")
+        ANSWERED = "answered", _("Answered by the supplier")
+        REFUNDED = "refunded", _("Resolved with a credit")
+        REJECTED = "rejected", _("Rejected")
 
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="problem_reports")
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="problem_reports")

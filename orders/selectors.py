@@ -12,6 +12,7 @@ from accounts.models import User
 from billing import rating
 from billing.models import UsageRecord
 from billing.selectors import wallet_balance
+from marketplace.currency import platform_currency
 from marketplace.models import InstanceType, Offer
 
 from .models import AgentUsageReport, Instance, InstancePort, Order, Pricing
@@ -94,19 +95,29 @@ def buyer_balance(*, user: User) -> dict[str, Any]:
     balance = wallet_balance(user)
     burn = buyer_burn_per_hour(user=user)
     runway = (balance / burn).quantize(Decimal("0.01")) if burn > 0 else None
-    return {"balance": balance, "currency": "USD", "burn_per_hour": burn, "runway_hours": runway}
+    return {"balance": balance, "currency": platform_currency().code, "burn_per_hour": burn, "runway_hours": runway}
 
 
 def instance_cost_so_far(*, instance: Instance) -> Decimal:
-    """What the instance's usage records charge, each rounded as settlement rounds it. Grouped by
-    (seconds, rate) in SQL: a long rental's thousands of one-minute records are a handful of groups."""
+    """What the instance's usage records charge (see `instance_costs_so_far`)."""
+    return instance_costs_so_far(instance_ids=[instance.pk]).get(instance.pk, Decimal(0))
+
+
+def instance_costs_so_far(*, instance_ids: list[int]) -> dict[int, Decimal]:
+    """What each instance's usage records charge, each rounded as settlement rounds it; instances
+    without usage are left out. One query grouped by (instance, seconds, rate): a long rental's
+    thousands of one-minute records are a handful of groups."""
     groups = (
-        UsageRecord.objects.filter(instance=instance)
-        .values("seconds", "rate_per_hour")
+        UsageRecord.objects.filter(instance_id__in=instance_ids)
+        .order_by()
+        .values("instance_id", "seconds", "rate_per_hour")
         .annotate(n=Count("pk"))
-        .values_list("seconds", "rate_per_hour", "n")
+        .values_list("instance_id", "seconds", "rate_per_hour", "n")
     )
-    return sum((rating.charge_for(seconds, rate) * n for seconds, rate, n in groups), Decimal(0))
+    costs: dict[int, Decimal] = {}
+    for instance_id, seconds, rate, n in groups:
+        costs[instance_id] = costs.get(instance_id, Decimal(0)) + rating.charge_for(seconds, rate) * n
+    return costs
 
 
 def instance_utilization(*, instance: Instance) -> dict[str, Any]:

@@ -7,6 +7,7 @@ app_name = "orders"
 urlpatterns = [
     path("offers/<int:offer_id>/quote/", views.offer_quote, name="offer_quote"),
     path("offers/<int:offer_id>/rent/", views.offer_rent, name="offer_rent"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("instances/", views.instance_list, name="instances"),
     path("instances/spend-limit/", views.spend_limit, name="spend_limit"),
     path("instances/<int:instance_id>/", views.instance_detail, name="instance_detail"),

@@ -1,4 +1,4 @@
-"""Buyer pages: rent from an offer with a live quote, my instances (live), instance detail."""
+"""Buyer pages: the dashboard, rent from an offer with a live quote, my instances (live), instance detail."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -9,17 +9,21 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST, require_safe
 
+from accounts.middleware import acting_membership
+from accounts.roles import role_allows
 from accounts.scopes import Scope, page_scope
 from accounts.services import buyer_set_spend_limit
 from billing.selectors import money_sum
+from billing.views import spend_per_day_chart
 from marketplace.errors import ApplicationError, Forbidden
 from marketplace.forms import add_service_errors
 from marketplace.selectors import offer_list
 from marketplace.views import posted_text
 
-from . import disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
+from . import buyer_dashboard, disputes, launch, lifecycle, logs, placement, price_changes, quotes, selectors
 from .forms import LaunchTemplateForm, RentForm, ReportAnswerForm, ReportResolveForm, SpendLimitForm
 from .launch import environment_shown
 from .models import Instance, InstanceStatus, LaunchTemplate, ProblemReport
@@ -75,6 +79,36 @@ def instance_list(request):
     context = {"instances": instances[:200], "show": show, "burn": _live_burn(request.user), "limit_form": form}
     template = "orders/_instance_rows.html" if request.headers.get("HX-Request") else "orders/instance_list.html"
     return render(request, template, context)
+
+
+def _may_read(request) -> dict[str, bool]:
+    """The dashboard's parts the person may see: all for oneself, what the role reads for a team."""
+    membership = acting_membership(request)
+    return {
+        area: membership is None or role_allows(membership.role, area, write=False)
+        for area in (Scope.INSTANCES.value, Scope.BILLING.value)
+    }
+
+
+@page_scope(None)  # every role opens it; each part shows only what the role may read
+@login_required
+@require_safe
+def dashboard(request):
+    """The buyer's first page: live instances with their actions, money, spend per day, recent
+    events and problem reports. htmx polls the live instances' rows."""
+    may_read = _may_read(request)
+    live = buyer_dashboard.live_instances(buyer=request.user) if may_read["instances"] else None
+    if request.headers.get("HX-Request"):
+        return render(request, "orders/_dashboard_instances.html", {"live": live})
+    context = {"may_read": may_read, "live": live}
+    if may_read["instances"]:
+        context["events"] = buyer_dashboard.recent_events(buyer=request.user)
+        context["reports"] = buyer_dashboard.problem_reports(buyer=request.user)
+    if may_read["billing"]:
+        context["funds"] = buyer_dashboard.buyer_money(buyer=request.user)
+        daily = buyer_dashboard.spend_per_day(buyer=request.user)
+        context["spend_chart"] = spend_per_day_chart(daily, chart_id="dashboard-spend")
+    return render(request, "orders/dashboard.html", context)
 
 
 @page_scope(Scope.BILLING)
@@ -225,6 +259,9 @@ def instance_action(request, instance_id: int, action: str):
         messages.error(request, error.detail)
     else:
         messages.success(request, f"{action.replace('-', ' ').capitalize()} requested.")
+    back_to = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(back_to, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(back_to)  # a page of this site the action was taken from (the dashboard)
     return redirect("orders:instance_detail", instance_id=instance.pk)
 
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the marketplace: migrate, demo data, then web + Celery worker with embedded beat.
 # Zero-setup by default (SQLite + Celery's filesystem broker); DATABASE_URL / REDIS_URL switch
-# to PostgreSQL and Redis.
+# to PostgreSQL and Redis. Unless STRIPE_API_BASE is set (in the environment or .env), payments go to
+# the demo payment server (`manage.py demo_stripe`, on DEMO_STRIPE_PORT): top-ups with a test card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
+DEMO_STRIPE_PORT="${DEMO_STRIPE_PORT:-8001}"
 mkdir -p var/log
 
 $BIN/python manage.py migrate --noinput
@@ -28,6 +30,30 @@ for path in glob.glob("var/agents/*/instances/*/process.json"):
 PY
 }
 trap cleanup INT TERM EXIT
+
+# The demo payment server, before web and Celery, which are pointed at it.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+payments="  Payments: Stripe at ${STRIPE_API_BASE:-the STRIPE_API_BASE of .env}"
+if [[ -z "${STRIPE_API_BASE:-}" ]] && ! grep -qs '^[[:space:]]*\(export[[:space:]]\+\)\?STRIPE_API_BASE=' .env; then
+  if listening 127.0.0.1 "$DEMO_STRIPE_PORT"; then
+    echo "Port $DEMO_STRIPE_PORT is taken: set DEMO_STRIPE_PORT to a free port for the demo payment server." >&2
+    exit 1
+  fi
+  $BIN/python manage.py demo_stripe --port "$DEMO_STRIPE_PORT" \
+    --webhook-url "http://$HOST:$PORT/billing/stripe/webhook/" >var/log/demo-stripe.log 2>&1 &
+  demo_stripe_pid=$!
+  pids+=("$demo_stripe_pid")
+  until listening 127.0.0.1 "$DEMO_STRIPE_PORT"; do
+    if ! kill -0 "$demo_stripe_pid" 2>/dev/null; then
+      echo "The demo payment server did not start:" >&2
+      cat var/log/demo-stripe.log >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  export STRIPE_API_BASE="http://127.0.0.1:$DEMO_STRIPE_PORT"
+  payments="  Demo payments: $STRIPE_API_BASE/ (test card 4242 4242 4242 4242; no real card is charged)"
+fi
 
 $BIN/celery -A marketplace worker -B --loglevel=INFO --concurrency=2 -Q celery,billing,agents,notifications,webhooks,external \
   --schedule=var/celerybeat-schedule >var/log/celery.log 2>&1 &
@@ -60,7 +86,9 @@ cat <<MSG
   Demo logins (password demo12345):
     admin@example.com (staff) · supplier@example.com · buyer@example.com
   Simulated host agents run the demo hosts (instances are local processes).
-  Logs: var/log/web.log, var/log/celery.log, var/log/agents.log. Ctrl-C stops everything.
+$payments
+  Logs: var/log/web.log, var/log/celery.log, var/log/agents.log, var/log/demo-stripe.log.
+  Ctrl-C stops everything.
 
 MSG
 wait -n "${pids[@]}"

@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Invitation
 from accounts.roles import Role
@@ -33,10 +34,10 @@ class Organization(models.Model):
     """A supplier. New organizations are `pending` until staff approve them."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending review"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        SUSPENDED = "suspended", "Suspended"
+        PENDING = "pending", _("Pending review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        SUSPENDED = "suspended", _("Suspended")
 
     name = models.CharField(max_length=150, unique=True, validators=[validate_printable])
     legal_name = models.CharField(max_length=200, blank=True, validators=[validate_printable])
@@ -99,9 +100,9 @@ class HostQuerySet(models.QuerySet["Host"]):
 
 
 class AgentStatus(models.TextChoices):
-    NEVER_SEEN = "never_seen", "No agent yet"
-    ONLINE = "online", "Online"
-    OFFLINE = "offline", "Offline"
+    NEVER_SEEN = "never_seen", _("No agent yet")
+    ONLINE = "online", _("Online")
+    OFFLINE = "offline", _("Offline")
 
 
 class Host(models.Model):
@@ -110,15 +111,15 @@ class Host(models.Model):
     AgentStatus = AgentStatus
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending verification"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        DELISTED = "delisted", "Delisted"
+        PENDING = "pending", _("Pending verification")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        DELISTED = "delisted", _("Delisted")
 
     class DecidedBy(models.TextChoices):
-        SUPPLIER = "supplier", "The supplier"
-        STAFF = "staff", "Staff"
-        PLATFORM = "platform", "The platform"
+        SUPPLIER = "supplier", _("The supplier")
+        STAFF = "staff", _("Staff")
+        PLATFORM = "platform", _("The platform")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hosts")
     name = models.CharField(max_length=100, validators=[validate_printable])
@@ -424,11 +425,11 @@ class OrganizationDocument(models.Model):
     organization's members and staff."""
 
     class Kind(models.TextChoices):
-        REGISTRATION = "registration", "Business registration"
-        TAX = "tax", "Tax certificate"
-        IDENTITY = "identity", "Representative's ID"
-        DATACENTER = "datacenter", "Data-centre contract or lease"
-        OTHER = "other", "Other"
+        REGISTRATION = "registration", _("Business registration")
+        TAX = "tax", _("Tax certificate")
+        IDENTITY = "identity", _("Representative's ID")
+        DATACENTER = "datacenter", _("Data-centre contract or lease")
+        OTHER = "other", _("Other")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="documents")
     kind = models.CharField(max_length=16, choices=Kind.choices)

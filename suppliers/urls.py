@@ -6,6 +6,7 @@ app_name = "suppliers"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("analytics/", views.analytics, name="analytics"),
     path("onboarding/", views.onboarding, name="onboarding"),
     path("documents/", views.documents, name="documents"),
     path("members/", views.members, name="members"),

@@ -8,14 +8,17 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import InvitationForm
 from accounts.scopes import Scope, page_scope
 from accounts.views import members_context, members_post
-from marketplace.errors import ApplicationError
+from marketplace.charts import Series, chart_spec
+from marketplace.errors import ApplicationError, InvalidInput
 from marketplace.forms import add_service_errors
-from orders import disputes, supply
+from orders import disputes, supplier_analytics, supply
 
 from . import agent_services, hosts, organizations, selectors
 from .agent_distribution import agent_archive
@@ -125,8 +128,97 @@ def host_detail(request, host_id: int):
             "allocated_count": len(allocated),
             "usage": host_capacity_usage(host),
             "appeals_email": settings.APPEALS_EMAIL,
+            **_host_analytics_context(request, host),
         },
     )
+
+
+def _analytics_charts(points, range_, chart_prefix: str) -> dict:
+    """The utilization/idle line chart and the earnings bar chart of a series of analytics points."""
+    hourly = range_.bucket == "hour"
+    labels = [date_format(point.start, "H:i" if hourly else "M j") for point in points]
+    x_title = gettext("Hour (UTC)") if hourly else gettext("Day (UTC)")
+    utilization = chart_spec(
+        f"{chart_prefix}-utilization",
+        gettext("Utilization and idle rate"),
+        kind="line",
+        labels=labels,
+        series=[
+            Series(gettext("Utilization"), [point.usage.utilization for point in points]),
+            Series(gettext("Idle"), [point.usage.idle for point in points]),
+        ],
+        x_title=x_title,
+        y_title=gettext("Share of listed accelerator-hours"),
+        value_format="percent",
+    )
+    earnings = chart_spec(
+        f"{chart_prefix}-earnings",
+        gettext("Earnings"),
+        kind="bar",
+        labels=labels,
+        series=[Series(gettext("Earned"), [point.usage.earned for point in points])],
+        x_title=x_title,
+        y_title=gettext("Supplier share of settled usage"),
+        value_format="money",
+    )
+    return {"utilization_chart": utilization, "earnings_chart": earnings}
+
+
+def _host_analytics_context(request, host) -> dict:
+    """The host page's analytics section. A bad `range` or `target` falls back to the default here,
+    so the host page itself never fails on them (the analytics page answers them with a 400)."""
+    try:
+        range_ = supplier_analytics.analytics_range_parse(request.GET.get("range"))
+    except InvalidInput:
+        range_ = supplier_analytics.RANGES[supplier_analytics.DEFAULT_RANGE]
+    try:
+        target = supplier_analytics.target_occupancy_parse(request.GET.get("target"))
+    except InvalidInput:
+        target = supplier_analytics.TARGET_OCCUPANCY_DEFAULT
+    data = supplier_analytics.supplier_analytics(
+        organization_id=host.organization_id, range_=range_, target_percent=target, host_id=host.pk
+    )
+    host_data = data.hosts[0]
+    return {
+        "host_analytics": host_data,
+        "analytics_range": range_,
+        "analytics_ranges": supplier_analytics.RANGES.values(),
+        "min_fills": supplier_analytics.MIN_FILLS,
+        "standings": supplier_analytics.offer_standings(organization_id=host.organization_id, host_id=host.pk),
+        "host_charts": _analytics_charts(host_data.points, range_, f"host-{host.pk}"),
+    }
+
+
+@page_scope(Scope.SUPPLIER)
+@login_required
+def analytics(request):
+    """Utilization, idle rate, sold accelerator-hours and earnings over time, price hints and why
+    listed offers are not rented, for the person's organization. It needs the hosts area (owner,
+    admin, member, read only): billing-only people see earnings on the earnings page, not hosts."""
+    organization = _organization_or_redirect(request)
+    if organization is None:
+        return redirect("suppliers:onboarding")
+    context = {
+        "organization": organization,
+        "ranges": supplier_analytics.RANGES.values(),
+        "min_fills": supplier_analytics.MIN_FILLS,
+    }
+    try:
+        range_ = supplier_analytics.analytics_range_parse(request.GET.get("range"))
+        target = supplier_analytics.target_occupancy_parse(request.GET.get("target"))
+    except InvalidInput as error:
+        return render(request, "suppliers/analytics.html", {**context, "error": error}, status=error.status_code)
+    data = supplier_analytics.supplier_analytics(organization_id=organization.pk, range_=range_, target_percent=target)
+    standings = supplier_analytics.offer_standings(organization_id=organization.pk)
+    context |= {
+        "analytics": data,
+        "range": range_,
+        "target": target,
+        "standings": standings[: supplier_analytics.STANDINGS_SHOWN],
+        "standings_total": len(standings),
+        **_analytics_charts(data.points, range_, "supplier"),
+    }
+    return render(request, "suppliers/analytics.html", context)
 
 
 @page_scope(Scope.SUPPLIER)

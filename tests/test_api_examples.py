@@ -168,6 +168,7 @@ def scenario(recorder: Recorder, supplier_org, supplier) -> None:
     api.get("/api/v1/orders/")
     api.get(f"/api/v1/orders/{order['id']}/")
     instance_id = order["instances"][0]["id"]
+    visitor.get("/api/v1/market/depth/?instance_type=l4-24g.1x&region=us-east")
 
     supplier_api = recorder.client(api_key_issue(user=supplier, name="ops", scopes=DEFAULT_SCOPES).key)
     token = supplier_api.post(f"/api/v1/hosts/{host.pk}/registration-token/").json()["token"]

@@ -43,7 +43,10 @@ EXAMPLES_FILE = Path(__file__).resolve().parent / "examples.json"
 # Operations with error statuses of their own.
 OPERATION_ERROR_RESPONSES = {
     "v1_orders_create": {"402": "The wallet does not cover the order (`insufficient_funds`): top up first."},
-    "v1_billing_top_ups_create": {"502": "The payment provider is unavailable (`payment_provider_error`)."},
+    "v1_billing_top_ups_create": {
+        "502": "The payment provider is unavailable (`payment_provider_error`) or not configured on this "
+        "platform (`payments_not_configured`); nothing was charged."
+    },
 }
 
 

@@ -25,7 +25,7 @@
         meta.data.forEach(function (element, i) {
           var text = spec.datasets[di].text[i];
           if (dataset.data[i] === null || (i % step !== 0 && i !== count - 1)) return;
-          if (spec.stacked && spec.kind === "bar" && Number(dataset.data[i]) === 0) return;
+          if (spec.kind === "bar" && Number(dataset.data[i]) === 0) return;  // an empty day needs no "0"
           ctx.fillStyle = "#1d2433";
           var y = spec.stacked ? element.y + 12 : element.y - 3;
           ctx.fillText(text, element.x, y);
@@ -59,7 +59,7 @@
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
-        layout: {padding: {top: 18}},
+        layout: {padding: {top: 18, right: 18}},
         scales: {
           x: {stacked: spec.stacked, title: {display: true, text: spec.x_title}, ticks: {autoSkip: true, maxRotation: 0}},
           y: {

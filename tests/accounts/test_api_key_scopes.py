@@ -19,13 +19,14 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-# Views any key (or anyone) may call: the catalog and offers are public; the key exchange and the
+# Views any key (or anyone) may call: the catalog, offers and market depth are public; the key exchange and the
 # agent endpoints do not authenticate with API keys; the schema and its docs.
 OPEN_TO_ANY_KEY = {
     "AcceleratorModelViewSet",
     "InstanceTypeViewSet",
     "RegionViewSet",
     "OfferViewSet",
+    "MarketDepthView",
     "ApiKeyCreateView",
     "APIRootView",
     "SpectacularAPIView",

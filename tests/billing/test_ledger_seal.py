@@ -316,7 +316,9 @@ def test_the_app_runs_as_the_app_role_and_migrates_as_the_owner(app_role, tmp_pa
     assert (result["default"], result["owner"]) == (role, owner_user)
     assert Decimal(result["balance"]) == 25
     assert result["related_from_owner_object"] == "default"
-    assert "must be owner" in result["unseal"]
+    # Refused either way: by the first migration back that needs the owner's rights, or, where the newest
+    # migrations run no SQL (a new Python-side default), by the migration record the app may not write.
+    assert "must be owner" in result["unseal"] or "permission denied for table django_migrations" in result["unseal"]
     assert _one("SELECT count(*) FROM django_migrations WHERE app = 'billing' AND name = '0005_ledger_seal'") == 1
     assert _one("SELECT count(*) FROM pg_trigger WHERE tgname = 'billing_posting_same_db_transaction'") == 1
 

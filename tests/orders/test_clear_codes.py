@@ -111,7 +111,7 @@ def test_a_ceiling_below_every_matching_price_says_so(buyer, l4_host, path):
     body = assert_error(response, 409, "price_ceiling_too_low")
     assert body["lowest_price_per_hour"] == "0.400000"
     assert "max_price_per_hour" in body["fields"]
-    assert "0.400000" in body["detail"]
+    assert "$0.40/h" in body["detail"]  # the message speaks money; the field keeps full precision
 
 
 def test_a_reserved_ceiling_is_compared_with_the_discounted_price(buyer, l4_host):
