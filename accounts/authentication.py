@@ -1,3 +1,4 @@
+from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 
 from marketplace.api.throttling import credential_refused
@@ -13,6 +14,14 @@ from .views import client_ip
 TEAM_HEADER = "X-Team"  # a person's own key acting for one of their teams: the team's id
 
 
+def _either(names: list[str]) -> str:
+    """`a or b or c`, in the request's language."""
+    text = names[0]
+    for name in names[1:]:
+        text = _("%(first)s or %(second)s") % {"first": text, "second": name}
+    return text
+
+
 def _scopes_check(request, granted: list[str], *, user_is_staff: bool, role: TeamMembership | None = None) -> None:
     """Refuse (403) a request the granted scopes do not cover, naming what it needs. With a team
     role, the refusal says the role is why (`role_forbids`)."""
@@ -20,14 +29,16 @@ def _scopes_check(request, granted: list[str], *, user_is_staff: bool, role: Tea
     needed = required_scopes(view, request.method) if view is not None else None
     if needed is None or key_allows(granted, needed, user_is_staff=user_is_staff):
         return
-    names = " or ".join(sorted(needed)) if "account" not in needed else "every scope of the account"
+    names = _either(sorted(needed)) if "account" not in needed else _("every scope of the account")
     if role is not None and not key_allows(list(ROLE_SCOPES[role.role]), needed, user_is_staff=False):
         raise exceptions.PermissionDenied(
-            f"Your role in {role.team.name} ({Role(role.role).label.lower()}) does not allow this: it needs {names}.",
+            _("Your role in %(team)s (%(role)s) does not allow this: it needs %(scopes)s.")
+            % {"team": role.team.name, "role": Role(role.role).label.lower(), "scopes": names},
             code=AccountErrorCode.ROLE_FORBIDS,
         )
     raise exceptions.PermissionDenied(
-        f"This API key lacks the scope this request needs: {names}.", code=AccountErrorCode.INSUFFICIENT_SCOPE
+        _("This API key lacks the scope this request needs: %(scopes)s.") % {"scopes": names},
+        code=AccountErrorCode.INSUFFICIENT_SCOPE,
     )
 
 
@@ -37,7 +48,8 @@ def _team_membership_from_header(request, user) -> TeamMembership | None:
         return None
     if user.is_team:
         raise exceptions.PermissionDenied(
-            f"A team's key acts for its team only: leave out {TEAM_HEADER}.", code=AccountErrorCode.ROLE_FORBIDS
+            _("A team's key acts for its team only: leave out %(header)s.") % {"header": TEAM_HEADER},
+            code=AccountErrorCode.ROLE_FORBIDS,
         )
     membership = None
     if team_id.strip().isdigit():
@@ -48,7 +60,7 @@ def _team_membership_from_header(request, user) -> TeamMembership | None:
         )
     if membership is None or not membership.team.account.is_active:
         raise exceptions.PermissionDenied(
-            f"{TEAM_HEADER} names no team you belong to.", code=AccountErrorCode.NOT_A_MEMBER
+            _("%(header)s names no team you belong to.") % {"header": TEAM_HEADER}, code=AccountErrorCode.NOT_A_MEMBER
         )
     return membership
 
@@ -72,7 +84,7 @@ class BearerApiKeyAuthentication(authentication.BaseAuthentication):
         if parts[0].lower() != self.keyword.lower():
             return None
         if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <key>'.")
+            raise exceptions.AuthenticationFailed(_("Malformed Authorization header: use 'Bearer <key>'."))
         try:
             api_key = api_key_authenticate(key=parts[1], client_ip=client_ip(request._request))
         except ApplicationError as refused:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.utils.translation import ngettext
 from rest_framework import status
 
 from marketplace.errors import ApplicationError
@@ -65,7 +66,10 @@ def login_locked_detail(*, lockout_seconds: int) -> str:
     """What a locked-out person is told, on the page and in the API. It does not say whether the account
     or the address is locked, nor whether the account exists."""
     minutes = max(1, -(-lockout_seconds // 60))
-    return (
+    return ngettext(
         "Too many failed logins for this account or from your address. "
-        f"Logging in is paused for up to {minutes} minute{'s' if minutes != 1 else ''}; try again later."
-    )
+        "Logging in is paused for up to %(minutes)s minute; try again later.",
+        "Too many failed logins for this account or from your address. "
+        "Logging in is paused for up to %(minutes)s minutes; try again later.",
+        minutes,
+    ) % {"minutes": minutes}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
+from django.utils.translation import gettext as _
 
 from marketplace.errors import NotFound
 
@@ -27,7 +28,7 @@ def user_lock(*, user_id: int) -> User:
     NotFound (404) when the account is gone."""
     user = User.objects.select_for_update().filter(pk=user_id).first()
     if user is None:
-        raise NotFound("No such account.")
+        raise NotFound(_("No such account."))
     return user
 
 
@@ -36,7 +37,7 @@ def team_lock(*, team_id: int) -> Team:
     each other at once cannot leave the team without one). Taken before the team account's row."""
     team = Team.objects.select_for_update().select_related("account").filter(pk=team_id).first()
     if team is None:
-        raise NotFound("No such team.")
+        raise NotFound(_("No such team."))
     return team
 
 

@@ -19,6 +19,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from marketplace.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
 
@@ -43,7 +44,7 @@ def name_check(name: str | None) -> str:
     name = (name or "").strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise InvalidInput(
-            "A name is 1 to 100 printable characters.", fields={"name": ["Enter 1 to 100 printable characters."]}
+            _("A name is 1 to 100 printable characters."), fields={"name": [_("Enter 1 to 100 printable characters.")]}
         )
     return name
 
@@ -54,16 +55,18 @@ def invitation_email_normalize(email: str | None) -> str:
         validate_email(email)
     except ValidationError:
         raise InvalidInput(
-            "Enter the email address to invite.", fields={"email": ["Enter a valid email address."]}
+            _("Enter the email address to invite."), fields={"email": [_("Enter a valid email address.")]}
         ) from None
     if email.endswith("@" + TEAM_ACCOUNT_DOMAIN):
-        raise InvalidInput("A team's address receives no mail.", fields={"email": ["Not a mailbox."]})
+        raise InvalidInput(_("A team's address receives no mail."), fields={"email": [_("Not a mailbox.")]})
     return email
 
 
 def invitation_role_check(role: str | None) -> str:
     if role not in Role.values:
-        raise InvalidInput("Unknown role.", fields={"role": [f"Choose one of {', '.join(Role.values)}."]})
+        raise InvalidInput(
+            _("Unknown role."), fields={"role": [_("Choose one of %(roles)s.") % {"roles": ", ".join(Role.values)}]}
+        )
     return role
 
 
@@ -75,7 +78,9 @@ def invitation_issue(*, invitations: Any, email: str, role: str, invited_by: Use
     if invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now).count() >= (
         MAX_OPEN_INVITATIONS
     ):
-        raise Conflict(f"At most {MAX_OPEN_INVITATIONS} invitations can be open at once; revoke some first.")
+        raise Conflict(
+            _("At most %(limit)s invitations can be open at once; revoke some first.") % {"limit": MAX_OPEN_INVITATIONS}
+        )
     token = secrets.token_urlsafe(32)
     invitation = invitations.create(
         email=email,
@@ -86,12 +91,18 @@ def invitation_issue(*, invitations: Any, email: str, role: str, invited_by: Use
     )
     url = settings.SITE_URL + reverse("accounts:invitation", args=[token])
     inviter = invited_by.full_name or invited_by.email
-    body = (
-        f"{inviter} invites you to join {to_what} as {Role(role).label.lower()}.\n\n"
-        f"Log in (or sign up) with this email address, then open:\n{url}\n\n"
-        f"The link works once and expires in {settings.INVITATION_TTL_DAYS} days."
-    )
-    subject = f"You are invited to join {to_what}"
+    body = _(
+        "%(inviter)s invites you to join %(group)s as %(role)s.\n\n"
+        "Log in (or sign up) with this email address, then open:\n%(url)s\n\n"
+        "The link works once and expires in %(days)s days."
+    ) % {
+        "inviter": inviter,
+        "group": to_what,
+        "role": Role(role).label.lower(),
+        "url": url,
+        "days": settings.INVITATION_TTL_DAYS,
+    }
+    subject = _("You are invited to join %(group)s") % {"group": to_what}
     transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))
     return IssuedInvitation(invitation=invitation, token=token, url=url)
 
@@ -102,7 +113,7 @@ def invitation_find(model: type[Invitation], token: str) -> Any:
 
 
 def invitation_invalid() -> NotFound:
-    return NotFound("This invitation link is not valid.", code=AccountErrorCode.INVITATION_INVALID)
+    return NotFound(_("This invitation link is not valid."), code=AccountErrorCode.INVITATION_INVALID)
 
 
 def invitation_accept(invitation: Any, *, user: User) -> None:
@@ -111,15 +122,15 @@ def invitation_accept(invitation: Any, *, user: User) -> None:
     if invitation is None:
         raise invitation_invalid()
     if user.is_team:
-        raise Forbidden("A team cannot join a team or an organization.", code=AccountErrorCode.ROLE_FORBIDS)
+        raise Forbidden(_("A team cannot join a team or an organization."), code=AccountErrorCode.ROLE_FORBIDS)
     if not invitation.is_open():
         raise Conflict(
-            "This invitation was already used, revoked, or has expired: ask for a new one.",
+            _("This invitation was already used, revoked, or has expired: ask for a new one."),
             code=AccountErrorCode.INVITATION_CLOSED,
         )
     if invitation.email != user.email.lower():
         raise Forbidden(
-            "This invitation was sent to another email address: log in with that address to accept it.",
+            _("This invitation was sent to another email address: log in with that address to accept it."),
             code=AccountErrorCode.INVITATION_FOR_ANOTHER_EMAIL,
         )
     invitation.accepted_at = timezone.now()
@@ -144,12 +155,13 @@ def invitation_revoke(invitations: Any, *, invitation_id: int) -> None:
         revoked_at=timezone.now()
     )
     if not updated:
-        raise NotFound("No such open invitation.", code=AccountErrorCode.INVITATION_INVALID)
+        raise NotFound(_("No such open invitation."), code=AccountErrorCode.INVITATION_INVALID)
 
 
 def role_refused(role: str) -> ApplicationError:
     return Forbidden(
-        f"Your role does not let you give or take away the role '{role}'.", code=AccountErrorCode.ROLE_FORBIDS
+        _("Your role does not let you give or take away the role '%(role)s'.") % {"role": role},
+        code=AccountErrorCode.ROLE_FORBIDS,
     )
 
 
@@ -158,9 +170,9 @@ def manager_membership(memberships: Any, by: User) -> Any:
     in the group at all, so groups one does not belong to do not exist for them."""
     membership = memberships.filter(user=by).first()
     if membership is None:
-        raise NotFound("You are not a member.", code=AccountErrorCode.NOT_A_MEMBER)
+        raise NotFound(_("You are not a member."), code=AccountErrorCode.NOT_A_MEMBER)
     if membership.role not in MANAGERS:
-        raise Forbidden("Only owners and admins manage members.", code=AccountErrorCode.ROLE_FORBIDS)
+        raise Forbidden(_("Only owners and admins manage members."), code=AccountErrorCode.ROLE_FORBIDS)
     return membership
 
 
@@ -174,7 +186,7 @@ def members_invite(
     if not may_manage_role(manager.role, role):
         raise role_refused(role)
     if memberships.filter(user__email__iexact=email).exists():
-        raise Conflict("This person is already a member.", code=AccountErrorCode.ALREADY_MEMBER)
+        raise Conflict(_("This person is already a member."), code=AccountErrorCode.ALREADY_MEMBER)
     return invitation_issue(invitations=invitations, email=email, role=role, invited_by=by, to_what=to_what)
 
 
@@ -187,7 +199,9 @@ def members_invitation_revoke(*, memberships: Any, invitations: Any, by: User, i
 
 
 def _last_owner() -> Conflict:
-    return Conflict("At least one owner must remain: make someone else owner first.", code=AccountErrorCode.LAST_OWNER)
+    return Conflict(
+        _("At least one owner must remain: make someone else owner first."), code=AccountErrorCode.LAST_OWNER
+    )
 
 
 def member_role_set(*, memberships: Any, by: User, user_id: int, role: str | None) -> Any:
@@ -197,7 +211,7 @@ def member_role_set(*, memberships: Any, by: User, user_id: int, role: str | Non
     role = invitation_role_check(role)
     target = memberships.filter(user_id=user_id).first()
     if target is None:
-        raise NotFound("No such member.", code=AccountErrorCode.NOT_A_MEMBER)
+        raise NotFound(_("No such member."), code=AccountErrorCode.NOT_A_MEMBER)
     for touched in (target.role, role):
         if not may_manage_role(manager.role, touched):
             raise role_refused(touched)
@@ -216,7 +230,7 @@ def member_remove(*, memberships: Any, by: User, user_id: int) -> None:
         if target is not None and not may_manage_role(manager.role, target.role):
             raise role_refused(target.role)
     if target is None:
-        raise NotFound("No such member.", code=AccountErrorCode.NOT_A_MEMBER)
+        raise NotFound(_("No such member."), code=AccountErrorCode.NOT_A_MEMBER)
     if target.role == Role.OWNER and not _other_owner(memberships, user_id):
         raise _last_owner()
     target.delete()

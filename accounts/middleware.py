@@ -7,6 +7,7 @@ teams. API views are checked by the authentication classes (`accounts.authentica
 from __future__ import annotations
 
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from marketplace.errors import ApplicationError
 
@@ -53,9 +54,12 @@ class ActingTeamMiddleware:
         if hasattr(view_func, "scope_area"):
             if role_allows(membership.role, view_func.scope_area, write=request.method not in SAFE_METHODS):
                 return None
-            reason = f"Your role in {membership.team.name} ({Role(membership.role).label.lower()}) does not allow this."
+            reason = _("Your role in %(organization)s (%(role)s) does not allow this.") % {
+                "organization": membership.team.name,
+                "role": Role(membership.role).label.lower(),
+            }
         else:
-            reason = "This page is not part of a team: switch to your personal account to open it."
+            reason = _("This page is not part of a team: switch to your personal account to open it.")
         return render(request, "accounts/refused.html", {"reason": reason, "acting": True}, status=403)
 
     def process_exception(self, request, exception):

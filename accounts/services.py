@@ -54,15 +54,18 @@ def user_create(*, email: str, password: str, role: str = User.Role.BUYER, full_
     """Create a person who logs in by email. Raises InvalidInput on a taken email or weak password."""
     email = User.objects.normalize_email(email).lower()
     if role not in User.Role.values:
-        raise InvalidInput("Unknown role.", fields={"role": [f"Choose one of {', '.join(User.Role.values)}."]})
+        raise InvalidInput(
+            _("Unknown role."),
+            fields={"role": [_("Choose one of %(roles)s.") % {"roles": ", ".join(User.Role.values)}]},
+        )
     if User.objects.filter(email__iexact=email).exists():
         raise InvalidInput(
-            "An account with this email already exists.",
+            _("An account with this email already exists."),
             code=AccountErrorCode.EMAIL_TAKEN,
-            fields={"email": ["An account with this email already exists."]},
+            fields={"email": [_("An account with this email already exists.")]},
         )
     if email.endswith("@" + TEAM_ACCOUNT_DOMAIN):
-        raise InvalidInput("Use an email address you can receive mail at.", fields={"email": ["Not a mailbox."]})
+        raise InvalidInput(_("Use an email address you can receive mail at."), fields={"email": [_("Not a mailbox.")]})
     user = User(email=email, role=role, full_name=full_name)
     try:
         user.full_clean(exclude=["password"])
@@ -71,7 +74,7 @@ def user_create(*, email: str, password: str, role: str = User.Role.BUYER, full_
         fields = validation_fields(error)
         if "non_field_errors" in fields:
             fields["password"] = fields.pop("non_field_errors")
-        raise InvalidInput("The account details are not valid.", fields=fields) from error
+        raise InvalidInput(_("The account details are not valid."), fields=fields) from error
     user.set_password(password)
     user.save()
     return user
@@ -90,10 +93,10 @@ def api_key_issue(
     full key is only in the return value."""
     name = (name or "").strip()
     if not name:
-        raise InvalidInput("A key needs a name.", fields={"name": ["This field is required."]})
+        raise InvalidInput(_("A key needs a name."), fields={"name": [_("This field is required.")]})
     granted = api_key_scopes_check(user=user, scopes=DEFAULT_SCOPES if scopes is None else scopes)
     if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
+        raise InvalidInput(_("The expiry must be in the future."), fields={"expires_at": [_("Must be in the future.")]})
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
@@ -115,14 +118,15 @@ def api_key_scopes_check(*, user: User, scopes: Iterable[str]) -> list[str]:
     unknown = sorted({s for s in wanted if s not in {scope.value for scope in Scope}})
     if unknown:
         raise InvalidInput(
-            f"Unknown scope: {', '.join(unknown)}.",
-            fields={"scopes": [f"Choose from {', '.join(s.value for s in Scope)}."]},
+            _("Unknown scope: %(scopes)s.") % {"scopes": ", ".join(unknown)},
+            fields={"scopes": [_("Choose from %(scopes)s.") % {"scopes": ", ".join(s.value for s in Scope)}]},
         )
     if not wanted:
-        raise InvalidInput("A key needs at least one scope.", fields={"scopes": ["Choose at least one scope."]})
+        raise InvalidInput(_("A key needs at least one scope."), fields={"scopes": [_("Choose at least one scope.")]})
     if Scope.STAFF in wanted and not user.is_staff:
         raise InvalidInput(
-            "Only staff accounts can give a key the staff scope.", fields={"scopes": ["staff: not a staff account."]}
+            _("Only staff accounts can give a key the staff scope."),
+            fields={"scopes": [_("staff: not a staff account.")]},
         )
     return [scope.value for scope in Scope if scope.value in wanted]
 
@@ -145,7 +149,7 @@ def api_key_issue_with_password(
     if user is None or not user.is_active:
         if getattr(request, "axes_locked_out", False):
             raise LoginLocked(login_locked_detail(lockout_seconds=settings.LOGIN_LOCKOUT_SECONDS))
-        raise InvalidCredentials("The email or password is wrong.")
+        raise InvalidCredentials(_("The email or password is wrong."))
     return api_key_issue(user=user, name=name, scopes=scopes, expires_at=expires_at)
 
 
@@ -164,13 +168,14 @@ def api_key_authenticate(*, key: str, client_ip: str | None = None) -> ApiKey:
     if key.startswith(f"{API_KEY_PREFIX}_"):
         api_key = ApiKey.objects.select_related("user").filter(secret_hash=hash_api_secret(key)).first()
     if api_key is None or not api_key.user.is_active:
-        raise ApiKeyRefused("Invalid API key.")
+        raise ApiKeyRefused(_("Invalid API key."))
     if api_key.revoked_at is not None:
-        raise ApiKeyRefused("This API key was revoked.", code=AccountErrorCode.API_KEY_REVOKED)
+        raise ApiKeyRefused(_("This API key was revoked."), code=AccountErrorCode.API_KEY_REVOKED)
     now = timezone.now()
     if api_key.is_expired(now):
         raise ApiKeyRefused(
-            f"This API key expired at {api_key.expires_at:%Y-%m-%d %H:%M} UTC.", code=AccountErrorCode.API_KEY_EXPIRED
+            _("This API key expired at %(time)s UTC.") % {"time": f"{api_key.expires_at:%Y-%m-%d %H:%M}"},
+            code=AccountErrorCode.API_KEY_EXPIRED,
         )
     stale = api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60
     if stale or (client_ip and client_ip != api_key.last_used_ip):
@@ -253,28 +258,31 @@ def ssh_public_key_parse(text: str | None) -> ParsedSshKey:
     of at least 2048 bits; InvalidSshKey (400) otherwise, saying what is wrong."""
     raw = (text or "").strip()
     if not raw or len(raw) > MAX_SSH_KEY_LENGTH:
-        raise _ssh_key_refused("An OpenSSH public key line is required (at most 16 KiB).")
+        raise _ssh_key_refused(_("An OpenSSH public key line is required (at most 16 KiB)."))
     if "PRIVATE KEY" in raw:
         raise _ssh_key_refused(
-            "That is a private key: never paste it anywhere. Paste the public key (the .pub file) instead."
+            _("That is a private key: never paste it anywhere. Paste the public key (the .pub file) instead.")
         )
     if "\n" in raw or "\r" in raw:
-        raise _ssh_key_refused("One key per entry: the text has several lines.")
+        raise _ssh_key_refused(_("One key per entry: the text has several lines."))
     parts = raw.split(None, 2)
     try:
         key = serialization.load_ssh_public_key(" ".join(parts[:2]).encode("ascii"))
     except (ValueError, UnsupportedAlgorithm, UnicodeEncodeError):
-        raise _ssh_key_refused("Not an OpenSSH public key (expected e.g. 'ssh-ed25519 AAAA... you@host').")
+        raise _ssh_key_refused(_("Not an OpenSSH public key (expected e.g. 'ssh-ed25519 AAAA... you@host')."))
     if isinstance(key, Ed25519PublicKey):
         bits = 256
     elif isinstance(key, RSAPublicKey):
         bits = key.key_size
         if bits < MIN_RSA_BITS:
-            raise _ssh_key_refused(f"RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits}).")
+            raise _ssh_key_refused(
+                _("RSA keys need at least %(minimum)s bits (this one has %(bits)s).")
+                % {"minimum": MIN_RSA_BITS, "bits": bits}
+            )
     elif isinstance(key, EllipticCurvePublicKey):
         bits = key.curve.key_size
     else:
-        raise _ssh_key_refused("Use an Ed25519, ECDSA or RSA (2048+ bits) key; DSA keys are not accepted.")
+        raise _ssh_key_refused(_("Use an Ed25519, ECDSA or RSA (2048+ bits) key; DSA keys are not accepted."))
     written = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode("ascii")
     key_type, blob = written.split()[:2]
     digest = hashlib.sha256(base64.b64decode(blob)).digest()
@@ -291,18 +299,18 @@ def ssh_key_add(*, user: User, public_key: str | None, name: str | None = None) 
     comment = parsed.line.split(" ", 2)[2] if parsed.line.count(" ") >= 2 else ""
     label = (name or "").strip() or comment or parsed.key_type
     if len(label) > 100 or not label.isprintable():
-        raise InvalidInput("A name of at most 100 printable characters.", fields={"name": ["Invalid name."]})
+        raise InvalidInput(_("A name of at most 100 printable characters."), fields={"name": [_("Invalid name.")]})
     with transaction.atomic():
         user_lock(user_id=user.pk)  # the per-account limit is decided under the user's row
         if SshKey.objects.filter(user=user).count() >= MAX_SSH_KEYS_PER_USER:
             raise InvalidInput(
-                f"An account holds at most {MAX_SSH_KEYS_PER_USER} SSH keys; delete one first.",
-                fields={"public_key": ["Too many keys."]},
+                _("An account holds at most %(limit)s SSH keys; delete one first.") % {"limit": MAX_SSH_KEYS_PER_USER},
+                fields={"public_key": [_("Too many keys.")]},
             )
         if SshKey.objects.filter(user=user, fingerprint=parsed.fingerprint).exists():
             raise SshKeyExists(
-                f"This key is already on your account ({parsed.fingerprint}).",
-                fields={"public_key": ["Already added."]},
+                _("This key is already on your account (%(fingerprint)s).") % {"fingerprint": parsed.fingerprint},
+                fields={"public_key": [_("Already added.")]},
                 extra={"fingerprint": parsed.fingerprint},
             )
         return SshKey.objects.create(
@@ -317,9 +325,9 @@ def ssh_key_add(*, user: User, public_key: str | None, name: str | None = None) 
 
 def ssh_key_delete(*, user: User, key_id: int) -> None:
     """Remove one of the account's keys (instances already started keep theirs). 404 if not theirs."""
-    deleted, _ = SshKey.objects.filter(user=user, pk=key_id).delete()
+    deleted, _by_model = SshKey.objects.filter(user=user, pk=key_id).delete()
     if not deleted:
-        raise NotFound("No such SSH key.")
+        raise NotFound(_("No such SSH key."))
 
 
 def ssh_keys_authorized(*, user: User, key_ids: list[int] | None) -> str:
@@ -331,8 +339,8 @@ def ssh_keys_authorized(*, user: User, key_ids: list[int] | None) -> str:
         unknown = sorted(set(key_ids) - {k.pk for k in chosen})
         if unknown:
             raise InvalidInput(
-                "Unknown SSH key: " + ", ".join(map(str, unknown)) + ".",
-                fields={"ssh_keys": [f"Not one of your keys: {', '.join(map(str, unknown))}."]},
+                _("Unknown SSH key: %(ids)s.") % {"ids": ", ".join(map(str, unknown))},
+                fields={"ssh_keys": [_("Not one of your keys: %(ids)s.") % {"ids": ", ".join(map(str, unknown))}]},
             )
         keys = chosen  # type: ignore[assignment]
     return "".join(f"{key.public_key}\n" for key in keys)

@@ -8,6 +8,7 @@ import uuid
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from marketplace.errors import Conflict, Forbidden, NotFound
 
@@ -32,7 +33,7 @@ MAX_TEAMS_PER_PERSON = 20
 
 def _room_for_another_team(user: User) -> None:
     if TeamMembership.objects.filter(user=user).count() >= MAX_TEAMS_PER_PERSON:
-        raise Conflict(f"One person can belong to at most {MAX_TEAMS_PER_PERSON} teams.")
+        raise Conflict(_("One person can belong to at most %(limit)s teams.") % {"limit": MAX_TEAMS_PER_PERSON})
 
 
 @transaction.atomic
@@ -41,7 +42,7 @@ def team_create(*, owner: User, name: str | None) -> Team:
     password: nobody logs in as a team)."""
     name = name_check(name)
     if owner.is_team:
-        raise Forbidden("A team cannot create teams.", code=AccountErrorCode.ROLE_FORBIDS)
+        raise Forbidden(_("A team cannot create teams."), code=AccountErrorCode.ROLE_FORBIDS)
     _room_for_another_team(owner)
     account = User(email=f"team-{uuid.uuid4().hex}@{TEAM_ACCOUNT_DOMAIN}", full_name=name, is_team=True)
     account.set_unusable_password()
@@ -61,7 +62,7 @@ def team_membership_get(*, user: User, team_id: int | str) -> TeamMembership:
     try:
         return TeamMembership.objects.select_related("team", "team__account").get(user=user, team_id=int(team_id))
     except (TeamMembership.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such team.", code=AccountErrorCode.NOT_A_MEMBER) from None
+        raise NotFound(_("No such team."), code=AccountErrorCode.NOT_A_MEMBER) from None
 
 
 @transaction.atomic
@@ -102,7 +103,7 @@ def team_invitation_accept(*, token: str, user: User) -> TeamMembership:
         TeamInvitation, token, user=user, lock_group=lambda found: team_lock(team_id=found.team_id)
     )
     if team.memberships.filter(user=user).exists():
-        raise Conflict("You are already in this team.", code=AccountErrorCode.ALREADY_MEMBER)
+        raise Conflict(_("You are already in this team."), code=AccountErrorCode.ALREADY_MEMBER)
     _room_for_another_team(user)
     return TeamMembership.objects.create(team=team, user=user, role=invitation.role)
 

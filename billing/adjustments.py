@@ -46,14 +46,15 @@ from .settlement import earner_owner, paid_from_wallet, usage_payer_facts
 REASON_MAX_LENGTH = 2000
 
 
-def staff_reason(reason: str | None, *, what: str, field: str = "reason") -> str:
-    """A staff member's reason as stored: required, at most 2000 characters, no control characters."""
+def staff_reason(reason: str | None, *, missing: str, field: str = "reason") -> str:
+    """A staff member's reason as stored: required (`missing` says so when it is not given), at most
+    2000 characters, no control characters."""
     try:
         text = clean_text(reason, max_length=REASON_MAX_LENGTH)
     except ValidationError as error:
         raise InvalidInput(error.messages[0], fields={field: error.messages}) from None
     if not text:
-        raise InvalidInput(f"{what} needs a reason.", fields={field: ["Required."]})
+        raise InvalidInput(missing, fields={field: [_("Required.")]})
     return text
 
 
@@ -64,7 +65,7 @@ def credit_note_maximum() -> Decimal:
 
 def _check_amount(amount: Decimal | None) -> Decimal:
     if amount is None or amount <= 0 or amount != amount.quantize(CENT):
-        raise InvalidInput("A positive amount in whole cents.", fields={"amount": ["Invalid amount."]})
+        raise InvalidInput(_("A positive amount in whole cents."), fields={"amount": [_("Invalid amount.")]})
     maximum = credit_note_maximum()
     if amount > maximum:
         raise CreditNoteTooLarge(
@@ -75,11 +76,18 @@ def _check_amount(amount: Decimal | None) -> Decimal:
     return amount
 
 
-def _check_staff(staff: User, *, buyer_id: int, what: str) -> None:
+def _check_staff(staff: User, *, buyer_id: int, refused: str) -> None:
+    """`refused`: what a non-staff account is told."""
     if not staff.is_staff:
-        raise Forbidden(f"Only staff {what}.")
+        raise Forbidden(refused)
     if staff.pk == buyer_id:
-        raise Forbidden("Staff do not credit or refund their own account.")
+        raise Forbidden(_("Staff do not credit or refund their own account."))
+
+
+def _credit_note_decided(request: CreditNoteRequest) -> str:
+    if request.status == CreditNoteRequest.Status.APPROVED:
+        return _("This credit note was already approved.")
+    return _("This credit note was already rejected.")
 
 
 def credit_note_issue(
@@ -90,8 +98,8 @@ def credit_note_issue(
     Up to CREDIT_NOTE_APPROVAL_ABOVE the credit is posted at once (the LedgerTransaction is
     returned). Above it, a pending CreditNoteRequest is returned and nothing is posted until a
     second staff member approves it (`credit_note_approve`). Above CREDIT_NOTE_MAX: refused."""
-    _check_staff(staff, buyer_id=user.pk, what="issue credit notes")
-    reason = staff_reason(reason, what="A credit note")
+    _check_staff(staff, buyer_id=user.pk, refused=_("Only staff issue credit notes."))
+    reason = staff_reason(reason, missing=_("A credit note needs a reason."))
     amount = _check_amount(amount)
     with transaction.atomic():
         # The staff member's row serializes their own credit notes, so two at once cannot both
@@ -131,11 +139,11 @@ def credit_note_approve(*, request_id: int, staff: User) -> CreditNoteRequest:
     `credit-note-request:<id>`) with both staff members named in the ledger reference and the
     audit log. The requester (and the credited buyer) cannot approve it."""
     request = credit_note_request_lock(request_id=request_id)
-    _check_staff(staff, buyer_id=request.user_id, what="approve credit notes")
+    _check_staff(staff, buyer_id=request.user_id, refused=_("Only staff approve credit notes."))
     if request.status != CreditNoteRequest.Status.PENDING:
-        raise CreditNoteDecided(f"This credit note was already {request.get_status_display().lower()}.")
+        raise CreditNoteDecided(_credit_note_decided(request))
     if request.requested_by_id == staff.pk:
-        raise SecondApproverRequired("Another staff member must approve a credit note you requested.")
+        raise SecondApproverRequired(_("Another staff member must approve a credit note you requested."))
     maximum = credit_note_maximum()
     if request.amount > maximum:  # the ceiling was lowered since the request
         raise CreditNoteTooLarge(
@@ -197,11 +205,11 @@ def credit_note_reject(*, request_id: int, staff: User, reason: str) -> CreditNo
     """Staff reject a pending credit note with a reason; nothing is posted. The requester may
     withdraw their own request this way."""
     if not staff.is_staff:
-        raise Forbidden("Only staff reject credit notes.")
-    reason = staff_reason(reason, what="A rejection")
+        raise Forbidden(_("Only staff reject credit notes."))
+    reason = staff_reason(reason, missing=_("A rejection needs a reason."))
     request = credit_note_request_lock(request_id=request_id)
     if request.status != CreditNoteRequest.Status.PENDING:
-        raise CreditNoteDecided(f"This credit note was already {request.get_status_display().lower()}.")
+        raise CreditNoteDecided(_credit_note_decided(request))
     request.status = CreditNoteRequest.Status.REJECTED
     request.decided_by = staff
     request.decided_at = timezone.now()
@@ -228,23 +236,25 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
     (disputes, SLA credits, other refunds), covers it (`credit_exceeds_paid`). Decided under the
     buyer's wallet lock, so a concurrent dispute credit or refund cannot both fit."""
     if not staff.is_staff:
-        raise Forbidden("Only staff refund charges.")
-    reason = staff_reason(reason, what="A refund")
+        raise Forbidden(_("Only staff refund charges."))
+    reason = staff_reason(reason, missing=_("A refund needs a reason."))
     record = UsageRecord.objects.select_related("buyer", "instance", "instance__order", "instance__backfills").get(
         pk=record.pk
     )
     payers = usage_payer_facts(record)
     if record.settled_by_id is None:
         raise InvalidInput(
-            "Only a settled usage charge is refunded this way.", fields={"usage_record": ["Not settled yet."]}
+            _("Only a settled usage charge is refunded this way."), fields={"usage_record": [_("Not settled yet.")]}
         )
     if not paid_from_wallet(payers):
         raise InvalidInput(
-            "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term; it is refunded "
-            "by terminating the instance).",
-            fields={"usage_record": ["Not paid from the buyer's wallet."]},
+            _(
+                "The buyer's wallet did not pay this charge (reserved usage comes from the prepaid term; it is "
+                "refunded by terminating the instance)."
+            ),
+            fields={"usage_record": [_("Not paid from the buyer's wallet.")]},
         )
-    _check_staff(staff, buyer_id=record.buyer_id, what="refund charges")
+    _check_staff(staff, buyer_id=record.buyer_id, refused=_("Only staff refund charges."))
     parts = split(charge_for(record.seconds, record.rate_per_hour), Decimal(settings.PLATFORM_TAKE_RATE))
     with transaction.atomic():
         wallet = lock_wallet(record.buyer)
@@ -252,7 +262,8 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
         keys = [f"reversal:usage:{record.pk}", f"reversal:{record.settled_by_id}"]
         if LedgerTransaction.objects.filter(key__in=keys).exists():
             raise AlreadyRefunded(
-                f"Usage record {record.pk} was already refunded.", fields={"usage_record": ["Already refunded."]}
+                _("Usage record %(id)s was already refunded.") % {"id": record.pk},
+                fields={"usage_record": [_("Already refunded.")]},
             )
         instance = record.instance
         payments = rental_payments(
@@ -265,11 +276,21 @@ def usage_refund(*, record: UsageRecord, reason: str, staff: User) -> LedgerTran
         )
         if parts.charge > payments.room():
             raise CreditExceedsPaid(
-                f"Refunding {money_text(parts.charge, 6)} would give back more than the buyer paid for "
-                f"i-{instance.pk} ({money_text(payments.paid)}, of which {money_text(payments.credited)} was "
-                "already given back).",
+                _(
+                    "Refunding %(charge)s would give back more than the buyer paid for i-%(instance)s (%(paid)s, "
+                    "of which %(credited)s was already given back)."
+                )
+                % {
+                    "charge": money_text(parts.charge, 6),
+                    "instance": instance.pk,
+                    "paid": money_text(payments.paid),
+                    "credited": money_text(payments.credited),
+                },
                 fields={
-                    "usage_record": [f"At most {money_text(payments.room())} can still be given back for this rental."]
+                    "usage_record": [
+                        _("At most %(room)s can still be given back for this rental.")
+                        % {"room": money_text(payments.room())}
+                    ]
                 },
                 extra={"bound": str(payments.room()), "paid": str(payments.paid), "credited": str(payments.credited)},
             )

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.audit import audit_record
@@ -254,7 +255,7 @@ def credit_grant(
 ) -> LedgerTransaction:
     """Give a buyer credit (promotion, goodwill): credits expense -> wallet."""
     if amount <= 0:
-        raise InvalidInput("A credit is a positive amount.", fields={"amount": ["Must be positive."]})
+        raise InvalidInput(_("A credit is a positive amount."), fields={"amount": [_("Must be positive.")]})
     return post_transaction(
         kind=LedgerTransaction.Kind.CREDIT,
         key=key,

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from marketplace.errors import NotFound
 from marketplace.money import PRICE_QUANTUM
@@ -23,7 +24,7 @@ def ledger_account_lock(*, account_id: int) -> LedgerAccount:
     """Lock one ledger account; NotFound (404) when it is gone."""
     account = LedgerAccount.objects.select_for_update().filter(pk=account_id).first()
     if account is None:
-        raise NotFound("No such ledger account.")
+        raise NotFound(_("No such ledger account."))
     return account
 
 
@@ -62,7 +63,7 @@ def payout_lock(*, payout_id: int) -> Payout:
     """Lock one payout; NotFound (404) when it is gone."""
     payout = Payout.objects.select_for_update().filter(pk=payout_id).first()
     if payout is None:
-        raise NotFound("No such payout.")
+        raise NotFound(_("No such payout."))
     return payout
 
 
@@ -73,7 +74,7 @@ def credit_note_request_lock(*, request_id: int) -> CreditNoteRequest:
         CreditNoteRequest.objects.select_for_update(of=("self",)).select_related("user").filter(pk=request_id).first()
     )
     if request is None:
-        raise NotFound("No such credit note request.")
+        raise NotFound(_("No such credit note request."))
     return request
 
 

@@ -174,7 +174,9 @@ class UsageRecord(models.Model):
         ]
         indexes = [
             # Settlement walks unsettled records buyer by buyer (billing.locks.unsettled_usage_batch).
-            models.Index(fields=["buyer", "id"], condition=Q(settled_by__isnull=True), name="usage_unsettled_by_buyer")
+            models.Index(fields=["buyer", "id"], condition=Q(settled_by__isnull=True), name="usage_unsettled_by_buyer"),
+            # Supplier analytics read one organization's usage over a window.
+            models.Index(fields=["organization", "window_start"], name="usage_by_organization_window"),
         ]
 
     def __str__(self) -> str:

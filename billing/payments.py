@@ -79,7 +79,7 @@ def top_up_create(
         logger.warning("checkout session for top-up %s failed: %s", top_up.pk, error)
         # Nobody got a checkout link, so nothing can be paid on this row: it is failed, not pending.
         TopUp.objects.filter(pk=top_up.pk).update(status=TopUp.Status.FAILED)
-        raise PaymentProviderError("The payment provider is unavailable; nothing was charged. Try again.") from None
+        raise PaymentProviderError(_("The payment provider is unavailable; nothing was charged. Try again.")) from None
     TopUp.objects.filter(pk=top_up.pk).update(stripe_checkout_session_id=session.id, checkout_url=session.url or "")
     top_up.refresh_from_db()
     return top_up
@@ -104,23 +104,33 @@ def _credit_top_up(top_up_id: int, *, payment_intent: str = "") -> bool:
     return True
 
 
-def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, reason: str) -> bool:
-    """Money Stripe took back (refund, dispute): out of the buyer's wallet, back to clearing."""
+def _reverse_payment(*, key: str, payment_intent: str, amount: Decimal, refund: bool) -> bool:
+    """Money Stripe took back (a refund, else a dispute): out of the buyer's wallet, back to clearing."""
     top_up = TopUp.objects.filter(stripe_payment_intent_id=payment_intent).select_related("user").first()
     if top_up is None or amount <= 0:
         return False
     post_transaction(
         kind=LedgerTransaction.Kind.REFUND,
         key=key,
-        description=f"{reason} of top-up {top_up.pk}",
+        description=f"{'Refund' if refund else 'Dispute'} of top-up {top_up.pk}",
         postings=[(buyer_wallet(top_up.user), -amount), (platform_account(Kind.STRIPE_CLEARING), amount)],
         reference={"top_up": top_up.pk, "payment_intent": payment_intent},
     )
     notify(
         user=top_up.user,
         kind="payment_reversed",
-        title=_("%(reason)s: %(amount)s removed from your balance") % {"reason": reason, "amount": money_text(amount)},
-        body=f"Stripe reported a {reason.lower()} on top-up {top_up.pk}.",
+        title=(
+            _("Refund: %(amount)s removed from your balance")
+            if refund
+            else _("Dispute: %(amount)s removed from your balance")
+        )
+        % {"amount": money_text(amount)},
+        body=(
+            _("Stripe reported a refund on top-up %(id)s.")
+            if refund
+            else _("Stripe reported a dispute on top-up %(id)s.")
+        )
+        % {"id": top_up.pk},
         dedupe_key=key,
         link=reverse("billing:buyer"),
     )
@@ -174,7 +184,7 @@ def _apply(event_type: str, obj: dict[str, Any]) -> bool | None:
             key=f"stripe-refund:{object_id}:{cents}" if refund else f"stripe-dispute:{object_id}",
             payment_intent=_stripe_id(obj.get("payment_intent")),
             amount=from_cents(cents) - (_already_reversed(object_id) if refund else Decimal(0)),
-            reason="Refund" if refund else "Dispute",
+            refund=refund,
         )
     return False
 
@@ -189,7 +199,8 @@ def stripe_event_handle(*, event: dict) -> bool:
     event_id, event_type = _stripe_id(event.get("id")), event.get("type")
     if not event_id or not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_STRIPE_ID_LENGTH:
         raise InvalidInput(
-            "Not a Stripe event: it has no id or type.", fields={"id": ["An event id."], "type": ["An event type."]}
+            _("Not a Stripe event: it has no id or type."),
+            fields={"id": [_("An event id.")], "type": [_("An event type.")]},
         )
     with transaction.atomic():
         try:

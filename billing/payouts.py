@@ -10,6 +10,7 @@ import stripe
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from marketplace.currency import money_text
 from marketplace.webhooks import PAYOUT_FAILED, PAYOUT_PAID, event_emit
@@ -51,7 +52,9 @@ def connect_onboarding_link(*, organization: Organization, return_url: str, refr
             }
         )
     except stripe.StripeError as error:
-        raise PaymentProviderError(f"Stripe could not start onboarding: {error.user_message or error}") from None
+        raise PaymentProviderError(
+            _("Stripe could not start onboarding: %(problem)s") % {"problem": error.user_message or error}
+        ) from None
     return link.url
 
 

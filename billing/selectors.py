@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import DecimalField, ExpressionWrapper, F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Round, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.currency import platform_currency
@@ -210,7 +211,7 @@ def statement(*, user: User, month: str) -> dict:
         start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
         end = (start + dt.timedelta(days=32)).replace(day=1)  # 9999-12 has no end: OverflowError
     except (ValueError, OverflowError):
-        raise InvalidInput("A month is YYYY-MM.", fields={"month": ["Use YYYY-MM."]}) from None
+        raise InvalidInput(_("A month is YYYY-MM."), fields={"month": [_("Use YYYY-MM.")]}) from None
     wallet = LedgerPosting.objects.filter(account=buyer_wallet(user))
     opening = money_sum(wallet.filter(transaction__created_at__lt=start))
     lines = list(

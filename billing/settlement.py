@@ -15,6 +15,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from marketplace.bulk import update_by_pk
 from marketplace.walks import Walk, walk_from, walk_to_end
@@ -150,7 +151,8 @@ def _entry(group: _PayerGroup) -> Entry:
     return Entry(
         kind=LedgerTransaction.Kind.USAGE,
         key=f"usage:{first}",
-        description=f"Usage: {len(records)} records, {len(instances)} instances, {sum(r.seconds for r in records)} s",
+        description=_("Usage: %(records)d records, %(instances)d instances, %(seconds)d s")
+        % {"records": len(records), "instances": len(instances), "seconds": sum(r.seconds for r in records)},
         postings=group.nonzero(),
         reference={
             "usage_records": len(records),

@@ -15,6 +15,7 @@ from accounts.scopes import Scope, page_scope
 from marketplace.api.inputs import storable_text, whole_number
 from marketplace.api.pagination import page_of
 from marketplace.charts import Series, chart_spec
+from marketplace.currency import money_text
 from marketplace.errors import ApplicationError, ErrorCode, error_body
 from marketplace.forms import add_service_errors
 from marketplace.money import parse_money
@@ -139,20 +140,26 @@ def _staff_adjust(request, action: str, form) -> str:
             user=form.buyer, amount=data["amount"], reason=data["reason"], staff=request.user
         )
         if isinstance(result, CreditNoteRequest):
-            return (
-                f"${result.amount} for {form.buyer.email} is above ${settings.CREDIT_NOTE_APPROVAL_ABOVE}: "
-                "requested; another staff member must approve it."
-            )
-        return f"Credited {form.buyer.email}."
+            return gettext(
+                "%(amount)s for %(email)s is above %(threshold)s: requested; another staff member must approve it."
+            ) % {
+                "amount": money_text(result.amount),
+                "email": form.buyer.email,
+                "threshold": money_text(settings.CREDIT_NOTE_APPROVAL_ABOVE),
+            }
+        return gettext("Credited %(email)s.") % {"email": form.buyer.email}
     if action == "refund":
         adjustments.usage_refund(record=data["usage_record"], reason=data["reason"], staff=request.user)
-        return f"Usage record {data['usage_record'].pk} refunded."
+        return gettext("Usage record %(id)s refunded.") % {"id": data["usage_record"].pk}
     credit_request = data["request"]
     if data["decision"] == "approve":
         adjustments.credit_note_approve(request_id=credit_request.pk, staff=request.user)
-        return f"Credit note {credit_request.pk} approved: {credit_request.user.email} was credited."
+        return gettext("Credit note %(id)s approved: %(email)s was credited.") % {
+            "id": credit_request.pk,
+            "email": credit_request.user.email,
+        }
     adjustments.credit_note_reject(request_id=credit_request.pk, staff=request.user, reason=data["reason"])
-    return f"Credit note {credit_request.pk} rejected."
+    return gettext("Credit note %(id)s rejected.") % {"id": credit_request.pk}
 
 
 @page_scope(Scope.STAFF)
@@ -177,7 +184,7 @@ def staff_adjustments(request):
             messages.success(request, message)
             return redirect("billing:staff_adjustments")
     elif request.method == "POST" and posted is None:
-        messages.error(request, "Unknown action.")
+        messages.error(request, gettext("Unknown action."))
     recent = LedgerTransaction.objects.filter(kind__in=["credit", "refund"]).select_related("created_by")[:50]
     pending = list(selectors.credit_note_requests_pending()[:100])
     # The row a refused decision came from shows its errors and keeps the reason typed there.

@@ -18,14 +18,16 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.locks import user_lock
 from accounts.models import User
 from accounts.services import notify
 
+from .currency import price_text
 from .errors import Conflict, ErrorCode, InvalidInput, NotFound
 from .models import AvailabilityAlert, InstanceType, Offer, Region
-from .money import CENT, PRICE_DIGITS, PRICE_PLACES, quantize_price
+from .money import PRICE_DIGITS, PRICE_PLACES, quantize_price
 from .walks import Walk, walk_from
 
 MAX_ACTIVE_ALERTS_PER_USER = 50
@@ -64,8 +66,9 @@ def _max_price(value: Decimal | None) -> Decimal | None:
     if value is None:
         return None
     refused = InvalidInput(
-        f"A price per hour above 0 and at most {MAX_PRICE_PER_HOUR}, with at most {PRICE_PLACES} decimals.",
-        fields={"max_price_per_hour": ["Out of range."]},
+        _("A price per hour above 0 and at most %(maximum)s, with at most %(places)s decimals.")
+        % {"maximum": price_text(MAX_PRICE_PER_HOUR), "places": PRICE_PLACES},
+        fields={"max_price_per_hour": [_("Out of range.")]},
     )
     if not value.is_finite() or value <= 0 or value > MAX_PRICE_PER_HOUR or quantize_price(value) != value:
         raise refused
@@ -88,7 +91,8 @@ def availability_alert_create(
     limit is decided."""
     if not instance_type.is_active:
         raise InvalidInput(
-            f"Instance type {instance_type.name} is not offered.", fields={"instance_type": ["Not offered."]}
+            _("Instance type %(name)s is not offered.") % {"name": instance_type.name},
+            fields={"instance_type": [_("Not offered.")]},
         )
     price = _max_price(max_price_per_hour)
     with transaction.atomic():
@@ -96,16 +100,17 @@ def availability_alert_create(
         mine = AvailabilityAlert.objects.active().filter(user=user)
         if mine.count() >= MAX_ACTIVE_ALERTS_PER_USER:
             raise Conflict(
-                f"An account has at most {MAX_ACTIVE_ALERTS_PER_USER} active availability alerts; delete one first.",
+                _("An account has at most %(limit)s active availability alerts; delete one first.")
+                % {"limit": MAX_ACTIVE_ALERTS_PER_USER},
                 code=ErrorCode.ALERT_LIMIT,
             )
         if mine.filter(
             instance_type=instance_type, region=region, max_price_per_hour=price, standing=standing
         ).exists():
             raise Conflict(
-                "You already have this alert.",
+                _("You already have this alert."),
                 code=ErrorCode.ALERT_EXISTS,
-                fields={"instance_type": ["Already subscribed."]},
+                fields={"instance_type": [_("Already subscribed.")]},
             )
         return AvailabilityAlert.objects.create(
             user=user, instance_type=instance_type, region=region, max_price_per_hour=price, standing=standing
@@ -114,9 +119,9 @@ def availability_alert_create(
 
 def availability_alert_delete(*, user: User, alert_id: int) -> None:
     """Remove one of the user's alerts. NotFound (404) if it is not theirs."""
-    deleted, _ = AvailabilityAlert.objects.filter(user=user, pk=alert_id).delete()
+    deleted, _by_model = AvailabilityAlert.objects.filter(user=user, pk=alert_id).delete()
     if not deleted:
-        raise NotFound("No such availability alert.")
+        raise NotFound(_("No such availability alert."))
 
 
 # --- the check ---------------------------------------------------------------------------------------
@@ -140,33 +145,40 @@ def _cheapest_match() -> Subquery:
     return Subquery(offers)
 
 
-def _dollars(value: Decimal) -> str:
-    """A price as people read it: cents at least, every stored decimal that is not zero."""
-    cents = value.quantize(CENT)
-    return f"${cents}" if cents == value else f"${value.normalize():f}"
-
-
 def _tell(alert: AvailabilityAlert, offer: Offer) -> None:
     """Notify the alert's owner of `offer`, the cheapest match. One notice per alert and supply
     episode: an episode is known by the notice before it (`last_notified_at` as the check read it)."""
-    where = f" in {alert.region.code}" if alert.region else ""
-    ceiling = f" (your ceiling: {_dollars(alert.max_price_per_hour)}/h)" if alert.max_price_per_hour else ""
+    name = alert.instance_type.name
+    if alert.region:
+        title = _("%(type)s is available in %(region)s") % {"type": name, "region": alert.region.code}
+    else:
+        title = _("%(type)s is available") % {"type": name}
+    on_sale = {"type": name, "region": offer.region.code, "price": price_text(offer.price_per_hour)}
+    if alert.max_price_per_hour:
+        on_sale_text = _("%(type)s is on sale in %(region)s from %(price)s/h (your ceiling: %(ceiling)s/h)") % {
+            **on_sale,
+            "ceiling": price_text(alert.max_price_per_hour),
+        }
+    else:
+        on_sale_text = _("%(type)s is on sale in %(region)s from %(price)s/h") % on_sale
     then = (
-        "This alert stays on: you will be told again when such supply sells out and returns."
+        _("This alert stays on: you will be told again when such supply sells out and returns.")
         if alert.standing
-        else "This alert is now off; create a new one to be told again."
+        else _("This alert is now off; create a new one to be told again.")
     )
     previous = alert.last_notified_at
     episode = int(previous.timestamp() * 1_000_000) if previous else 0
     notify(
         user=alert.user,
         kind=NOTIFICATION_KIND,
-        title=f"{alert.instance_type.name} is available{where}",
-        body=(
-            f"{alert.instance_type.name} is on sale in {offer.region.code} from {_dollars(offer.price_per_hour)}/h"
-            f"{ceiling}: {reverse('offer_detail', args=[offer.pk])}. {then} "
-            f"Your alerts: {reverse('availability_alerts')}"
-        ),
+        title=title,
+        body=_("%(on_sale)s: %(offer)s. %(then)s Your alerts: %(alerts)s")
+        % {
+            "on_sale": on_sale_text,
+            "offer": reverse("offer_detail", args=[offer.pk]),
+            "then": then,
+            "alerts": reverse("availability_alerts"),
+        },
         dedupe_key=f"{NOTIFICATION_KIND}:{alert.pk}:{episode}",
         link=reverse("offer_detail", args=[offer.pk]),
     )

@@ -12,6 +12,7 @@ from typing import Any, cast
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -133,7 +134,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         fields = validation_fields(exc)
         return Response(
-            error_body(ErrorCode.INVALID, "The request is not valid.", fields), status=status.HTTP_400_BAD_REQUEST
+            error_body(ErrorCode.INVALID, _("The request is not valid."), fields), status=status.HTTP_400_BAD_REQUEST
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -149,8 +150,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(detail, dict):
             fields = _flatten(detail)
             non_field = fields.get("non_field_errors")
-            prefix = getattr(exc, "detail_prefix", "Invalid value for")
-            message = non_field[0] if non_field else f"{prefix}: {', '.join(sorted(fields))}."
+            prefix = getattr(exc, "detail_prefix", None) or _("Invalid value for")
+            message = (
+                non_field[0]
+                if non_field
+                else _("%(prefix)s: %(fields)s.") % {"prefix": prefix, "fields": ", ".join(sorted(fields))}
+            )
         else:
             fields = {"non_field_errors": _flatten(detail if isinstance(detail, list) else [detail])}
             message = fields["non_field_errors"][0]

@@ -4,6 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext, gettext_lazy
 
+from .currency import platform_currency
 from .errors import ApplicationError, ErrorCode
 from .models import InstanceType, Region
 from .money import PRICE_PLACES, parse_money
@@ -44,7 +45,6 @@ class AvailabilityAlertForm(forms.Form):
     )
     max_price_per_hour = forms.CharField(
         required=False,
-        label=gettext_lazy("Max. $ per hour"),
         widget=forms.TextInput(
             attrs={"inputmode": "decimal", "autocomplete": "off", "placeholder": gettext_lazy("any")}
         ),
@@ -58,6 +58,13 @@ class AvailabilityAlertForm(forms.Form):
         ),
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The deployment's currency, in the language of the request that builds the form.
+        self.fields["max_price_per_hour"].label = gettext("Max. %(symbol)s per hour") % {
+            "symbol": platform_currency().symbol
+        }
+
     def clean_max_price_per_hour(self) -> Decimal | None:
         text = self.cleaned_data["max_price_per_hour"].strip()
         if not text:
@@ -65,8 +72,7 @@ class AvailabilityAlertForm(forms.Form):
         price = parse_money(text, places=PRICE_PLACES)
         if price is None or price <= 0:
             raise ValidationError(
-                gettext("A price above 0 in dollars, with at most %(places)s decimals (e.g. 2.50).")
-                % {"places": PRICE_PLACES},
+                gettext("A price above 0, with at most %(places)s decimals (e.g. 2.50).") % {"places": PRICE_PLACES},
                 code=ErrorCode.INVALID,
             )
         return price

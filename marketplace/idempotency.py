@@ -16,6 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,7 +43,7 @@ def request_fingerprint(request: Request) -> str:
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     if record.request_fingerprint != fingerprint:
         raise Conflict(
-            "This Idempotency-Key was already used with a different request.",
+            _("This Idempotency-Key was already used with a different request."),
             code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
         )
     response = Response(record.response_body, status=record.status_code)
@@ -63,9 +64,10 @@ def idempotent(
         key = key.strip()
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             raise InvalidInput(
-                f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters.",
+                _("%(header)s must be 1-%(maximum)s printable characters.")
+                % {"header": HEADER, "maximum": MAX_KEY_LENGTH},
                 code=ErrorCode.INVALID_IDEMPOTENCY_KEY,
-                fields={HEADER: ["Invalid key."]},
+                fields={HEADER: [_("Invalid key.")]},
             )
         fingerprint = request_fingerprint(request)
         existing = IdempotencyRecord.objects.filter(user=request.user, key=key).first()

@@ -319,7 +319,7 @@ class AuditEntry(models.Model):
 def validate_printable(value: str) -> None:
     """Names people read: no control characters (newlines, escapes, NULs)."""
     if any(not ch.isprintable() for ch in value):
-        raise ValidationError("Use printable characters only (no control characters).", code=ErrorCode.NOT_PRINTABLE)
+        raise ValidationError(_("Use printable characters only (no control characters)."), code=ErrorCode.NOT_PRINTABLE)
 
 
 # Characters nobody types in free text: C0 controls but tab, newline and carriage return (a line
@@ -339,10 +339,13 @@ def validate_clean_text(value: str, *, max_length: int) -> None:
     caller shows a field error instead of storing what the column was not meant to hold."""
     if _UNCLEAN_TEXT.search(value):
         raise ValidationError(
-            "Control characters are not allowed (only newlines and tabs).", code=ErrorCode.NOT_PRINTABLE
+            _("Control characters are not allowed (only newlines and tabs)."), code=ErrorCode.NOT_PRINTABLE
         )
     if len(value) > max_length:
-        raise ValidationError(f"At most {max_length} characters (this has {len(value)}).", code=ErrorCode.INVALID)
+        raise ValidationError(
+            _("At most %(maximum)s characters (this has %(length)s).") % {"maximum": max_length, "length": len(value)},
+            code=ErrorCode.INVALID,
+        )
 
 
 def clean_text(value: str | None, *, max_length: int) -> str:

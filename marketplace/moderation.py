@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.errors import AccountErrorCode
 from accounts.locks import user_lock
@@ -23,9 +24,11 @@ from suppliers.organizations import organization_notify_members
 
 def _require(staff: User, reason: str) -> str:
     if not staff.is_staff:
-        raise Forbidden("Only staff moderate.")
+        raise Forbidden(_("Only staff moderate."))
     if not (reason or "").strip():
-        raise InvalidInput("Moderation needs a reason the affected people will see.", fields={"reason": ["Required."]})
+        raise InvalidInput(
+            _("Moderation needs a reason the affected people will see."), fields={"reason": [_("Required.")]}
+        )
     return reason.strip()
 
 
@@ -35,7 +38,7 @@ def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
     reason = _require(staff, reason)
     buyer = user_lock(user_id=buyer.pk)
     if buyer.suspended_at:
-        raise Conflict("This buyer is already suspended.", code=AccountErrorCode.ALREADY_SUSPENDED)
+        raise Conflict(_("This buyer is already suspended."), code=AccountErrorCode.ALREADY_SUSPENDED)
     audit_record(
         action="buyer.suspend",
         obj=buyer,
@@ -49,7 +52,7 @@ def buyer_suspend(*, buyer: User, reason: str, staff: User) -> User:
     buyer.save(update_fields=["suspended_at", "suspension_reason"])
     for instance in Instance.objects.live().filter(buyer=buyer).exclude(status=InstanceStatus.REQUESTED):
         instance_stop(instance=instance, actor=InstanceEvent.Actor.STAFF, actor_user=staff)
-    notify(user=buyer, kind="moderation", title="Your account was suspended", body=reason)
+    notify(user=buyer, kind="moderation", title=_("Your account was suspended"), body=reason)
     return buyer
 
 
@@ -68,7 +71,7 @@ def buyer_reinstate(*, buyer: User, reason: str, staff: User) -> User:
     buyer.suspended_at = None
     buyer.suspension_reason = ""
     buyer.save(update_fields=["suspended_at", "suspension_reason"])
-    notify(user=buyer, kind="moderation", title="Your account was reinstated", body=reason)
+    notify(user=buyer, kind="moderation", title=_("Your account was reinstated"), body=reason)
     return buyer
 
 
@@ -79,10 +82,11 @@ def host_reinstate(*, host: Host, reason: str, staff: User) -> Host:
     host = host_lock(host_id=host.pk)
     if host.status != Host.Status.DELISTED:
         raise Conflict(
-            f"A {host.get_status_display().lower()} host cannot be reinstated.", code=ErrorCode.INVALID_TRANSITION
+            _("A %(status)s host cannot be reinstated.") % {"status": host.get_status_display().lower()},
+            code=ErrorCode.INVALID_TRANSITION,
         )
     host = host_set_status(host=host, status=Host.Status.APPROVED, reason="", actor=staff, action="host.reinstate")
-    organization_notify_members(host.organization, f"Host {host.name} is listed again", reason)
+    organization_notify_members(host.organization, _("Host %(name)s is listed again") % {"name": host.name}, reason)
     return host
 
 
@@ -91,11 +95,11 @@ def host_delist(*, host: Host, reason: str, staff: User) -> Host:
     """Staff take a host's offers down; its supplier and current renters are told."""
     reason = _require(staff, reason)
     host = host_set_status(host=host, status=Host.Status.DELISTED, reason=reason, actor=staff, action="host.delist")
-    organization_notify_members(host.organization, f"Host {host.name} was delisted", reason)
+    organization_notify_members(host.organization, _("Host %(name)s was delisted") % {"name": host.name}, reason)
     notify_all(
         renters(host=host),
         kind="moderation",
-        title="A host you rent on was delisted by our staff",
-        body=f"Your instances keep running for now. Reason: {reason}",
+        title=_("A host you rent on was delisted by our staff"),
+        body=_("Your instances keep running for now. Reason: %(reason)s") % {"reason": reason},
     )
     return host

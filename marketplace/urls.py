@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from django.views.i18n import set_language
@@ -27,8 +26,7 @@ urlpatterns = [
     path("staff/moderation/", views.moderation_dashboard, name="moderation"),
     path("market/", market_views.market_depth_page, name="market_depth"),
     path("staff/market/", market_views.market_overview_page, name="market_overview"),
-    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
-    path("favicon.ico", page_scope(None)(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
+    path("favicon.ico", views.favicon),
     path("i18n/setlang/", page_scope(None)(set_language), name="set_language"),
     path("agent/agent.pyz", supplier_views.agent_download, name="agent_download"),
     path("agent/install.sh", supplier_views.agent_install_script, name="agent_install_script"),

@@ -7,6 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
@@ -52,6 +54,12 @@ def _sort_links(request) -> dict[str, dict[str, str]]:
         arrow = "▲" if ascending_now else "▼" if descending_now else ""
         links[column] = {"query": query, "arrow": arrow}
     return links
+
+
+@page_scope(None)
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's)."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 @page_scope(None)
@@ -125,8 +133,14 @@ def availability_alerts(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            where = f" in {alert.region.code}" if alert.region else ""
-            messages.success(request, f"Alert added: you will be told when {alert.instance_type} is on sale{where}.")
+            if alert.region:
+                added = _("Alert added: you will be told when %(type)s is on sale in %(region)s.") % {
+                    "type": alert.instance_type,
+                    "region": alert.region.code,
+                }
+            else:
+                added = _("Alert added: you will be told when %(type)s is on sale.") % {"type": alert.instance_type}
+            messages.success(request, added)
             return redirect("availability_alerts")
     # Active alerts are bounded per account; fired one-shot ones are not, so only the newest are shown.
     items = alerts.availability_alerts_owned(user=request.user).order_by("-active", "-created_at", "-id")[:200]
@@ -141,7 +155,7 @@ def availability_alert_delete(request, alert_id: int):
         alerts.availability_alert_delete(user=request.user, alert_id=alert_id)
     except NotFound:
         raise Http404("No such availability alert.") from None
-    messages.success(request, "Alert deleted.")
+    messages.success(request, _("Alert deleted."))
     return redirect("availability_alerts")
 
 
@@ -157,7 +171,7 @@ def webhook_endpoints(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Endpoint added: {endpoint.url}.")
+            messages.success(request, _("Endpoint added: %(url)s.") % {"url": endpoint.url})
             form = WebhookEndpointForm(event_types=webhooks.EVENT_TYPES)
     endpoints = WebhookEndpoint.objects.filter(user=request.user)
     return render(request, "marketplace/webhooks.html", {"form": form, "endpoints": endpoints, "secret": secret})
@@ -179,13 +193,13 @@ def webhook_endpoint(request, endpoint_id: int):
                     WebhookDelivery, pk=whole_number(request.POST.get("delivery")) or 0, endpoint=endpoint
                 )
                 webhooks.delivery_replay(delivery=delivery)
-                messages.success(request, f"Delivery {delivery.pk} will be sent again.")
+                messages.success(request, _("Delivery %(id)s will be sent again.") % {"id": delivery.pk})
             elif action in ("enable", "disable"):
                 webhooks.endpoint_update(endpoint=endpoint, active=action == "enable")
-                messages.success(request, f"Endpoint turned {'on' if action == 'enable' else 'off'}.")
+                messages.success(request, _("Endpoint turned on.") if action == "enable" else _("Endpoint turned off."))
             elif action == "delete":
                 webhooks.endpoint_delete(endpoint=endpoint)
-                messages.success(request, "Endpoint deleted.")
+                messages.success(request, _("Endpoint deleted."))
                 return redirect("webhook_endpoints")
         except ApplicationError as error:
             messages.error(request, error.detail)
@@ -211,11 +225,11 @@ def staff_page(view):
     return wrapper
 
 
-def posted_id(request, name: str, what: str) -> int:
-    """An id typed into a staff form: a whole number in ASCII digits, else a form error."""
+def posted_id(request, name: str, missing: str) -> int:
+    """An id typed into a staff form: a whole number in ASCII digits, else a form error (`missing`)."""
     value = whole_number((request.POST.get(name) or "").strip())
     if value is None:
-        raise InvalidInput(f"Enter the {what} id (a whole number).", fields={name: ["A whole number."]})
+        raise InvalidInput(missing, fields={name: [_("A whole number.")]})
     return value
 
 
@@ -235,19 +249,21 @@ def moderation_dashboard(request):
             if action in ("suspend_buyer", "reinstate_buyer"):
                 buyer = User.objects.filter(email__iexact=target.strip()).first()
                 if buyer is None:
-                    raise ApplicationError("No account with that email.", code=ErrorCode.NOT_FOUND)
+                    raise ApplicationError(_("No account with that email."), code=ErrorCode.NOT_FOUND)
                 operation = moderation.buyer_suspend if action == "suspend_buyer" else moderation.buyer_reinstate
                 operation(buyer=buyer, reason=reason, staff=request.user)
             elif action in ("delist_host", "reinstate_host"):
-                host = Host.objects.filter(pk=posted_id(request, "target", "host")).first()
+                host_id = posted_id(request, "target", _("Enter the host id (a whole number)."))
+                host = Host.objects.filter(pk=host_id).first()
                 if host is None:
-                    raise ApplicationError("No such host.", code=ErrorCode.NOT_FOUND)
+                    raise ApplicationError(_("No such host."), code=ErrorCode.NOT_FOUND)
                 host_operation = moderation.host_delist if action == "delist_host" else moderation.host_reinstate
                 host_operation(host=host, reason=reason, staff=request.user)
             elif action in ("approve_supplier", "reject_supplier"):
-                organization = Organization.objects.filter(pk=posted_id(request, "target", "organization")).first()
+                organization_id = posted_id(request, "target", _("Enter the organization id (a whole number)."))
+                organization = Organization.objects.filter(pk=organization_id).first()
                 if organization is None:
-                    raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
+                    raise ApplicationError(_("No such organization."), code=ErrorCode.NOT_FOUND)
                 if action == "approve_supplier":
                     organizations.organization_approve(organization=organization, actor=request.user)
                 else:
@@ -255,25 +271,25 @@ def moderation_dashboard(request):
             elif action == "suspend_supplier":
                 organization = Organization.objects.filter(name=target.strip()).first()
                 if organization is None:
-                    raise ApplicationError("No such organization.", code=ErrorCode.NOT_FOUND)
+                    raise ApplicationError(_("No such organization."), code=ErrorCode.NOT_FOUND)
                 if not reason.strip():
-                    raise ApplicationError("A suspension needs a reason.", code=ErrorCode.INVALID)
+                    raise ApplicationError(_("A suspension needs a reason."), code=ErrorCode.INVALID)
                 supply.organization_suspend(organization=organization, reason=reason, actor=request.user)
             else:
-                raise ApplicationError("Unknown action.", code=ErrorCode.INVALID)
+                raise ApplicationError(_("Unknown action."), code=ErrorCode.INVALID)
         except ApplicationError as error:
             messages.error(request, error.detail)
         else:
-            messages.success(request, "Done; it is in the audit log.")
+            messages.success(request, _("Done; it is in the audit log."))
         return redirect("moderation")
     queues = {
-        "Suppliers pending review": Organization.objects.filter(status="pending").count(),
-        "Hosts pending approval": Host.objects.filter(status="pending").count(),
-        "Hosts with inventory mismatch": Host.objects.exclude(inventory_mismatch=None).count(),
-        "Hosts offline": Host.objects.filter(agent_status="offline").count(),
-        "Unverified approved hosts": Host.objects.filter(status="approved", verified=False).count(),
-        "Suspended buyers": User.objects.exclude(suspended_at=None).count(),
-        "Open problem reports": ProblemReport.objects.filter(status__in=["open", "answered"]).count(),
+        _("Suppliers pending review"): Organization.objects.filter(status="pending").count(),
+        _("Hosts pending approval"): Host.objects.filter(status="pending").count(),
+        _("Hosts with inventory mismatch"): Host.objects.exclude(inventory_mismatch=None).count(),
+        _("Hosts offline"): Host.objects.filter(agent_status="offline").count(),
+        _("Unverified approved hosts"): Host.objects.filter(status="approved", verified=False).count(),
+        _("Suspended buyers"): User.objects.exclude(suspended_at=None).count(),
+        _("Open problem reports"): ProblemReport.objects.filter(status__in=["open", "answered"]).count(),
     }
     return render(
         request,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext as _
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -46,7 +47,7 @@ def destination_check(url: str, *, field: str = "url") -> Destination:
 
     The URL is read with the parser the HTTP library uses (urllib3), and anything two parsers could
     read differently is refused: backslashes, user info, non-ASCII, whitespace."""
-    refuse = InvalidInput("Not a URL this platform delivers to.", fields={field: ["Enter a plain https:// URL."]})
+    refuse = InvalidInput(_("Not a URL this platform delivers to."), fields={field: [_("Enter a plain https:// URL.")]})
     if not url or len(url) > 2000 or not url.isascii() or any(c in url for c in "\\ \t\r\n"):
         raise refuse
     try:
@@ -58,18 +59,21 @@ def destination_check(url: str, *, field: str = "url") -> Destination:
         raise refuse from None
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES
     if parts.scheme != "https" and not (allow_private and parts.scheme == "http"):
-        raise InvalidInput("Webhook endpoints must use https://.", fields={field: ["Use an https:// URL."]})
+        raise InvalidInput(_("Webhook endpoints must use https://."), fields={field: [_("Use an https:// URL.")]})
     if not parts.host or parts.auth or urlsplit(url).hostname != parts.host.strip("[]").lower():
         raise refuse
     host = parts.host.strip("[]")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        raise InvalidInput(f"{host} does not resolve.", fields={field: ["The host name does not resolve."]}) from None
+        raise InvalidInput(
+            _("%(host)s does not resolve.") % {"host": host}, fields={field: [_("The host name does not resolve.")]}
+        ) from None
     addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private and any(not _public(address) for address in addresses):
         raise InvalidInput(
-            f"{host} resolves to a non-public address.", fields={field: ["Webhooks go to public addresses only."]}
+            _("%(host)s resolves to a non-public address.") % {"host": host},
+            fields={field: [_("Webhooks go to public addresses only.")]},
         )
     return Destination(parts.scheme, host, port, parts.request_uri or "/", addresses)
 

@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import notify
@@ -105,7 +106,8 @@ def endpoint_create(
     wanted = events_check(events)
     if WebhookEndpoint.objects.filter(user=user).count() >= MAX_ENDPOINTS_PER_USER:
         raise InvalidInput(
-            f"At most {MAX_ENDPOINTS_PER_USER} webhook endpoints per account.", fields={"url": ["Limit reached."]}
+            _("At most %(limit)s webhook endpoints per account.") % {"limit": MAX_ENDPOINTS_PER_USER},
+            fields={"url": [_("Limit reached.")]},
         )
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     endpoint = WebhookEndpoint.objects.create(
@@ -157,12 +159,12 @@ def endpoint_secret(endpoint: WebhookEndpoint) -> str:
 def events_check(events: Iterable[str]) -> list[str]:
     wanted = sorted({str(event) for event in events})
     if not wanted:
-        raise InvalidInput('Choose at least one event, or "*" for all.', fields={"events": ["Required."]})
+        raise InvalidInput(_('Choose at least one event, or "*" for all.'), fields={"events": [_("Required.")]})
     unknown = [event for event in wanted if event != ALL_EVENTS and event not in EVENT_TYPES]
     if unknown:
         raise InvalidInput(
-            f"Unknown event: {', '.join(unknown)}.",
-            fields={"events": [f"Choose from: {', '.join(EVENT_TYPES)}, or *."]},
+            _("Unknown event: %(events)s.") % {"events": ", ".join(unknown)},
+            fields={"events": [_("Choose from: %(events)s, or *.") % {"events": ", ".join(EVENT_TYPES)}]},
         )
     return [ALL_EVENTS] if ALL_EVENTS in wanted else wanted
 
@@ -210,7 +212,7 @@ def delivery_replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a delivery's event again (same event id, so receivers can dedupe), as a new delivery."""
     endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)  # as it is now, not as loaded
     if not endpoint.active:
-        raise InvalidInput("The endpoint is disabled: turn it on first.", fields={"endpoint": ["Disabled."]})
+        raise InvalidInput(_("The endpoint is disabled: turn it on first."), fields={"endpoint": [_("Disabled.")]})
     replay = WebhookDelivery.objects.create(
         endpoint=endpoint,
         event_id=delivery.event_id,
@@ -326,8 +328,9 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
     notify(
         user=endpoint.user,
         kind="webhook_disabled",
-        title=f"Webhook endpoint {endpoint.url} was disabled",
-        body=f"{reason}. Fix the endpoint, turn it on again and replay the deliveries you need.",
+        title=_("Webhook endpoint %(url)s was disabled") % {"url": endpoint.url},
+        body=_("%(reason)s. Fix the endpoint, turn it on again and replay the deliveries you need.")
+        % {"reason": reason},
         link=reverse("webhook_endpoint", args=[endpoint.pk]),
     )
 
@@ -355,7 +358,7 @@ def deliveries_due(*, limit: int = 500) -> list[int]:
 @transaction.atomic
 def _count_lost_tries(rows: list[tuple[int, int]], now: Any) -> None:
     """Tries whose worker died: each is a failed try, listed and counted like any other."""
-    ids = [pk for pk, _ in rows]
+    ids = [pk for pk, _endpoint_id in rows]
     WebhookAttempt.objects.bulk_create(
         WebhookAttempt(delivery_id=pk, error="The worker stopped during the try.") for pk in ids
     )
@@ -366,10 +369,10 @@ def _count_lost_tries(rows: list[tuple[int, int]], now: Any) -> None:
     claimed.update(
         status=WebhookDelivery.Status.PENDING, attempts=F("attempts") + 1, next_attempt_at=now, queued_at=None
     )
-    for endpoint_id, lost in Counter(endpoint_id for _, endpoint_id in rows).items():
+    for endpoint_id, lost in Counter(endpoint_id for _pk, endpoint_id in rows).items():
         WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=F("consecutive_failures") + lost)
     failing = WebhookEndpoint.objects.filter(
-        pk__in={endpoint_id for _, endpoint_id in rows},
+        pk__in={endpoint_id for _pk, endpoint_id in rows},
         active=True,
         consecutive_failures__gte=settings.WEBHOOK_DISABLE_AFTER_FAILURES,
     ).select_related("user")
@@ -395,7 +398,7 @@ def endpoint_for_user(*, user: User, endpoint_id: int | str) -> WebhookEndpoint:
     try:
         return WebhookEndpoint.objects.get(pk=int(endpoint_id), user=user)
     except (WebhookEndpoint.DoesNotExist, ValueError, TypeError, OverflowError):
-        raise NotFound("No such webhook endpoint.") from None
+        raise NotFound(_("No such webhook endpoint.")) from None
 
 
 def notification_emitted(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:

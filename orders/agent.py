@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.services import notify
 from marketplace.errors import NotFound
@@ -125,7 +126,7 @@ def agent_command_ack(*, host: Host, command_id: int, ok: bool, detail: str = ""
     """Acknowledge a command once; a repeated acknowledgement changes nothing."""
     command = host_command_lock(command_id=command_id, host=host)
     if command is None:
-        raise NotFound("No such command for this host.")
+        raise NotFound(_("No such command for this host."))
     if command.status == HostCommand.Status.PENDING:
         command.status = HostCommand.Status.ACKNOWLEDGED if ok else HostCommand.Status.FAILED
         command.acknowledged_at = timezone.now()
@@ -138,7 +139,7 @@ def agent_report_instance_state(*, host: Host, instance_id: int, status: str, re
     """The agent says where an instance is; only instances on its own host exist for it."""
     instance = Instance.objects.filter(pk=instance_id, host=host).first()
     if instance is None:
-        raise NotFound("No such instance on this host.")
+        raise NotFound(_("No such instance on this host."))
     return instance_agent_report(instance=instance, status=status, reason=reason)
 
 
@@ -159,11 +160,15 @@ def instance_agent_report(*, instance: Instance, status: str, reason: str = "") 
         return instance
     if status not in AGENT_REPORTS or instance.status not in AGENT_REPORTS[status]:
         raise InvalidTransition(
-            f"The agent cannot report {status} for an instance that is {instance.status}.",
+            _("The agent cannot report %(reported)s for an instance that is %(status)s.")
+            % {"reported": status, "status": instance.status},
             extra={"status": instance.status},
         )
     instance_transition(
-        instance=instance, to=status, reason=reason or f"Host agent reports {status}", actor=Actor.AGENT
+        instance=instance,
+        to=status,
+        reason=reason or _("Host agent reports %(status)s") % {"status": str(S(status).label).lower()},
+        actor=Actor.AGENT,
     )
     if status == S.FAILED:
         allocation = active_allocation(instance)
@@ -271,11 +276,12 @@ def _release_lost_instance(instance: Instance, *, reason: str) -> None:
     notify(
         user=instance.buyer,
         kind="instance_host_lost",
-        title=f"Instance i-{instance.pk} ended: its host was lost",
-        body=(
-            f"Its host sent no heartbeat for over {int(lost_after().total_seconds()) // 60} minutes, so the "
-            "instance was terminated and nothing more is charged for it. The outage's SLA credit is in your balance."
-        ),
+        title=_("Instance i-%(id)s ended: its host was lost") % {"id": instance.pk},
+        body=_(
+            "Its host sent no heartbeat for over %(minutes)s minutes, so the instance was terminated and nothing "
+            "more is charged for it. The outage's SLA credit is in your balance."
+        )
+        % {"minutes": int(lost_after().total_seconds()) // 60},
         dedupe_key=f"host_lost:{instance.pk}",
         link=reverse("orders:instance_detail", args=[instance.pk]),
     )

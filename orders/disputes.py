@@ -18,6 +18,7 @@ from django.db.models import Field, Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.scopes import Scope
@@ -27,6 +28,7 @@ from billing.ledger import buyer_wallet, lock_wallet, post_transaction, supplier
 from billing.models import LedgerTransaction
 from billing.selectors import RentalPayments, rental_payments
 from marketplace.audit import audit_record
+from marketplace.currency import money_text
 from marketplace.errors import Conflict, Forbidden, InvalidInput
 from marketplace.models import clean_text
 from marketplace.money import CENT
@@ -100,22 +102,22 @@ def report_create(*, buyer: User, instance: Instance, category: str, description
         raise Http404("No such instance.")
     errors: dict[str, list[str]] = {}
     if category not in ProblemReport.Category.values:
-        errors["category"] = [f"One of {', '.join(ProblemReport.Category.values)}."]
+        errors["category"] = [_("One of %(choices)s.") % {"choices": ", ".join(ProblemReport.Category.values)}]
     description = _text(
         description,
         field="description",
         max_length=DESCRIPTION_MAX_LENGTH,
-        required="Tell us what happened.",
+        required=_("Tell us what happened."),
         errors=errors,
     )
     if errors:
-        raise InvalidInput("The report is not complete.", fields=errors)
+        raise InvalidInput(_("The report is not complete."), fields=errors)
     report = ProblemReport.objects.create(instance=instance, buyer=buyer, category=category, description=description)
     for membership in instance.host.organization.memberships.select_related("user"):
         notify(
             user=membership.user,
             kind="problem_report",
-            title=f"Problem reported on i-{instance.pk}",
+            title=_("Problem reported on i-%(id)s") % {"id": instance.pk},
             body=f"{report.get_category_display()}: {report.description[:300]}",
             link=reverse("orders:report_detail", args=[report.pk]),
         )
@@ -126,11 +128,15 @@ def report_create(*, buyer: User, instance: Instance, category: str, description
 def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemReport:
     report = problem_report_lock(report_id=report.pk)
     if not member_may(user=user, organization_id=report.instance.host.organization_id, area=Scope.SUPPLIER, write=True):
-        raise Forbidden("Only the supplier (a role that changes hosts) answers a report.")
+        raise Forbidden(_("Only the supplier (a role that changes hosts) answers a report."))
     if report.status not in OPEN_STATUSES:
-        raise Conflict("This report is resolved.", code=OrderErrorCode.REPORT_RESOLVED)
+        raise Conflict(_("This report is resolved."), code=OrderErrorCode.REPORT_RESOLVED)
     report.supplier_answer = _text_or_invalid(
-        answer, field="answer", max_length=ANSWER_MAX_LENGTH, required="Required.", detail="An answer cannot be empty."
+        answer,
+        field="answer",
+        max_length=ANSWER_MAX_LENGTH,
+        required=_("Required."),
+        detail=_("An answer cannot be empty."),
     )
     report.answered_at = timezone.now()
     report.status = ProblemReport.Status.ANSWERED
@@ -138,7 +144,7 @@ def report_answer(*, user: User, report: ProblemReport, answer: str) -> ProblemR
     notify(
         user=report.buyer,
         kind="problem_report",
-        title=f"The supplier answered your report on i-{report.instance_id}",
+        title=_("The supplier answered your report on i-%(id)s") % {"id": report.instance_id},
         body=report.supplier_answer[:500],
         link=reverse("orders:report_detail", args=[report.pk]),
     )
@@ -175,21 +181,23 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
     wallet lock, so two resolutions (or a refund) on one rental cannot both fit. The supplier's
     payable may go negative: it then owes, and repays from later earnings before any payout."""
     if not staff.is_staff:
-        raise Forbidden("Only staff resolve reports.")
+        raise Forbidden(_("Only staff resolve reports."))
     reason = _text_or_invalid(
         reason,
         field="reason",
         max_length=REASON_MAX_LENGTH,
-        required="Required.",
-        detail="A resolution needs a reason.",
+        required=_("Required."),
+        detail=_("A resolution needs a reason."),
     )
     report = problem_report_lock(report_id=report.pk)
     if report.status not in OPEN_STATUSES:
-        raise Conflict("This report is already resolved.", code=OrderErrorCode.REPORT_RESOLVED)
+        raise Conflict(_("This report is already resolved."), code=OrderErrorCode.REPORT_RESOLVED)
     if report.buyer_id == staff.pk:
-        raise Forbidden("Staff do not resolve a report on their own rental.")
+        raise Forbidden(_("Staff do not resolve a report on their own rental."))
     if credit is not None and (credit <= 0 or credit != credit.quantize(CENT)):
-        raise InvalidInput("A credit is a positive amount in whole cents.", fields={"credit": ["Invalid amount."]})
+        raise InvalidInput(
+            _("A credit is a positive amount in whole cents."), fields={"credit": [_("Invalid amount.")]}
+        )
     if credit:
         lock_wallet(report.buyer)
         payments = report_rental_payments(report=report)
@@ -197,10 +205,24 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
         if credit > payments.room(multiple):
             bound = payments.bound(multiple)
             raise CreditExceedsPaid(
-                f"A credit for this rental is at most ${bound}: the buyer paid ${payments.paid:.2f}"
-                f"{f' (x{multiple} for a lost host)' if multiple != 1 else ''}"
-                f" and ${payments.credited:.2f} was already given back.",
-                fields={"credit": [f"At most ${bound}."]},
+                (
+                    _(
+                        "A credit for this rental is at most %(bound)s: the buyer paid %(paid)s (x%(multiple)s for "
+                        "a lost host) and %(credited)s was already given back."
+                    )
+                    if multiple != 1
+                    else _(
+                        "A credit for this rental is at most %(bound)s: the buyer paid %(paid)s and %(credited)s was "
+                        "already given back."
+                    )
+                )
+                % {
+                    "bound": money_text(bound),
+                    "paid": money_text(payments.paid),
+                    "multiple": multiple,
+                    "credited": money_text(payments.credited),
+                },
+                fields={"credit": [_("At most %(maximum)s.") % {"maximum": money_text(bound)}]},
                 extra={
                     "bound": str(bound),
                     "paid": str(payments.paid),
@@ -235,7 +257,12 @@ def report_resolve(*, staff: User, report: ProblemReport, credit: Decimal | None
     notify(
         user=report.buyer,
         kind="problem_report",
-        title=f"Your report on i-{report.instance_id} was {report.get_status_display().lower()}",
+        title=(
+            _("Your report on i-%(id)s was resolved with a credit")
+            if report.status == ProblemReport.Status.REFUNDED
+            else _("Your report on i-%(id)s was rejected")
+        )
+        % {"id": report.instance_id},
         body=reason,
         link=reverse("orders:report_detail", args=[report.pk]),
     )

@@ -3,6 +3,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from billing.forms import CleanTextField, MoneyField
+from marketplace.currency import platform_currency
 
 from .disputes import ANSWER_MAX_LENGTH, REASON_MAX_LENGTH
 from .launch import MAX_DISK_GB, launch_templates_visible
@@ -56,7 +57,6 @@ class RentForm(LaunchFieldsMixin, forms.Form):
         min_value=0,
         max_digits=14,
         decimal_places=6,
-        label=_("Bid / ceiling ($ per instance-hour)"),
         help_text=_("Spot: your bid (required). Otherwise: optional ceiling."),
     )
     term_hours = forms.TypedChoiceField(
@@ -125,6 +125,9 @@ class RentForm(LaunchFieldsMixin, forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["max_price_per_hour"].label = gettext("Bid / ceiling (%(symbol)s per instance-hour)") % {
+            "symbol": platform_currency().symbol
+        }
         templates = list(launch_templates_visible(user).order_by("owner", "name"))
         yours = " · " + gettext("yours")
         self.fields["template"].choices = [("", gettext("— none —"))] + [
@@ -181,7 +184,13 @@ class LaunchTemplateForm(LaunchFieldsMixin, forms.Form):
 
 
 class SpendLimitForm(forms.Form):
-    spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, label=_("Limit ($/hour)"))
+    spend_limit_per_hour = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["spend_limit_per_hour"].label = gettext("Limit (%(symbol)s/hour)") % {
+            "symbol": platform_currency().symbol
+        }
 
 
 class ReportAnswerForm(forms.Form):
@@ -204,7 +213,6 @@ class ReportResolveForm(forms.Form):
 
     credit = MoneyField(
         required=False,
-        label=_("Credit to the buyer (USD, charged to the supplier; empty to reject)"),
         invalid_message=_("A credit is a positive amount in whole cents, such as 12.50."),
     )
     reason = CleanTextField(
@@ -217,3 +225,6 @@ class ReportResolveForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("auto_id", "resolve_%s")
         super().__init__(*args, **kwargs)
+        self.fields["credit"].label = gettext(
+            "Credit to the buyer (%(currency)s, charged to the supplier; empty to reject)"
+        ) % {"currency": platform_currency().code}

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.errors import Conflict, InvalidInput, NotFound
@@ -76,7 +77,7 @@ def launch_resolve(
     if raw.get("template") not in (None, ""):
         template = launch_template_for(name=str(raw["template"]), buyer=buyer)
         if template is None:
-            errors["template"] = [f"No template named {raw['template']!r}."]
+            errors["template"] = [_("No template named %(name)s.") % {"name": repr(raw["template"])}]
     image = raw.get("image") or (template.image if template else "")
     command = raw.get("command") or (template.command if template else "")
     ports_raw = raw.get("ports") if raw.get("ports") is not None else (template.ports if template else [])
@@ -86,7 +87,7 @@ def launch_resolve(
     if not for_quote or image:
         image = str(image).strip()
         if not image or len(image) > 255 or not all(ch.isprintable() and not ch.isspace() for ch in image):
-            errors["image"] = ["A container image reference such as pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime."]
+            errors["image"] = [_("A container image reference such as pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime.")]
     try:
         validate_clean_text(command or "", max_length=MAX_COMMAND_LENGTH)
     except ValidationError as error:
@@ -95,7 +96,7 @@ def launch_resolve(
     disk_gb = None
     if disk_raw is not None:
         if isinstance(disk_raw, bool) or not isinstance(disk_raw, int) or not 1 <= disk_raw <= MAX_DISK_GB:
-            errors["disk_gb"] = [f"Whole gigabytes, 1 to {MAX_DISK_GB}."]
+            errors["disk_gb"] = [_("Whole gigabytes, 1 to %(maximum)s.") % {"maximum": MAX_DISK_GB}]
         else:
             disk_gb = disk_raw
     environment = environment_parse(environment_raw, errors)
@@ -112,13 +113,13 @@ def launch_resolve(
 def ports_parse(raw: object, errors: dict[str, list[str]]) -> tuple[int, ...]:
     """Container ports: whole numbers 1-65535, each once, at most MAX_PORTS_PER_INSTANCE."""
     if not isinstance(raw, list | tuple) or len(raw) > MAX_PORTS_PER_INSTANCE:
-        errors["ports"] = [f"A list of at most {MAX_PORTS_PER_INSTANCE} container ports."]
+        errors["ports"] = [_("A list of at most %(limit)s container ports.") % {"limit": MAX_PORTS_PER_INSTANCE}]
         return ()
     if any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535 for p in raw):
-        errors["ports"] = ["Container ports are whole numbers from 1 to 65535."]
+        errors["ports"] = [_("Container ports are whole numbers from 1 to 65535.")]
         return ()
     if len(set(raw)) != len(raw):
-        errors["ports"] = ["Each container port once."]
+        errors["ports"] = [_("Each container port once.")]
         return ()
     return tuple(sorted(raw))
 
@@ -127,26 +128,31 @@ def environment_parse(raw: object, errors: dict[str, list[str]]) -> list[dict[st
     """[{name, value, secret?}] validated and in stored form (secret values encrypted). A later
     entry of the same name replaces an earlier one (an order's value replaces its template's)."""
     if not isinstance(raw, list) or len(raw) > 2 * MAX_ENVIRONMENT_VARIABLES:
-        errors["environment"] = [f"A list of at most {MAX_ENVIRONMENT_VARIABLES} {{name, value, secret}} objects."]
+        errors["environment"] = [
+            _("A list of at most %(limit)s {name, value, secret} objects.") % {"limit": MAX_ENVIRONMENT_VARIABLES}
+        ]
         return []
     by_name: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for entry in raw:
         if not isinstance(entry, dict) or set(entry) - {"name", "value", "secret"} or "name" not in entry:
-            problems.append("Each variable is an object with name, value and optionally secret.")
+            problems.append(_("Each variable is an object with name, value and optionally secret."))
             continue
         name, value, secret = entry["name"], entry.get("value", ""), entry.get("secret", False)
         if not isinstance(name, str) or not ENVIRONMENT_NAME.fullmatch(name):
-            problems.append(f"{str(name)[:40]!r}: names are letters, digits and _, not starting with a digit.")
+            problems.append(
+                _("%(name)s: names are letters, digits and _, not starting with a digit.")
+                % {"name": repr(str(name)[:40])}
+            )
             continue
         if name in RESERVED_ENVIRONMENT_NAMES or name.startswith(RESERVED_ENVIRONMENT_PREFIXES):
-            problems.append(f"{name}: set by the platform for every instance.")
+            problems.append(_("%(name)s: set by the platform for every instance.") % {"name": name})
             continue
         if not isinstance(secret, bool):
-            problems.append(f"{name}: secret is true or false.")
+            problems.append(_("%(name)s: secret is true or false.") % {"name": name})
             continue
         if "ciphertext" in entry or not isinstance(value, str):
-            problems.append(f"{name}: the value is a string.")
+            problems.append(_("%(name)s: the value is a string.") % {"name": name})
             continue
         try:
             validate_clean_text(value, max_length=MAX_ENVIRONMENT_VALUE_LENGTH)
@@ -162,7 +168,7 @@ def environment_parse(raw: object, errors: dict[str, list[str]]) -> list[dict[st
             }
         )
     if len(by_name) > MAX_ENVIRONMENT_VARIABLES:
-        problems.append(f"At most {MAX_ENVIRONMENT_VARIABLES} variables.")
+        problems.append(_("At most %(limit)s variables.") % {"limit": MAX_ENVIRONMENT_VARIABLES})
     if problems:
         errors["environment"] = problems
         return []
@@ -195,13 +201,14 @@ def launch_template_create(*, owner: User | None, data: dict[str, Any]) -> Launc
     unknown = set(data) - {"name", "title", "description", "image", "command", "ports", "environment", "disk_gb"}
     if unknown:
         raise InvalidInput(
-            f"Unknown field(s): {', '.join(sorted(unknown))}.", fields={f: ["Unknown."] for f in unknown}
+            _("Unknown field(s): %(fields)s.") % {"fields": ", ".join(sorted(unknown))},
+            fields={f: [_("Unknown.")] for f in unknown},
         )
     launch = launch_resolve(
         {k: data.get(k) for k in ("image", "command", "ports", "disk_gb", "environment")}, buyer=owner, errors=errors
     )
     if any(e.get("secret") for e in launch.environment):
-        errors["environment"] = ["Templates carry no secrets: give secret values at order."]
+        errors["environment"] = [_("Templates carry no secrets: give secret values at order.")]
     template = LaunchTemplate(
         owner=owner,
         name=str(data.get("name") or ""),
@@ -222,10 +229,10 @@ def launch_template_create(*, owner: User | None, data: dict[str, Any]) -> Launc
         ):
             errors.setdefault(name, []).extend(messages)
     if errors:
-        raise InvalidInput("The template is not valid.", fields=errors)
+        raise InvalidInput(_("The template is not valid."), fields=errors)
     if owner is not None and LaunchTemplate.objects.filter(owner=owner).count() >= MAX_TEMPLATES_PER_BUYER:
         raise Conflict(
-            f"At most {MAX_TEMPLATES_PER_BUYER} templates per account: delete one first.",
+            _("At most %(limit)s templates per account: delete one first.") % {"limit": MAX_TEMPLATES_PER_BUYER},
             code=OrderErrorCode.TEMPLATE_LIMIT,
         )
     try:
@@ -233,9 +240,9 @@ def launch_template_create(*, owner: User | None, data: dict[str, Any]) -> Launc
             template.save()
     except IntegrityError:
         raise Conflict(
-            f"You already have a template named {template.name!r}.",
+            _("You already have a template named %(name)s.") % {"name": repr(template.name)},
             code=OrderErrorCode.TEMPLATE_EXISTS,
-            fields={"name": ["Already used."]},
+            fields={"name": [_("Already used.")]},
         ) from None
     return template
 
@@ -243,5 +250,5 @@ def launch_template_create(*, owner: User | None, data: dict[str, Any]) -> Launc
 def launch_template_delete(*, template: LaunchTemplate, user: User) -> None:
     """Owners delete their own templates; curated ones are staff's."""
     if template.owner_id != user.pk and not (template.owner_id is None and user.is_staff):
-        raise NotFound("No such template.")
+        raise NotFound(_("No such template."))
     template.delete()

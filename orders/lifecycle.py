@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from billing.models import UsageRecord
@@ -39,6 +40,7 @@ from .state import (
     invalid_transition,
     preemption_grace_seconds,
     start_payload,
+    status_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,10 +88,13 @@ def instance_start(
     if instance.buyer.suspended_at and actor != Actor.STAFF:
         # Staff stopped a suspended buyer's instances; only staff undo that (reinstating the buyer).
         raise Forbidden(
-            f"Your account is suspended: {instance.buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED
+            _("Your account is suspended: %(reason)s") % {"reason": instance.buyer.suspension_reason},
+            code=OrderErrorCode.ACCOUNT_SUSPENDED,
         )
     if instance.status != S.STOPPED:
-        raise invalid_transition(instance, f"An instance that is {instance.status} cannot be started.")
+        raise invalid_transition(
+            instance, _("An instance that is %(status)s cannot be started.") % {"status": status_name(instance.status)}
+        )
     allocation = active_allocation(instance)
     if not accelerators:
         _start_without_accelerators(instance, host, allocation)
@@ -114,9 +119,11 @@ def _start_with_accelerators(instance: Instance, host: Host, allocation: Allocat
     )
     if placement is None:
         raise CapacityTaken(
-            "The accelerators this instance used on its host have been rented by someone else. Your disk "
-            "is kept: start again when they free up, start it without accelerators (no-GPU mode), or terminate "
-            "it and order the same type elsewhere.",
+            _(
+                "The accelerators this instance used on its host have been rented by someone else. Your disk "
+                "is kept: start again when they free up, start it without accelerators (no-GPU mode), or "
+                "terminate it and order the same type elsewhere."
+            ),
             extra=offers_elsewhere(instance_type=instance.instance_type, exclude_host_id=host.pk),
         )
     for victim in placement.preempt:
@@ -139,7 +146,7 @@ def _start_without_accelerators(instance: Instance, host: Host, allocation: Allo
     accelerators are paid for) nor CPU-only types (there is nothing to leave)."""
     if instance.pricing == Pricing.RESERVED or not instance.instance_type.accelerator_count:
         raise Conflict(
-            "Only on-demand and spot instances with accelerators can start without them.",
+            _("Only on-demand and spot instances with accelerators can start without them."),
             code=OrderErrorCode.NO_ACCELERATOR_MODE_UNAVAILABLE,
         )
     claim = no_accelerator_claim(instance)
@@ -147,7 +154,7 @@ def _start_without_accelerators(instance: Instance, host: Host, allocation: Allo
         host_capacity_spec(host), host_holdings(host), claim, replacing=allocation.pk if allocation else None
     ):
         raise CapacityTaken(
-            "The host has no CPU or RAM free for this instance, even without accelerators; start later.",
+            _("The host has no CPU or RAM free for this instance, even without accelerators; start later."),
             extra=offers_elsewhere(instance_type=instance.instance_type, exclude_host_id=host.pk),
         )
     if allocation is None:

@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+from django.utils.translation import gettext as _
+
 from marketplace.errors import NotFound
 from suppliers.locks import host_lock
 from suppliers.models import Host
@@ -27,7 +29,7 @@ def instance_lock(*, instance_id: int) -> Instance:
         .first()
     )
     if instance is None:
-        raise NotFound("No such instance.")
+        raise NotFound(_("No such instance."))
     return instance
 
 
@@ -35,7 +37,7 @@ def instance_and_host_lock(*, instance_id: int) -> tuple[Instance, Host]:
     """Lock the instance's host, then the instance (the global lock order); NotFound (404) when gone."""
     host_id = Instance.objects.filter(pk=instance_id).values_list("host_id", flat=True).first()
     if host_id is None:
-        raise NotFound("No such instance.")
+        raise NotFound(_("No such instance."))
     host = host_lock(host_id=host_id)
     return instance_lock(instance_id=instance_id), host
 
@@ -63,7 +65,7 @@ def problem_report_lock(*, report_id: int) -> ProblemReport:
         .first()
     )
     if report is None:
-        raise NotFound("No such report.")
+        raise NotFound(_("No such report."))
     return report
 
 

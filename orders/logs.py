@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from marketplace.errors import ApplicationError, NotFound
 from suppliers.models import Host
@@ -34,17 +35,20 @@ def agent_ship_log(*, host: Host, instance_id: int, text: str) -> InstanceLog:
     often than the minimum interval is refused (429): the agent waits for its next turn."""
     instance = Instance.objects.filter(pk=instance_id, host=host).only("pk").first()
     if instance is None:
-        raise NotFound("No such instance on this host.")
+        raise NotFound(_("No such instance on this host."))
     now = timezone.now()
     log = InstanceLog.objects.filter(instance=instance).first()
     if log is not None and now - log.shipped_at < log_ship_min_interval():
         raise LogRateLimited(
-            f"Output was shipped {(now - log.shipped_at).total_seconds():.1f} s ago; at most one shipment every "
-            f"{log_ship_min_interval().total_seconds():.0f} s.",
+            _("Output was shipped %(ago)s s ago; at most one shipment every %(interval)s s.")
+            % {
+                "ago": f"{(now - log.shipped_at).total_seconds():.1f}",
+                "interval": f"{log_ship_min_interval().total_seconds():.0f}",
+            },
             extra={"retry_after_seconds": log_ship_min_interval().total_seconds()},
         )
     tail = text[-LOG_MAX_CHARACTERS:]
-    log, _ = InstanceLog.objects.update_or_create(instance=instance, defaults={"text": tail, "shipped_at": now})
+    log, _created = InstanceLog.objects.update_or_create(instance=instance, defaults={"text": tail, "shipped_at": now})
     return log
 
 

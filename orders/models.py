@@ -178,7 +178,12 @@ class Instance(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["buyer", "status"]), models.Index(fields=["host", "status"])]
+        indexes = [
+            models.Index(fields=["buyer", "status"]),
+            models.Index(fields=["host", "status"]),
+            # Market depth's recent fills and the price hints read a type's newest placements.
+            models.Index(fields=["instance_type", "created_at"], name="instance_type_created"),
+        ]
 
     def __str__(self) -> str:
         return f"i-{self.pk} {self.instance_type_id} ({self.status})"

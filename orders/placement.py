@@ -15,6 +15,7 @@ from typing import cast
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.locks import user_lock
 from accounts.models import Notification, User
@@ -24,6 +25,7 @@ from billing.ledger import lock_wallet
 from billing.models import LedgerAccount
 from billing.reserved import reserved_prepay
 from marketplace import capacity
+from marketplace.currency import money_text, price_text
 from marketplace.errors import Conflict, Forbidden
 from marketplace.models import InstanceType, Offer
 from marketplace.money import quantize_price
@@ -81,8 +83,15 @@ def _spend_guard(buyer: User, adding_per_hour: Decimal, *, current: Decimal) -> 
     """
     if current + adding_per_hour > buyer.spend_limit_per_hour:
         raise Conflict(
-            f"This order adds ${adding_per_hour}/h to ${current}/h already running, over your limit of "
-            f"${buyer.spend_limit_per_hour}/h. Raise the limit or stop something first.",
+            _(
+                "This order adds %(adding)s/h to %(current)s/h already running, over your limit of %(limit)s/h. "
+                "Raise the limit or stop something first."
+            )
+            % {
+                "adding": price_text(adding_per_hour),
+                "current": price_text(current),
+                "limit": price_text(buyer.spend_limit_per_hour),
+            },
             code=OrderErrorCode.SPEND_LIMIT_EXCEEDED,
             extra={
                 "limit_per_hour": str(buyer.spend_limit_per_hour),
@@ -107,10 +116,23 @@ def funds_guard(
     balance = wallet.balance
     needed = upfront + burn + max(adding_per_hour, minimum)
     if balance < needed:
-        also = " plus the reserved term" if upfront else " plus the hosts' minimum rental" if minimum else ""
+        if upfront:
+            message = _(
+                "Your balance is %(balance)s; this order needs %(needed)s (one hour of everything running plus "
+                "the reserved term). Top up first."
+            )
+        elif minimum:
+            message = _(
+                "Your balance is %(balance)s; this order needs %(needed)s (one hour of everything running plus "
+                "the hosts' minimum rental). Top up first."
+            )
+        else:
+            message = _(
+                "Your balance is %(balance)s; this order needs %(needed)s (one hour of everything running). "
+                "Top up first."
+            )
         raise InsufficientFunds(
-            f"Your balance is ${balance:.2f}; this order needs ${needed:.2f} (one hour of everything running"
-            f"{also}). Top up first.",
+            message % {"balance": money_text(balance), "needed": money_text(needed)},
             extra={"balance": str(balance), "needed": str(needed)},
         )
 
@@ -120,16 +142,20 @@ def preemption_notify(*, instance: Instance) -> Notification | None:
     by email after commit). Once per preemption: a repeated step sends nothing."""
     preemptions = InstanceEvent.objects.filter(instance=instance, to_status=S.PREEMPTED).count()
     deadline = instance.preemption_deadline
-    when = f"{deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline else "now"
+    shut_down = (
+        _("It is shut down at %(when)s UTC (save your work before then).") % {"when": f"{deadline:%Y-%m-%d %H:%M:%S}"}
+        if deadline
+        else _("It is shut down now.")
+    )
     return notify(
         user=instance.buyer,
         kind="spot_preempted",
-        title=f"Spot instance i-{instance.pk} preempted",
-        body=(
-            f"Higher-priority demand needs the capacity of your spot instance i-{instance.pk}. It is shut down at "
-            f"{when} (save your work before then). Its disk is kept, and it resumes by itself when capacity "
-            "frees while your bid stands; storage is billed meanwhile."
-        ),
+        title=_("Spot instance i-%(id)s preempted") % {"id": instance.pk},
+        body=_(
+            "Higher-priority demand needs the capacity of your spot instance i-%(id)s. %(shut_down)s Its disk is "
+            "kept, and it resumes by itself when capacity frees while your bid stands; storage is billed meanwhile."
+        )
+        % {"id": instance.pk, "shut_down": shut_down},
         dedupe_key=f"spot-preempted:{instance.pk}:{preemptions}",
         link=reverse("orders:instance_detail", args=[instance.pk]),
     )
@@ -221,7 +247,10 @@ def order_place(*, buyer: User, request: OrderRequest, placed_by: User | None = 
     target = order_target_resolve(request, buyer=buyer)
     buyer = user_lock(user_id=buyer.pk)
     if buyer.suspended_at:
-        raise Forbidden(f"Your account is suspended: {buyer.suspension_reason}", code=OrderErrorCode.ACCOUNT_SUSPENDED)
+        raise Forbidden(
+            _("Your account is suspended: %(reason)s") % {"reason": buyer.suspension_reason},
+            code=OrderErrorCode.ACCOUNT_SUSPENDED,
+        )
     wallet = lock_wallet(buyer)  # lock order: buyer, wallet, hosts, instances
     authorized_keys = ssh_keys_authorized(user=buyer, key_ids=request.ssh_keys)
 
@@ -391,7 +420,7 @@ def _instances_create(
                 instance=instance,
                 from_status="",
                 to_status=S.REQUESTED,
-                reason="Ordered",
+                reason=_("Ordered"),
                 actor=Actor.BUYER,
                 actor_user=order.buyer,
                 created_at=now,
@@ -402,7 +431,8 @@ def _instances_create(
                 instance=instance,
                 from_status=S.REQUESTED,
                 to_status=S.PROVISIONING,
-                reason=f"Placed on host {p.host.pk} ({p.host.region.code}); waiting for the host agent",
+                reason=_("Placed on host %(host)d (%(region)s); waiting for the host agent")
+                % {"host": p.host.pk, "region": p.host.region.code},
                 actor=Actor.PLATFORM,
                 created_at=now,
             )

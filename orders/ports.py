@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from marketplace.errors import Conflict
 from suppliers.models import Host
@@ -54,7 +55,9 @@ def ports_assign(*, host: Host, instances: list[Instance], container_ports: list
     if not container_ports or not instances:
         return {instance.pk: {} for instance in instances}
     if not host.accepts_inbound:
-        raise NoFreePorts(f"Host {host.pk} accepts no inbound connections.", extra={"host": host.pk})
+        raise NoFreePorts(
+            _("Host %(host)s accepts no inbound connections.") % {"host": host.pk}, extra={"host": host.pk}
+        )
     start, end = int(host.port_range_start or 0), int(host.port_range_end or 0)
     held = set(InstancePort.objects.active().filter(host=host).values_list("host_port", flat=True))
     needed = len(container_ports) * len(instances)
@@ -66,7 +69,8 @@ def ports_assign(*, host: Host, instances: list[Instance], container_ports: list
                 break
     if len(chosen) < needed:
         raise NoFreePorts(
-            f"Host {host.pk} has {len(chosen)} free port(s) of its range {start}-{end}; the instances need {needed}.",
+            _("Host %(host)s has %(free)s free port(s) of its range %(start)s-%(end)s; the instances need %(needed)s.")
+            % {"host": host.pk, "free": len(chosen), "start": start, "end": end, "needed": needed},
             extra={"host": host.pk, "free": len(chosen), "needed": needed},
         )
     now = timezone.now()

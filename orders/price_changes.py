@@ -8,9 +8,11 @@ from decimal import Decimal
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import notify
+from marketplace.currency import money_text
 from marketplace.errors import Conflict, ErrorCode, InvalidInput
 from suppliers.models import Host
 from suppliers.offers import host_type_figures
@@ -33,12 +35,12 @@ def instance_accept_current_price(*, instance: Instance, buyer: User) -> Instanc
     running rentals keep the price they were ordered at."""
     instance, _host = instance_and_host_lock(instance_id=instance.pk)
     if instance.buyer_id != buyer.pk:
-        raise InvalidInput("Not your instance.", code=ErrorCode.NOT_FOUND)
+        raise InvalidInput(_("Not your instance."), code=ErrorCode.NOT_FOUND)
     if instance.pricing != Pricing.ON_DEMAND:
-        raise Conflict("Spot bids and reserved terms keep their agreed price.", code=OrderErrorCode.PRICE_FIXED)
+        raise Conflict(_("Spot bids and reserved terms keep their agreed price."), code=OrderErrorCode.PRICE_FIXED)
     new_price = current_price_for(instance)
     if new_price == instance.price_per_hour:
-        raise Conflict("Your rental already has the current price.", code=OrderErrorCode.PRICE_UNCHANGED)
+        raise Conflict(_("Your rental already has the current price."), code=OrderErrorCode.PRICE_UNCHANGED)
     meter_rate_change(instance=instance, at=timezone.now())
     InstanceEvent.objects.create(
         instance=instance,
@@ -67,8 +69,10 @@ def renters_notify_price_change(*, host: Host) -> int:
             notify(
                 user=instance.buyer,
                 kind="price_change",
-                title=f"New price for {instance.instance_type_id} on host {host.pk}: ${new_price:.4f}/h",
-                body=f"i-{instance.pk} keeps ${instance.price_per_hour:.4f}/h until you accept the new price.",
+                title=_("New price for %(type)s on host %(host)s: %(price)s/h")
+                % {"type": instance.instance_type_id, "host": host.pk, "price": money_text(new_price, 4)},
+                body=_("i-%(id)s keeps %(price)s/h until you accept the new price.")
+                % {"id": instance.pk, "price": money_text(instance.price_per_hour, 4)},
                 link=reverse("orders:instance_detail", args=[instance.pk]),
             )
             told += 1

@@ -15,6 +15,7 @@ from typing import cast
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import User
 from billing import rating
@@ -64,13 +65,18 @@ class Quote:
     stopped_disk_grace_cost: Decimal = Decimal(0)  # what that grace costs: the most owed on the disks
 
 
-# How the refusal explains hosts left out for the order's terms.
+# How the refusal explains hosts left out for the order's terms: %(count)s is how many; translated
+# (gettext) when the refusal is raised.
 SKIPPED_HOSTS_ADVICE = {
-    TermsRefusal.UNVERIFIED: "not verified (send allow_unverified: true to accept them)",
-    TermsRefusal.MINIMUM_RENTAL: "with a minimum rental longer than the order (ask for longer, or leave "
-    "terminate_after_hours out and be billed at least the minimum)",
-    TermsRefusal.MAINTENANCE: "with maintenance before the order would end (set terminate_after_hours so that "
-    "it ends before; the offers say until when they are available)",
+    TermsRefusal.UNVERIFIED: gettext_noop("%(count)s not verified (send allow_unverified: true to accept them)"),
+    TermsRefusal.MINIMUM_RENTAL: gettext_noop(
+        "%(count)s with a minimum rental longer than the order (ask for longer, or leave terminate_after_hours "
+        "out and be billed at least the minimum)"
+    ),
+    TermsRefusal.MAINTENANCE: gettext_noop(
+        "%(count)s with maintenance before the order would end (set terminate_after_hours so that it ends "
+        "before; the offers say until when they are available)"
+    ),
 }
 
 
@@ -165,10 +171,13 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
             )
     if target.ports and _placeable_without_ports(target):
         return NoFreePorts(
-            f"Capacity for the order is there, but not enough hosts with inbound connections have "
-            f"{len(target.ports)} free port(s) per instance. Ask for fewer ports (or none: reach the instance "
-            "through its host's network some other way), or try again later.",
-            fields={"ports": ["Not enough free host ports for these container ports."]},
+            _(
+                "Capacity for the order is there, but not enough hosts with inbound connections have "
+                "%(ports)s free port(s) per instance. Ask for fewer ports (or none: reach the instance "
+                "through its host's network some other way), or try again later."
+            )
+            % {"ports": len(target.ports)},
+            fields={"ports": [_("Not enough free host ports for these container ports.")]},
             extra={"ports": list(target.ports), "requested": target.count},
         )
     by_host: dict[int, int] = defaultdict(int)
@@ -176,13 +185,24 @@ def insufficient_capacity(target: OrderTarget, ranked: list[HostCandidate]) -> I
         by_host[hc.host.pk] = max(by_host[hc.host.pk], hc.candidate.available)
     available = sum(by_host.values())
     most_on_one_host = max(by_host.values(), default=0)
-    what = "on one host" if target.same_host else "in total"
+    if target.same_host:
+        message = _(
+            "Not enough capacity for %(requested)s instance(s): %(available)s can be placed on one host right now "
+            "with these constraints."
+        ) % {"requested": target.count, "available": most_on_one_host}
+    else:
+        message = _(
+            "Not enough capacity for %(requested)s instance(s): %(available)s can be placed in total right now "
+            "with these constraints."
+        ) % {"requested": target.count, "available": available}
     skipped = _skipped_hosts(target)
-    left_out = "; ".join(f"{n} {SKIPPED_HOSTS_ADVICE[TermsRefusal(why)]}" for why, n in sorted(skipped.items()))
+    if skipped:
+        left_out = "; ".join(
+            _(SKIPPED_HOSTS_ADVICE[TermsRefusal(why)]) % {"count": n} for why, n in sorted(skipped.items())
+        )
+        message += " " + _("Capable hosts left out for the order's terms: %(hosts)s.") % {"hosts": left_out}
     return InsufficientCapacity(
-        f"Not enough capacity for {target.count} instance(s): {most_on_one_host if target.same_host else available} "
-        f"can be placed {what} right now with these constraints."
-        + (f" Capable hosts left out for the order's terms: {left_out}." if skipped else ""),
+        message,
         extra={
             "available": available,
             "available_on_one_host": most_on_one_host,

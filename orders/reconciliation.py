@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.services import notify
 from billing.models import UsageRecord
@@ -157,8 +158,8 @@ def _fail_unreported(host: Host, last_seen: dict[int, datetime | None]) -> None:
         notify(
             user=instance.buyer,
             kind="instance_failed",
-            title=f"Instance i-{instance.pk} failed",
-            body="Its host's agent no longer reports it running. Its disk is kept; terminate it to release it.",
+            title=_("Instance i-%(id)s failed") % {"id": instance.pk},
+            body=_("Its host's agent no longer reports it running. Its disk is kept; terminate it to release it."),
             dedupe_key=f"instance_failed:{instance.pk}",
             link=reverse("orders:instance_detail", args=[instance.pk]),
         )

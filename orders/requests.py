@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal, cast
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.broker import Location, Requirements
@@ -99,21 +100,23 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False, buye
     pinned: Offer | None = None
     targets = [name for name in ("instance_type", "offer", "requirements") if getattr(request, name) not in (None, "")]
     if len(targets) != 1:
-        errors["instance_type"] = ["Give exactly one of instance_type, offer or requirements."]
+        errors["instance_type"] = [_("Give exactly one of instance_type, offer or requirements.")]
     if not 1 <= int(request.count or 0) <= MAX_COUNT:
-        errors["count"] = [f"Between 1 and {MAX_COUNT}."]
+        errors["count"] = [_("Between 1 and %(maximum)s.") % {"maximum": MAX_COUNT}]
     if request.pricing not in Pricing.values:
-        errors["pricing"] = [f"One of {', '.join(Pricing.values)}."]
+        errors["pricing"] = [_("One of %(choices)s.") % {"choices": ", ".join(Pricing.values)}]
     if request.pricing == Pricing.SPOT and request.max_price_per_hour is None:
-        errors["max_price_per_hour"] = ["Spot orders need a bid: the most you pay per instance-hour."]
+        errors["max_price_per_hour"] = [_("Spot orders need a bid: the most you pay per instance-hour.")]
     if request.max_price_per_hour is not None and request.max_price_per_hour <= 0:
-        errors["max_price_per_hour"] = ["Must be positive."]
+        errors["max_price_per_hour"] = [_("Must be positive.")]
     if request.pricing == Pricing.RESERVED and request.term_hours not in RESERVED_TERMS_HOURS:
-        errors["term_hours"] = [f"Reserved terms are {', '.join(str(h) for h in RESERVED_TERMS_HOURS)} hours."]
+        errors["term_hours"] = [
+            _("Reserved terms are %(terms)s hours.") % {"terms": ", ".join(str(h) for h in RESERVED_TERMS_HOURS)}
+        ]
     if request.pricing != Pricing.RESERVED and request.term_hours is not None:
-        errors["term_hours"] = ["Only reserved orders have a term."]
+        errors["term_hours"] = [_("Only reserved orders have a term.")]
     if request.terminate_after_hours is not None and not 1 <= request.terminate_after_hours <= 24 * 366:
-        errors["terminate_after_hours"] = ["Between 1 and 8784 hours."]
+        errors["terminate_after_hours"] = [_("Between 1 and 8784 hours.")]
     launch = launch_resolve(
         {
             "template": request.template,
@@ -134,7 +137,7 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False, buye
             InstanceType.objects.active().select_related("accelerator_model").filter(name=request.instance_type).first()
         )
         if instance_type is None:
-            errors["instance_type"] = [f"Unknown instance type {request.instance_type!r}."]
+            errors["instance_type"] = [_("Unknown instance type %(name)s.") % {"name": repr(request.instance_type)}]
     if request.offer not in (None, ""):
         pinned = (
             Offer.objects.listed()
@@ -147,30 +150,36 @@ def order_target_resolve(request: OrderRequest, *, for_quote: bool = False, buye
         else:
             sold_out = Offer.objects.select_related("instance_type").filter(pk=request.offer).first()
             if sold_out is None:
-                errors["offer"] = ["No such offer."]
+                errors["offer"] = [_("No such offer.")]
     if request.requirements not in (None, ""):
         requirements = _parse_requirements(request.requirements, errors)
     if instance_type is not None and launch.disk_gb is not None and launch.disk_gb < instance_type.disk_gb:
-        errors["disk_gb"] = [f"At least {instance_type.name}'s {instance_type.disk_gb} GB."]
+        errors["disk_gb"] = [
+            _("At least %(instance_type)s's %(disk_gb)s GB.")
+            % {"instance_type": instance_type.name, "disk_gb": instance_type.disk_gb}
+        ]
     if request.region:
         region = Region.objects.filter(code=request.region).first()
         if region is None:
-            errors["region"] = [f"Unknown region {request.region!r}."]
+            errors["region"] = [_("Unknown region %(code)s.") % {"code": repr(request.region)}]
         else:
             region_id = region.pk
     if request.near is not None:
         lat, lon = request.near
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            errors["near"] = ["Latitude within [-90, 90] and longitude within [-180, 180]."]
+            errors["near"] = [_("Latitude within [-90, 90] and longitude within [-180, 180].")]
         else:
             near = Location(float(lat), float(lon))
     if errors:
-        raise InvalidInput("The order is not valid.", fields=errors)
+        raise InvalidInput(_("The order is not valid."), fields=errors)
     if sold_out is not None:
         raise OfferSoldOut(
-            f"Offer {sold_out.pk} ({sold_out.instance_type.name}) is sold out or no longer listed; "
-            "order the instance type to get the cheapest other host.",
-            fields={"offer": ["Sold out or no longer listed."]},
+            _(
+                "Offer %(offer)s (%(instance_type)s) is sold out or no longer listed; "
+                "order the instance type to get the cheapest other host."
+            )
+            % {"offer": sold_out.pk, "instance_type": sold_out.instance_type.name},
+            fields={"offer": [_("Sold out or no longer listed.")]},
             extra={"offer": sold_out.pk, "instance_type": sold_out.instance_type.name},
         )
     rental_hours = request.term_hours if request.pricing == Pricing.RESERVED else request.terminate_after_hours
@@ -205,45 +214,61 @@ def _pinned_terms_check(offer: Offer, request: OrderRequest, rental_hours: int |
         allow_unverified=bool(request.allow_unverified),
         now=now,
     )
-    what = f"Offer {offer.pk} ({offer.instance_type.name})"
+    what = {"offer": offer.pk, "instance_type": offer.instance_type.name}
     length_field = "term_hours" if request.pricing == Pricing.RESERVED else "terminate_after_hours"
     if refusal == TermsRefusal.UNVERIFIED:
         raise Conflict(
-            f"{what} is on a host whose declaration is not verified yet. Send allow_unverified: true to "
-            "rent it anyway, or order the instance type to get a verified host.",
+            _(
+                "Offer %(offer)s (%(instance_type)s) is on a host whose declaration is not verified yet. Send "
+                "allow_unverified: true to rent it anyway, or order the instance type to get a verified host."
+            )
+            % what,
             code=OrderErrorCode.UNVERIFIED_HOST,
-            fields={"allow_unverified": ["The host is not verified yet: accept it explicitly to rent it."]},
+            fields={"allow_unverified": [_("The host is not verified yet: accept it explicitly to rent it.")]},
             extra={"offer": offer.pk},
         )
     if refusal == TermsRefusal.MINIMUM_RENTAL:
         raise Conflict(
-            f"{what} is rented for at least {terms.min_rental_hours} h; this order asks for {rental_hours} h. "
-            f"Ask for {terms.min_rental_hours} h or more, or leave terminate_after_hours out (billed at least "
-            "the minimum), or order the instance type to get another host.",
+            _(
+                "Offer %(offer)s (%(instance_type)s) is rented for at least %(minimum)s h; this order asks for "
+                "%(hours)s h. Ask for %(minimum)s h or more, or leave terminate_after_hours out (billed at least "
+                "the minimum), or order the instance type to get another host."
+            )
+            % {**what, "minimum": terms.min_rental_hours, "hours": rental_hours},
             code=OrderErrorCode.RENTAL_BELOW_MINIMUM,
-            fields={length_field: [f"The host's minimum rental is {terms.min_rental_hours} h."]},
+            fields={
+                length_field: [_("The host's minimum rental is %(minimum)s h.") % {"minimum": terms.min_rental_hours}]
+            },
             extra={"offer": offer.pk, "min_rental_hours": terms.min_rental_hours},
         )
     if refusal == TermsRefusal.MAINTENANCE:
         until = cast(datetime, terms.available_until)  # the refusal is about it
         longest = max(0, int((until - now).total_seconds() // 3600))
         raise Conflict(
-            f"{what} is available until {until:%Y-%m-%d %H:%M} UTC (planned maintenance): an order on it must end "
-            f"by then. Set terminate_after_hours to at most {longest}, or order the instance type to get "
-            "another host.",
+            _(
+                "Offer %(offer)s (%(instance_type)s) is available until %(until)s UTC (planned maintenance): an "
+                "order on it must end by then. Set terminate_after_hours to at most %(longest)s, or order the "
+                "instance type to get another host."
+            )
+            % {**what, "until": f"{until:%Y-%m-%d %H:%M}", "longest": longest},
             code=OrderErrorCode.RENTAL_PAST_AVAILABILITY,
-            fields={length_field: [f"Must end by {until:%Y-%m-%d %H:%M} UTC (at most {longest} h from now)."]},
+            fields={
+                length_field: [
+                    _("Must end by %(until)s UTC (at most %(longest)s h from now).")
+                    % {"until": f"{until:%Y-%m-%d %H:%M}", "longest": longest}
+                ]
+            },
             extra={"offer": offer.pk, "available_until": until.isoformat(), "max_terminate_after_hours": longest},
         )
 
 
 def _parse_requirements(raw: object, errors: dict[str, list[str]]) -> Requirements | None:
     if not isinstance(raw, dict):
-        errors["requirements"] = ["An object with min_memory_gb, min_tflops and accelerator_kinds."]
+        errors["requirements"] = [_("An object with min_memory_gb, min_tflops and accelerator_kinds.")]
         return None
     unknown = set(raw) - {"min_memory_gb", "min_tflops", "accelerator_kinds"}
     if unknown:
-        errors["requirements"] = [f"Unknown key(s): {', '.join(sorted(unknown))}."]
+        errors["requirements"] = [_("Unknown key(s): %(keys)s.") % {"keys": ", ".join(sorted(unknown))}]
         return None
     try:
         memory = int(raw.get("min_memory_gb", 0))
@@ -253,12 +278,12 @@ def _parse_requirements(raw: object, errors: dict[str, list[str]]) -> Requiremen
             kinds = [k.strip() for k in kinds.split(",") if k.strip()]
         kinds = frozenset(kinds)
     except (TypeError, ValueError, ArithmeticError):
-        errors["requirements"] = ["min_memory_gb is a whole number, min_tflops a number."]
+        errors["requirements"] = [_("min_memory_gb is a whole number, min_tflops a number.")]
         return None
     if memory < 0 or tflops < 0 or not tflops.is_finite():
-        errors["requirements"] = ["Minimums cannot be negative."]
+        errors["requirements"] = [_("Minimums cannot be negative.")]
         return None
     if not kinds or not kinds <= {"gpu", "dsa", "cpu"}:
-        errors["requirements"] = ["accelerator_kinds is a non-empty list of gpu, dsa, cpu."]
+        errors["requirements"] = [_("accelerator_kinds is a non-empty list of gpu, dsa, cpu.")]
         return None
     return Requirements(min_memory_gb=memory, min_tflops=tflops, accelerator_kinds=kinds)

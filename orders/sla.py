@@ -16,11 +16,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.services import notify
 from billing import rating
 from billing.ledger import Kind, buyer_wallet, platform_account, post_transaction, supplier_payable
 from billing.models import LedgerTransaction
+from marketplace.currency import money_text
 from suppliers.models import HostOutage
 
 from .models import Instance, InstanceStatus, Pricing
@@ -72,8 +74,9 @@ def sla_credits_for_outage(*, outage: HostOutage) -> list[LedgerTransaction]:
         notify(
             user=instance.buyer,
             kind="sla_credit",
-            title=f"SLA credit: ${amount:.2f}",
-            body=f"Instance i-{instance.pk} lost its host for {int(gap.total_seconds()) // 60} minutes.",
+            title=_("SLA credit: %(amount)s") % {"amount": money_text(amount)},
+            body=_("Instance i-%(id)s lost its host for %(minutes)s minutes.")
+            % {"id": instance.pk, "minutes": int(gap.total_seconds()) // 60},
             dedupe_key=f"sla:{outage.pk}:{instance.pk}",
             link=reverse("orders:instance_detail", args=[instance.pk]),
         )

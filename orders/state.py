@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.webhooks import INSTANCE_STATUS_CHANGED, event_emit
@@ -53,7 +54,11 @@ def instance_transition(
     Precondition: the caller holds the instance row lock. Raises InvalidTransition (409).
     """
     if to not in TRANSITIONS[instance.status]:
-        raise invalid_transition(instance, f"An instance that is {instance.status} cannot become {to}.")
+        raise invalid_transition(
+            instance,
+            _("An instance that is %(status)s cannot become %(to)s.")
+            % {"status": status_name(instance.status), "to": status_name(to)},
+        )
     old_status = instance.status
     InstanceEvent.objects.create(
         instance=instance,
@@ -100,6 +105,11 @@ def start_payload(instance: Instance, *, ports: dict[str, int] | None = None) ->
         # Stored form (secret values encrypted): decrypted only when handed to the host's agent.
         "environment": instance.order.environment,
     }
+
+
+def status_name(status: str) -> str:
+    """A status as people read it, in their language ('stopping')."""
+    return str(InstanceStatus(status).label).lower()
 
 
 def invalid_transition(instance: Instance, detail: str) -> InvalidTransition:

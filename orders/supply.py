@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import notify_all
@@ -43,8 +44,10 @@ def maintenance_schedule(
     notify_all(
         renters(host=window.host),
         kind="maintenance",
-        title=f"Planned maintenance on your host {window.starts_at:%Y-%m-%d %H:%M}-{window.ends_at:%H:%M} UTC",
-        body=f"{window.reason}. Your instances on host {window.host_id} may be interrupted during the window.",
+        title=_("Planned maintenance on your host %(starts)s-%(ends)s UTC")
+        % {"starts": f"{window.starts_at:%Y-%m-%d %H:%M}", "ends": f"{window.ends_at:%H:%M}"},
+        body=_("%(reason)s. Your instances on host %(host)s may be interrupted during the window.")
+        % {"reason": window.reason, "host": window.host_id},
         link=reverse("orders:instances"),
     )
     return window
@@ -57,7 +60,7 @@ def organization_suspend(*, organization: Organization, reason: str, actor: User
     notify_all(
         renters(host__organization=organization),
         kind="moderation",
-        title="A supplier you rent from was suspended",
-        body="Its offers are delisted; your running instances are not interrupted by us.",
+        title=_("A supplier you rent from was suspended"),
+        body=_("Its offers are delisted; your running instances are not interrupted by us."),
     )
     return organization

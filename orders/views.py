@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.middleware import acting_membership
@@ -18,6 +20,7 @@ from accounts.scopes import Scope, page_scope
 from accounts.services import buyer_set_spend_limit
 from billing.selectors import money_sum
 from billing.views import spend_per_day_chart
+from marketplace.currency import platform_currency
 from marketplace.errors import ApplicationError, Forbidden
 from marketplace.forms import add_service_errors
 from marketplace.selectors import offer_list
@@ -59,7 +62,11 @@ def offer_rent(request, offer_id: int):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Order {order.pk} placed: {order.count} x {order.instance_type} provisioning.")
+            messages.success(
+                request,
+                _("Order %(id)s placed: %(count)s x %(type)s provisioning.")
+                % {"id": order.pk, "count": order.count, "type": order.instance_type},
+            )
             return redirect("orders:instances")
     return render(request, "marketplace/offer_detail.html", {"offer": offer, "rent_form": form, "similar": []})
 
@@ -122,9 +129,11 @@ def spend_limit(request):
         except ApplicationError as error:
             messages.error(request, error.detail)
         else:
-            messages.success(request, "Spend limit updated.")
+            messages.success(request, _("Spend limit updated."))
     else:
-        messages.error(request, "Enter a limit in dollars per hour, 0 or more.")
+        messages.error(
+            request, _("Enter a limit in %(symbol)s per hour, 0 or more.") % {"symbol": platform_currency().symbol}
+        )
     return redirect("orders:instances")
 
 
@@ -176,7 +185,9 @@ def launch_templates(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Template “{template.name}” saved: choose it on the rent form.")
+            messages.success(
+                request, _("Template “%(name)s” saved: choose it on the rent form.") % {"name": template.name}
+            )
             return redirect("orders:templates")
     templates = launch.launch_templates_visible(request.user).filter(Q(owner=request.user) | Q(owner__isnull=True))
     return render(request, "orders/templates.html", {"form": form, "templates": templates.order_by("owner", "name")})
@@ -188,7 +199,7 @@ def launch_templates(request):
 def launch_template_delete(request, template_id: int):
     template = get_object_or_404(LaunchTemplate, pk=template_id, owner=request.user)
     launch.launch_template_delete(template=template, user=request.user)
-    messages.success(request, f"Template “{template.name}” deleted.")
+    messages.success(request, _("Template “%(name)s” deleted.") % {"name": template.name})
     return redirect("orders:templates")
 
 
@@ -244,6 +255,14 @@ ACTIONS = {
     "accept-price": _accept_price,
 }
 
+ACTION_REQUESTED = {
+    "stop": gettext_lazy("Stop requested."),
+    "start": gettext_lazy("Start requested."),
+    "start-without-accelerators": gettext_lazy("Start without accelerators requested."),
+    "terminate": gettext_lazy("Terminate requested."),
+    "accept-price": gettext_lazy("Accept price requested."),
+}
+
 
 @page_scope(Scope.INSTANCES)
 @login_required
@@ -258,7 +277,7 @@ def instance_action(request, instance_id: int, action: str):
     except ApplicationError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, f"{action.replace('-', ' ').capitalize()} requested.")
+        messages.success(request, str(ACTION_REQUESTED[action]))
     back_to = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(back_to, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(back_to)  # a page of this site the action was taken from (the dashboard)
@@ -281,7 +300,7 @@ def instance_report(request, instance_id: int):
     except ApplicationError as error:
         messages.error(request, f"{error.detail} {' '.join(m for ms in error.fields.values() for m in ms)}")
         return redirect("orders:instance_detail", instance_id=instance.pk)
-    messages.success(request, "Report filed: the supplier and our staff are told.")
+    messages.success(request, _("Report filed: the supplier and our staff are told."))
     return redirect("orders:report_detail", report_id=report.pk)
 
 
@@ -312,7 +331,7 @@ def report_detail(request, report_id: int):
             if report.resolved_at or isinstance(error, Forbidden):  # no form left to show the error on
                 messages.error(request, error.detail)
         else:
-            messages.success(request, "Saved.")
+            messages.success(request, _("Saved."))
             return redirect("orders:report_detail", report_id=report.pk)
     elif request.method == "POST" and posted is None:
         return redirect("orders:report_detail", report_id=report.pk)

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace.errors import InvalidInput
@@ -47,7 +48,7 @@ def agent_register(*, token: str) -> tuple[Host, str]:
     """Exchange a registration token for a host credential (older credentials are revoked)."""
     row = registration_token_lock(token_hash=hash_secret(token or ""))
     if row is None or row.used_at is not None or row.expires_at <= timezone.now():
-        raise InvalidRegistrationToken("The registration token is unknown, used or expired. Create a new one.")
+        raise InvalidRegistrationToken(_("The registration token is unknown, used or expired. Create a new one."))
     row.used_at = timezone.now()
     row.save(update_fields=["used_at"])
     host = host_lock(host_id=row.host_id)
@@ -97,7 +98,7 @@ def _finds_fewer_accelerators(host: Host, checks: list[dict]) -> bool:
 def agent_report_selftest(*, host: Host, result: dict) -> Host:
     checks = result.get("checks")
     if not isinstance(checks, list) or not all(isinstance(c, dict) and "name" in c and "ok" in c for c in checks):
-        raise InvalidInput("checks is a list of {name, ok, detail}.", fields={"checks": ["Invalid."]})
+        raise InvalidInput(_("checks is a list of {name, ok, detail}."), fields={"checks": [_("Invalid.")]})
     host = host_lock(host_id=host.pk)
     host.selftest = result
     host.selftest_passed = all(bool(c["ok"]) for c in checks) and not _finds_fewer_accelerators(host, checks)

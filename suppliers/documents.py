@@ -6,6 +6,7 @@ from typing import cast
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.scopes import ACCOUNT
@@ -34,20 +35,20 @@ def organization_document_upload(*, user: User, kind: str, upload: UploadedFile 
     organization = organization_of_member(user, area=ACCOUNT)
     errors = {}
     if kind not in OrganizationDocument.Kind.values:
-        errors["kind"] = ["Choose a document kind."]
+        errors["kind"] = [_("Choose a document kind.")]
     if upload is None:
-        errors["file"] = ["Choose a file."]
+        errors["file"] = [_("Choose a file.")]
     elif cast(int, upload.size) > MAX_DOCUMENT_BYTES:  # a file uploaded with a request has its size
-        errors["file"] = ["Files are at most 10 MB."]
+        errors["file"] = [_("Files are at most 10 MB.")]
     content_type = None
     if upload is not None and "file" not in errors:
         head = upload.read(16)
         upload.seek(0)
         content_type = document_content_type(head)
         if content_type is None:
-            errors["file"] = ["Upload a PDF, PNG or JPEG."]
+            errors["file"] = [_("Upload a PDF, PNG or JPEG.")]
     if errors:
-        raise InvalidInput("The document was not accepted.", fields=errors)
+        raise InvalidInput(_("The document was not accepted."), fields=errors)
     upload = cast(UploadedFile, upload)  # no errors: the file is there and its type is known
     return OrganizationDocument.objects.create(
         organization=organization,

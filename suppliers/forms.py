@@ -1,6 +1,8 @@
 from django import forms
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.currency import price_text
 from marketplace.models import AcceleratorModel, Region, Zone
 
 from .hosts import HOST_FIELDS
@@ -103,8 +105,12 @@ class HostForm(forms.ModelForm):
             self.fields[name].required = False
             self.fields[name].help_text = _("Fraction off the on-demand price, e.g. 0.20. Empty: the default.")
         self.fields["no_accelerator_price_per_vcpu_hour"].required = False
+        default_price = Host._meta.get_field("no_accelerator_price_per_vcpu_hour").default
         self.fields["no_accelerator_price_per_vcpu_hour"].help_text = " ".join(
-            (str(self.fields["no_accelerator_price_per_vcpu_hour"].help_text), str(_("Empty: $0.01.")))
+            (
+                str(self.fields["no_accelerator_price_per_vcpu_hour"].help_text),
+                gettext("Empty: %(price)s.") % {"price": price_text(default_price)},
+            )
         )
         self.fields["zone"].label_from_instance = lambda zone: f"{zone.code} ({zone.region.code})"
         self.fields["region"].label_from_instance = lambda region: f"{region.name} — {region.tier}"

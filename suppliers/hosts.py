@@ -14,6 +14,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from marketplace import capacity
@@ -75,26 +76,33 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
     """Field, cross-field and capacity checks; raises InvalidInput/Conflict with field errors."""
     errors: dict[str, list[str]] = _port_range_errors(host)  # before full_clean: it names the fields
     if errors:
-        raise InvalidInput("Some fields are not valid.", fields=errors)
+        raise InvalidInput(_("Some fields are not valid."), fields=errors)
     full_clean_or_invalid(host, exclude=["organization"])
     if host.zone_id and cast(Zone, host.zone).region_id != host.region_id:
-        errors["zone"] = [f"Zone {cast(Zone, host.zone).code} is not in region {host.region.code}."]
+        errors["zone"] = [
+            _("Zone %(zone)s is not in region %(region)s.")
+            % {"zone": cast(Zone, host.zone).code, "region": host.region.code}
+        ]
     if not host.accelerator_model.is_active:
-        errors["accelerator_model"] = ["This model is no longer accepted."]
+        errors["accelerator_model"] = [_("This model is no longer accepted.")]
     if host.offer_ends_at and host.offer_ends_at <= timezone.now():
-        errors["offer_ends_at"] = ["The offer end date must be in the future."]
+        errors["offer_ends_at"] = [_("The offer end date must be in the future.")]
     if host.slicing_policy == capacity.SlicingPolicy.EQUAL:
         units = host.vcpus if host.accelerator_model.kind == "cpu" else host.accelerator_count
         if units % host.equal_slices:
-            unit_name = "vCPUs" if host.accelerator_model.kind == "cpu" else "accelerators"
-            errors["equal_slices"] = [f"{host.equal_slices} equal slices do not divide {units} {unit_name}."]
+            message = (
+                _("%(slices)s equal slices do not divide %(units)s vCPUs.")
+                if host.accelerator_model.kind == "cpu"
+                else _("%(slices)s equal slices do not divide %(units)s accelerators.")
+            )
+            errors["equal_slices"] = [message % {"slices": host.equal_slices, "units": units}]
     if errors:
-        raise InvalidInput("Some fields are not valid.", fields=errors)
+        raise InvalidInput(_("Some fields are not valid."), fields=errors)
 
     spec = host_capacity_spec(host)
     if not _holdings_fit(spec, holdings):
         raise Conflict(
-            "The host would have less capacity than its instances already hold.",
+            _("The host would have less capacity than its instances already hold."),
             code=SupplierErrorCode.CAPACITY_IN_USE,
             extra={"allocated": capacity.total(capacity.committed_footprint(h) for h in holdings).amounts},
         )
@@ -102,15 +110,18 @@ def _validate_host(host: Host, *, holdings: list[capacity.Holding], original_pol
         _ports_in_use_check(host)
     if holdings and original_policy and host.slicing_policy != original_policy:
         raise Conflict(
-            "The slicing policy cannot change while instances are allocated.", code=SupplierErrorCode.CAPACITY_IN_USE
+            _("The slicing policy cannot change while instances are allocated."),
+            code=SupplierErrorCode.CAPACITY_IN_USE,
         )
     carriable = host_carriable_types(host, allocated=[])
     if not any(carriable.values()):
         raise InvalidInput(
-            "No standard instance type fits this host under its slicing policy: "
-            "give it more vCPU/RAM/disk per accelerator, or choose another policy.",
+            _(
+                "No standard instance type fits this host under its slicing policy: "
+                "give it more vCPU/RAM/disk per accelerator, or choose another policy."
+            ),
             code=SupplierErrorCode.NO_SELLABLE_INSTANCE_TYPE,
-            fields={"slicing_policy": ["No standard instance type fits this host under this policy."]},
+            fields={"slicing_policy": [_("No standard instance type fits this host under this policy.")]},
         )
 
 
@@ -118,14 +129,16 @@ def _port_range_errors(host: Host) -> dict[str, list[str]]:
     """Inbound ports: an address with a whole range of at most MAX_PORT_RANGE_SIZE ports, or none."""
     start, end = host.port_range_start, host.port_range_end
     if (start is None) != (end is None):
-        return {"port_range_end" if end is None else "port_range_start": ["Give both ends of the range, or neither."]}
+        return {
+            "port_range_end" if end is None else "port_range_start": [_("Give both ends of the range, or neither.")]
+        }
     if start is not None and end is not None:
         if end < start:
-            return {"port_range_end": ["The range ends before it starts."]}
+            return {"port_range_end": [_("The range ends before it starts.")]}
         if end - start + 1 > MAX_PORT_RANGE_SIZE:
-            return {"port_range_end": [f"At most {MAX_PORT_RANGE_SIZE} ports."]}
+            return {"port_range_end": [_("At most %(limit)s ports.") % {"limit": MAX_PORT_RANGE_SIZE}]}
         if not host.public_address:
-            return {"public_address": ["Forwarded ports need the address buyers connect to."]}
+            return {"public_address": [_("Forwarded ports need the address buyers connect to.")]}
     return {}
 
 
@@ -137,10 +150,13 @@ def _ports_in_use_check(host: Host) -> None:
     outside = sorted(held.values_list("host_port", flat=True)[:20])
     if outside:
         raise Conflict(
-            "Instances hold host ports outside the new range (or the host would stop accepting inbound "
-            f"connections): {', '.join(map(str, outside))}. Keep them in the range until those instances end.",
+            _(
+                "Instances hold host ports outside the new range (or the host would stop accepting inbound "
+                "connections): %(ports)s. Keep them in the range until those instances end."
+            )
+            % {"ports": ", ".join(map(str, outside))},
             code=SupplierErrorCode.CAPACITY_IN_USE,
-            fields={"port_range_start": ["Ports in use fall outside this range."]},
+            fields={"port_range_start": [_("Ports in use fall outside this range.")]},
             extra={"ports_in_use": outside},
         )
 
@@ -156,7 +172,7 @@ def _holdings_fit(spec: capacity.HostSpec, holdings: list[capacity.Holding]) -> 
 def _resolve_model(data: dict[str, Any]) -> None:
     model = data.get("accelerator_model")
     if model is not None and not isinstance(model, AcceleratorModel):
-        raise InvalidInput("Unknown accelerator model.", fields={"accelerator_model": ["Unknown model."]})
+        raise InvalidInput(_("Unknown accelerator model."), fields={"accelerator_model": [_("Unknown model.")]})
 
 
 @transaction.atomic
@@ -170,18 +186,19 @@ def host_create(*, user: User, **data: Any) -> Host:
     organization = organization_of_member(user)
     if organization.status in (Organization.Status.REJECTED, Organization.Status.SUSPENDED):
         raise Forbidden(
-            f"Your organization is {organization.status}; it cannot add hosts.",
+            _("Your organization is %(status)s; it cannot add hosts.")
+            % {"status": organization.get_status_display().lower()},
             code=SupplierErrorCode.ORGANIZATION_INACTIVE,
         )
     if data.get("accelerator_model") is not None and not data.get("power_per_accelerator_watts"):
         data["power_per_accelerator_watts"] = data["accelerator_model"].tdp_watts
     if Host.objects.filter(organization=organization, name=data.get("name")).exists():
-        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+        raise InvalidInput(_("You already have a host with this name."), fields={"name": [_("Already used.")]})
     host = Host(organization=organization, **data)
     required_missing = [f for f in ("region", "accelerator_model") if getattr(host, f"{f}_id") is None]
     if required_missing:
         raise InvalidInput(
-            "Some fields are not valid.", fields={f: ["This field is required."] for f in required_missing}
+            _("Some fields are not valid."), fields={f: [_("This field is required.")] for f in required_missing}
         )
     _validate_host(host, holdings=[])
     host.save()
@@ -200,13 +217,14 @@ def host_update(*, host: Host, **data: Any) -> Host:
     original_policy = host.slicing_policy
     if "accelerator_model" in data and holdings and data["accelerator_model"].pk != host.accelerator_model_id:
         raise Conflict(
-            "The accelerator model cannot change while instances are allocated.", code=SupplierErrorCode.CAPACITY_IN_USE
+            _("The accelerator model cannot change while instances are allocated."),
+            code=SupplierErrorCode.CAPACITY_IN_USE,
         )
     if (
         "name" in data
         and Host.objects.filter(organization=host.organization, name=data["name"]).exclude(pk=host.pk).exists()
     ):
-        raise InvalidInput("You already have a host with this name.", fields={"name": ["Already used."]})
+        raise InvalidInput(_("You already have a host with this name."), fields={"name": [_("Already used.")]})
     before = snapshot(host, list(HARDWARE_FIELDS))
     for key, value in data.items():
         setattr(host, key, value)
@@ -245,7 +263,7 @@ def host_delete(*, host: Host) -> None:
     """Remove a host that holds no allocations."""
     host = host_lock(host_id=host.pk)
     if host_allocated_claims(host):
-        raise Conflict("The host still holds instances; stop them first.", code=SupplierErrorCode.CAPACITY_IN_USE)
+        raise Conflict(_("The host still holds instances; stop them first."), code=SupplierErrorCode.CAPACITY_IN_USE)
     host.offers.all().delete()
     host.delete()
 
@@ -259,13 +277,13 @@ def host_approve(*, host: Host, verified: bool = True, actor: User | None = None
     host = host_lock(host_id=host.pk)
     if verified and host.inventory_mismatch:
         raise Conflict(
-            "The agent's inventory contradicts this host's declaration; it cannot be marked verified.",
+            _("The agent's inventory contradicts this host's declaration; it cannot be marked verified."),
             code=SupplierErrorCode.INVENTORY_CONTRADICTS_DECLARATION,
             extra={"differences": host.inventory_mismatch},
         )
     if verified and host.hardware_changed_at:
         raise Conflict(
-            "The host's declared hardware changed and its agent has not confirmed it yet.",
+            _("The host's declared hardware changed and its agent has not confirmed it yet."),
             code=SupplierErrorCode.HARDWARE_UNCONFIRMED,
         )
     audit_record(
@@ -287,7 +305,7 @@ def host_approve(*, host: Host, verified: bool = True, actor: User | None = None
 @transaction.atomic
 def host_reject(*, host: Host, reason: str, actor: User | None = None) -> Host:
     if not reason.strip():
-        raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+        raise InvalidInput(_("A rejection needs a reason the supplier will see."), fields={"reason": [_("Required.")]})
     return host_set_status(host=host, status=Host.Status.REJECTED, reason=reason, actor=actor, action="host.reject")
 
 
@@ -314,8 +332,8 @@ def host_set_listed(*, host: Host, listed: bool) -> Host:
     host = host_lock(host_id=host.pk)
     if listed and host.status == Host.Status.DELISTED and host.status_decided_by != Host.DecidedBy.SUPPLIER:
         raise Forbidden(
-            f"Our staff delisted this host: {host.status_reason or 'no reason given'}. "
-            f"Only staff can list it again; to appeal, write to {settings.APPEALS_EMAIL}.",
+            _("Our staff delisted this host: %(reason)s. Only staff can list it again; to appeal, write to %(email)s.")
+            % {"reason": host.status_reason or _("no reason given"), "email": settings.APPEALS_EMAIL},
             code=SupplierErrorCode.STAFF_DECISION,
             extra={"reason": host.status_reason, "appeal": settings.APPEALS_EMAIL},
         )
@@ -325,7 +343,8 @@ def host_set_listed(*, host: Host, listed: bool) -> Host:
         host.status = Host.Status.DELISTED
     else:
         raise Conflict(
-            f"A {host.get_status_display().lower()} host cannot be {'listed' if listed else 'delisted'}.",
+            (_("A %(status)s host cannot be listed.") if listed else _("A %(status)s host cannot be delisted."))
+            % {"status": host.get_status_display().lower()},
             code=ErrorCode.INVALID_TRANSITION,
         )
     host.status_reason = ""
@@ -339,7 +358,9 @@ def host_set_listed(*, host: Host, listed: bool) -> Host:
 def host_set_reliability(*, host: Host, reliability: Decimal | None) -> Host:
     """Record a host's reliability score (0-1; None = not measured) and refresh its offers."""
     if reliability is not None and not Decimal(0) <= reliability <= Decimal(1):
-        raise InvalidInput("Reliability is a fraction between 0 and 1.", fields={"reliability": ["Out of range."]})
+        raise InvalidInput(
+            _("Reliability is a fraction between 0 and 1."), fields={"reliability": [_("Out of range.")]}
+        )
     host = host_lock(host_id=host.pk)
     host.reliability = reliability
     host.save(update_fields=["reliability", "updated_at"])

@@ -7,6 +7,7 @@ accounts and instances.
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from marketplace.errors import NotFound
 
@@ -17,7 +18,7 @@ def organization_lock(*, organization_id: int) -> Organization:
     """Lock one organization row; NotFound (404) when it is gone."""
     organization = Organization.objects.select_for_update().filter(pk=organization_id).first()
     if organization is None:
-        raise NotFound("No such organization.")
+        raise NotFound(_("No such organization."))
     return organization
 
 
@@ -36,7 +37,7 @@ def host_lock(*, host_id: int) -> Host:
     left to change."""
     locked = hosts_lock(Host.objects.filter(pk=host_id))
     if not locked:
-        raise NotFound("No such host: it was removed.")
+        raise NotFound(_("No such host: it was removed."))
     return locked[0]
 
 

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.scopes import Scope
@@ -40,31 +41,31 @@ def maintenance_window_create(
             if moment is not None:
                 moment.astimezone(dt.UTC)  # stored in UTC: 9999-12-31T23:00-05:00 is in year 10000
         except OverflowError:
-            errors[name] = ["Out of range."]
+            errors[name] = [_("Out of range.")]
     if errors:
-        raise InvalidInput("The maintenance window is not valid.", fields=errors)
+        raise InvalidInput(_("The maintenance window is not valid."), fields=errors)
     if starts_at is None or starts_at <= now:
-        errors["starts_at"] = ["Maintenance is scheduled in the future."]
+        errors["starts_at"] = [_("Maintenance is scheduled in the future.")]
     if ends_at is None:
-        errors["ends_at"] = ["Give the end of the window."]
+        errors["ends_at"] = [_("Give the end of the window.")]
     elif starts_at and ends_at <= starts_at:
-        errors["ends_at"] = ["The end comes after the start."]
+        errors["ends_at"] = [_("The end comes after the start.")]
     elif starts_at and ends_at - starts_at > MAX_MAINTENANCE:
-        errors["ends_at"] = ["At most 7 days."]
+        errors["ends_at"] = [_("At most 7 days.")]
     if not (reason or "").strip():
-        errors["reason"] = ["Tell renters why."]
+        errors["reason"] = [_("Tell renters why.")]
     else:
         try:
             validate_clean_text(reason, max_length=MAX_REASON_LENGTH)
         except ValidationError as error:
             errors["reason"] = list(error.messages)
     if errors:
-        raise InvalidInput("The maintenance window is not valid.", fields=errors)
+        raise InvalidInput(_("The maintenance window is not valid."), fields=errors)
     host = host_lock(host_id=host.pk)
     if not user.is_staff and not member_may(
         user=user, organization_id=host.organization_id, area=Scope.SUPPLIER, write=True
     ):
-        raise Forbidden("Only the host's supplier (a role that changes hosts) schedules maintenance.")
+        raise Forbidden(_("Only the host's supplier (a role that changes hosts) schedules maintenance."))
     # Both are checked above (None is a field error).
     window = MaintenanceWindow.objects.create(
         host=host, starts_at=cast(datetime, starts_at), ends_at=cast(datetime, ends_at), reason=reason.strip()

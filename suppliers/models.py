@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Invitation
 from accounts.roles import Role
@@ -48,7 +49,7 @@ class Organization(models.Model):
     contact_phone = models.CharField(
         max_length=32,
         blank=True,
-        validators=[RegexValidator(r"^\+?[0-9 ()-]{6,32}$", "Enter a phone number such as +1 555 0100.")],
+        validators=[RegexValidator(r"^\+?[0-9 ()-]{6,32}$", _("Enter a phone number such as +1 555 0100."))],
     )
     country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 country of the business.")
     payout_country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 country of the payout account.")
@@ -103,6 +104,14 @@ class AgentStatus(models.TextChoices):
     NEVER_SEEN = "never_seen", _("No agent yet")
     ONLINE = "online", _("Online")
     OFFLINE = "offline", _("Offline")
+
+
+# Labels of the policies for people; the migrations recorded the English ones, which these equal.
+SLICING_POLICY_LABELS = {
+    SlicingPolicy.WHOLE: pgettext_lazy("slicing policy", "Whole"),
+    SlicingPolicy.EQUAL: pgettext_lazy("slicing policy", "Equal"),
+    SlicingPolicy.FINE: pgettext_lazy("slicing policy", "Fine"),
+}
 
 
 class Host(models.Model):
@@ -213,7 +222,7 @@ class Host(models.Model):
     offer_ends_at = models.DateTimeField(null=True, blank=True, help_text="No new rentals after this time.")
     slicing_policy = models.CharField(
         max_length=8,
-        choices=[(p.value, p.value.capitalize()) for p in SlicingPolicy],
+        choices=[(policy.value, SLICING_POLICY_LABELS[policy]) for policy in SlicingPolicy],
         default=SlicingPolicy.FINE.value,
     )
     equal_slices = models.PositiveSmallIntegerField(

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.errors import AccountErrorCode
 from accounts.memberships import (
@@ -52,16 +53,16 @@ def full_clean_or_invalid(instance: models.Model, *, exclude: list[str] | None =
     try:
         instance.full_clean(exclude=exclude)
     except ValidationError as error:
-        raise InvalidInput("Some fields are not valid.", fields=validation_fields(error)) from error
+        raise InvalidInput(_("Some fields are not valid."), fields=validation_fields(error)) from error
 
 
 def unknown_fields_refuse(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
         raise InvalidInput(
-            f"Unknown field(s): {', '.join(unknown)}.",
+            _("Unknown field(s): %(fields)s.") % {"fields": ", ".join(unknown)},
             code=ErrorCode.UNKNOWN_FIELD,
-            fields={name: ["Unknown field."] for name in unknown},
+            fields={name: [_("Unknown field.")] for name in unknown},
         )
 
 
@@ -69,7 +70,7 @@ def organization_of_member(user: User, *, area: str = Scope.SUPPLIER) -> Organiz
     """The organization `user` changes things of `area` for (their role must allow it), else 403."""
     membership = membership_for_user(user=user)
     if membership is None:
-        raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+        raise Forbidden(_("Set up your supplier organization first."), code=SupplierErrorCode.NOT_A_SUPPLIER)
     membership_role_require(membership, area, write=True)
     return membership.organization
 
@@ -79,9 +80,11 @@ def organization_create(*, owner: User, **data: Any) -> Organization:
     """Start supplier onboarding: the organization is `pending` until staff approve it."""
     unknown_fields_refuse(data, ORGANIZATION_FIELDS)
     if owner.is_team:
-        raise Forbidden("A team rents compute; supplying it is done as a person.", code=AccountErrorCode.ROLE_FORBIDS)
+        raise Forbidden(
+            _("A team rents compute; supplying it is done as a person."), code=AccountErrorCode.ROLE_FORBIDS
+        )
     if Membership.objects.filter(user=owner).exists():
-        raise Conflict("You already belong to a supplier organization.", code=AccountErrorCode.ALREADY_MEMBER)
+        raise Conflict(_("You already belong to a supplier organization."), code=AccountErrorCode.ALREADY_MEMBER)
     for code_field in ("country", "payout_country"):
         if data.get(code_field):
             data[code_field] = str(data[code_field]).upper()
@@ -139,7 +142,7 @@ def organization_approve(*, organization: Organization, actor: User | None = Non
 @transaction.atomic
 def organization_reject(*, organization: Organization, reason: str, actor: User | None = None) -> Organization:
     if not reason.strip():
-        raise InvalidInput("A rejection needs a reason the supplier will see.", fields={"reason": ["Required."]})
+        raise InvalidInput(_("A rejection needs a reason the supplier will see."), fields={"reason": [_("Required.")]})
     return _organization_set_status(
         organization=organization, status=Organization.Status.REJECTED, reason=reason, actor=actor
     )
@@ -150,11 +153,11 @@ def organization_suspend(*, organization: Organization, reason: str, actor: User
     """Its offers go; its members are told. Renters are told by `orders.supply.organization_suspend`,
     which entry points call."""
     if not reason.strip():
-        raise InvalidInput("A suspension needs a reason.", fields={"reason": ["Required."]})
+        raise InvalidInput(_("A suspension needs a reason."), fields={"reason": [_("Required.")]})
     organization = _organization_set_status(
         organization=organization, status=Organization.Status.SUSPENDED, reason=reason, actor=actor
     )
-    organization_notify_members(organization, "Your organization was suspended", reason)
+    organization_notify_members(organization, _("Your organization was suspended"), reason)
     return organization
 
 
@@ -172,7 +175,7 @@ def organization_notify_members(organization: Organization, title: str, body: st
 def _organization_of(by: User) -> Organization:
     membership = membership_for_user(user=by)
     if membership is None:
-        raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+        raise Forbidden(_("Set up your supplier organization first."), code=SupplierErrorCode.NOT_A_SUPPLIER)
     return organization_lock(organization_id=membership.organization_id)
 
 
@@ -218,7 +221,7 @@ def organization_invitation_accept(*, token: str, user: User) -> Membership:
     )
     if Membership.objects.filter(user=user).exists():
         raise Conflict(
-            "You already belong to a supplier organization: leave it first.", code=AccountErrorCode.ALREADY_MEMBER
+            _("You already belong to a supplier organization: leave it first."), code=AccountErrorCode.ALREADY_MEMBER
         )
     membership = Membership.objects.create(organization=organization, user=user, role=invitation.role)
     if user.role != User.Role.SUPPLIER:
@@ -245,13 +248,13 @@ def organization_members(*, by: User) -> tuple[Organization, QuerySet[Membership
     """`by`'s organization and its members (any role sees who is in it)."""
     membership = membership_for_user(user=by)
     if membership is None:
-        raise Forbidden("Set up your supplier organization first.", code=SupplierErrorCode.NOT_A_SUPPLIER)
+        raise Forbidden(_("Set up your supplier organization first."), code=SupplierErrorCode.NOT_A_SUPPLIER)
     organization = membership.organization
     return organization, organization.memberships.select_related("user").order_by("user__email")
 
 
 def organization_invitations(*, by: User) -> QuerySet[OrganizationInvitation]:
     """The organization's invitations, for its owners and admins."""
-    organization, _ = organization_members(by=by)
+    organization, _members = organization_members(by=by)
     manager_membership(organization.memberships, by)
     return organization.invitations.all()

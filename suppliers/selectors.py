@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from accounts.errors import AccountErrorCode
 from accounts.models import User
@@ -27,7 +28,8 @@ def membership_role_require(membership: Membership, area: str | None, *, write: 
     if not role_allows(membership.role, area, write=write):
         role = membership.get_role_display().lower()
         raise Forbidden(
-            f"Your role in {membership.organization.name} ({role}) does not allow this.",
+            _("Your role in %(organization)s (%(role)s) does not allow this.")
+            % {"organization": membership.organization.name, "role": role},
             code=AccountErrorCode.ROLE_FORBIDS,
         )
 

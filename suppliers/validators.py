@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 
 def validate_public_address(value: str) -> None:
@@ -20,4 +21,4 @@ def validate_public_address(value: str) -> None:
         valid = valid and 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
         valid = valid and all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in label)
     if not valid:
-        raise ValidationError("An IP address (203.0.113.5) or a DNS name (gpu1.example.com).")
+        raise ValidationError(_("An IP address (203.0.113.5) or a DNS name (gpu1.example.com)."))

@@ -31,7 +31,7 @@ from .offers import host_allocated_claims, host_capacity_usage, host_carriable_t
 def _organization_or_redirect(request):
     organization = selectors.organization_for_user(user=request.user, area=Scope.SUPPLIER)
     if organization is None:
-        messages.info(request, "Tell us about your organization first.")
+        messages.info(request, gettext("Tell us about your organization first."))
     return organization
 
 
@@ -45,10 +45,12 @@ def onboarding(request):
         try:
             if organization is None:
                 organizations.organization_create(owner=request.user, **data)
-                messages.success(request, "Thanks! Your organization is pending review; you can add hosts now.")
+                messages.success(
+                    request, gettext("Thanks! Your organization is pending review; you can add hosts now.")
+                )
             else:
                 organizations.organization_update(by=request.user, **data)
-                messages.success(request, "Organization updated.")
+                messages.success(request, gettext("Organization updated."))
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
@@ -85,7 +87,10 @@ def host_create(request):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Host {host.name} declared; it is pending verification by our staff.")
+            messages.success(
+                request,
+                gettext("Host %(name)s declared; it is pending verification by our staff.") % {"name": host.name},
+            )
             return redirect("suppliers:host_detail", host_id=host.pk)
     return render(request, "suppliers/host_form.html", {"form": form, "host": None})
 
@@ -102,7 +107,7 @@ def host_edit(request, host_id: int):
         except ApplicationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, "Host updated; its offers were recomputed.")
+            messages.success(request, gettext("Host updated; its offers were recomputed."))
             return redirect("suppliers:host_detail", host_id=host.pk)
     return render(request, "suppliers/host_form.html", {"form": form, "host": host})
 
@@ -250,7 +255,9 @@ def host_listing(request, host_id: int):
     except ApplicationError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, "Host listed again." if listed else "Host delisted; its offers are hidden.")
+        messages.success(
+            request, gettext("Host listed again.") if listed else gettext("Host delisted; its offers are hidden.")
+        )
     return redirect("suppliers:host_detail", host_id=host.pk)
 
 
@@ -264,7 +271,7 @@ def host_delete(request, host_id: int):
     except ApplicationError as error:
         messages.error(request, error.detail)
         return redirect("suppliers:host_detail", host_id=host.pk)
-    messages.success(request, f"Host {host.name} removed.")
+    messages.success(request, gettext("Host %(name)s removed.") % {"name": host.name})
     return redirect("suppliers:dashboard")
 
 
@@ -291,7 +298,7 @@ def host_maintenance(request, host_id: int):
         problems = " ".join(m for messages_ in error.fields.values() for m in messages_)
         messages.error(request, f"{error.detail} {problems}")
     else:
-        messages.success(request, "Maintenance scheduled; renters were notified.")
+        messages.success(request, gettext("Maintenance scheduled; renters were notified."))
     return redirect("suppliers:host_detail", host_id=host.pk)
 
 
@@ -310,7 +317,7 @@ def documents(request):
         except ApplicationError as error:
             messages.error(request, " ".join(m for ms in error.fields.values() for m in ms) or error.detail)
         else:
-            messages.success(request, "Document uploaded; our staff will review it.")
+            messages.success(request, gettext("Document uploaded; our staff will review it."))
         return redirect("suppliers:documents")
     return render(
         request,

@@ -1,5 +1,6 @@
 """Availability alerts over the API: `/api/v1/availability-alerts/` (see `marketplace.alerts`)."""
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
@@ -65,7 +66,9 @@ class AvailabilityAlertInputSerializer(json_types.Serializer):
     def to_internal_value(self, data):
         # DRF reads "" as null for a nullable relation; the schema says a region code or null.
         if isinstance(data, dict) and data.get("region") == "":
-            raise serializers.ValidationError({"region": ["A region code, or null (or leave it out) for any region."]})
+            raise serializers.ValidationError(
+                {"region": [gettext("A region code, or null (or leave it out) for any region.")]}
+            )
         return super().to_internal_value(data)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from django import forms
 from django.db.models import F
+from django.utils.functional import Promise, lazy
+from django.utils.translation import gettext, gettext_lazy
 from django_filters import rest_framework as filters
 from rest_framework import exceptions
 
+from marketplace.currency import platform_currency
 from marketplace.errors import ErrorCode
 from marketplace.models import AcceleratorKind, AcceleratorModel, InstanceType, Offer, Region
 from marketplace.selectors import offers_with_terms
@@ -16,12 +19,12 @@ ALWAYS_ALLOWED_PARAMETERS = frozenset({"page", "page_size", "cursor", "format"})
 
 class InvalidFilter(exceptions.ValidationError):
     error_code = ErrorCode.INVALID_FILTER
-    detail_prefix = "Invalid filter value for"
+    detail_prefix = gettext_lazy("Invalid filter value for")
 
 
 class UnknownParameter(exceptions.ValidationError):
     error_code = ErrorCode.UNKNOWN_PARAMETER
-    detail_prefix = "Unknown query parameter"
+    detail_prefix = gettext_lazy("Unknown query parameter")
 
 
 class StrictFilterBackend(filters.DjangoFilterBackend):
@@ -34,11 +37,12 @@ class StrictFilterBackend(filters.DjangoFilterBackend):
             allowed |= set(filterset_class.base_filters)
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
-            raise UnknownParameter({name: ["Unknown query parameter."] for name in unknown})
+            raise UnknownParameter({name: [gettext("Unknown query parameter.")] for name in unknown})
         # django-filter reads `?verified=` as "no filter"; the schema says a value, so say one is missing.
         empty = sorted(name for name, values in request.query_params.lists() if "" in values)
         if empty:
-            raise InvalidFilter({name: ["A value is required (leave the parameter out for any)."] for name in empty})
+            required = gettext("A value is required (leave the parameter out for any).")
+            raise InvalidFilter({name: [required] for name in empty})
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset
@@ -65,7 +69,15 @@ class NullsLastOrderingFilter(filters.OrderingFilter):
         return qs.order_by(*ordering, "id")
 
 
-def at_least(label: str, field_name: str) -> IntegerFilter:
+def _max_price_text() -> str:
+    return gettext("Max. %(symbol)s per hour") % {"symbol": platform_currency().symbol}
+
+
+# A label read when the page is drawn: in the person's language and the deployment's currency.
+max_price_label = lazy(_max_price_text, str)
+
+
+def at_least(label: str | Promise, field_name: str) -> IntegerFilter:
     """A whole-number lower bound, e.g. ?min_vcpus=16."""
     return IntegerFilter(label=label, field_name=field_name, lookup_expr="gte", min_value=0)
 
@@ -73,7 +85,7 @@ def at_least(label: str, field_name: str) -> IntegerFilter:
 def accelerator_model_filter() -> filters.ModelChoiceFilter:
     """By model slug (h100-80g); an unknown slug is an error, not an empty result."""
     return filters.ModelChoiceFilter(
-        label="Accelerator model",
+        label=gettext_lazy("Accelerator model"),
         field_name="accelerator_model",
         to_field_name="slug",
         queryset=AcceleratorModel.objects.all(),
@@ -83,12 +95,12 @@ def accelerator_model_filter() -> filters.ModelChoiceFilter:
 class InstanceTypeFilterSet(filters.FilterSet):
     accelerator_model = accelerator_model_filter()
     accelerator_kind = filters.ChoiceFilter(
-        label="Accelerator kind", method="filter_kind", choices=AcceleratorKind.choices
+        label=gettext_lazy("Accelerator kind"), method="filter_kind", choices=AcceleratorKind.choices
     )
-    family = filters.ChoiceFilter(choices=InstanceType.Family.choices)
-    min_accelerators = at_least("Min. accelerators", "accelerator_count")
-    min_vcpus = at_least("Min. vCPUs", "vcpus")
-    min_ram_gb = at_least("Min. RAM (GB)", "ram_gb")
+    family = filters.ChoiceFilter(label=gettext_lazy("Family"), choices=InstanceType.Family.choices)
+    min_accelerators = at_least(gettext_lazy("Min. accelerators"), "accelerator_count")
+    min_vcpus = at_least(gettext_lazy("Min. vCPUs"), "vcpus")
+    min_ram_gb = at_least(gettext_lazy("Min. RAM (GB)"), "ram_gb")
 
     class Meta:
         model = InstanceType
@@ -102,23 +114,26 @@ class InstanceTypeFilterSet(filters.FilterSet):
 
 class OfferFilterSet(filters.FilterSet):
     instance_type = filters.ModelChoiceFilter(
-        label="Instance type", field_name="instance_type", to_field_name="name", queryset=InstanceType.objects.all()
+        label=gettext_lazy("Instance type"),
+        field_name="instance_type",
+        to_field_name="name",
+        queryset=InstanceType.objects.all(),
     )
     accelerator_model = accelerator_model_filter()
     # The figures below are the offer's own copies (no join per row at a million offers).
     accelerator_kind = filters.ChoiceFilter(
-        label="Accelerator kind", field_name="accelerator_kind", choices=AcceleratorKind.choices
+        label=gettext_lazy("Accelerator kind"), field_name="accelerator_kind", choices=AcceleratorKind.choices
     )
-    min_accelerators = at_least("Min. accelerators", "accelerator_count")
-    min_accelerator_memory_gb = at_least("Min. memory per accelerator (GB)", "accelerator_memory_gb")
-    min_vcpus = at_least("Min. vCPUs", "vcpus")
-    min_ram_gb = at_least("Min. RAM (GB)", "ram_gb")
+    min_accelerators = at_least(gettext_lazy("Min. accelerators"), "accelerator_count")
+    min_accelerator_memory_gb = at_least(gettext_lazy("Min. memory per accelerator (GB)"), "accelerator_memory_gb")
+    min_vcpus = at_least(gettext_lazy("Min. vCPUs"), "vcpus")
+    min_ram_gb = at_least(gettext_lazy("Min. RAM (GB)"), "ram_gb")
     region = filters.ModelChoiceFilter(
-        label="Region", field_name="region", to_field_name="code", queryset=Region.objects.all()
+        label=gettext_lazy("Region"), field_name="region", to_field_name="code", queryset=Region.objects.all()
     )
-    tier = filters.ChoiceFilter(label="Tier", choices=Region.Tier.choices)
+    tier = filters.ChoiceFilter(label=gettext_lazy("Tier"), choices=Region.Tier.choices)
     max_price_per_hour = filters.NumberFilter(
-        label="Max. $ per hour",
+        label=max_price_label(),
         field_name="price_per_hour",
         lookup_expr="lte",
         min_value=0,
@@ -126,13 +141,17 @@ class OfferFilterSet(filters.FilterSet):
         decimal_places=6,
     )
     verified = filters.ChoiceFilter(
-        label="Hosts",
+        label=gettext_lazy("Hosts"),
         method="filter_verified",
-        choices=[("true", "Verified only"), ("all", "Verified and unverified"), ("false", "Unverified only")],
+        choices=[
+            ("true", gettext_lazy("Verified only")),
+            ("all", gettext_lazy("Verified and unverified")),
+            ("false", gettext_lazy("Unverified only")),
+        ],
         empty_label=None,
     )
     min_reliability = filters.NumberFilter(
-        label="Min. reliability (0-1)",
+        label=gettext_lazy("Min. reliability (0-1)"),
         field_name="reliability",
         lookup_expr="gte",
         min_value=0,
@@ -177,16 +196,16 @@ class OfferApiFilterSet(OfferFilterSet):
     accelerators (what the command line's query language translates to)."""
 
     max_accelerators = IntegerFilter(
-        label="Max. accelerators", field_name="accelerator_count", lookup_expr="lte", min_value=0
+        label=gettext_lazy("Max. accelerators"), field_name="accelerator_count", lookup_expr="lte", min_value=0
     )
     # field_name: the column the schema describes; the methods look the names up.
     accelerator_model__in = SlugInFilter(
-        label="Accelerator models (comma-separated slugs)",
+        label=gettext_lazy("Accelerator models (comma-separated slugs)"),
         field_name="accelerator_model__slug",
         method="filter_models_in",
     )
     region__in = SlugInFilter(
-        label="Regions (comma-separated codes)", field_name="region__code", method="filter_regions_in"
+        label=gettext_lazy("Regions (comma-separated codes)"), field_name="region__code", method="filter_regions_in"
     )
 
     def filter_models_in(self, queryset, name, value):
@@ -203,5 +222,8 @@ def _known(model, field: str, name: str, values: list[str]) -> list[int]:
     rows = dict(model.objects.filter(**{f"{field}__in": wanted}).values_list(field, "id"))
     unknown = sorted(wanted - set(rows))
     if unknown or not wanted:
-        raise InvalidFilter({name: [f"Unknown: {', '.join(unknown)}." if unknown else "Name at least one."]})
+        problem = (
+            gettext("Unknown: %(names)s.") % {"names": ", ".join(unknown)} if unknown else gettext("Name at least one.")
+        )
+        raise InvalidFilter({name: [problem]})
     return list(rows.values())

@@ -19,12 +19,13 @@ import re
 from typing import Any, NamedTuple
 
 from django.http import Http404
+from django.utils.translation import gettext, gettext_noop
 
 from marketplace.errors import InvalidInput
 from marketplace.models import UNCLEAN_TEXT_CLASS
 
 CONTROL_CHARACTERS = re.compile(f"[{UNCLEAN_TEXT_CLASS}]")
-CONTROL_CHARACTER_MESSAGE = "Control characters (such as NUL) are not allowed."
+CONTROL_CHARACTER_MESSAGE = gettext_noop("Control characters (such as NUL) are not allowed.")  # gettext() where used
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL refuses NUL; UTF-8 cannot encode a lone surrogate
 MAX_BODY_DEPTH = 32
 MAX_LOOKUP_LENGTH = 255
@@ -68,21 +69,25 @@ def body_problem(data: Any, *, max_depth: int = MAX_BODY_DEPTH) -> BodyProblem |
         value, path, depth = stack.pop()
         if isinstance(value, str):
             if control_character_in(value):
-                return BodyProblem(_path(path), CONTROL_CHARACTER_MESSAGE, too_deep=False)
+                return BodyProblem(_path(path), gettext(CONTROL_CHARACTER_MESSAGE), too_deep=False)
             continue
         if isinstance(value, dict):
             items: list[tuple[str, Any]] = []
             for key, item in value.items():
                 key = str(key)
                 if control_character_in(key):
-                    return BodyProblem(_path((*path, printable(key))), CONTROL_CHARACTER_MESSAGE, too_deep=False)
+                    return BodyProblem(
+                        _path((*path, printable(key))), gettext(CONTROL_CHARACTER_MESSAGE), too_deep=False
+                    )
                 items.append((key, item))
         elif isinstance(value, list | tuple):
             items = [(str(index), item) for index, item in enumerate(value)]
         else:
             continue
         if depth > max_depth:
-            return BodyProblem(_path(path), f"Nested deeper than {max_depth} levels.", too_deep=True)
+            return BodyProblem(
+                _path(path), gettext("Nested deeper than %(depth)s levels.") % {"depth": max_depth}, too_deep=True
+            )
         stack.extend((item, (*path, key), depth + 1) for key, item in reversed(items))
     return None
 
@@ -124,8 +129,8 @@ def text_or_invalid(value: str, *, field: str) -> str:
     """A form value that is stored or looked up as text; InvalidInput naming the field otherwise."""
     if control_character_in(value):
         raise InvalidInput(
-            f"Control characters (such as NUL) are not allowed in {field}.",
-            fields={field: ["Control characters are not allowed."]},
+            gettext("Control characters (such as NUL) are not allowed in %(field)s.") % {"field": field},
+            fields={field: [gettext("Control characters are not allowed.")]},
         )
     return value
 

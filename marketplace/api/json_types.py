@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from django.http import QueryDict
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -34,33 +35,33 @@ def json_type_problem(field: serializers.Field, value: Any) -> str | None:
     if value is None:
         return None  # DRF's own allow_null check answers
     if isinstance(field, serializers.BooleanField):
-        return None if isinstance(value, bool) else "Expected true or false."
+        return None if isinstance(value, bool) else _("Expected true or false.")
     if isinstance(field, serializers.DecimalField):
         if not isinstance(value, str):
-            return 'Expected a decimal written as a string, such as "12.50".'
-        return None if PLAIN_DECIMAL.fullmatch(value.strip()) else 'A plain decimal such as "12.50" (no exponent).'
+            return _('Expected a decimal written as a string, such as "12.50".')
+        return None if PLAIN_DECIMAL.fullmatch(value.strip()) else _('A plain decimal such as "12.50" (no exponent).')
     if isinstance(field, serializers.IntegerField):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "Expected a whole number."
+        return None if isinstance(value, int) and not isinstance(value, bool) else _("Expected a whole number.")
     if isinstance(field, serializers.FloatField):
-        return None if isinstance(value, int | float) and not isinstance(value, bool) else "Expected a number."
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else _("Expected a number.")
     if isinstance(field, serializers.MultipleChoiceField):
         if not isinstance(value, list):
-            return "Expected a list."
+            return _("Expected a list.")
         return next((problem for item in value if (problem := _choice_problem(field, item))), None)
     if isinstance(field, serializers.ChoiceField):
         return _choice_problem(field, value)
     if isinstance(field, TEXT_FIELDS):
-        return None if isinstance(value, str) else "Expected a string."
+        return None if isinstance(value, str) else _("Expected a string.")
     if isinstance(field, serializers.PrimaryKeyRelatedField):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "Expected an id (a whole number)."
+        return None if isinstance(value, int) and not isinstance(value, bool) else _("Expected an id (a whole number).")
     if isinstance(field, serializers.ListField | serializers.ManyRelatedField):
         if not isinstance(value, list):
-            return "Expected a list."
+            return _("Expected a list.")
         child = field.child if isinstance(field, serializers.ListField) else field.child_relation
         return next((problem for item in value if (problem := json_type_problem(child, item))), None)
     if isinstance(field, serializers.DictField):
         if not isinstance(value, dict):
-            return "Expected an object."
+            return _("Expected an object.")
         return next((problem for item in value.values() if (problem := json_type_problem(field.child, item))), None)
     return None  # nested serializers check themselves; JSONField and custom fields take any JSON
 
@@ -73,7 +74,7 @@ def _choice_problem(field: serializers.ChoiceField, value: Any) -> str | None:
     # Choices may be enum members (TextChoices): compare the JSON kinds, str or int.
     kinds = {json_kind(choice) for choice in field.choices}
     fits = not kinds or (not isinstance(value, bool) and isinstance(value, tuple(kinds)))
-    return None if fits else "Expected one of: " + ", ".join(map(str, field.choices)) + "."
+    return None if fits else _("Expected one of: %(choices)s.") % {"choices": ", ".join(map(str, field.choices))}
 
 
 class StrictJsonTypes:

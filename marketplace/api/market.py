@@ -106,7 +106,7 @@ class MarketDepthView(APIView):
     def get(self, request):
         unknown = sorted(set(request.query_params) - {*QUERY_PARAMETERS, "format"})
         if unknown:
-            raise UnknownParameter({name: ["Unknown query parameter."] for name in unknown})
+            raise UnknownParameter({name: [gettext("Unknown query parameter.")] for name in unknown})
         # Present but naming nothing (empty included) is a 404 from `market_depth_target`.
         missing = [name for name in QUERY_PARAMETERS if name not in request.query_params]
         if missing:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from django.core.paginator import Page, Paginator
 from django.utils.functional import cached_property
+from django.utils.translation import gettext
 from rest_framework import exceptions, pagination
 from rest_framework.exceptions import ValidationError
 
@@ -35,6 +36,10 @@ def page_of(object_list, per_page: int, raw: str | None, *, search: bool = False
     return paginator_class(object_list, per_page).get_page(page_number(raw) or 1)
 
 
+def _between(maximum: int) -> str:
+    return gettext("Must be a whole number between 1 and %(maximum)s.") % {"maximum": maximum}
+
+
 class PageNumberPagination(pagination.PageNumberPagination):
     """?page=N&page_size=M (at most 200). Malformed values are a 400, not silently replaced."""
 
@@ -45,10 +50,10 @@ class PageNumberPagination(pagination.PageNumberPagination):
         errors = {}
         raw_page = request.query_params.get(self.page_query_param)
         if raw_page is not None and raw_page not in self.last_page_strings and page_number(raw_page) is None:
-            errors[self.page_query_param] = [f"Must be a whole number between 1 and {MAX_PAGE_NUMBER}."]
+            errors[self.page_query_param] = [_between(MAX_PAGE_NUMBER)]
         raw_size = request.query_params.get(self.page_size_query_param)
         if raw_size is not None and page_size(raw_size) is None:
-            errors[self.page_size_query_param] = [f"Must be a whole number between 1 and {MAX_PAGE_SIZE}."]
+            errors[self.page_size_query_param] = [_between(MAX_PAGE_SIZE)]
         if errors:
             raise ValidationError(errors)
         return super().paginate_queryset(queryset, request, view)
@@ -67,16 +72,16 @@ class CursorPagination(pagination.CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         errors = {}
         if "page" in request.query_params:
-            errors["page"] = ["This list pages by cursor: follow the `next` link."]
+            errors["page"] = [gettext("This list pages by cursor: follow the `next` link.")]
         raw_size = request.query_params.get(self.page_size_query_param)
         if raw_size is not None and page_size(raw_size) is None:
-            errors[self.page_size_query_param] = [f"Must be a whole number between 1 and {MAX_PAGE_SIZE}."]
+            errors[self.page_size_query_param] = [_between(MAX_PAGE_SIZE)]
         if errors:
             raise ValidationError(errors)
         try:
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound:  # DRF's answer to a cursor it cannot decode
-            raise ValidationError({self.cursor_query_param: ["Not a cursor this list gave out."]}) from None
+            raise ValidationError({self.cursor_query_param: [gettext("Not a cursor this list gave out.")]}) from None
 
     def decode_cursor(self, request):
         # DRF skips characters that are not base64 and reads what is left, so "%%%" would be the

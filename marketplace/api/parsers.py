@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import QueryDict
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, parsers
 
 from .inputs import CONTROL_CHARACTER_MESSAGE, MAX_BODY_DEPTH, body_problem, control_character_in, printable
@@ -26,20 +27,22 @@ PARSER_CLASSES = [
 
 
 class ControlCharacters(exceptions.ValidationError):
-    detail_prefix = "Control characters (such as NUL) are not allowed in"
+    detail_prefix = gettext_lazy("Control characters (such as NUL) are not allowed in")
 
 
 def _check(data: Any) -> None:
     if isinstance(data, QueryDict):  # a form: flat, each field named
         for name, values in data.lists():
             if any(control_character_in(text) for text in (name, *values)):
-                raise ControlCharacters({printable(name): [CONTROL_CHARACTER_MESSAGE]})
+                raise ControlCharacters({printable(name): [gettext(CONTROL_CHARACTER_MESSAGE)]})
         return
     problem = body_problem(data, max_depth=MAX_BODY_DEPTH)
     if problem is None:
         return
     if problem.too_deep:
-        raise exceptions.ParseError(f"JSON parse error - {problem.message} (at {problem.path})")
+        raise exceptions.ParseError(
+            gettext("JSON parse error - %(problem)s (at %(path)s)") % {"problem": problem.message, "path": problem.path}
+        )
     raise ControlCharacters({problem.path: [problem.message]})
 
 
@@ -48,7 +51,10 @@ class JSONParser(parsers.JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise exceptions.ParseError(f"JSON parse error - Nested deeper than {MAX_BODY_DEPTH} levels.") from None
+            raise exceptions.ParseError(
+                gettext("JSON parse error - %(problem)s")
+                % {"problem": gettext("Nested deeper than %(depth)s levels.") % {"depth": MAX_BODY_DEPTH}}
+            ) from None
         _check(data)
         return data
 

@@ -12,6 +12,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
@@ -44,7 +45,9 @@ class FixedWindowThrottle(BaseThrottle):
         if wait is None:
             return True
         raise exceptions.Throttled(
-            wait=wait, detail=f"Too many requests for {self.label} ({rate}). Try again in {wait} s."
+            wait=wait,
+            detail=gettext("Too many requests for %(who)s (%(rate)s). Try again in %(seconds)s s.")
+            % {"who": self.label, "rate": rate, "seconds": wait},
         )
 
 
@@ -84,12 +87,12 @@ def credential_refused(request) -> None:
         return
     wait = window_hit("refused", _network(address), rate)
     if wait is not None:
-        raise exceptions.Throttled(wait=wait, detail="Too many refused credentials from your address.")
+        raise exceptions.Throttled(wait=wait, detail=gettext("Too many refused credentials from your address."))
 
 
 class ApiKeyRateThrottle(FixedWindowThrottle):
     scope = "key"
-    label = "this API key"
+    label = gettext_lazy("this API key")
 
     def identity(self, request) -> str | None:
         # The key's random public prefix, not its id: ids come back in a database built again.
@@ -100,7 +103,7 @@ class AccountRateThrottle(FixedWindowThrottle):
     """All of an account's keys and its browser session together."""
 
     scope = "account"
-    label = "this account"
+    label = gettext_lazy("this account")
 
     def identity(self, request) -> str | None:
         user = request.user
@@ -114,7 +117,7 @@ class AnonymousRateThrottle(FixedWindowThrottle):
     address as `TRUSTED_PROXY_COUNT` says to read it."""
 
     scope = "anonymous"
-    label = "your address"
+    label = gettext_lazy("your address")
 
     def identity(self, request) -> str | None:
         if request.auth is not None or getattr(request.user, "is_authenticated", False):
@@ -126,7 +129,7 @@ class HostRateThrottle(FixedWindowThrottle):
     """A host agent's calls, per host credential."""
 
     scope = "host"
-    label = "this host's agent"
+    label = gettext_lazy("this host's agent")
 
     def identity(self, request) -> str | None:
         return str(request.auth.pk) if isinstance(request.auth, HostCredential) else None

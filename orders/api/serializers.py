@@ -1,3 +1,4 @@
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -43,7 +44,9 @@ class EnvironmentVariableSerializer(json_types.Serializer):
     def to_internal_value(self, data):
         if isinstance(data, dict) and set(data) - set(self.fields):
             unknown = ", ".join(sorted(map(str, set(data) - set(self.fields))))
-            raise serializers.ValidationError(f"Unknown key(s): {unknown}. A variable has name, value and secret.")
+            raise serializers.ValidationError(
+                gettext("Unknown key(s): %(keys)s. A variable has name, value and secret.") % {"keys": unknown}
+            )
         return super().to_internal_value(data)
 
 

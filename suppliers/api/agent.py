@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import authentication, exceptions, permissions, serializers, status
@@ -30,11 +31,11 @@ class HostCredentialAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower() != "bearer":
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <credential>'.")
+            raise exceptions.AuthenticationFailed(_("Malformed Authorization header: use 'Bearer <credential>'."))
         credential = agent_services.host_credential_authenticate(secret=header[1])
         if credential is None:
             credential_refused(request)  # 429 once an address keeps presenting refused credentials
-            raise exceptions.AuthenticationFailed("Unknown or revoked host credential.")
+            raise exceptions.AuthenticationFailed(_("Unknown or revoked host credential."))
         return (HostAgentUser(credential), credential)
 
     def authenticate_header(self, request) -> str:
@@ -74,7 +75,8 @@ class AgentView(APIView):
     def initial(self, request, *args, **kwargs):
         if len(request.body or b"") > MAX_PAYLOAD_BYTES:
             raise InvalidInput(
-                f"The payload is larger than {MAX_PAYLOAD_BYTES // 1024} KiB.", code=ErrorCode.PAYLOAD_TOO_LARGE
+                _("The payload is larger than %(size)s KiB.") % {"size": MAX_PAYLOAD_BYTES // 1024},
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
             )
         super().initial(request, *args, **kwargs)
 
@@ -131,10 +133,12 @@ class InstanceReportSerializer(json_types.Serializer):
 
     def validate_usage(self, usage: dict) -> dict:
         if len(usage) > reconciliation.MAX_USAGE_COUNTERS:
-            raise serializers.ValidationError(f"At most {reconciliation.MAX_USAGE_COUNTERS} counters.")
+            raise serializers.ValidationError(
+                _("At most %(limit)s counters.") % {"limit": reconciliation.MAX_USAGE_COUNTERS}
+            )
         if any(len(name) > reconciliation.MAX_COUNTER_NAME for name in usage):
             raise serializers.ValidationError(
-                f"Counter names are at most {reconciliation.MAX_COUNTER_NAME} characters."
+                _("Counter names are at most %(limit)s characters.") % {"limit": reconciliation.MAX_COUNTER_NAME}
             )
         return usage
 

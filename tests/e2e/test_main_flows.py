@@ -5,6 +5,7 @@ overview. Every page is checked for console errors, charts are drawn, phone widt
 and each main page is saved as a screenshot under var/artifacts/screenshots/."""
 
 import os
+import re
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from django.urls import reverse
 from accounts.models import User
 from billing.demo_stripe import DemoStripeServer
 from billing.selectors import wallet_balance
-from marketplace.models import Region
+from marketplace.models import AcceleratorModel, InstanceType, Offer, Region
 from orders.agent import instance_agent_report
 from orders.models import Instance
 from tests.e2e.browsing import CHROMIUM, PHONE, browser_session, log_in
@@ -167,3 +168,164 @@ def test_staff_see_the_market_overview(catalog, live_server, browser):
     assert "l4-24g.1x" in text and "$0.40" in text and "$0.06" in text  # gross and take of the hour
     assert charts_drawn(page) >= 1
     browser.shoot("staff-market-overview")
+
+
+# Words that are not English prose: units, acronyms, product and protocol names, the language
+# switcher's own "English". Everything else in Latin letters on a Chinese page is data or a miss.
+NOT_PROSE = {
+    "English",
+    "CNY",
+    "USD",
+    "RAM",
+    "BF",  # BF16
+    "NAME",  # the NAME=value syntax of environment variables
+    "value",
+    "GPU",
+    "GPUs",
+    "CPU",
+    "vCPU",
+    "vCPUs",
+    "GB",
+    "GiB",
+    "MiB",
+    "TB",
+    "TFLOP",
+    "TFLOPS",
+    "kWh",
+    "PUE",
+    "API",
+    "SSH",
+    "ssh",
+    "UTC",
+    "ID",
+    "IP",
+    "HTTP",
+    "HTTPS",
+    "URL",
+    "JSON",
+    "CSV",
+    "SLA",
+    "Stripe",
+    "Docker",
+    "NVIDIA",
+    "AMD",
+    "Intel",
+    "Gaudi",
+    "Habana",
+    "SXM",
+    "PCIe",
+    "HBM",
+    "NVLink",
+    "CUDA",
+    "NPU",
+    "DSA",
+    "OpenAPI",
+    "Mbps",
+    "Gbps",
+    "min",
+    "max",
+    "root",
+    "h",
+    "s",
+    "x",
+    "i",
+    "Webhook",
+    "Webhooks",
+    "webhook",
+    "CLI",
+    "SDK",
+    "DNS",
+    "TLS",
+    "OS",
+    "Linux",
+    "Ubuntu",
+    "PyTorch",
+    "JupyterLab",
+    "Jupyter",
+}
+
+
+def page_words(page) -> set[str]:
+    """Latin-script words in the visible text of the page and its titles and labels, outside code,
+    inputs (placeholders are examples of what to type) and data marked translate=no."""
+    text = page.evaluate(
+        """() => {
+          const skip = "code, pre, kbd, script, style, select, textarea, [translate=no]";
+          const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+          const parts = [];
+          while (walker.nextNode()) {
+            const node = walker.currentNode;
+            const parent = node.parentElement;
+            if (!parent || parent.closest(skip) || !parent.checkVisibility()) continue;
+            parts.push(node.textContent);
+          }
+          document.querySelectorAll("[title],[aria-label]").forEach(el => {
+            for (const name of ["title", "aria-label"]) {
+              if (el.getAttribute(name)) parts.push(el.getAttribute(name));
+            }
+          });
+          return parts.join(" ");
+        }"""
+    )
+    return set(re.findall(r"[A-Za-z][A-Za-z']+", text))
+
+
+def data_words(*values: str) -> set[str]:
+    return {word for value in values for word in re.findall(r"[A-Za-z][A-Za-z']+", value)}
+
+
+def test_the_chinese_pages_of_the_main_flows_have_no_english_left(catalog, live_server, browser, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
+    settings.PLATFORM_CURRENCY = "CNY"
+    supplier = UserFactory(email="gongying@example.com", role="supplier", full_name="张三")
+    organization = OrganizationFactory(owner=supplier, name="算力供应")
+    host = HostFactory(
+        organization=organization,
+        name="l4-zh",
+        **l4_host_data(public_address="203.0.113.9", port_range_start=42000, port_range_end=42009),
+    )
+    buyer = UserFactory(email="maijia@example.com", full_name="李四")
+    instance = instance_agent_report(instance=order(buyer, ports=[22]).instances.get(), status="running")
+    usage_paid(instance, 3600)
+    UserFactory(email="guanli@example.com", is_staff=True, full_name="王五")
+    known_data = data_words(
+        *Region.objects.values_list("code", flat=True),
+        *Region.objects.values_list("name", flat=True),
+        *InstanceType.objects.values_list("name", flat=True),
+        *AcceleratorModel.objects.values_list("name", flat=True),
+        *AcceleratorModel.objects.values_list("slug", flat=True),
+        host.name,
+        "pytorch/pytorch example com",
+        "Test credit",  # the factories' credit reason
+    )
+    pages = {
+        "maijia@example.com": [
+            reverse("orders:dashboard"),
+            reverse("orders:instances"),
+            reverse("orders:instance_detail", args=[instance.pk]),
+            reverse("billing:buyer"),
+            reverse("offers"),
+            reverse("offer_detail", args=[Offer.objects.listed().first().pk]),
+            reverse("market_depth"),
+            reverse("instance_types"),
+            reverse("accounts:notifications"),
+        ],
+        "gongying@example.com": [
+            reverse("suppliers:dashboard"),
+            reverse("suppliers:host_detail", args=[host.pk]),
+            reverse("suppliers:analytics"),
+            reverse("billing:earnings"),
+        ],
+        "guanli@example.com": [reverse("market_overview"), reverse("moderation")],
+    }
+    english: dict[str, list[str]] = {}
+    for email, paths in pages.items():
+        browser.page.context.clear_cookies()
+        log_in(browser.page, live_server.url, email)
+        for path in paths:
+            browser.page.goto(live_server.url + path)
+            left = sorted(page_words(browser.page) - NOT_PROSE - known_data)
+            if left:
+                english[path] = left
+            browser.shoot("zh" + path.replace("/", "-").rstrip("-"))
+    assert english == {}, "\n".join(f"{path}: {' '.join(words)}" for path, words in english.items())
