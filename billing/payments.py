@@ -92,7 +92,7 @@ def _credit_top_up(top_up_id: int, *, payment_intent: str = "") -> bool:
     post_transaction(
         kind=LedgerTransaction.Kind.TOP_UP,
         key=f"top-up:{top_up.pk}",
-        description=f"Top-up {top_up.pk} via Stripe",
+        description=_("Top-up %(id)d via Stripe") % {"id": top_up.pk},
         postings=[(platform_account(Kind.STRIPE_CLEARING), -top_up.amount), (buyer_wallet(top_up.user), top_up.amount)],
         reference={"top_up": top_up.pk, "payment_intent": payment_intent},
     )

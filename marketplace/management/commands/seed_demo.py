@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.models import Team, TeamMembership, User
 from accounts.roles import Role
@@ -91,7 +92,7 @@ class Command(BaseCommand):
         catalog_sync()
         self._user("admin@example.com", "Ada Admin", User.Role.BUYER, staff=True)
         buyer = self._user("buyer@example.com", "Bea Buyer", User.Role.BUYER)
-        credit_grant(user=buyer, amount=Decimal("500"), reason="Welcome credit", key=f"demo-credit:{buyer.pk}")
+        credit_grant(user=buyer, amount=Decimal("500"), reason=_("Welcome credit"), key=f"demo-credit:{buyer.pk}")
         self._team(buyer)
         organizations = {}
         for name, owner_email, country, payout_country, status in ORGANIZATIONS:
@@ -131,7 +132,7 @@ class Command(BaseCommand):
         team = team_create(owner=owner, name=DEMO_TEAM)
         colleague = self._user("colleague@example.com", "Cole League", User.Role.BUYER)
         TeamMembership.objects.create(team=team, user=colleague, role=Role.READ_ONLY)
-        credit_grant(user=team.account, amount=Decimal("300"), reason="Welcome credit", key=f"demo-credit:{team.pk}")
+        credit_grant(user=team.account, amount=Decimal("300"), reason=_("Welcome credit"), key=f"demo-credit:{team.pk}")
 
     def _user(self, email: str, full_name: str, role: str, staff: bool = False) -> User:
         user = User.objects.filter(email=email).first()
