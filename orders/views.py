@@ -31,7 +31,6 @@ from .forms import LaunchTemplateForm, RentForm, ReportAnswerForm, ReportResolve
 from .launch import environment_shown
 from .models import Instance, InstanceStatus, LaunchTemplate, ProblemReport
 from .ports import connection_details
-from .state import TRANSITIONS
 
 
 @page_scope(Scope.ORDERS)
@@ -141,12 +140,7 @@ def spend_limit(request):
 @login_required
 def instance_detail(request, instance_id: int):
     instance = selectors.instance_get_for_user(user=request.user, instance_id=instance_id)
-    allowed = TRANSITIONS[instance.status]
-    actions = {
-        "stop": InstanceStatus.STOPPING in allowed,
-        "start": instance.status == InstanceStatus.STOPPED,
-        "terminate": InstanceStatus.TERMINATING in allowed,
-    }
+    actions = buyer_dashboard.instance_actions(instance.status)  # the same buttons as the dashboard's
     template = "orders/_instance_state.html" if request.headers.get("HX-Request") else "orders/instance_detail.html"
     current_price = None
     if instance.pricing == "on_demand" and instance.status != InstanceStatus.TERMINATED:

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from marketplace.models import Offer
+from orders.buyer_dashboard import InstanceActions
 from orders.models import Instance
 from orders.supply import host_update
 from tests.factories import UserFactory
@@ -68,7 +69,7 @@ def test_instance_detail_actions_and_scoping(client, buyer, l4_host):
     assert page.status_code == 200 and "Timeline" in page.content.decode()
     assert f"<title>i-{instance.pk} · Compute marketplace</title>" in page.content.decode()
     assert '<option value="wont_start">Does not start</option>' in page.content.decode()
-    assert page.context["actions"] == {"stop": True, "start": False, "terminate": True}
+    assert page.context["actions"] == InstanceActions(stop=True, start=False, terminate=True)
     client.post(reverse("orders:instance_action", args=[instance.pk, "stop"]))
     instance.refresh_from_db()
     assert instance.status == "stopping"
