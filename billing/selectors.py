@@ -266,11 +266,10 @@ def _host_totals_in_python(records: QuerySet[UsageRecord], take: Decimal) -> lis
     return list(totals.values())
 
 
-def _host_totals_in_sql(records: QuerySet[UsageRecord], take: Decimal) -> list[dict]:
-    """PostgreSQL sums per host in the database: NUMERIC is exact, and ROUND(x, 6) rounds half
-    away from zero, which is half-up for these non-negative amounts. The product is widened to 20
-    places before the division, so the quotient is exact wherever its rounding could depend on it.
-    Hosts come latest record first (the order `revenue_by_host` keeps for equal earnings)."""
+def usage_charge_and_fee_in_sql(take: Decimal) -> tuple[Round, Round]:
+    """A usage record's charge and platform fee as SQL expressions (PostgreSQL), rounded exactly as
+    `billing.rating` rounds them: NUMERIC is exact, ROUND(x, 6) is half away from zero (half-up for
+    these non-negative amounts), and the product is widened to 20 places before the division."""
     wide = DecimalField(max_digits=40, decimal_places=20)
     money = DecimalField(max_digits=20, decimal_places=PRICE_PLACES)
     charge = Round(
@@ -278,12 +277,20 @@ def _host_totals_in_sql(records: QuerySet[UsageRecord], take: Decimal) -> list[d
         PRICE_PLACES,
         output_field=money,
     )
-    fee = Round(charge * Value(take, output_field=wide), PRICE_PLACES, output_field=money)
+    return charge, Round(charge * Value(take, output_field=wide), PRICE_PLACES, output_field=money)
+
+
+def _host_totals_in_sql(records: QuerySet[UsageRecord], take: Decimal) -> list[dict]:
+    """PostgreSQL sums per host in the database: NUMERIC is exact, and ROUND(x, 6) rounds half
+    away from zero, which is half-up for these non-negative amounts. The product is widened to 20
+    places before the division, so the quotient is exact wherever its rounding could depend on it.
+    Hosts come latest record first (the order `revenue_by_host` keeps for equal earnings)."""
+    charge, fee = usage_charge_and_fee_in_sql(take)
     per_host = (
         records.order_by()
         .values("instance__host_id", "instance__host__name")
         .annotate(
-            earned=Sum(ExpressionWrapper(charge - fee, output_field=money)),
+            earned=Sum(ExpressionWrapper(charge - fee, output_field=charge.output_field)),
             total_seconds=Sum("seconds"),
             latest_window=Max("window_start"),
             latest_id=Max("id"),

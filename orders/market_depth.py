@@ -23,13 +23,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Min, Q, QuerySet, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Round, TruncDate
+from django.db.models import Count, DecimalField, Min, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from billing.models import UsageRecord
-from billing.rating import SECONDS_PER_HOUR, charge_for, split
+from billing.rating import charge_for, split
+from billing.selectors import usage_charge_and_fee_in_sql
 from marketplace import capacity
 from marketplace.databases import read_alias
 from marketplace.errors import NotFound
@@ -593,14 +594,7 @@ def _volume_in_sql(
     """ROUND(x, 6) on NUMERIC rounds half away from zero: half-up for these non-negative amounts,
     as `billing.rating` rounds. The product is widened before the division (see
     `billing.selectors._host_totals_in_sql`)."""
-    wide = DecimalField(max_digits=40, decimal_places=20)
-    money = DecimalField(max_digits=20, decimal_places=PRICE_PLACES)
-    charge = Round(
-        Cast(F("seconds") * F("rate_per_hour"), wide) / Value(SECONDS_PER_HOUR, output_field=wide),
-        PRICE_PLACES,
-        output_field=money,
-    )
-    fee = Round(charge * Value(take_rate, output_field=wide), PRICE_PLACES, output_field=money)
+    charge, fee = usage_charge_and_fee_in_sql(take_rate)
     sums = {}
     for key, start in starts.items():
         within = Q(settled_by__created_at__gte=start)

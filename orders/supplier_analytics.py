@@ -45,7 +45,6 @@ from django.db.models import (
     Case,
     CharField,
     Count,
-    DecimalField,
     Exists,
     ExpressionWrapper,
     F,
@@ -55,20 +54,19 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
-    Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, Round, Trunc
+from django.db.models.functions import Cast, Coalesce, Trunc
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import LedgerAccount, LedgerPosting, LedgerTransaction, UsageRecord
-from billing.rating import SECONDS_PER_HOUR, charge_for, split
-from billing.selectors import money_sum
+from billing.rating import charge_for, split
+from billing.selectors import money_sum, usage_charge_and_fee_in_sql
 from marketplace.errors import ErrorCode, InvalidInput
 from marketplace.models import AcceleratorKind, AuditEntry, Offer
-from marketplace.money import PRICE_PLACES, quantize_price
+from marketplace.money import quantize_price
 from suppliers.models import Host
 
 from .models import AgentUsageReport, Instance, Pricing
@@ -380,15 +378,8 @@ def _type_units(prefix: str) -> Case:
 def _supplier_share_in_sql(take: Decimal) -> ExpressionWrapper:
     """PostgreSQL: a record's supplier share exactly as `billing.rating` rounds it (NUMERIC is
     exact; ROUND(x, 6) is half away from zero, half-up for these non-negative amounts)."""
-    wide = DecimalField(max_digits=40, decimal_places=20)
-    money = DecimalField(max_digits=20, decimal_places=PRICE_PLACES)
-    charge = Round(
-        Cast(F("seconds") * F("rate_per_hour"), wide) / Value(SECONDS_PER_HOUR, output_field=wide),
-        PRICE_PLACES,
-        output_field=money,
-    )
-    fee = Round(charge * Value(take, output_field=wide), PRICE_PLACES, output_field=money)
-    return ExpressionWrapper(charge - fee, output_field=money)
+    charge, fee = usage_charge_and_fee_in_sql(take)
+    return ExpressionWrapper(charge - fee, output_field=charge.output_field)
 
 
 def _sold_and_earned(

@@ -1,22 +1,18 @@
 """Real pages in headless Chromium (Debian's `chromium`), driven by Playwright, against live_server."""
 
 import os
-import shutil
 from decimal import Decimal
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
 from accounts.services import notify
 from marketplace.models import AcceleratorModel, Offer, Region, WebhookEndpoint
 from orders.models import Instance
 from suppliers.models import Host
+from tests.e2e.browsing import CHROMIUM, browser_session, log_in
 from tests.factories import HostFactory, OrganizationFactory, UserFactory, l4_host_data
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,33 +24,12 @@ pytestmark = [
 
 
 @pytest.fixture
-def page(monkeypatch):
+def page(request, monkeypatch):
     # Playwright runs an event loop in this thread; the ORM calls in the test body are still
     # synchronous and sequential.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser.new_page(viewport={"width": 1400, "height": 900})
-        browser.close()
-        # ORM calls made while Playwright runs get their own connection (another context): close it.
-        connections.close_all()
-
-
-def log_in(page, live_server, email: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", email)
-    page.fill("#id_password", "demo12345")
-    page.click("button:has-text('Log in')")
+    with browser_session(request.node.name) as session:
+        yield session.page
 
 
 def test_buyer_filters_and_sorts_offers(catalog, live_server, page):
@@ -87,7 +62,7 @@ def test_supplier_sees_validation_messages_then_declares_a_host(catalog, live_se
     user = UserFactory(email="s@example.com", role="supplier")
     OrganizationFactory(owner=user)
 
-    log_in(page, live_server, "s@example.com")
+    log_in(page, live_server.url, "s@example.com")
     page.click("text=+ Declare a host")
 
     page.fill("#id_name", "browser-box")
@@ -122,7 +97,7 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
     UserFactory(email="b@example.com")
     offer_id = Offer.objects.get(instance_type__name="l4-24g.1x").pk
 
-    log_in(page, live_server, "b@example.com")
+    log_in(page, live_server.url, "b@example.com")
     page.goto(f"{live_server.url}/offers/{offer_id}/")
     page.wait_for_selector("#quote dl")
     page.fill("#id_count", "3")
@@ -147,7 +122,7 @@ def test_buyer_rents_with_a_live_quote_then_stops_the_instance(catalog, live_ser
 
 def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live_server, page, tmp_path):
     UserFactory(email="k@example.com")
-    log_in(page, live_server, "k@example.com")
+    log_in(page, live_server.url, "k@example.com")
     page.click(".who >> text=SSH keys")
 
     page.fill("#id_public_key", "ssh-rsa not-a-key")
@@ -165,7 +140,7 @@ def test_buyer_adds_an_ssh_key_sees_the_error_then_the_fingerprint(catalog, live
 
 def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, live_server, page, tmp_path):
     UserFactory(email="keys@example.com")
-    log_in(page, live_server, "keys@example.com")
+    log_in(page, live_server.url, "keys@example.com")
     page.click(".who >> text=API keys")
     assert page.locator("input[name=scopes][value=staff]").count() == 0  # not a staff account
 
@@ -191,7 +166,7 @@ def test_buyer_creates_a_scoped_expiring_api_key_and_sees_it_listed(catalog, liv
 def test_buyer_adds_a_webhook_endpoint_and_sees_its_deliveries(catalog, live_server, page, tmp_path):
 
     user = UserFactory(email="hooks@example.com")
-    log_in(page, live_server, "hooks@example.com")
+    log_in(page, live_server.url, "hooks@example.com")
     page.click(".who >> text=Webhooks")
     page.fill("#id_url", "http://127.0.0.1:9/hooks")
     page.click("button:has-text('Add endpoint')")
